@@ -1,0 +1,87 @@
+"""embedlab: train, embed, visualize and compare self-supervised image embeddings.
+
+The public API is re-exported here. Submodules load lazily, so `import embedlab` stays fast and
+does not import torch until a function that needs it is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# One block per pipeline stage, in the order the data flows (see shared DESIGN.md).
+# To add a public name: add one line to your module's block.
+_EXPORTS: dict[str, str] = {
+    # datasets
+    "DATASETS": "datasets",
+    "DatasetError": "datasets",
+    "UnsafeArchiveError": "datasets",
+    "ImageFolder": "datasets",
+    "prepare": "datasets",
+    "download": "datasets",
+    "extract": "datasets",
+    "make_thumbnails": "datasets",
+    # models
+    "BACKBONE_NAMES": "models",
+    "Backbone": "models",
+    "create_backbone": "models",
+    "export_backbone": "models",
+    "load_backbone": "models",
+    "WeightsUnavailableError": "models",
+    # training
+    "train": "training",
+    "TrainResult": "training",
+    "ssl_transform": "training",
+    # embedding
+    "Embeddings": "embedding",
+    "embed": "embedding",
+    "embed_pca": "embedding",
+    "save_embeddings": "embedding",
+    "load_embeddings": "embedding",
+    # projection
+    "Projector": "projection",
+    "project": "projection",
+    # evaluation
+    "knn_accuracy": "evaluation",
+    "linear_probe_accuracy": "evaluation",
+    "cluster_score": "evaluation",
+    "compare": "evaluation",
+    # plotting
+    "class_palette": "plotting",
+    "scatter": "plotting",
+    "side_by_side": "plotting",
+    "image_grid": "plotting",
+    "interactive_scatter": "plotting",
+    "save_figure": "plotting",
+    # curation
+    "nearest_neighbors": "curation",
+    "outlier_scores": "curation",
+    "near_duplicates": "curation",
+    "select_diverse": "curation",
+    "kmeans_clusters": "curation",
+    # pipeline
+    "run_pipeline": "pipeline",
+}
+
+_SUBMODULES = (
+    "datasets", "models", "training", "embedding", "projection",
+    "evaluation", "plotting", "curation", "pipeline", "cli",
+)
+
+__all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    """Import a submodule or a re-exported name on first use."""
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _EXPORTS:
+        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__
