@@ -23,6 +23,14 @@ _EXPORTS: dict[str, str] = {
     "download": "datasets",
     "extract": "datasets",
     "make_thumbnails": "datasets",
+    "thumbnail_root": "datasets",
+    "ThumbnailReport": "datasets",
+    "DatasetSpec": "datasets",
+    "DatasetWarning": "datasets",
+    "DownloadError": "datasets",
+    "ChecksumError": "datasets",
+    "open_rgb": "datasets",
+    "to_rgb": "datasets",
     # models
     "BACKBONE_NAMES": "models",
     "Backbone": "models",
@@ -30,6 +38,8 @@ _EXPORTS: dict[str, str] = {
     "export_backbone": "models",
     "load_backbone": "models",
     "WeightsUnavailableError": "models",
+    "BackboneLoadError": "models",
+    "normalization": "models",
     # training
     "train": "training",
     "TrainResult": "training",
@@ -43,6 +53,9 @@ _EXPORTS: dict[str, str] = {
     # projection
     "Projector": "projection",
     "project": "projection",
+    "project_all": "projection",
+    "load_or_project": "projection",
+    "ProjectionError": "projection",
     # evaluation
     "knn_accuracy": "evaluation",
     "linear_probe_accuracy": "evaluation",
@@ -55,19 +68,41 @@ _EXPORTS: dict[str, str] = {
     "image_grid": "plotting",
     "interactive_scatter": "plotting",
     "save_figure": "plotting",
+    "samples_per_class": "plotting",
+    "augmented_pairs": "plotting",
+    "nearest_neighbor_grid": "plotting",
+    "loss_curve": "plotting",
     # curation
     "nearest_neighbors": "curation",
     "outlier_scores": "curation",
     "near_duplicates": "curation",
     "select_diverse": "curation",
     "kmeans_clusters": "curation",
+    "cluster_purity": "curation",
+    "most_unusual": "curation",
+    "show_neighbors": "curation",
+    "show_images": "curation",
+    "Neighbors": "curation",
+    "Clusters": "curation",
+    "CurationError": "curation",
+    # finetune (classifier on the exported backbone)
+    "train_classifier": "finetune",
+    "Classifier": "finetune",
+    "ClassifierResult": "finetune",
+    "FinetuneError": "finetune",
     # pipeline
     "run_pipeline": "pipeline",
+    "PipelineError": "pipeline",
+    # params (H4: notebook parameter checks and run-directory paths)
+    "validate_params": "params",
+    "ParameterError": "params",
+    "MissingInputError": "params",
+    "RunPaths": "params",
 }
 
 _SUBMODULES = (
     "datasets", "models", "training", "embedding", "projection",
-    "evaluation", "plotting", "curation", "pipeline", "cli",
+    "evaluation", "plotting", "curation", "finetune", "pipeline", "cli", "params",
 )
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])

@@ -1,0 +1,144 @@
+"""Benchmark embed() from disk against a bare forward pass over preloaded tensors (same model, batch, threads).
+
+A = embedlab.embed(folder, backbone, image_size=S): PNG decode + resize + batching + forward, as users run it.
+B = the same backbone over the same images already decoded, resized and normalised in memory (the ceiling).
+Runs alternate A B A B ... in one process (a shared machine's load changes over minutes), and the ratio of the
+median throughputs is printed: the target is A/B >= 0.9. With --checkpoint, also shows that embed() uses the
+image size stored with a trained model and what embedding it at 224 px instead does to kNN accuracy.
+Besides wall-clock images/s it reports images per CPU-second (this process plus finished DataLoader workers):
+on a machine shared with other jobs the wall-clock ratio swings from round to round, the CPU-time ratio much less.
+
+    .venv/bin/python benchmarks/bench_embed.py --images 512 --size 64 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from embedlab.datasets import ImageFolder, prepare
+from embedlab.embedding import embed, embedding_transform
+from embedlab.evaluation import knn_accuracy
+from embedlab.models import create_backbone, load_backbone
+
+
+def machine_info() -> str:
+    """CPU count, affinity, torch threads, device and load: enough to judge a number later."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu (no CUDA)"
+    return (f"machine: {platform.machine()} {platform.processor() or ''}; cpu_count={os.cpu_count()} "
+            f"usable={cpus}; torch {torch.__version__} threads={torch.get_num_threads()}; device={device}; "
+            f"load average {' '.join(f'{x:.2f}' if isinstance(x, float) else x for x in load)}")
+
+
+def dataset_root(images: int, data_dir: Path) -> Path:
+    """The embedded Fashion-MNIST with enough images per class (10 classes) for `images` images."""
+    return prepare("fashion-mnist", data_dir, limit=-(-images // 10), progress=False)
+
+
+def preload(root: Path, size: int, limit: int) -> torch.Tensor:
+    """All images decoded, resized and normalised in memory, channels_last (what B feeds the model)."""
+    folder = ImageFolder(root, embedding_transform(size), limit_per_class=limit)
+    return torch.stack([folder[i][0] for i in range(len(folder))]).contiguous(memory_format=torch.channels_last)
+
+
+def cpu_seconds() -> float:
+    """CPU time used so far by this process and its finished children (DataLoader workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def timed(fn: Callable[[], int]) -> tuple[float, float]:
+    """(images per wall second, images per CPU second) of fn(), which returns the number of images."""
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    n = fn()
+    return n / (time.perf_counter() - wall), n / max(cpu_seconds() - cpu, 1e-9)
+
+
+def bare_forward(model: torch.nn.Module, images: torch.Tensor, batch_size: int) -> int:
+    """The model alone over preloaded batches; returns the number of images."""
+    with torch.inference_mode():
+        for i in range(0, len(images), batch_size):
+            model(images[i:i + batch_size])
+    return len(images)
+
+
+def from_disk(root: Path, model: torch.nn.Module, size: int, batch_size: int, limit: int,
+              workers: int | str) -> int:
+    """embed() reading the PNG files; returns the number of images."""
+    emb = embed(root, model, image_size=size, batch_size=batch_size, limit=limit, num_workers=workers,
+                progress=False)
+    return len(emb)
+
+
+def speed(args: argparse.Namespace, root: Path) -> None:
+    """A B A B ...: embed() from disk vs bare forward; print medians and the ratios."""
+    limit = -(-args.images // 10)
+    model = create_backbone("resnet18", None).eval().to(memory_format=torch.channels_last)
+    images = preload(root, args.size, limit)
+    print(f"{len(images)} Fashion-MNIST PNGs (28 px on disk) embedded at {args.size} px, resnet18, "
+          f"batch {args.batch_size}, num_workers={args.workers}")
+    bare_forward(model, images[: args.batch_size], args.batch_size)  # warm-up (allocator, kernels)
+    runs: dict[str, list[tuple[float, float]]] = {"A": [], "B": []}
+    for r in range(args.rounds):
+        runs["A"].append(timed(lambda: from_disk(root, model, args.size, args.batch_size, limit, args.workers)))
+        runs["B"].append(timed(lambda: bare_forward(model, images, args.batch_size)))
+        (a_wall, a_cpu), (b_wall, b_cpu) = runs["A"][-1], runs["B"][-1]
+        print(f"  round {r + 1}: embed() from disk {a_wall:6.1f} img/s ({a_cpu:6.1f}/cpu-s) | bare forward "
+              f"{b_wall:6.1f} img/s ({b_cpu:6.1f}/cpu-s) | ratio wall {a_wall / b_wall:.3f} cpu {a_cpu / b_cpu:.3f}")
+    for i, kind in enumerate(("wall-clock", "CPU-time")):
+        a = statistics.median(x[i] for x in runs["A"])
+        b = statistics.median(x[i] for x in runs["B"])
+        ratios = [x[i] / y[i] for x, y in zip(runs["A"], runs["B"])]
+        print(f"median {kind}: embed() {a:.1f}, bare forward {b:.1f} img/s -> ratio {a / b:.3f} "
+              f"(per-round {min(ratios):.3f}..{max(ratios):.3f}; target >= 0.9)")
+
+
+def image_size_check(args: argparse.Namespace, root: Path) -> None:
+    """embed() of a checkpoint uses the stored training size; compare kNN with embedding at 224 px."""
+    backbone = load_backbone(args.checkpoint)
+    stored = backbone.meta.get("image_size")
+    limit = -(-args.images // 10)
+    default = embed(root, args.checkpoint, limit=limit, progress=False)
+    print(f"checkpoint {args.checkpoint}: stored image_size={stored}; embed() used {default.meta['image_size']}")
+    at_224 = embed(root, args.checkpoint, image_size=224, limit=limit, progress=False)
+    print(f"  kNN accuracy (leave-one-out, k=20): at stored {default.meta['image_size']} px "
+          f"{knn_accuracy(default):.3f}; at 224 px {knn_accuracy(at_224):.3f}")
+
+
+def main() -> None:
+    """Parse options and run the benchmarks."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=512)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", default="auto", help="num_workers for embed(): 'auto' or a number")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads for both A and B (default: "
+                        "torch's); 1 thread makes CPU-time numbers robust on a busy machine (no spin-waiting)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="default: a temporary folder")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="a training checkpoint for the size check")
+    args = parser.parse_args()
+    args.workers = args.workers if args.workers == "auto" else int(args.workers)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(machine_info())
+    with tempfile.TemporaryDirectory() as tmp:
+        root = dataset_root(args.images, args.data_dir or Path(tmp))
+        speed(args, root)
+        if args.checkpoint is not None:
+            image_size_check(args, root)
+
+
+if __name__ == "__main__":
+    main()

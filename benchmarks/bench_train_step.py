@@ -1,0 +1,154 @@
+"""Training-step throughput: embedlab's Lightning path (the one train() uses) vs a bare torch + lightly loop.
+
+Both sides train the same SimCLR model (embedlab backbone + lightly SimCLRProjectionHead + NTXentLoss, SGD with the
+same warmup/cosine schedule) on the same pre-augmented batches with the same threads, so the ratio isolates what
+embedlab + Lightning add per step. Rounds alternate A B A B in one process; the first steps of every round are
+warm-up and not timed. Prints machine info, per-round numbers and the ratio (target >= 0.95).
+
+    .venv/bin/python benchmarks/bench_train_step.py            # ResNet18 (small-image stem), 32 px, batch 64
+    .venv/bin/python benchmarks/bench_train_step.py --quick    # a smaller smoke version
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import statistics
+import time
+from typing import Any
+
+import torch
+
+WARMUP_STEPS = 2
+
+
+def machine_info(threads: int) -> str:
+    """CPU model, cores, load, torch version and threads: numbers only mean something next to these."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else ("n/a",)
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (GPU throughput not measured)"
+    return (f"date {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC | {cpu} | {os.cpu_count()} logical CPUs | "
+            f"load avg {', '.join(f'{x:.2f}' for x in load)} | torch {torch.__version__} | "
+            f"{threads} threads | GPU: {gpu}")
+
+
+def make_batches(n: int, batch_size: int, image_size: int, seed: int = 0) -> list[tuple[Any, ...]]:
+    """Pre-augmented batches shaped like the DataLoader's: ([view0, view1], labels, filenames)."""
+    gen = torch.Generator().manual_seed(seed)
+    return [([torch.randn(batch_size, 3, image_size, image_size, generator=gen) for _ in range(2)],
+             torch.zeros(batch_size, dtype=torch.long), [f"c/{i}.png" for i in range(batch_size)])
+            for _ in range(n)]
+
+
+class _ListDataset(torch.utils.data.Dataset):
+    """A dataset whose items are whole batches (DataLoader batch_size=None passes them through)."""
+
+    def __init__(self, batches: list[tuple[Any, ...]]) -> None:
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
+        return self.batches[i]
+
+
+def run_embedlab(batches: list[tuple[Any, ...]], args: argparse.Namespace) -> float:
+    """Steady-state seconds per step through SSLModule + the Trainer settings train() uses."""
+    import pytorch_lightning as pl
+
+    from embedlab.training import SSLModule, _make_trainer, _quiet_lightning
+
+    times: list[float] = []
+
+    class Clock(pl.Callback):
+        def on_train_batch_end(self, trainer: Any, *_: Any) -> None:
+            times.append(time.perf_counter())
+
+    torch.manual_seed(0)
+    module = SSLModule(backbone=args.backbone, small_images=args.small_images, image_size=args.image_size,
+                       learning_rate=0.06 * args.batch_size / 128, batch_size=args.batch_size)
+    loader = torch.utils.data.DataLoader(_ListDataset(batches), batch_size=None, shuffle=False)
+    with _quiet_lightning(True):
+        trainer = _make_trainer(1, "cpu", 1, 1, "auto", "32-true", False, None)
+        trainer.callbacks.append(Clock())
+        trainer.fit(module, loader)
+    return (times[-1] - times[WARMUP_STEPS - 1]) / (len(times) - WARMUP_STEPS)
+
+
+def run_bare(batches: list[tuple[Any, ...]], args: argparse.Namespace) -> float:
+    """Steady-state seconds per step of a plain PyTorch + lightly SimCLR loop with the same model and schedule."""
+    from lightly.loss import NTXentLoss
+    from lightly.models.modules import SimCLRProjectionHead
+
+    from embedlab.models import create_backbone
+    from embedlab.training import _lr_factor
+
+    torch.manual_seed(0)
+    backbone = create_backbone(args.backbone, small_images=args.small_images)
+    head = SimCLRProjectionHead(backbone.embedding_dim, max(512, backbone.embedding_dim), 128)
+    criterion = NTXentLoss(temperature=0.5)
+    params = [*backbone.parameters(), *head.parameters()]
+    optimizer = torch.optim.SGD(params, lr=0.06 * args.batch_size / 128, momentum=0.9, weight_decay=5e-4)
+    total, warm = len(batches), len(batches)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, total, warm))
+    backbone.train()
+    head.train()
+    times: list[float] = []
+    for views, _, _ in batches:
+        loss = criterion(head(backbone(views[0])), head(backbone(views[1])))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        float(loss.detach())  # the Lightning side reads the loss every step (progress bar / CSV log)
+        times.append(time.perf_counter())
+    return (times[-1] - times[WARMUP_STEPS - 1]) / (len(times) - WARMUP_STEPS)
+
+
+def main() -> None:
+    """Alternate embedlab / bare rounds and print images per second and their ratio."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="resnet18")
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=8, help="steps per round (the first 2 are warm-up)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--no-small-images", dest="small_images", action="store_false")
+    parser.add_argument("--quick", action="store_true", help="smoke version: batch 16, 4 steps, 2 rounds")
+    args = parser.parse_args()
+    if args.quick:
+        args.batch_size, args.steps, args.rounds = 16, 4, 2
+    if args.steps <= WARMUP_STEPS:
+        parser.error(f"--steps must be more than the {WARMUP_STEPS} warm-up steps")
+    torch.set_num_threads(args.threads)
+    print(machine_info(args.threads))
+    print(f"SimCLR {args.backbone} small_images={args.small_images} {args.image_size} px, batch {args.batch_size} "
+          f"pairs, {args.steps} steps/round ({WARMUP_STEPS} warm-up), {args.rounds} rounds A B A B, float32 CPU")
+    batches = make_batches(args.steps, args.batch_size, args.image_size)
+    ours: list[float] = []
+    bare: list[float] = []
+    for r in range(args.rounds):
+        for name, fn, out in (("embedlab", run_embedlab, ours), ("bare torch+lightly", run_bare, bare)):
+            seconds = fn(batches, args)
+            out.append(seconds)
+            print(f"  round {r + 1} {name:>19}: {seconds:6.3f} s/step  {args.batch_size / seconds:7.1f} pairs/s",
+                  flush=True)
+    ours_rate = args.batch_size / statistics.median(ours)
+    bare_rate = args.batch_size / statistics.median(bare)
+    ratio = ours_rate / bare_rate
+    print(f"embedlab {ours_rate:.1f} pairs/s vs bare {bare_rate:.1f} pairs/s (median of rounds): "
+          f"ratio {ratio:.3f}x (target >= 0.95) -> {'OK' if ratio >= 0.95 else 'BELOW TARGET'}")
+    print(f"end: {machine_info(args.threads)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""How good is an embedding? kNN accuracy, a linear probe and a cluster score, all on frozen vectors.
+
+kNN follows lightly's benchmarks (`lightly.utils.benchmarking.knn.knn_predict`): cosine similarity, the k nearest
+neighbours vote with weight exp(similarity / temperature). It runs in chunks, so 10,000 x 1280 fits in memory.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+KNN_CHUNK = 1024  # query rows per similarity block: [1024, N] floats at a time
+
+
+class EvaluationError(ValueError):
+    """Inputs that cannot be scored (shapes disagree, too few samples per class, no labels)."""
+
+
+def _vectors(x: Any) -> torch.Tensor:
+    """[N, D] float32 CPU tensor from a tensor, array or Embeddings."""
+    x = getattr(x, "vectors", x)
+    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).detach().to("cpu", torch.float32)
+    if t.ndim != 2:
+        raise EvaluationError(f"vectors must be 2-D [N, D], got shape {tuple(t.shape)}")
+    return t
+
+
+def _labels(labels: Any, vectors: Any, n: int, what: str) -> np.ndarray:
+    """Labels as a 1-D array of length n (taken from an Embeddings when not given)."""
+    if labels is None:
+        labels = getattr(vectors, "labels", None)
+    if labels is None:
+        raise EvaluationError(f"{what}: labels are needed (the embeddings have none)")
+    array = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels).reshape(-1)
+    if len(array) != n:
+        raise EvaluationError(f"{what}: {len(array)} labels for {n} vectors")
+    return array
+
+
+def _encode(*label_arrays: np.ndarray) -> tuple[list[torch.Tensor], int]:
+    """Map any label values (ints, strings) to 0..C-1 consistently across arrays; returns (codes, C)."""
+    classes, codes = np.unique(np.concatenate(label_arrays), return_inverse=True)
+    out, start = [], 0
+    for array in label_arrays:
+        out.append(torch.from_numpy(codes[start:start + len(array)].astype(np.int64)))
+        start += len(array)
+    return out, len(classes)
+
+
+def knn_predict(queries: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Tensor, num_classes: int, *,
+                k: int = 20, temperature: float = 0.1, exclude_self: bool = False,
+                chunk_size: int = KNN_CHUNK) -> torch.Tensor:
+    """Top-1 class per query by lightly's weighted kNN vote; inputs L2-normalised; exclude_self for leave-one-out."""
+    predictions = []
+    for start in range(0, len(queries), chunk_size):
+        sim = queries[start:start + chunk_size] @ bank.T  # [B, N] cosine similarities
+        if exclude_self:
+            rows = torch.arange(len(sim))
+            sim[rows, rows + start] = -float("inf")
+        weight, index = sim.topk(k, dim=1)
+        scores = torch.zeros(len(sim), num_classes, dtype=sim.dtype)
+        scores.scatter_add_(1, bank_labels[index], (weight / temperature).exp())
+        predictions.append(scores.argmax(dim=1))
+    return torch.cat(predictions)
+
+
+def knn_accuracy(vectors: Any, labels: Any = None, test_vectors: Any = None, test_labels: Any = None, *,
+                 k: int = 20, temperature: float = 0.1, chunk_size: int = KNN_CHUNK) -> float:
+    """Weighted-kNN top-1 accuracy (cosine, k=20, T=0.1); leave-one-out (self excluded) without a test set."""
+    bank = torch.nn.functional.normalize(_vectors(vectors), dim=1)
+    bank_labels = _labels(labels, vectors, len(bank), "knn_accuracy")
+    loo = test_vectors is None
+    if loo:
+        if len(bank) < 2:
+            raise EvaluationError("leave-one-out kNN needs at least 2 vectors")
+        queries, query_labels = bank, bank_labels
+    else:
+        queries = torch.nn.functional.normalize(_vectors(test_vectors), dim=1)
+        query_labels = _labels(test_labels, test_vectors, len(queries), "knn_accuracy (test set)")
+        if queries.shape[1] != bank.shape[1]:
+            raise EvaluationError(f"test vectors have dimension {queries.shape[1]}, train vectors {bank.shape[1]}")
+    (bank_codes, query_codes), num_classes = _encode(bank_labels, query_labels)
+    k = min(k, len(bank) - 1 if loo else len(bank))
+    if k < 1:
+        raise EvaluationError(f"k must be >= 1, got {k}")
+    predicted = knn_predict(queries, bank, bank_codes, num_classes, k=k, temperature=temperature,
+                            exclude_self=loo, chunk_size=chunk_size)
+    return float((predicted == query_codes).double().mean())
+
+
+def linear_probe_accuracy(vectors: Any, labels: Any = None, *, test_fraction: float = 0.3, seed: int = 0,
+                          max_iter: int = 1000, C: float = 1.0) -> float:
+    """Accuracy of logistic regression on standardised frozen embeddings, on a stratified held-out split."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = _vectors(vectors).numpy()
+    y = _labels(labels, vectors, len(x), "linear_probe_accuracy")
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) == 1:
+        return 1.0  # one class: the only possible prediction is always right
+    n_test = max(len(classes), int(round(test_fraction * len(y))))
+    if counts.min() < 2 or len(y) - n_test < len(classes):
+        raise EvaluationError(f"linear probe needs >= 2 samples per class and room for a stratified "
+                              f"{test_fraction:.0%} test split; class sizes range {counts.min()}..{counts.max()} "
+                              f"for {len(classes)} classes, {len(y)} samples. Embed more images per class.")
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=n_test, random_state=seed, stratify=y)
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, C=C))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # near-converged is fine for a probe score
+        probe.fit(x_train, y_train)
+    return float(probe.score(x_test, y_test))
+
+
+def cluster_score(vectors: Any, labels: Any = None, *, seed: int = 0) -> float:
+    """NMI between k-means clusters (k = number of classes, on L2-normalised vectors) and the labels."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import normalized_mutual_info_score
+
+    x = torch.nn.functional.normalize(_vectors(vectors), dim=1).numpy()
+    y = _labels(labels, vectors, len(x), "cluster_score")
+    k = len(np.unique(y))
+    if len(x) < k:
+        raise EvaluationError(f"cluster_score: {len(x)} vectors for {k} classes")
+    clusters = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(x)
+    return float(normalized_mutual_info_score(y, clusters))
+
+
+def compare(embeddings: Mapping[str, Any] | Sequence[Any], *, k: int = 20, test_fraction: float = 0.3,
+            seed: int = 0) -> Any:
+    """One row per embedding set (name, n, dim, kNN, linear probe, cluster NMI), best kNN accuracy first."""
+    import pandas as pd
+
+    items = list(embeddings.items()) if isinstance(embeddings, Mapping) else \
+        [(getattr(e, "name", "") or f"embeddings {i}", e) for i, e in enumerate(embeddings)]
+    rows = []
+    for name, emb in items:
+        if getattr(emb, "labels", None) is None:
+            raise EvaluationError(f"compare: embeddings {name!r} have no labels (an unlabeled folder?)")
+        rows.append({"name": name, "n": len(emb.vectors), "dim": int(emb.vectors.shape[1]),
+                     "knn_accuracy": knn_accuracy(emb, k=k),
+                     "linear_probe_accuracy": linear_probe_accuracy(emb, test_fraction=test_fraction, seed=seed),
+                     "cluster_nmi": cluster_score(emb, seed=seed)})
+    columns = ["name", "n", "dim", "knn_accuracy", "linear_probe_accuracy", "cluster_nmi"]
+    table = pd.DataFrame(rows, columns=columns)
+    return table.sort_values(["knn_accuracy", "linear_probe_accuracy"], ascending=False, kind="stable") \
+        .reset_index(drop=True)

@@ -1,0 +1,704 @@
+"""Self-supervised training (SimCLR, MoCo v2, BYOL) on `lightly` parts inside one Lightning module.
+
+`train(data, run_dir)` trains a backbone from `embedlab.models` on the unlabeled images of a dataset folder and
+leaves in `run_dir`: checkpoints/last.ckpt (Lightning, resumable), exported/backbone.pt (+ .json metadata),
+loss.csv (one row per step), epochs.csv (one row per epoch, incl. the kNN monitor) and config.json.
+Rerunning with the same run_dir resumes from last.ckpt up to the requested number of epochs.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import datetime as _dt
+import json
+import logging
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from embedlab._io import atomic_open, atomic_path, write_json
+
+METHODS: tuple[str, ...] = ("simclr", "moco", "byol")
+AUGMENT_PRESETS: tuple[str, ...] = ("natural", "aerial", "grayscale")
+KNN_MONITOR_IMAGES = 2000
+KNN_K = 20
+CHECKPOINT_NAME = "last.ckpt"
+LOSS_FIELDS = ("epoch", "step", "loss", "lr", "images_per_second")
+EPOCH_FIELDS = ("epoch", "steps", "loss", "knn_accuracy", "seconds", "images_per_second")
+# Hyper-parameters that change the network's shape or objective: resuming with other values is an error.
+_STRUCTURAL = ("backbone", "method", "small_images", "layers")
+_LOGGERS = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric")
+
+
+class TrainingError(ValueError):
+    """A training input is invalid (unknown option, missing folder, incompatible checkpoint...)."""
+
+
+# --------------------------------------------------------------------------------------------- augmentations
+def _normalize_dict() -> dict[str, list[float]]:
+    """ImageNet mean/std as lightly's transforms expect them."""
+    from embedlab.models import normalization
+
+    mean, std = normalization()
+    return {"mean": list(mean), "std": list(std)}
+
+
+def _blur_prob(image_size: int, prob: float) -> float:
+    """Gaussian blur only pays on images of 64 px and more (SimCLR drops it for CIFAR's 32 px)."""
+    return prob if image_size >= 64 else 0.0
+
+
+class RandomRightAngleRotation:
+    """Rotate a PIL image by 0, 90, 180 or 270 degrees (overhead imagery has no 'up')."""
+
+    def __call__(self, image: Any) -> Any:
+        """Pick one of the four right angles uniformly."""
+        k = int(torch.randint(0, 4, ()).item())
+        return image if k == 0 else image.rotate(90 * k)
+
+
+def _aerial_view(image_size: int, min_scale: float) -> Callable[[Any], torch.Tensor]:
+    """One view for overhead imagery: crops, flips both ways, right-angle rotations, milder colour jitter."""
+    import torchvision.transforms as T
+    from lightly.transforms import GaussianBlur
+
+    norm = _normalize_dict()
+    return T.Compose([
+        T.RandomResizedCrop(image_size, scale=(min_scale, 1.0)),
+        T.RandomHorizontalFlip(),
+        T.RandomVerticalFlip(),
+        RandomRightAngleRotation(),
+        T.RandomApply([T.ColorJitter(0.4, 0.4, 0.3, 0.05)], p=0.8),
+        T.RandomGrayscale(p=0.1),
+        GaussianBlur(sigmas=(0.1, 2.0), prob=_blur_prob(image_size, 0.3)),
+        T.ToTensor(),
+        T.Normalize(norm["mean"], norm["std"]),
+    ])
+
+
+def _grayscale_view(image_size: int, min_scale: float) -> Callable[[Any], torch.Tensor]:
+    """One view for small gray images: crops and flips, brightness/contrast only, no blur, no hue/saturation."""
+    import torchvision.transforms as T
+
+    norm = _normalize_dict()
+    return T.Compose([
+        T.RandomResizedCrop(image_size, scale=(min_scale, 1.0)),
+        T.RandomHorizontalFlip(),
+        T.RandomApply([T.ColorJitter(brightness=0.4, contrast=0.4)], p=0.5),
+        T.ToTensor(),
+        T.Normalize(norm["mean"], norm["std"]),
+    ])
+
+
+def _natural_views(image_size: int, method: str, min_scale: float) -> list[Callable[[Any], torch.Tensor]]:
+    """SimCLR's views (BYOL's asymmetric pair for method='byol'); blur only at 64 px and above."""
+    if method == "byol":
+        from lightly.transforms.byol_transform import BYOLView1Transform, BYOLView2Transform
+
+        return [BYOLView1Transform(input_size=image_size, min_scale=min_scale,
+                                   gaussian_blur=_blur_prob(image_size, 1.0), normalize=_normalize_dict()),
+                BYOLView2Transform(input_size=image_size, min_scale=min_scale,
+                                   gaussian_blur=_blur_prob(image_size, 0.1), normalize=_normalize_dict())]
+    from lightly.transforms.simclr_transform import SimCLRViewTransform
+
+    view = SimCLRViewTransform(input_size=image_size, min_scale=min_scale,
+                               gaussian_blur=_blur_prob(image_size, 0.5), normalize=_normalize_dict())
+    return [view, view]
+
+
+_DEFAULT_MIN_SCALE = {"natural": 0.08, "aerial": 0.2, "grayscale": 0.2}
+
+
+def ssl_transform(preset: str = "natural", image_size: int = 64, *, method: str = "simclr",
+                  min_scale: float | None = None) -> Callable[[Any], list[torch.Tensor]]:
+    """PIL image -> two augmented, normalised views (a lightly MultiViewTransform) for self-supervised training.
+
+    Presets: "natural" (SimCLR's: crops, flips, colour jitter, grayscale, blur), "aerial" (flips both ways and
+    90-degree rotations, milder colour jitter) and "grayscale" (small gray images: crops, flips,
+    brightness/contrast; no colour ops or blur that mean nothing there). `min_scale` is the smallest crop area.
+    """
+    from lightly.transforms.multi_view_transform import MultiViewTransform
+
+    _check_choice("augment", preset, AUGMENT_PRESETS)
+    _check_choice("method", method, METHODS)
+    if not isinstance(image_size, int) or image_size < 8:
+        raise TrainingError(f"image_size={image_size!r} is too small: use an integer of at least 8 pixels.")
+    scale = _DEFAULT_MIN_SCALE[preset] if min_scale is None else float(min_scale)
+    if not 0.0 < scale <= 1.0:
+        raise TrainingError(f"min_scale={min_scale!r} must be in (0, 1]: the smallest crop's share of the image.")
+    if preset == "natural":
+        return MultiViewTransform(_natural_views(image_size, method, scale))
+    view = _aerial_view(image_size, scale) if preset == "aerial" else _grayscale_view(image_size, scale)
+    return MultiViewTransform([view, view])
+
+
+def eval_transform(image_size: int) -> Callable[[Any], torch.Tensor]:
+    """Deterministic resize + centre crop + normalise, as the kNN monitor (and embedding) sees images."""
+    import torchvision.transforms as T
+
+    norm = _normalize_dict()
+    return T.Compose([T.Resize(image_size), T.CenterCrop(image_size), T.ToTensor(),
+                      T.Normalize(norm["mean"], norm["std"])])
+
+
+def _check_choice(what: str, value: Any, choices: Sequence[str]) -> None:
+    """Raise TrainingError naming the bad value and the valid ones."""
+    if value not in choices:
+        raise TrainingError(f"Unknown {what} {value!r}; choose one of: {', '.join(choices)}.")
+
+
+# --------------------------------------------------------------------------------------------- the module
+def default_learning_rate(method: str, batch_size: int, world_size: int = 1) -> float:
+    """lightly's CIFAR-10 benchmark recipe: SGD lr 0.06 x (global batch / 128)."""
+    _check_choice("method", method, METHODS)
+    return 0.06 * batch_size * world_size / 128
+
+
+def _lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Linear warmup then cosine decay to zero, as a factor of the base learning rate (per optimizer step)."""
+    from lightly.utils.scheduler import cosine_warmup_schedule
+
+    total = max(total_steps, 1)
+    warm = min(max(warmup_steps, 0), total)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # steps past the end (max_time cut, rounding) stay at 0
+        return cosine_warmup_schedule(min(step, total), total, 1.0, 0.0, warm, 0.0, 1.0)
+
+
+class SSLModule(pl.LightningModule):
+    """A backbone (`self.backbone`, an embedlab Backbone) plus a lightly head and loss for one SSL method."""
+
+    def __init__(self, backbone: str = "resnet18", init: str | None = None, small_images: bool = False,
+                 layers: int | None = None, method: str = "simclr", augment: str = "natural",
+                 image_size: int = 64, learning_rate: float = 0.06, batch_size: int = 128,
+                 warmup_epochs: float = 1.0, temperature: float = 0.5, weight_decay: float = 5e-4,
+                 memory_bank_size: int = 4096, distributed: bool = False) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        from embedlab.models import create_backbone
+
+        self.backbone = create_backbone(backbone, init, small_images=small_images, layers=layers)
+        self._build_method(method, self.backbone.embedding_dim, temperature, memory_bank_size, distributed)
+
+    def _build_method(self, method: str, dim: int, temperature: float, bank: int, distributed: bool) -> None:
+        """Projection head(s), momentum copies and loss for the chosen method (lightly's building blocks)."""
+        from lightly.loss import NegativeCosineSimilarity, NTXentLoss
+        from lightly.models.modules import (BYOLPredictionHead, BYOLProjectionHead, MoCoProjectionHead,
+                                            SimCLRProjectionHead)
+        from lightly.models.utils import deactivate_requires_grad
+
+        hidden = max(512, dim)
+        if method == "simclr":
+            self.projection_head = SimCLRProjectionHead(dim, hidden, 128)
+            self.criterion = NTXentLoss(temperature=temperature, gather_distributed=distributed)
+        elif method == "moco":
+            self.projection_head = MoCoProjectionHead(dim, hidden, 128)
+            self.criterion = NTXentLoss(temperature=temperature, memory_bank_size=(bank, 128),
+                                        gather_distributed=distributed)
+        else:  # byol
+            self.projection_head = BYOLProjectionHead(dim, 2 * hidden, 256)
+            self.prediction_head = BYOLPredictionHead(256, 2 * hidden, 256)
+            self.criterion = NegativeCosineSimilarity()
+        if method in ("moco", "byol"):
+            self.momentum_backbone = copy.deepcopy(self.backbone)
+            self.momentum_projection_head = copy.deepcopy(self.projection_head)
+            deactivate_requires_grad(self.momentum_backbone)
+            deactivate_requires_grad(self.momentum_projection_head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Embed images with the backbone (what gets exported)."""
+        return self.backbone(x)
+
+    def _momentum(self) -> float:
+        """EMA factor: BYOL ramps 0.99 -> 1 over training (cosine); MoCo v2 keeps 0.99."""
+        from lightly.utils.scheduler import cosine_schedule
+
+        if self.hparams.method == "moco":
+            return 0.99
+        total = max(getattr(self, "_total_steps", 1), 1)
+        return cosine_schedule(min(self.global_step, total), total, 0.99, 1.0)
+
+    @torch.no_grad()
+    def _key(self, x: torch.Tensor) -> torch.Tensor:
+        """Momentum-encoder projection of a view (no gradient)."""
+        return self.momentum_projection_head(self.momentum_backbone(x)).detach()
+
+    def _loss(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+        """The method's loss on two batches of views."""
+        method = self.hparams.method
+        if method == "simclr":
+            return self.criterion(self.projection_head(self.backbone(x0)),
+                                  self.projection_head(self.backbone(x1)))
+        from lightly.models.utils import update_momentum
+
+        m = self._momentum()
+        update_momentum(self.backbone, self.momentum_backbone, m)
+        update_momentum(self.projection_head, self.momentum_projection_head, m)
+        if method == "moco":
+            query = self.projection_head(self.backbone(x0))
+            return self.criterion(query, self._key(x1))
+        p0 = self.prediction_head(self.projection_head(self.backbone(x0)))
+        p1 = self.prediction_head(self.projection_head(self.backbone(x1)))
+        return 0.5 * (self.criterion(p0, self._key(x1)) + self.criterion(p1, self._key(x0)))
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        """One SSL step on a batch of (views, labels, filenames); labels are never used."""
+        views = batch[0]
+        loss = self._loss(views[0], views[1])
+        if not torch.isfinite(loss):
+            raise TrainingError(f"loss became {loss.item()} at step {self.global_step}: lower learning_rate "
+                                f"(now {self.hparams.learning_rate}) or use precision=32.")
+        self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=views[0].shape[0])
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        """SGD (momentum 0.9) with linear warmup + cosine decay, stepped every optimizer step."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = torch.optim.SGD(params, lr=self.hparams.learning_rate, momentum=0.9,
+                                    weight_decay=self.hparams.weight_decay)
+        total = self._total_steps = int(self.trainer.estimated_stepping_batches)
+        per_epoch = total / max(int(self.trainer.max_epochs or 1), 1)
+        warm = int(round(self.hparams.warmup_epochs * per_epoch))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, total, warm))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+# --------------------------------------------------------------------------------------------- callbacks
+class _Recorder:
+    """Keeps loss.csv / epochs.csv rows in memory and rewrites them atomically (rank 0 only)."""
+
+    def __init__(self, run_dir: Path, resume_epoch: int) -> None:
+        self.loss_path = run_dir / "loss.csv"
+        self.epoch_path = run_dir / "epochs.csv"
+        self.steps = [r for r in _read_csv(self.loss_path) if int(float(r["epoch"])) < resume_epoch]
+        self.epochs = [r for r in _read_csv(self.epoch_path) if int(float(r["epoch"])) < resume_epoch]
+
+    def flush(self) -> None:
+        """Write both CSV files atomically."""
+        _write_csv(self.loss_path, LOSS_FIELDS, self.steps)
+        _write_csv(self.epoch_path, EPOCH_FIELDS, self.epochs)
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    """Rows of a CSV file as dicts ([] when it does not exist)."""
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _write_csv(path: Path, fields: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
+    """Write rows to a CSV file atomically."""
+    with atomic_open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(fields))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _make_callbacks(run_dir: Path, recorder: _Recorder, knn_data: tuple[torch.Tensor, torch.Tensor] | None,
+                    verbose: bool) -> list[Any]:
+    """Step/epoch logging + kNN monitor, and atomic last.ckpt saving (every epoch and on interrupt)."""
+    class LogAndMonitor(pl.Callback):
+        """Record loss, lr and images/s per step; loss, kNN accuracy and time per epoch."""
+
+        def __init__(self) -> None:
+            self.last_time = time.perf_counter()
+            self.epoch_start = self.last_time
+            self.epoch_images = 0
+            self.epoch_losses: list[float] = []
+            self.knn_history: list[float] = [float(r["knn_accuracy"]) for r in recorder.epochs
+                                              if r.get("knn_accuracy") not in (None, "")]
+
+        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            self.last_time = self.epoch_start = time.perf_counter()
+            self.epoch_images, self.epoch_losses = 0, []
+
+        def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
+                               batch_idx: int) -> None:
+            now = time.perf_counter()
+            images = int(batch[0][0].shape[0]) * trainer.world_size
+            speed = images / max(now - self.last_time, 1e-9)
+            self.last_time = now
+            loss = float(outputs["loss"].detach()) if isinstance(outputs, dict) else float(outputs)
+            self.epoch_images += images
+            self.epoch_losses.append(loss)
+            pl_module.log("img/s", speed, prog_bar=True, on_step=True, on_epoch=False, rank_zero_only=True)
+            if trainer.is_global_zero:
+                lr = trainer.optimizers[0].param_groups[0]["lr"]
+                recorder.steps.append({"epoch": trainer.current_epoch, "step": trainer.global_step,
+                                       "loss": f"{loss:.6f}", "lr": f"{lr:.6g}",
+                                       "images_per_second": f"{speed:.2f}"})
+
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            seconds = time.perf_counter() - self.epoch_start
+            knn = _knn_monitor(pl_module.backbone, knn_data) if (knn_data and trainer.is_global_zero) else None
+            if knn is not None:
+                self.knn_history.append(knn)
+            if not trainer.is_global_zero:
+                return
+            mean_loss = float(np.mean(self.epoch_losses)) if self.epoch_losses else float("nan")
+            recorder.epochs.append({"epoch": trainer.current_epoch, "steps": len(self.epoch_losses),
+                                    "loss": f"{mean_loss:.6f}",
+                                    "knn_accuracy": "" if knn is None else f"{knn:.4f}",
+                                    "seconds": f"{seconds:.2f}",
+                                    "images_per_second": f"{self.epoch_images / max(seconds, 1e-9):.2f}"})
+            recorder.flush()
+            if verbose:
+                knn_text = "" if knn is None else f", kNN accuracy (k={KNN_K}) {knn:.4f}"
+                print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: loss {mean_loss:.4f}{knn_text}, "
+                      f"{seconds:.0f} s", flush=True)
+
+    class AtomicLastCheckpoint(pl.Callback):
+        """Save checkpoints/last.ckpt atomically after every epoch, and on KeyboardInterrupt or a crash."""
+
+        def __init__(self) -> None:
+            self.path = run_dir / "checkpoints" / CHECKPOINT_NAME
+            self.epoch_done = False
+            self.interrupted = False
+
+        def save(self, trainer: Any) -> None:
+            if trainer.is_global_zero:
+                with atomic_path(self.path) as tmp:
+                    trainer.save_checkpoint(tmp)
+            else:
+                trainer.save_checkpoint(self.path)  # non-zero ranks write nothing; the call keeps ranks in step
+
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            self.epoch_done = True
+            self.save(trainer)
+            self.epoch_done = False
+
+        def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+            checkpoint["embedlab"] = {"epochs_completed": trainer.current_epoch + int(self.epoch_done)}
+
+        def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+            self.interrupted = isinstance(exception, KeyboardInterrupt)
+            if self.interrupted and trainer.is_global_zero:
+                with atomic_path(self.path) as tmp:
+                    trainer.strategy.save_checkpoint(trainer._checkpoint_connector.dump_checkpoint(), tmp)
+                recorder.flush()
+                print(f"\nInterrupted: progress saved to {self.path}; rerun train() with the same run_dir to "
+                      f"resume.", flush=True)
+
+    return [LogAndMonitor(), AtomicLastCheckpoint()]
+
+
+# --------------------------------------------------------------------------------------------- kNN monitor
+def _knn_subset(root: Path, image_size: int, limit: int | None, seed: int, max_images: int,
+                ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Decode (once) up to `max_images` images for the per-epoch kNN monitor; None when there are no labels."""
+    from embedlab.datasets import ImageFolder
+
+    folder = ImageFolder(root, eval_transform(image_size), limit_per_class=limit)
+    if len(folder.classes) < 2 or len(folder) < KNN_K + 2:
+        return None
+    rng = np.random.default_rng(seed)
+    index = np.sort(rng.permutation(len(folder))[:max_images])
+    images, labels = [], []
+    for i in index:
+        image, label, _ = folder[int(i)]
+        images.append(image)
+        labels.append(label)
+    return torch.stack(images), torch.tensor(labels)
+
+
+@torch.no_grad()
+def _knn_monitor(backbone: nn.Module, data: tuple[torch.Tensor, torch.Tensor], batch_size: int = 256) -> float:
+    """Leave-one-out kNN accuracy (k=20, cosine, weighted) of the current backbone on the monitor subset."""
+    from embedlab.evaluation import knn_accuracy
+
+    images, labels = data
+    was_training = backbone.training
+    backbone.eval()
+    device = next(backbone.parameters()).device
+    try:
+        vectors = torch.cat([backbone(images[i:i + batch_size].to(device)).float().cpu()
+                             for i in range(0, len(images), batch_size)])
+    finally:
+        backbone.train(was_training)
+    return float(knn_accuracy(vectors, labels.numpy(), k=KNN_K))
+
+
+# --------------------------------------------------------------------------------------------- train()
+@dataclass
+class TrainResult:
+    """What train() produced: paths, epochs done, final loss, wall time, throughput and kNN per epoch."""
+
+    run_dir: Path
+    checkpoint: Path
+    exported: Path
+    loss_log: Path
+    epochs: int
+    final_loss: float
+    seconds: float
+    images_per_second: float
+    knn_history: list[float] = field(default_factory=list)
+    epoch_log: Path | None = None
+
+
+def _is_rank_zero() -> bool:
+    """True in the main process (Lightning's DDP launcher sets RANK/LOCAL_RANK/NODE_RANK in the others)."""
+    return all(int(os.environ.get(var, "0") or 0) == 0 for var in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+
+
+def resolve_accelerator(accelerator: str) -> str:
+    """'auto' -> 'gpu' when CUDA is usable, else 'cpu'."""
+    if accelerator == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise TrainingError(f"accelerator={accelerator!r} but no CUDA GPU is visible; use accelerator='cpu' "
+                            f"or 'auto'.")
+    return accelerator
+
+
+def resolve_precision(precision: str | int, accelerator: str) -> str:
+    """'auto' -> bf16-mixed on GPUs that support bf16, 16-mixed on older GPUs, 32-true on CPU (bf16 is slow there)."""
+    if precision != "auto":
+        return str(precision)
+    if accelerator in ("gpu", "cuda"):
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+def resolve_num_workers(num_workers: int | str, image_size: int) -> int:
+    """'auto' -> 0 on a <=2-core machine for small images (workers don't pay there), else min(8, cpus)."""
+    if num_workers != "auto":
+        if not isinstance(num_workers, int) or num_workers < 0:
+            raise TrainingError(f"num_workers={num_workers!r}: use 'auto' or an integer >= 0.")
+        return num_workers
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 0 if (cpus <= 2 and image_size <= 64) else min(8, cpus)
+
+
+def _resolve_small_images(small_images: bool | str, image_size: int) -> bool:
+    """'auto' -> True for images of 64 px or less (CIFAR-style stem keeps resolution)."""
+    if small_images == "auto":
+        return image_size <= 64
+    if not isinstance(small_images, bool):
+        raise TrainingError(f"small_images={small_images!r}: use True, False or 'auto'.")
+    return small_images
+
+
+def _validate(method: str, backbone: str, augment: str, epochs: int, batch_size: int, image_size: int,
+              init: str | None, learning_rate: float | None) -> None:
+    """Clear errors for bad options before anything heavy happens."""
+    from embedlab.models import BACKBONE_NAMES
+
+    _check_choice("method", method, METHODS)
+    _check_choice("backbone", backbone, BACKBONE_NAMES)
+    _check_choice("augment", augment, AUGMENT_PRESETS)
+    if init not in (None, "imagenet"):
+        raise TrainingError(f"Unknown init {init!r}: use None (random weights) or 'imagenet'.")
+    if not isinstance(epochs, int) or epochs < 1:
+        raise TrainingError(f"epochs={epochs!r}: train for at least 1 epoch.")
+    if not isinstance(batch_size, int) or batch_size < 2:
+        raise TrainingError(f"batch_size={batch_size!r}: contrastive training needs at least 2 images per batch.")
+    if not isinstance(image_size, int) or image_size < 8:
+        raise TrainingError(f"image_size={image_size!r}: use an integer of at least 8 pixels.")
+    if learning_rate is not None and not (learning_rate > 0 and math.isfinite(learning_rate)):
+        raise TrainingError(f"learning_rate={learning_rate!r} must be a positive number (or None for the default).")
+
+
+def _open_dataset(data: str | Path, transform: Any, limit: int | None) -> Any:
+    """The training ImageFolder, with clear errors for a missing or empty folder."""
+    from embedlab.datasets import DatasetError, ImageFolder
+
+    root = Path(data)
+    if not root.is_dir():
+        raise TrainingError(f"Dataset folder not found: {root}. Prepare it first, e.g. "
+                            f"embedlab.prepare('fashion-mnist', 'data') (notebook 01).")
+    try:
+        dataset = ImageFolder(root, transform, limit_per_class=limit)
+    except (DatasetError, OSError) as exc:
+        raise TrainingError(f"Cannot train on {root}: {exc}") from None
+    if len(dataset) < 2:
+        raise TrainingError(f"{root} holds {len(dataset)} usable image(s); self-supervised training needs at "
+                            f"least 2 (expected class subfolders with images).")
+    return dataset
+
+
+def _fit_batch_size(batch_size: int, n_images: int, world_size: int) -> int:
+    """Shrink the per-device batch when the dataset is smaller than one global batch (batches drop_last)."""
+    per_device = n_images // world_size
+    if batch_size <= per_device:
+        return batch_size
+    if per_device < 2:
+        raise TrainingError(f"{n_images} images are too few for {world_size} device(s): each needs a batch of "
+                            f"at least 2. Use fewer devices or more images.")
+    warnings.warn(f"batch_size={batch_size} is larger than the dataset ({n_images} images over {world_size} "
+                  f"device(s)); using batch_size={per_device}.", stacklevel=3)
+    return per_device
+
+
+def _read_checkpoint_info(path: Path) -> tuple[dict[str, Any], int]:
+    """Hyper-parameters and completed epochs of an existing last.ckpt (clear error when unreadable)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
+        raise TrainingError(f"{path} is not a readable checkpoint ({type(exc).__name__}); delete it to start "
+                            f"over.") from None
+    hparams = dict(ckpt.get("hyper_parameters") or {})
+    info = ckpt.get("embedlab") or {}
+    done = int(info.get("epochs_completed", ckpt.get("epoch", 0)))
+    return hparams, done
+
+
+def _check_compatible(path: Path, saved: dict[str, Any], wanted: dict[str, Any]) -> None:
+    """A checkpoint of another backbone/method (or stem/depth) cannot be resumed: say which and what to do."""
+    diff = [k for k in _STRUCTURAL if k in saved and saved[k] != wanted[k]]
+    if diff:
+        have = ", ".join(f"{k}={saved[k]!r}" for k in _STRUCTURAL if k in saved)
+        want = ", ".join(f"{k}={wanted[k]!r}" for k in _STRUCTURAL)
+        raise TrainingError(f"{path} was trained with {have}, but this run asks for {want}. Use another run_dir "
+                            f"(or delete {path.parent}) to train the new model.")
+
+
+@contextmanager
+def _quiet_lightning(quiet: bool) -> Iterator[None]:
+    """Hide Lightning's info banners (GPU available..., model summary) while training."""
+    loggers = [logging.getLogger(name) for name in _LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING if quiet else logging.INFO)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
+            warnings.filterwarnings("ignore", message=".*that ended before the epoch ended.*")
+            warnings.filterwarnings("ignore", message=".*treespec.*")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _result_from_files(run_dir: Path, epochs: int, exported: Path) -> TrainResult:
+    """Build a TrainResult from the run directory's logs (used after training and for a finished run)."""
+    steps = _read_csv(run_dir / "loss.csv")
+    rows = _read_csv(run_dir / "epochs.csv")
+    seconds = sum(float(r["seconds"]) for r in rows)
+    images = sum(float(r["images_per_second"]) * float(r["seconds"]) for r in rows)
+    knn = [float(r["knn_accuracy"]) for r in rows if r.get("knn_accuracy")]
+    return TrainResult(run_dir=run_dir, checkpoint=run_dir / "checkpoints" / CHECKPOINT_NAME, exported=exported,
+                       loss_log=run_dir / "loss.csv", epochs=epochs,
+                       final_loss=float(steps[-1]["loss"]) if steps else float("nan"), seconds=seconds,
+                       images_per_second=images / seconds if seconds > 0 else 0.0, knn_history=knn,
+                       epoch_log=run_dir / "epochs.csv")
+
+
+def _export(module: Any, run_dir: Path, meta: dict[str, Any]) -> Path:
+    """Write exported/backbone.pt (+ .json) with the training metadata (image size, method, ...)."""
+    from embedlab.models import export_backbone
+
+    return export_backbone(module.backbone, run_dir / "exported" / "backbone.pt", extra_meta=meta)
+
+
+def _export_from_checkpoint(ckpt: Path, run_dir: Path, meta: dict[str, Any]) -> Path:
+    """Export the backbone of an existing checkpoint (a finished run whose export went missing)."""
+    from embedlab.models import export_backbone, load_backbone
+
+    return export_backbone(load_backbone(ckpt), run_dir / "exported" / "backbone.pt", extra_meta=meta)
+
+
+def _make_trainer(epochs: int, accelerator: str, devices: int | str, num_nodes: int, strategy: str,
+                  precision: str, progress: bool, max_time: float | None) -> pl.Trainer:
+    """A Lightning Trainer without its own logger/checkpointing (embedlab writes the CSV logs and last.ckpt)."""
+    return pl.Trainer(max_epochs=epochs, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
+                      strategy=strategy, precision=precision, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1,
+                      max_time=None if max_time is None else _dt.timedelta(seconds=float(max_time)),
+                      num_sanity_val_steps=0, use_distributed_sampler=True)
+
+
+def train(data: str | Path, run_dir: str | Path, *, method: str = "simclr", backbone: str = "resnet18",
+          init: str | None = None, small_images: bool | str = "auto", layers: int | None = None,
+          augment: str = "natural", epochs: int = 10, batch_size: int = 128, image_size: int = 64,
+          learning_rate: float | None = None, warmup_epochs: float = 1, precision: str | int = "auto",
+          accelerator: str = "auto", devices: int | str = 1, num_nodes: int = 1, strategy: str = "auto",
+          num_workers: int | str = "auto", seed: int = 0, limit: int | None = None, knn_monitor: bool = True,
+          progress: bool = True, temperature: float = 0.5, min_scale: float | None = None,
+          max_time: float | None = None, knn_images: int = KNN_MONITOR_IMAGES) -> TrainResult:
+    """Train a self-supervised backbone on the images under `data`; results go to `run_dir` (resumable).
+
+    batch_size is per device; learning_rate None = 0.06 x global batch / 128 (SGD, warmup + cosine per step).
+    max_time (seconds) caps the wall clock (training stops early, the checkpoint stays resumable).
+    """
+    _validate(method, backbone, augment, epochs, batch_size, image_size, init, learning_rate)
+    run_dir = Path(run_dir)
+    ckpt_path = run_dir / "checkpoints" / CHECKPOINT_NAME
+    small = _resolve_small_images(small_images, image_size)
+    wanted = {"backbone": backbone, "method": method, "small_images": small, "layers": layers}
+    done = 0
+    if ckpt_path.is_file():
+        saved, done = _read_checkpoint_info(ckpt_path)
+        _check_compatible(ckpt_path, saved, wanted)
+    meta = {"image_size": image_size, "method": method, "augment": augment, "init": init,
+            "epochs": max(done, epochs) if done >= epochs else epochs}
+    if done >= epochs:  # finished earlier: return the existing result quickly
+        exported = run_dir / "exported" / "backbone.pt"
+        if not exported.is_file():
+            exported = _export_from_checkpoint(ckpt_path, run_dir, meta)
+        return _result_from_files(run_dir, done, exported)
+
+    accel = resolve_accelerator(accelerator)
+    prec = resolve_precision(precision, accel)
+    workers = resolve_num_workers(num_workers, image_size)
+    pl.seed_everything(seed, workers=True, verbose=False)
+    dataset = _open_dataset(data, ssl_transform(augment, image_size, method=method, min_scale=min_scale), limit)
+    with _quiet_lightning(True):
+        trainer = _make_trainer(epochs, accel, devices, num_nodes, strategy, prec, progress, max_time)
+    world = trainer.world_size
+    per_device = _fit_batch_size(batch_size, len(dataset), world)
+    lr = learning_rate if learning_rate is not None else default_learning_rate(method, per_device, world)
+    module = SSLModule(
+        backbone=backbone, init=init, small_images=small, layers=layers, method=method, augment=augment,
+        image_size=image_size, learning_rate=lr, batch_size=per_device, warmup_epochs=float(warmup_epochs),
+        temperature=float(temperature), distributed=world > 1)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=per_device, shuffle=True, drop_last=True,
+                                         num_workers=workers, persistent_workers=workers > 0,
+                                         pin_memory=accel in ("gpu", "cuda"))
+    knn_data = (_knn_subset(Path(data), image_size, limit, seed, knn_images)
+                if knn_monitor and _is_rank_zero() else None)
+    recorder = _Recorder(run_dir, done)
+    callbacks = _make_callbacks(run_dir, recorder, knn_data, verbose=progress)
+    trainer.callbacks.extend(callbacks)
+    config = {"data": str(Path(data).resolve()), "run_dir": str(run_dir.resolve()), "method": method,
+              "backbone": backbone, "init": init, "small_images": small, "layers": layers, "augment": augment,
+              "epochs": epochs, "batch_size": per_device, "global_batch_size": per_device * world,
+              "image_size": image_size, "learning_rate": lr, "warmup_epochs": warmup_epochs, "precision": prec,
+              "accelerator": accel, "devices": devices, "num_nodes": num_nodes, "strategy": strategy,
+              "world_size": world, "num_workers": workers, "seed": seed, "limit": limit,
+              "temperature": temperature, "min_scale": min_scale, "max_time": max_time,
+              "num_images": len(dataset), "classes": len(dataset.classes), "resumed_from_epoch": done,
+              "torch": torch.__version__, "pytorch_lightning": pl.__version__}
+    if _is_rank_zero():
+        write_json(run_dir / "config.json", config)
+    try:
+        with _quiet_lightning(True):
+            trainer.fit(module, loader, ckpt_path=str(ckpt_path) if done > 0 or ckpt_path.is_file() else None)
+    except SystemExit:
+        if callbacks[1].interrupted:  # Lightning turns Ctrl+C into sys.exit(1): give the notebook a clean interrupt
+            raise KeyboardInterrupt(f"training interrupted; resume from {ckpt_path} by rerunning") from None
+        raise
+    completed = min(int(trainer.current_epoch), epochs)
+    if trainer.is_global_zero:
+        recorder.flush()
+        if not ckpt_path.is_file() or completed < 1:  # max_time hit inside the first epoch: still save progress
+            callbacks[1].save(trainer)
+        meta["epochs"] = completed
+        exported = _export(module, run_dir, meta)
+    else:
+        exported = run_dir / "exported" / "backbone.pt"
+    return _result_from_files(run_dir, completed, exported)

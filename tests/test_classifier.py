@@ -1,0 +1,72 @@
+"""A classifier on the exported backbone: it loads run_dir/exported/backbone.pt, trains a head, beats chance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from embedlab import datasets, finetune, models
+from embedlab.finetune import FinetuneError
+
+
+@pytest.fixture(scope="module")
+def fashion_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """20 images per class of the embedded fashion-mnist (200 images, 10 classes)."""
+    return datasets.prepare("fashion-mnist", tmp_path_factory.mktemp("data"), limit=20, progress=False)
+
+
+def export_run(run_dir: Path, *, layers: int | None = None) -> Path:
+    """Write run_dir/exported/backbone.pt the way training does (a 32 px ResNet18, random init for speed)."""
+    torch.manual_seed(0)
+    backbone = models.create_backbone("resnet18", layers=layers)
+    backbone.meta["image_size"] = 32
+    return models.export_backbone(backbone, run_dir / "exported" / "backbone.pt")
+
+
+def test_split_matches_the_linear_probe_split():
+    labels = np.repeat(np.arange(4), 10)
+    train, test = finetune.stratified_split(labels, 0.3, seed=1)
+    assert len(test) == 12 and len(train) == 28 and not set(train) & set(test)
+    assert np.bincount(labels[test]).tolist() == [3, 3, 3, 3]
+    np.testing.assert_array_equal(finetune.stratified_split(labels, 0.3, seed=1)[1], test)
+    with pytest.raises(FinetuneError, match="at least 2 images per class"):
+        finetune.stratified_split([0, 1, 1, 1], 0.3)
+
+
+def test_frozen_classifier_on_exported_backbone_beats_chance(tmp_path, fashion_root):
+    export_run(tmp_path)
+    result = finetune.train_classifier(tmp_path, fashion_root, mode="frozen", epochs=40, batch_size=64,
+                                       progress=False)
+    assert result.test_images == 60 and result.train_images == 140
+    assert result.chance == pytest.approx(0.1)
+    assert result.accuracy > 3 * result.chance, result.summary()  # 10 classes: chance is 0.10
+    assert result.probe_accuracy is not None and result.probe_accuracy > 3 * result.chance
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    assert "linear probe" in result.summary()
+    # the trained model is a plain nn.Module: images in, class scores out
+    logits = result.model(torch.zeros(2, 3, 32, 32))
+    assert logits.shape == (2, 10)
+
+
+def test_finetune_mode_updates_the_backbone(tmp_path, fashion_root):
+    exported = export_run(tmp_path, layers=1)
+    before = models.load_backbone(exported).state_dict()["layer1.0.conv1.weight"].clone()
+    result = finetune.train_classifier(exported, fashion_root, mode="finetune", epochs=1, batch_size=32,
+                                       probe=False, progress=False)
+    after = result.model.backbone.state_dict()["layer1.0.conv1.weight"]
+    assert not torch.equal(before, after)
+    assert result.mode == "finetune" and len(result.history) == 1 and 0.0 <= result.accuracy <= 1.0
+    assert result.probe_accuracy is None
+
+
+def test_clear_errors(tmp_path, fashion_root):
+    with pytest.raises(FileNotFoundError, match="exported"):
+        finetune.train_classifier(tmp_path, fashion_root, progress=False)
+    export_run(tmp_path)
+    with pytest.raises(FinetuneError, match="mode"):
+        finetune.train_classifier(tmp_path, fashion_root, mode="linear", progress=False)
+    with pytest.raises(FileNotFoundError, match="dataset folder"):
+        finetune.train_classifier(tmp_path, tmp_path / "nowhere", progress=False)

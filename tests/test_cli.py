@@ -1,0 +1,246 @@
+"""The `embedlab` command: --help everywhere, one-line errors on bad input, and real runs on tiny data."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedlab import cli
+
+COMMANDS = ["download", "thumbnails", "train", "embed", "umap", "compare", "select", "neighbors", "outliers",
+            "duplicates", "classify", "run", "demo"]
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Call main(argv) in-process; return (exit status, stdout, stderr)."""
+    try:
+        status = cli.main([str(a) for a in argv])
+    except SystemExit as stop:  # argparse: --help (0) or a usage error (2)
+        status = int(stop.code or 0)
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def assert_one_line_error(status: int, err: str, *needles: str) -> None:
+    """A failed command prints exactly one `embedlab: error:` line naming the problem, never a traceback."""
+    assert status == 1, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("embedlab: error: "), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def images_npy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """36 tiny grayscale images in 3 classes (bright / dark / striped) as .npy, plus their labels."""
+    rng = np.random.default_rng(0)
+    base = np.zeros((3, 16, 16), dtype=np.float32)
+    base[0] += 0.9
+    base[1] += 0.1
+    base[2, ::2] = 1.0
+    labels = np.repeat(np.arange(3), 12)
+    images = np.clip(base[labels] + 0.05 * rng.normal(size=(36, 16, 16)), 0, 1)
+    folder = tmp_path_factory.mktemp("npy")
+    np.save(folder / "images.npy", (images * 255).astype(np.uint8))
+    np.save(folder / "labels.npy", labels)
+    return folder / "images.npy", folder / "labels.npy"
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """6 images per class of the embedded fashion-mnist as an image folder."""
+    from embedlab import datasets
+
+    return datasets.prepare("fashion-mnist", tmp_path_factory.mktemp("data"), limit=6, progress=False)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(capsys, command):
+    status, out, _ = run_cli(capsys, command, "--help")
+    assert status == 0
+    assert out.startswith(f"usage: embedlab {command}")
+    assert "--debug" in out
+
+
+def test_top_level_help_lists_every_command_and_no_command_prints_help(capsys):
+    status, out, _ = run_cli(capsys, "--help")
+    assert status == 0 and all(command in out for command in COMMANDS)
+    status, out, _ = run_cli(capsys)
+    assert status == 2 and "COMMAND" in out
+
+
+def test_embed_help_documents_the_tool_options(capsys):
+    _, out, _ = run_cli(capsys, "embed", "--help")
+    for option in ("--model", "--dimensions", "--layers", "--compress", "--plot", "--seed", "PCA to N dimensions"):
+        assert option in " ".join(out.split()), option
+
+
+def test_embed_pca_on_npy_with_plot_and_compress(capsys, tmp_path, images_npy):
+    images, labels = images_npy
+    output = tmp_path / "pixels.npz"
+    status, out, err = run_cli(capsys, "embed", images, output, "--model", "pca", "--dimensions", "2", "--plot",
+                               "--compress", "--labels", labels, "-q")
+    assert status == 0, err
+    assert "36 x 2" in out
+    from embedlab.embedding import load_embeddings
+
+    emb = load_embeddings(output)
+    assert emb.vectors.shape == (36, 2) and emb.labels.tolist() == np.load(labels).tolist()
+    assert emb.filenames[0] == "00" and emb.class_names == ["0", "1", "2"]
+    plot = output.with_suffix(".png")
+    assert plot.is_file() and plot.read_bytes()[:4] == b"\x89PNG"
+    import zipfile
+
+    with zipfile.ZipFile(output) as archive:  # --compress really compresses
+        assert all(info.compress_type == zipfile.ZIP_DEFLATED for info in archive.infolist())
+
+
+def test_embed_float_npy_and_a_folder_with_pca(capsys, tmp_path, images_npy, image_folder):
+    images, _ = images_npy
+    floats = tmp_path / "floats.npy"
+    np.save(floats, (np.load(images)[..., None] / 255.0).astype(np.float32))  # (N, H, W, 1) float in [0, 1]
+    status, out, err = run_cli(capsys, "embed", floats, tmp_path / "f.pt", "--dimensions", "4", "-q")
+    assert status == 0 and "36 x 4" in out, err
+    status, out, err = run_cli(capsys, "embed", image_folder, tmp_path / "folder.pt", "--model", "pca",
+                               "--dimensions", "8", "-q")
+    assert status == 0 and "60 x 8" in out, err
+
+
+def test_embed_with_a_backbone_then_pca_dimensions(capsys, tmp_path, images_npy):
+    images, labels = images_npy
+    output = tmp_path / "cnn.npy"
+    status, out, err = run_cli(capsys, "embed", images, output, "--model", "resnet18", "--weights", "random",
+                               "--layers", "1", "--image-size", "32", "--dimensions", "5", "--labels", labels, "-q")
+    assert status == 0 and "36 x 5" in out, err
+    from embedlab.embedding import load_embeddings
+
+    emb = load_embeddings(output)
+    assert emb.meta["embedding_dim_before_pca"] == 64 and emb.meta["pca_dimensions"] == 5
+
+
+@pytest.fixture(scope="module")
+def folder_embeddings(tmp_path_factory: pytest.TempPathFactory, image_folder: Path) -> tuple[Path, Path]:
+    """Two embedding sets of the same labeled folder (PCA 8 and PCA 16)."""
+    folder = tmp_path_factory.mktemp("emb")
+    for dims in (8, 16):
+        assert cli.main(["embed", str(image_folder), str(folder / f"pca{dims}.pt"), "--dimensions", str(dims),
+                         "-q"]) == 0
+    return folder / "pca8.pt", folder / "pca16.pt"
+
+
+def test_select_writes_a_diverse_subset(capsys, tmp_path, folder_embeddings):
+    listing = tmp_path / "subset.txt"
+    status, _, err = run_cli(capsys, "select", folder_embeddings[0], "--n", "7", "--output", listing)
+    assert status == 0, err
+    names = listing.read_text().split()
+    assert len(names) == 7 == len(set(names)) and all("/" in name for name in names)
+    assert "cover" in err
+    status, out, _ = run_cli(capsys, "select", folder_embeddings[0], "--n", "7", "-q")
+    assert out.split() == names  # deterministic, stdout by default
+
+
+def test_compare_prints_and_saves_a_table(capsys, tmp_path, folder_embeddings):
+    table = tmp_path / "metrics.csv"
+    status, out, err = run_cli(capsys, "compare", *folder_embeddings, "--k", "5", "--output", table)
+    assert status == 0, err
+    assert "pca8" in out and "pca16" in out and "knn" in out.lower()
+    import pandas as pd
+
+    saved = pd.read_csv(table)
+    assert sorted(saved["name"]) == ["pca16", "pca8"] and saved.filter(like="knn").to_numpy().max() > 0.1
+
+
+def test_neighbors_outliers_duplicates(capsys, folder_embeddings):
+    emb_path = folder_embeddings[0]
+    from embedlab.embedding import load_embeddings
+
+    emb = load_embeddings(emb_path)
+    status, out, err = run_cli(capsys, "neighbors", emb_path, emb.filenames[3], "--k", "3")
+    assert status == 0, err
+    assert emb.filenames[3] not in out and len(out.strip().splitlines()) == 4  # header + 3 rows
+    status, out, _ = run_cli(capsys, "neighbors", emb_path, "3", "--k", "3")
+    assert status == 0 and len(out.strip().splitlines()) == 4
+    status, out, _ = run_cli(capsys, "outliers", emb_path, "--n", "4", "-q")
+    scores = [float(line.split("\t")[0]) for line in out.strip().splitlines()]
+    assert len(scores) == 4 and scores == sorted(scores, reverse=True)
+    status, out, _ = run_cli(capsys, "duplicates", emb_path, "--threshold", "1.0", "-q")
+    assert status == 0 and out.strip() == ""  # no two fashion-mnist images are identical
+
+
+@pytest.mark.parametrize(
+    ("argv", "needles"),
+    [
+        (["embed", "{tmp}/missing.npy", "{tmp}/out.pt"], ["not found", "missing.npy"]),
+        (["embed", "{tmp}/nowhere", "{tmp}/out.pt"], ["nowhere", "neither a dataset name"]),
+        (["embed", "{labels}", "{tmp}/out.pt"], ["shape (36,)", "(N, H, W)"]),
+        (["embed", "{images}", "{tmp}/out.csv"], ["must end in .pt, .npy or .npz"]),
+        (["embed", "{images}", "{tmp}/out.pt", "--compress"], [".npz"]),
+        (["embed", "{images}", "{tmp}/out.pt", "--model", "vgg99"], ["vgg99"]),
+        (["embed", "{images}", "{tmp}/out.pt", "--model", "pca", "--layers", "2"], ["--layers"]),
+        (["embed", "{images}", "{tmp}/out.pt", "--model", "resnet18", "--weights", "random", "--layers", "1",
+          "--image-size", "16", "--dimensions", "500", "-q"], ["--dimensions 500"]),
+        (["embed", "{folder}", "{tmp}/out.pt", "--labels", "{labels}"], ["--labels"]),
+        (["select", "{tmp}/none.pt", "--n", "3"], ["not found", "none.pt"]),
+        (["select", "{emb}", "--n", "999"], ["n=999", "60"]),
+        (["neighbors", "{emb}", "Nope/none.png"], ["Nope/none.png"]),
+        (["neighbors", "{emb}", "600"], ["out of range"]),
+        (["compare", "{tmp}/a.pt"], ["a.pt"]),
+        (["compare", "{images}"], ["embeddings", "images.npy"]),
+        (["duplicates", "{emb}", "--threshold", "3"], ["threshold"]),
+        (["train", "{tmp}/nowhere", "{tmp}/run"], ["nowhere"]),
+        (["classify", "{tmp}", "{folder}"], ["exported", "backbone.pt"]),
+        (["thumbnails", "{tmp}/nowhere"], ["nowhere"]),
+        (["download", "imagenet-22k"], ["imagenet-22k"]),
+        (["run", "-p", "epochs"], ["NAME=VALUE"]),
+    ],
+)
+def test_bad_input_is_one_clear_line(capsys, tmp_path, images_npy, image_folder, folder_embeddings, argv, needles):
+    images, labels = images_npy
+    values = {"tmp": tmp_path, "images": images, "labels": labels, "folder": image_folder,
+              "emb": folder_embeddings[0]}
+    status, _, err = run_cli(capsys, *[a.format(**values) for a in argv])
+    assert_one_line_error(status, err, *needles)
+
+
+def test_argparse_rejects_bad_numbers_with_usage(capsys, images_npy):
+    status, _, err = run_cli(capsys, "embed", images_npy[0], "x.pt", "--dimensions", "0")
+    assert status == 2 and "expected a number >= 1" in err and "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    from embedlab.curation import CurationError
+
+    with pytest.raises(FileNotFoundError):
+        cli.main(["select", str(tmp_path / "none.pt"), "--n", "3", "--debug"])
+    assert issubclass(CurationError, ValueError)  # our own errors are caught at the top like ValueError
+
+
+def test_console_script_error_has_no_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "embedlab.cli", "select", str(tmp_path / "x.pt"), "--n", "2"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("embedlab: error: embeddings file not found")
+    assert "Traceback" not in result.stderr
+
+
+def test_run_and_demo_call_the_pipeline_with_the_parameters(capsys, monkeypatch, tmp_path):
+    from embedlab import pipeline
+
+    calls = []
+
+    def fake_run_pipeline(params, *, run_dir=None, notebooks=None, overrides=None):
+        calls.append((params, run_dir, notebooks, overrides))
+        return tmp_path / "index.html"
+
+    monkeypatch.setattr(pipeline, "run_pipeline", fake_run_pipeline)
+    status, out, _ = run_cli(capsys, "run", "--params", "classroom", "--run-dir", "runs/x", "--notebooks", "00", "03",
+                             "-p", "epochs=3", "-p", "init=null", "-p", "dataset=eurosat")
+    assert status == 0 and "index.html" in out
+    assert calls[-1] == ("classroom", "runs/x", ["00", "03"], {"epochs": 3, "init": None, "dataset": "eurosat"})
+    status, _, _ = run_cli(capsys, "demo")
+    assert status == 0 and calls[-1] == ("demo", None, None, None)

@@ -1,0 +1,149 @@
+"""Tests for embedlab.evaluation against hand-computable cases and lightly's reference kNN."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from embedlab.embedding import Embeddings
+from embedlab.evaluation import (
+    EvaluationError,
+    cluster_score,
+    compare,
+    knn_accuracy,
+    knn_predict,
+    linear_probe_accuracy,
+)
+
+
+def _unit(degrees: float) -> list[float]:
+    """A 2-D unit vector at the given angle."""
+    return [math.cos(math.radians(degrees)), math.sin(math.radians(degrees))]
+
+
+# Five bank points around a query at 0 degrees: similarities 1.0 (class 0), 0.5, 0.5 (class 1), 0.0, -1.0 (class 0).
+BANK = torch.tensor([_unit(0), _unit(60), _unit(-60), _unit(90), _unit(180)])
+BANK_LABELS = [0, 1, 1, 0, 0]
+QUERY = torch.tensor([_unit(0)])
+
+
+def test_weighted_vote_by_hand_low_temperature_beats_majority() -> None:
+    # k=3 neighbours: class 0 weight e^(1.0/0.1) = 22026 > class 1 weight 2 * e^(0.5/0.1) = 297: predicts 0,
+    # although a plain majority vote (1 vs 2) would say class 1.
+    assert knn_accuracy(BANK, BANK_LABELS, QUERY, [0], k=3, temperature=0.1) == 1.0
+
+
+def test_weighted_vote_by_hand_high_temperature_follows_majority() -> None:
+    # T=1: class 0 weight e^1 = 2.72 < class 1 weight 2 * e^0.5 = 3.30: predicts 1, so label 0 is wrong.
+    assert knn_accuracy(BANK, BANK_LABELS, QUERY, [0], k=3, temperature=1.0) == 0.0
+    assert knn_accuracy(BANK, BANK_LABELS, QUERY, [1], k=3, temperature=1.0) == 1.0
+
+
+def test_cosine_ignores_vector_length() -> None:
+    assert knn_accuracy(BANK * torch.tensor([[5.0], [0.1], [3.0], [1.0], [9.0]]), BANK_LABELS, QUERY * 7, [0],
+                        k=3, temperature=0.1) == 1.0
+
+
+def test_leave_one_out_excludes_self() -> None:
+    # k=1: point 0's nearest other is point 1 (other class) and vice versa; point 2's nearest other is point 1.
+    vectors = torch.tensor([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0]])
+    assert knn_accuracy(vectors, [0, 1, 1], k=1) == pytest.approx(1 / 3)
+    # with self included every point would find itself: the same data as an explicit test set scores 1.0
+    assert knn_accuracy(vectors, [0, 1, 1], vectors, [0, 1, 1], k=1) == 1.0
+
+
+def _lightly_knn_predict():  # noqa: ANN202
+    """lightly's reference knn_predict, loaded from its file (importing the lightly package takes seconds)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("lightly")
+    assert spec is not None and spec.submodule_search_locations
+    path = Path(list(spec.submodule_search_locations)[0]) / "utils" / "benchmarking" / "knn.py"
+    module_spec = importlib.util.spec_from_file_location("_lightly_knn", path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.knn_predict
+
+
+def test_matches_lightly_knn_predict() -> None:
+    lightly_knn_predict = _lightly_knn_predict()
+    generator = torch.Generator().manual_seed(0)
+    bank = torch.nn.functional.normalize(torch.randn(300, 16, generator=generator), dim=1)
+    queries = torch.nn.functional.normalize(torch.randn(100, 16, generator=generator), dim=1)
+    labels = torch.randint(0, 5, (300,), generator=generator)
+    expected = lightly_knn_predict(queries, bank.T.contiguous(), labels, num_classes=5, knn_k=20, knn_t=0.1)[:, 0]
+    ours = knn_predict(queries, bank, labels, 5, k=20, temperature=0.1, chunk_size=7)
+    assert torch.equal(ours, expected)
+
+
+def test_chunking_does_not_change_leave_one_out() -> None:
+    rng = np.random.default_rng(1)
+    vectors, labels = rng.normal(size=(257, 8)).astype(np.float32), rng.integers(0, 4, 257)
+    assert knn_accuracy(vectors, labels, chunk_size=10) == knn_accuracy(vectors, labels, chunk_size=4096)
+
+
+def _separable(n_per_class: int = 20, classes: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Tight clusters around orthogonal directions: perfectly separable by every metric."""
+    rng = np.random.default_rng(seed)
+    centres = np.eye(8)[:classes] * 10
+    vectors = np.concatenate([c + rng.normal(scale=0.1, size=(n_per_class, 8)) for c in centres])
+    return vectors.astype(np.float32), np.repeat(np.arange(classes), n_per_class)
+
+
+def test_separable_clusters_score_one_everywhere() -> None:
+    vectors, labels = _separable()
+    assert knn_accuracy(vectors, labels) == 1.0
+    assert linear_probe_accuracy(vectors, labels) == 1.0
+    assert cluster_score(vectors, labels) == pytest.approx(1.0)
+
+
+def test_string_labels_and_permuted_ids_give_same_scores() -> None:
+    vectors, labels = _separable()
+    names = np.array(["cat", "dog", "owl"])[labels]
+    assert knn_accuracy(vectors, names) == 1.0
+    assert cluster_score(vectors, (labels + 1) % 3) == pytest.approx(1.0)
+
+
+def test_identical_labels() -> None:
+    vectors = np.random.default_rng(0).normal(size=(12, 4))
+    labels = np.zeros(12, dtype=int)
+    assert knn_accuracy(vectors, labels) == 1.0
+    assert linear_probe_accuracy(vectors, labels) == 1.0
+    assert cluster_score(vectors, labels) == 1.0
+
+
+def test_random_labels_score_low() -> None:
+    rng = np.random.default_rng(0)
+    vectors, labels = rng.normal(size=(400, 16)), rng.integers(0, 4, 400)
+    assert knn_accuracy(vectors, labels) < 0.4
+    assert cluster_score(vectors, labels) < 0.1
+
+
+def test_errors_are_clear() -> None:
+    with pytest.raises(EvaluationError, match="3 labels for 2 vectors"):
+        knn_accuracy(np.ones((2, 3)), [0, 1, 1])
+    with pytest.raises(EvaluationError, match="dimension"):
+        knn_accuracy(np.ones((4, 3)), [0, 1, 0, 1], np.ones((2, 5)), [0, 1])
+    with pytest.raises(EvaluationError, match=">= 2 samples per class"):
+        linear_probe_accuracy(np.eye(5), [0, 0, 0, 0, 1])
+    with pytest.raises(EvaluationError, match="labels are needed"):
+        knn_accuracy(Embeddings(torch.ones(3, 2), ["a", "b", "c"]))
+
+
+def test_compare_one_row_per_set_best_first() -> None:
+    vectors, labels = _separable()
+    noise = np.random.default_rng(3).normal(size=vectors.shape)
+    good = Embeddings(torch.from_numpy(vectors), [f"f{i}" for i in range(len(labels))], labels, ["a", "b", "c"],
+                      name="good")
+    bad = Embeddings(torch.from_numpy(noise), good.filenames, labels, ["a", "b", "c"], name="noise")
+    table = compare([bad, good], k=5)
+    assert list(table["name"]) == ["good", "noise"]
+    assert list(table.columns) == ["name", "n", "dim", "knn_accuracy", "linear_probe_accuracy", "cluster_nmi"]
+    assert table.loc[0, "knn_accuracy"] == 1.0 and table.loc[0, "dim"] == 8 and table.loc[0, "n"] == 60
+    assert table.loc[1, "knn_accuracy"] < 0.7
+    assert list(compare({"renamed": good})["name"]) == ["renamed"]

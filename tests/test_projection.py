@@ -1,0 +1,84 @@
+"""Tests for embedlab.projection: seeded 2-D reductions, one reducer per embedding set, tiny N."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from embedlab.projection import (
+    ProjectionError, Projector, load_or_project, load_points, project, project_all, save_points,
+)
+
+
+def blobs(n_per: int = 20, classes: int = 3, dim: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Well-separated Gaussian blobs: a projection that keeps neighbourhoods must keep them apart."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(classes, dim)) * 5
+    x = np.concatenate([c + rng.normal(size=(n_per, dim)) * 0.3 for c in centers]).astype(np.float32)
+    return x, np.repeat(np.arange(classes), n_per)
+
+
+def one_nn_accuracy(points: np.ndarray, labels: np.ndarray) -> float:
+    """Leave-one-out 1-NN accuracy in 2-D: high when classes stay separated."""
+    d = ((points[:, None] - points[None]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    return float((labels[d.argmin(1)] == labels).mean())
+
+
+@pytest.mark.parametrize("method", ["pca", "tsne"])
+def test_fast_methods_keep_blobs_apart_and_are_seeded(method: str) -> None:
+    x, y = blobs(n_per=10)
+    a = project(x, method, seed=0)
+    assert a.shape == (30, 2) and a.dtype == np.float32
+    assert one_nn_accuracy(a, y) > 0.95
+    np.testing.assert_allclose(a, project(x, method, seed=0), atol=1e-5)
+
+
+def test_umap_seeded_named_reducers_and_tiny_n() -> None:
+    x, y = blobs()
+    x2, _ = blobs(seed=1)
+    projectors = project_all({"ssl": x, "imagenet": torch.from_numpy(x2)}, n_neighbors=10, seed=0)
+    assert set(projectors) == {"ssl", "imagenet"}
+    assert projectors["ssl"].name == "ssl" and projectors["imagenet"].n_fit_ == 60
+    assert projectors["ssl"].reducer is not projectors["imagenet"].reducer
+    # each set's map is what a fresh reducer fitted on that set gives (no reducer reused across sets)
+    fresh = Projector("umap", n_neighbors=10, seed=0).fit_transform(x2)
+    np.testing.assert_allclose(projectors["imagenet"].points_, fresh, atol=1e-4)
+    assert one_nn_accuracy(projectors["ssl"].points_, y) > 0.95
+    # transform places new points of the same set near their class
+    new = projectors["ssl"].transform(x[:3] + 0.01)
+    assert new.shape == (3, 2)
+    # tiny N: n_neighbors larger than N-1 is clamped instead of failing
+    tiny = project(x[:5], "umap", n_neighbors=15)
+    assert tiny.shape == (5, 2) and np.isfinite(tiny).all()
+
+
+def test_errors_are_clear() -> None:
+    x, _ = blobs()
+    with pytest.raises(ProjectionError, match="unknown projection method 'umapp'"):
+        Projector("umapp")
+    with pytest.raises(ProjectionError, match="not fitted"):
+        Projector("pca", name="ssl").transform(x)
+    with pytest.raises(ProjectionError, match="at least 3 points"):
+        project(x[:2], "pca")
+    bad = x.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ProjectionError, match="NaN"):
+        project(bad, "pca")
+    with pytest.raises(ProjectionError, match="t-SNE cannot place new points"):
+        Projector("tsne").fit(x[:12]).transform(x[:12])
+
+
+def test_points_roundtrip_and_load_or_project(tmp_path) -> None:
+    x, _ = blobs()
+    path = tmp_path / "umap" / "pca.npy"
+    first = load_or_project(x, path, method="pca")
+    assert path.exists() and not list(path.parent.glob(".*tmp"))
+    np.testing.assert_array_equal(load_points(path, expected_rows=60), first)
+    save_points(np.zeros((60, 2)), path)  # a saved file of the right size is reused, not recomputed
+    np.testing.assert_array_equal(load_or_project(x, path, method="pca"), np.zeros((60, 2)))
+    with pytest.raises(ProjectionError, match="has 60 points but the embedding set has 10"):
+        load_points(path, expected_rows=10)
+    again = load_or_project(x[:10], path, method="pca")  # stale size -> recomputed and overwritten
+    assert again.shape == (10, 2) and load_points(path).shape == (10, 2)
