@@ -222,7 +222,7 @@ def test_debug_shows_the_traceback(tmp_path):
 
 def test_console_script_error_has_no_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "embedlab.cli", "select", str(tmp_path / "x.pt"), "--n", "2"],
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 1
     assert result.stderr.strip().startswith("embedlab: error: embeddings file not found")
     assert "Traceback" not in result.stderr
@@ -233,7 +233,7 @@ def test_run_and_demo_call_the_pipeline_with_the_parameters(capsys, monkeypatch,
 
     calls = []
 
-    def fake_run_pipeline(params, *, run_dir=None, notebooks=None, overrides=None):
+    def fake_run_pipeline(params, *, run_dir=None, notebooks=None, overrides=None, progress=True):
         calls.append((params, run_dir, notebooks, overrides))
         return tmp_path / "index.html"
 

@@ -99,7 +99,7 @@ def test_neighbors_clear_errors():
 
 
 def test_planted_outlier_ranks_first():
-    vectors, labels = clustered()
+    vectors, _ = clustered()
     rng = np.random.default_rng(1)
     outlier = rng.normal(size=(1, vectors.shape[1])).astype(np.float32)
     data = np.concatenate([vectors[:25], outlier, vectors[25:]])
@@ -230,7 +230,22 @@ def test_show_neighbors_draws_the_query_and_its_neighbours(tiny_embedded):
     found = curation.nearest_neighbors(emb, 0, k=4)
     fig = curation.show_neighbors(emb, found, root)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titles[0] == "query" and len(titles) == 5 and titles[1].startswith("d=")
+    assert titles[0] == f"{emb.filenames[0].split('/')[0]}\nquery" and len(titles) == 5
+    assert titles[1] == f"{found.filenames[0][0].split('/')[0]}\nd={found.distances[0, 0]:.3f}"
     grid = curation.show_images(emb, curation.most_unusual(emb, 3, k=2, progress=False), root)
     assert len([ax for ax in grid.axes if ax.get_title()]) == 3
     matplotlib.pyplot.close("all")
+
+
+def test_center_spreads_cosine_similarities_and_keeps_metadata():
+    rng = np.random.default_rng(4)
+    vectors = np.abs(rng.normal(size=(30, 16))).astype(np.float32) + 3.0  # non-negative, like ReLU features
+    labels = np.arange(30) % 3
+    raw_closest = 1 - curation.outlier_scores(vectors, k=1, progress=False)
+    centred = curation.center(as_embeddings(vectors, labels))
+    closest = 1 - curation.outlier_scores(centred, k=1, progress=False)
+    assert raw_closest.min() > 0.95  # raw: everything looks like a near-duplicate of everything
+    assert np.median(closest) < 0.6
+    np.testing.assert_allclose(centred.vectors.mean(0).numpy(), 0, atol=1e-5)
+    assert centred.filenames[3] == "c0/3.png" and centred.meta["centered"] is True
+    assert isinstance(curation.center(vectors), np.ndarray)

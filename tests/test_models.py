@@ -211,3 +211,23 @@ def test_other_architecture_is_clear_without_shape_dump(tmp_path: Path) -> None:
     message = str(info.value)
     assert "resnet50" in message and "another architecture" in message
     assert "torch.Size" not in message and len(message) < 600
+
+
+def test_real_download_path_has_a_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    seen: list[float | None] = []
+
+    def no_network(url: str, dst: str, hash_prefix: str | None = None, progress: bool = True) -> None:
+        seen.append(socket.getdefaulttimeout())
+        assert hash_prefix == "f37072fd"
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    before = socket.getdefaulttimeout()
+    with pytest.raises(WeightsUnavailableError, match="Name or service not known"):
+        create_backbone("resnet18", "imagenet")
+    assert seen == [models.DOWNLOAD_TIMEOUT] and socket.getdefaulttimeout() == before
+    assert list((tmp_path / "torch" / "hub" / "checkpoints").iterdir()) == []  # no partial file left

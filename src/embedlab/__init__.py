@@ -50,6 +50,8 @@ _EXPORTS: dict[str, str] = {
     "embed_pca": "embedding",
     "save_embeddings": "embedding",
     "load_embeddings": "embedding",
+    "EmbeddingsError": "embedding",
+    "embedding_transform": "embedding",
     # projection
     "Projector": "projection",
     "project": "projection",
@@ -61,6 +63,7 @@ _EXPORTS: dict[str, str] = {
     "linear_probe_accuracy": "evaluation",
     "cluster_score": "evaluation",
     "compare": "evaluation",
+    "EvaluationError": "evaluation",
     # plotting
     "class_palette": "plotting",
     "scatter": "plotting",
@@ -79,6 +82,7 @@ _EXPORTS: dict[str, str] = {
     "select_diverse": "curation",
     "kmeans_clusters": "curation",
     "cluster_purity": "curation",
+    "center": "curation",
     "most_unusual": "curation",
     "show_neighbors": "curation",
     "show_images": "curation",

@@ -492,7 +492,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from embedlab import pipeline
 
     index = pipeline.run_pipeline(args.params, run_dir=args.run_dir, notebooks=args.notebooks or None,
-                                  overrides=_parse_overrides(args.param) or None)
+                                  overrides=_parse_overrides(args.param) or None, progress=not args.quiet)
     _say(f"done: open {index}")
     return 0
 

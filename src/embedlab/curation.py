@@ -25,25 +25,26 @@ if TYPE_CHECKING:  # pragma: no cover
     from embedlab.embedding import Embeddings
 
 __all__ = [
+    "Clusters",
     "CurationError",
     "Neighbors",
-    "Clusters",
-    "nearest_neighbors",
-    "outlier_scores",
+    "center",
+    "cluster_purity",
+    "kmeans_clusters",
     "most_unusual",
     "near_duplicates",
+    "nearest_neighbors",
+    "outlier_scores",
     "select_diverse",
-    "kmeans_clusters",
-    "cluster_purity",
-    "show_neighbors",
     "show_images",
+    "show_neighbors",
 ]
 
 #: How many similarities one chunk may hold (float32: 4 bytes each -> 128 MiB).
 _CHUNK_ELEMENTS = 2**25
 
 VectorsLike = Union["Embeddings", np.ndarray, torch.Tensor, Sequence[Sequence[float]]]
-QueryLike = Union[int, str, Path, Sequence[int], Sequence[str], np.ndarray, torch.Tensor, Any]
+QueryLike = int | str | Path | Sequence[int] | Sequence[str] | np.ndarray | torch.Tensor | Any
 
 
 class CurationError(ValueError):
@@ -101,6 +102,27 @@ def _check_k(k: int, available: int, what: str = "k") -> None:
         raise CurationError(f"{what} must be at least 1, got {k}")
     if k > available:
         raise CurationError(f"{what}={k} is larger than the {available} candidate images; use a smaller {what}")
+
+
+def center(data: VectorsLike) -> Any:
+    """Subtract the mean vector, so cosine similarity measures how images differ rather than what they share.
+
+    CNN features are non-negative (ReLU, then average pooling), so every pair of raw vectors has a high cosine
+    similarity (often 0.8-0.99) and fixed thresholds mean little; centred vectors spread over the whole range.
+    Returns an Embeddings copy (same filenames and labels) for an Embeddings input, else a float32 array.
+    """
+    matrix = _vectors(data)
+    centred = matrix - matrix.mean(dim=0, keepdim=True)
+    if hasattr(data, "vectors") and hasattr(data, "filenames"):
+        import copy
+
+        result = copy.copy(data)
+        result.vectors = centred
+        meta = dict(getattr(data, "meta", {}) or {})
+        meta["centered"] = True
+        result.meta = meta
+        return result
+    return centred.numpy()
 
 
 # --------------------------------------------------------------------------------------------- search
@@ -574,6 +596,11 @@ def show_images(
     )
 
 
+def _class_of(filename: str) -> str:
+    """The class folder of a "<Class>/<file>" filename plus a newline, or "" for a flat filename."""
+    return filename.split("/", 1)[0] + "\n" if "/" in filename else ""
+
+
 def show_neighbors(
     data: VectorsLike, neighbors: Neighbors, image_root: str | Path, *, query: int = 0, title: str = ""
 ) -> Any:
@@ -583,8 +610,8 @@ def show_neighbors(
         raise CurationError("these embeddings have no filenames, so there are no images to show")
     query_index = neighbors.query_indices[query] if neighbors.query_indices else None
     indices = list(neighbors.indices[query])
-    captions = [f"d={d:.3f}" for d in neighbors.distances[query]]
+    captions = [f"{_class_of(names[i])}d={d:.3f}" for i, d in zip(indices, neighbors.distances[query])]
     if query_index is not None:
-        indices, captions = [query_index, *indices], ["query", *captions]
+        indices, captions = [query_index, *indices], [f"{_class_of(names[query_index])}query", *captions]
     return show_images(names, indices, image_root, captions=captions, columns=len(indices) if len(indices) <= 9 else 8,
                        title=title)

@@ -9,7 +9,6 @@ other fields in a `.json` sidecar next to it) and `.npz` (everything, optionally
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import os
 import time
@@ -177,7 +176,7 @@ def _load_npz(path: Path) -> Embeddings:
                 raise EmbeddingsError(f"{path} is not an embeddings .npz: expected arrays 'vectors' and "
                                       f"'filenames', found {list(data.keys())[:5]}.")
             return Embeddings(vectors=torch.from_numpy(data["vectors"]), filenames=data["filenames"].tolist(),
-                              labels=data["labels"] if "labels" in data else None,
+                              labels=data.get("labels"),
                               class_names=data["class_names"].tolist() if "class_names" in data else None,
                               name=str(data["name"]) if "name" in data else path.stem,
                               meta=json.loads(str(data["meta"])) if "meta" in data else {})
@@ -209,12 +208,57 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
-def image_transform(image_size: int) -> Callable[[Any], torch.Tensor]:
-    """PIL image -> uint8 tensor [3, S, S]: resize the short side to S, center-crop (normalised later, per batch)."""
-    from torchvision import transforms
+def resize_crop(image: Any, size: int) -> Any:
+    """torchvision's Resize(size) + CenterCrop(size) on a PIL image, skipping the steps that change nothing."""
+    from PIL import Image
 
-    return transforms.Compose([transforms.Resize(image_size), transforms.CenterCrop(image_size),
-                               transforms.PILToTensor()])
+    w, h = image.size
+    short, long = (w, h) if w <= h else (h, w)
+    if short != size:
+        new_short, new_long = size, int(size * long / short)
+        w, h = (new_short, new_long) if w <= h else (new_long, new_short)
+        image = image.resize((w, h), Image.BILINEAR)
+    if (w, h) != (size, size):
+        top, left = round((h - size) / 2.0), round((w - size) / 2.0)
+        image = image.crop((left, top, left + size, top + size))
+    return image
+
+
+def open_image(path: str | os.PathLike[str], size: int) -> Any:
+    """Decode an image as RGB; a big JPEG is decoded at a reduced scale still >= size (PIL draft: 2-3x faster)."""
+    from PIL import Image
+
+    from embedlab.datasets import DatasetError, to_rgb
+
+    try:
+        with Image.open(path) as image:
+            if image.format == "JPEG" and min(image.size) >= 2 * size:
+                image.draft("RGB", (size, size))
+            image.load()
+            return to_rgb(image)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise DatasetError(f"cannot decode image {path}: {exc}. The file is damaged: delete or replace it.") from exc
+
+
+class FolderImages(torch.utils.data.Dataset):
+    """(uint8 [S, S, 3] tensor, label, filename) for chosen images of an ImageFolder: the lean loader of embed()."""
+
+    def __init__(self, folder: Any, size: int, indices: list[int] | None = None) -> None:
+        chosen = range(len(folder.filenames)) if indices is None else indices
+        self.root = Path(folder.root)
+        self.size = size
+        self.filenames = [folder.filenames[i] for i in chosen]
+        self.labels = [int(folder.labels[i]) for i in chosen]
+        self.classes = list(folder.classes)
+        self.labeled = bool(getattr(folder, "labeled", True))
+
+    def __len__(self) -> int:
+        return len(self.filenames)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
+        """Decode, resize + center-crop, HWC uint8 (normalised per batch on the device, channels_last for free)."""
+        image = resize_crop(open_image(self.root / self.filenames[index], self.size), self.size)
+        return torch.from_numpy(np.array(image, dtype=np.uint8)), self.labels[index], self.filenames[index]
 
 
 def embedding_transform(image_size: int, backbone: Any = None) -> Callable[[Any], torch.Tensor]:
@@ -229,7 +273,7 @@ def embedding_transform(image_size: int, backbone: Any = None) -> Callable[[Any]
 
 
 class _Normalize(torch.nn.Module):
-    """uint8 batch -> float, scaled to [0, 1], ImageNet-normalised, channels_last: the per-image math, batched."""
+    """uint8 NHWC batch -> float NCHW (channels_last), scaled to [0, 1], ImageNet-normalised, all at once."""
 
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         super().__init__()
@@ -238,24 +282,28 @@ class _Normalize(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(x / 255 - mean) / std without a per-image pass."""
+        x = x.permute(0, 3, 1, 2)  # an NHWC buffer viewed as NCHW is channels_last already
         return (x.float() * self.scale - self.shift).contiguous(memory_format=torch.channels_last)
 
 
-def _dataset(data: Any, transform: Callable[[Any], Any], limit: int | None) -> Any:
-    """A dataset yielding (transform(image), label, filename): from a folder path or an ImageFolder copy."""
+def _dataset(data: Any, size: int, limit: int | None) -> FolderImages:
+    """The images to embed: a dataset folder path or an embedlab ImageFolder (its own transform is not used)."""
     from embedlab.datasets import ImageFolder
 
     if isinstance(data, (str, os.PathLike)):
-        return ImageFolder(data, transform, limit_per_class=limit)
-    if not (hasattr(data, "__getitem__") and hasattr(data, "filenames")):
+        return FolderImages(ImageFolder(data, limit_per_class=limit), size)
+    if not all(hasattr(data, a) for a in ("root", "filenames", "labels", "classes")):
         raise EmbeddingsError(f"data must be a dataset folder or an embedlab ImageFolder, not "
                               f"{type(data).__name__}")
-    dataset = copy.copy(data)  # the caller's dataset keeps its own transform
-    dataset.transform = transform
-    if limit is not None:
-        chosen = set(data.subset(limit))
-        return torch.utils.data.Subset(dataset, [i for i, f in enumerate(data.filenames) if f in chosen])
-    return dataset
+    if limit is None:
+        return FolderImages(data, size)
+    taken: dict[int, int] = {}
+    indices = []
+    for i, label in enumerate(data.labels):  # the first `limit` images of each class, in order
+        if taken.get(label, 0) < limit:
+            taken[label] = taken.get(label, 0) + 1
+            indices.append(i)
+    return FolderImages(data, size, indices)
 
 
 def _resolve_model(model: Any, weights: str | None) -> tuple[Any, str]:
@@ -337,10 +385,9 @@ def _forward_all(backbone: torch.nn.Module, loader: Any, device: torch.device, *
     return torch.cat(outputs), labels, filenames
 
 
-def _class_info(data: Any) -> tuple[list[str] | None, bool]:
-    """Class names of the dataset and whether its labels mean anything (a loose folder is unlabeled)."""
-    base = data.dataset if isinstance(data, torch.utils.data.Subset) else data
-    return list(getattr(base, "classes", []) or []) or None, bool(getattr(base, "labeled", True))
+def _class_info(dataset: FolderImages) -> tuple[list[str] | None, bool]:
+    """Class names and whether the labels mean anything (a folder of loose images is unlabeled)."""
+    return (dataset.classes or None), dataset.labeled
 
 
 def embed(data: Any, model: Any = "resnet18", *, weights: str | None = "imagenet", image_size: int | None = None,
@@ -356,7 +403,7 @@ def embed(data: Any, model: Any = "resnet18", *, weights: str | None = "imagenet
     backbone, default_name = _resolve_model(model, weights)
     size = resolve_image_size(backbone, image_size)
     dev = resolve_device(device)
-    dataset = _dataset(data, image_transform(size), limit)
+    dataset = _dataset(data, size, limit)
     loader = _loader(dataset, batch_size, dev, num_workers)
     name = name or default_name
     start = time.perf_counter()
@@ -368,7 +415,7 @@ def embed(data: Any, model: Any = "resnet18", *, weights: str | None = "imagenet
             "weights": backbone.weights, "image_size": size, "embedding_dim": int(vectors.shape[1]),
             "device": str(dev), "batch_size": batch_size, "num_workers": loader.num_workers,
             "compile": compile, "seconds": round(seconds, 3), "images_per_second": round(len(vectors) / seconds, 2),
-            "data_root": str(getattr(getattr(dataset, "dataset", dataset), "root", "")),
+            "data_root": str(dataset.root),
             **{k: v for k, v in backbone.meta.items() if k in ("method", "augment", "epoch", "source")}}
     return Embeddings(vectors=vectors, filenames=filenames, labels=np.asarray(labels) if labeled else None,
                       class_names=class_names if labeled else None, name=name, meta=meta)
@@ -379,7 +426,7 @@ def embed_pca(data: Any, *, dimensions: int = 50, image_size: int = 32, limit: i
     """Raw-pixel baseline: resize/center-crop to image_size, flatten, PCA to `dimensions` (fewer if N or D is)."""
     from sklearn.decomposition import PCA
 
-    dataset = _dataset(data, image_transform(image_size), limit)
+    dataset = _dataset(data, image_size, limit)
     loader = _loader(dataset, batch_size, torch.device("cpu"), 0)
     rows, labels, filenames = [], [], []
     for images, batch_labels, batch_files in tqdm(loader, desc=f"load pixels for {name}", disable=not progress):
@@ -393,7 +440,7 @@ def embed_pca(data: Any, *, dimensions: int = 50, image_size: int = 32, limit: i
     class_names, labeled = _class_info(dataset)
     meta = {"model": "pca", "image_size": image_size, "embedding_dim": components, "seed": seed,
             "explained_variance": round(float(pca.explained_variance_ratio_.sum()), 4),
-            "data_root": str(getattr(getattr(dataset, "dataset", dataset), "root", ""))}
+            "data_root": str(dataset.root)}
     return Embeddings(vectors=torch.from_numpy(vectors), filenames=filenames,
                       labels=np.asarray(labels) if labeled else None, class_names=class_names if labeled else None,
                       name=name, meta=meta)

@@ -106,7 +106,7 @@ def linear_probe_accuracy(vectors: Any, labels: Any = None, *, test_fraction: fl
     classes, counts = np.unique(y, return_counts=True)
     if len(classes) == 1:
         return 1.0  # one class: the only possible prediction is always right
-    n_test = max(len(classes), int(round(test_fraction * len(y))))
+    n_test = max(len(classes), round(test_fraction * len(y)))
     if counts.min() < 2 or len(y) - n_test < len(classes):
         raise EvaluationError(f"linear probe needs >= 2 samples per class and room for a stratified "
                               f"{test_fraction:.0%} test split; class sizes range {counts.min()}..{counts.max()} "

@@ -79,7 +79,7 @@ def stratified_split(labels: Sequence[int], test_fraction: float = 0.3, seed: in
         raise FinetuneError(f"test_fraction must be between 0 and 1, got {test_fraction}")
     y = np.asarray(labels)
     classes, counts = np.unique(y, return_counts=True)
-    n_test = max(len(classes), int(round(test_fraction * len(y))))
+    n_test = max(len(classes), round(test_fraction * len(y)))
     if counts.min() < 2 or len(y) - n_test < len(classes):
         raise FinetuneError(
             f"need at least 2 images per class and room for a {test_fraction:.0%} test split; the smallest of "

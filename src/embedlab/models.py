@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import urllib.error
 import zipfile
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 DEFAULT_IMAGE_SIZE = 224
 EXPORT_FORMAT_VERSION = 1
+DOWNLOAD_TIMEOUT = 30.0  # seconds without data before a weights download gives up
 
 _RESNET_STAGE_DIMS: dict[str, tuple[int, int, int, int]] = {
     "resnet18": (64, 128, 256, 512),
@@ -156,12 +158,17 @@ def weights_cache_path(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
-def _download_file(url: str, target: Path) -> None:
-    """Download `url` to `target` atomically, checking torch.hub's hash prefix in the filename."""
+def _download_file(url: str, target: Path, timeout: float = DOWNLOAD_TIMEOUT) -> None:
+    """Download `url` to `target` atomically, checking torch.hub's hash prefix; a silent network times out."""
     match = torch.hub.HASH_REGEX.search(target.name)
-    with atomic_path(target) as tmp:
-        torch.hub.download_url_to_file(url, str(tmp), hash_prefix=match.group(1) if match else None,
-                                       progress=True)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)  # torch.hub's urlopen has no timeout of its own: never hang forever
+    try:
+        with atomic_path(target) as tmp:
+            torch.hub.download_url_to_file(url, str(tmp), hash_prefix=match.group(1) if match else None,
+                                           progress=True)
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 def _unavailable_message(name: str, url: str, path: Path, reason: str) -> str:

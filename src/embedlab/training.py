@@ -184,7 +184,7 @@ class SSLModule(pl.LightningModule):
                  layers: int | None = None, method: str = "simclr", augment: str = "natural",
                  image_size: int = 64, learning_rate: float = 0.06, batch_size: int = 128,
                  warmup_epochs: float = 1.0, temperature: float = 0.5, weight_decay: float = 5e-4,
-                 memory_bank_size: int = 4096, distributed: bool = False) -> None:
+                 memory_bank_size: int = 4096, distributed: bool = False, freeze_bn: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
         from embedlab.models import create_backbone
@@ -216,6 +216,15 @@ class SSLModule(pl.LightningModule):
             self.momentum_projection_head = copy.deepcopy(self.projection_head)
             deactivate_requires_grad(self.momentum_backbone)
             deactivate_requires_grad(self.momentum_projection_head)
+
+    def train(self, mode: bool = True) -> SSLModule:
+        """Switch train/eval mode; with freeze_bn the backbone's BatchNorm keeps its (ImageNet) statistics."""
+        super().train(mode)
+        if mode and self.hparams.freeze_bn:
+            for module in self.backbone.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Embed images with the backbone (what gets exported)."""
@@ -343,7 +352,7 @@ def _make_callbacks(run_dir: Path, recorder: _Recorder, knn_data: tuple[torch.Te
 
         def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
             seconds = time.perf_counter() - self.epoch_start
-            knn = _knn_monitor(pl_module.backbone, knn_data) if (knn_data and trainer.is_global_zero) else None
+            knn = _knn_monitor(pl_module, knn_data) if (knn_data and trainer.is_global_zero) else None
             if knn is not None:
                 self.knn_history.append(knn)
             if not trainer.is_global_zero:
@@ -415,19 +424,19 @@ def _knn_subset(root: Path, image_size: int, limit: int | None, seed: int, max_i
 
 
 @torch.no_grad()
-def _knn_monitor(backbone: nn.Module, data: tuple[torch.Tensor, torch.Tensor], batch_size: int = 256) -> float:
-    """Leave-one-out kNN accuracy (k=20, cosine, weighted) of the current backbone on the monitor subset."""
+def _knn_monitor(module: nn.Module, data: tuple[torch.Tensor, torch.Tensor], batch_size: int = 256) -> float:
+    """Leave-one-out kNN accuracy (k=20, cosine, weighted) of the module's current backbone on the monitor subset."""
     from embedlab.evaluation import knn_accuracy
 
     images, labels = data
-    was_training = backbone.training
-    backbone.eval()
-    device = next(backbone.parameters()).device
+    was_training = module.training
+    module.eval()
+    device = next(module.backbone.parameters()).device
     try:
-        vectors = torch.cat([backbone(images[i:i + batch_size].to(device)).float().cpu()
+        vectors = torch.cat([module.backbone(images[i:i + batch_size].to(device)).float().cpu()
                              for i in range(0, len(images), batch_size)])
     finally:
-        backbone.train(was_training)
+        module.train(was_training)  # SSLModule.train re-applies freeze_bn
     return float(knn_accuracy(vectors, labels.numpy(), k=KNN_K))
 
 
@@ -629,11 +638,13 @@ def train(data: str | Path, run_dir: str | Path, *, method: str = "simclr", back
           accelerator: str = "auto", devices: int | str = 1, num_nodes: int = 1, strategy: str = "auto",
           num_workers: int | str = "auto", seed: int = 0, limit: int | None = None, knn_monitor: bool = True,
           progress: bool = True, temperature: float = 0.5, min_scale: float | None = None,
-          max_time: float | None = None, knn_images: int = KNN_MONITOR_IMAGES) -> TrainResult:
+          max_time: float | None = None, knn_images: int = KNN_MONITOR_IMAGES, freeze_bn: bool = False,
+          ) -> TrainResult:
     """Train a self-supervised backbone on the images under `data`; results go to `run_dir` (resumable).
 
     batch_size is per device; learning_rate None = 0.06 x global batch / 128 (SGD, warmup + cosine per step).
     max_time (seconds) caps the wall clock (training stops early, the checkpoint stays resumable).
+    freeze_bn keeps the backbone's BatchNorm statistics fixed: for continuing from ImageNet weights (init=...).
     """
     _validate(method, backbone, augment, epochs, batch_size, image_size, init, learning_rate)
     run_dir = Path(run_dir)
@@ -665,7 +676,7 @@ def train(data: str | Path, run_dir: str | Path, *, method: str = "simclr", back
     module = SSLModule(
         backbone=backbone, init=init, small_images=small, layers=layers, method=method, augment=augment,
         image_size=image_size, learning_rate=lr, batch_size=per_device, warmup_epochs=float(warmup_epochs),
-        temperature=float(temperature), distributed=world > 1)
+        temperature=float(temperature), distributed=world > 1, freeze_bn=bool(freeze_bn))
     loader = torch.utils.data.DataLoader(dataset, batch_size=per_device, shuffle=True, drop_last=True,
                                          num_workers=workers, persistent_workers=workers > 0,
                                          pin_memory=accel in ("gpu", "cuda"))
@@ -680,7 +691,7 @@ def train(data: str | Path, run_dir: str | Path, *, method: str = "simclr", back
               "image_size": image_size, "learning_rate": lr, "warmup_epochs": warmup_epochs, "precision": prec,
               "accelerator": accel, "devices": devices, "num_nodes": num_nodes, "strategy": strategy,
               "world_size": world, "num_workers": workers, "seed": seed, "limit": limit,
-              "temperature": temperature, "min_scale": min_scale, "max_time": max_time,
+              "temperature": temperature, "min_scale": min_scale, "max_time": max_time, "freeze_bn": freeze_bn,
               "num_images": len(dataset), "classes": len(dataset.classes), "resumed_from_epoch": done,
               "torch": torch.__version__, "pytorch_lightning": pl.__version__}
     if _is_rank_zero():

@@ -1,0 +1,160 @@
+"""Tests for embedlab.params and embedlab.pipeline: parameter checks, the verdict sentence, and the whole
+pipeline run with tiny.yaml through papermill into a temporary folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from embedlab.params import MissingInputError, ParameterError, RunPaths, resolve_path, validate_params
+from embedlab.pipeline import (
+    PipelineError, describe_comparison, execute_notebook, load_params, main, notebooks_dir, pipeline_notebooks,
+    run_pipeline, save_metrics, write_index,
+)
+
+
+# ------------------------------------------------------------------------------------------------ parameters
+@pytest.mark.parametrize("name, value, message", [
+    ("dataset", "imagenet-21k", "parameter 'dataset': unknown dataset 'imagenet-21k'"),
+    ("epochs", -1, "parameter 'epochs': expected an integer >= 1, got -1"),
+    ("epochs", "5", "parameter 'epochs': expected an integer >= 1, got '5' (str)"),
+    ("epochs", True, "parameter 'epochs'"),
+    ("batch_size", 2.5, "parameter 'batch_size'"),
+    ("limit_per_class", 0, "parameter 'limit_per_class'"),
+    ("learning_rate", 0, "parameter 'learning_rate': expected a number > 0.0 or None"),
+    ("backbone", "vgg16", "parameter 'backbone': expected one of 'resnet18'"),
+    ("small_images", "yes", "parameter 'small_images'"),
+    ("augment", "medical", "parameter 'augment'"),
+    ("run_dir", "", "parameter 'run_dir': expected a non-empty string"),
+    ("imagenet_model", None, "parameter 'imagenet_model'"),
+])
+def test_bad_parameters_name_the_parameter(name: str, value: object, message: str) -> None:
+    with pytest.raises(ParameterError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        validate_params(**{name: value})
+
+
+def test_good_parameters_and_path_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMBEDLAB_ROOT", str(tmp_path))
+    folder = tmp_path / "my_images"
+    folder.mkdir()
+    p = validate_params(dataset="my_images", run_dir="runs/x", data_dir=str(tmp_path / "abs"), epochs=3,
+                        limit_per_class=None, learning_rate=1, small_images="auto", extra_name=[1])
+    assert p["dataset"] == str(folder) and p["run_dir"] == tmp_path / "runs" / "x"
+    assert p["data_dir"] == tmp_path / "abs" and p["learning_rate"] == 1.0 and p["extra_name"] == [1]
+    assert validate_params(dataset="aid")["dataset"] == "aid"
+    monkeypatch.delenv("EMBEDLAB_ROOT")
+    monkeypatch.chdir(notebooks_dir())  # as under nbmake: relative paths still resolve to the repository root
+    assert resolve_path("runs/nbmake") == notebooks_dir().parent / "runs" / "nbmake"
+
+
+def test_missing_inputs_name_the_notebook_that_makes_them(tmp_path: Path) -> None:
+    run = RunPaths(tmp_path / "run")
+    with pytest.raises(MissingInputError, match="run notebooks/01_download_data.ipynb first"):
+        run.dataset_root()
+    with pytest.raises(MissingInputError, match=r"embeddings/ssl.pt: run notebooks/03_embed_images.ipynb"):
+        run.require(run.embedding("ssl"), made_by="03_embed_images")
+    images = tmp_path / "ds" / "raw"
+    (images / "a").mkdir(parents=True)
+    (images / "a" / "1.png").write_bytes(b"x")
+    run.record_dataset(images, dataset="ds", thumbnail_size=64)
+    assert run.dataset_root() == images and run.image_root(32) == images  # no thumbnails yet -> raw
+    (tmp_path / "ds" / "thumbnails-64" / "a").mkdir(parents=True)
+    (tmp_path / "ds" / "thumbnails-64" / "a" / "1.png").write_bytes(b"y")
+    assert run.image_root(32) == tmp_path / "ds" / "thumbnails-64" and run.image_root(128) == images
+
+
+# ------------------------------------------------------------------------------------------------ verdict
+def _table(ssl: tuple[float, float], imagenet: tuple[float, float], random: float = 0.3) -> pd.DataFrame:
+    rows = [("ssl", *ssl), ("imagenet", *imagenet), ("random", random, random)]
+    return pd.DataFrame([{"name": n, "knn_accuracy": k, "linear_probe_accuracy": l, "cluster_nmi": 0.5}
+                         for n, k, l in rows])
+
+
+def test_describe_comparison_follows_the_numbers() -> None:
+    text = describe_comparison(_table((0.80, 0.85), (0.70, 0.80)), n_classes=30)
+    assert text.startswith("On this data, the self-supervised model wins.") and "0.800 vs 0.700, +0.100" in text
+    assert "beats the random-init floor" in text and "0.033 (30 classes)" in text
+    assert describe_comparison(_table((0.60, 0.70), (0.75, 0.80))).startswith("On this data, the ImageNet model wins.")
+    assert "mixed" in describe_comparison(_table((0.80, 0.60), (0.70, 0.70)))
+    assert "about equally good" in describe_comparison(_table((0.700, 0.700), (0.705, 0.702)))
+    assert "does NOT clearly beat" in describe_comparison(_table((0.305, 0.4), (0.7, 0.7)))
+    with pytest.raises(ValueError, match="needs rows 'ssl' and 'imagenet'"):
+        describe_comparison(_table((0.8, 0.8), (0.7, 0.7)).iloc[1:])
+
+
+def test_metrics_and_index_without_a_run(tmp_path: Path) -> None:
+    save_metrics(tmp_path / "metrics.json", _table((0.8, 0.8), (0.7, 0.7)), "verdict <b>", knn_k=5)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["knn_k"] == 5 and metrics["comparison"][0]["name"] == "ssl"
+    index = write_index(tmp_path).read_text()
+    assert "verdict &lt;b&gt;" in index and "<td>0.800</td>" in index
+
+
+# ------------------------------------------------------------------------------------------------ pipeline
+def test_parameter_sets_and_overrides_fail_before_running(tmp_path: Path) -> None:
+    assert load_params("tiny")["epochs"] == 1
+    with pytest.raises(PipelineError, match="no parameter set 'nope'"):
+        load_params("nope")
+    with pytest.raises(ParameterError, match="unknown parameter\\(s\\) 'epoch'"):
+        run_pipeline("tiny", run_dir=tmp_path, overrides={"epoch": 3})
+    with pytest.raises(ParameterError, match="parameter 'epochs'"):
+        run_pipeline("tiny", run_dir=tmp_path, overrides={"epochs": -2})
+    assert [p.name[:2] for p in pipeline_notebooks(["03", "04"])] == ["03", "04"]
+    assert main(["tiny", "--run-dir", str(tmp_path), "-p", "dataset", "nope", "--quiet"]) == 1
+    assert not (tmp_path / "notebooks").exists()  # nothing ran
+
+
+def test_bad_parameter_fails_in_the_parameters_step_through_papermill(tmp_path: Path) -> None:
+    notebook = notebooks_dir() / "01_download_data.ipynb"
+    with pytest.raises(PipelineError) as info:
+        execute_notebook(notebook, tmp_path / "out.ipynb", {"dataset": "no-such-dataset", "run_dir": str(tmp_path)},
+                         cwd=tmp_path, progress=False)
+    message = str(info.value)
+    assert "notebook 01_download_data.ipynb failed" in message
+    assert "ParameterError: parameter 'dataset': unknown dataset 'no-such-dataset'" in message
+    executed = json.loads((tmp_path / "out.ipynb").read_text())
+    failing = [c for c in executed["cells"] if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
+    assert len(failing) == 1 and "validate_params(" in "".join(failing[0]["source"])
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole pipeline with tiny.yaml, executed once through papermill (about 2-4 minutes on 2 busy cores)."""
+    base = tmp_path_factory.mktemp("pipeline")
+    index = run_pipeline("tiny", run_dir=base / "run", overrides={"data_dir": str(base / "data")}, progress=False)
+    assert index == base / "run" / "index.html"
+    return base / "run"
+
+
+@pytest.mark.slow
+def test_tiny_pipeline_writes_every_result(tiny_run: Path) -> None:
+    for rel in ("checkpoints/last.ckpt", "exported/backbone.pt", "metrics.json", "index.html", "pipeline.json"):
+        assert (tiny_run / rel).is_file(), rel
+    assert {p.stem for p in (tiny_run / "embeddings").glob("*.pt")} >= {"ssl", "imagenet", "random", "pca"}
+    assert {p.stem for p in (tiny_run / "umap").glob("*.npy")} >= {"ssl", "imagenet", "random", "pca"}
+    figures = {p.stem for p in (tiny_run / "figures").glob("*.png")}
+    assert {"samples_per_class", "augmented_pairs", "loss_curve", "umap_ssl", "compare_umap", "compare_metrics"} <= figures
+    assert {p.stem for p in (tiny_run / "interactive").glob("*.html")} >= {"ssl", "imagenet"}
+    executed = sorted(p.name[:2] for p in (tiny_run / "notebooks").glob("*.ipynb"))
+    assert executed[:5] == ["01", "02", "03", "04", "05"]
+    saved = torch.load(tiny_run / "embeddings" / "ssl.pt", weights_only=True)
+    assert len(saved["filenames"]) == 200 and saved["embeddings"].shape[0] == 200
+
+
+@pytest.mark.slow
+def test_tiny_pipeline_metrics_are_sane_and_indexed(tiny_run: Path) -> None:
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    rows = {r["name"]: r for r in metrics["comparison"]}
+    assert set(rows) >= {"ssl", "imagenet", "random", "pca"}
+    assert rows["ssl"]["knn_accuracy"] > 0.1  # above chance for 10 classes, even after one tiny epoch
+    assert all(0.0 <= r["knn_accuracy"] <= 1.0 and 0.0 <= r["linear_probe_accuracy"] <= 1.0 for r in rows.values())
+    assert metrics["verdict"].startswith("On this data")
+    index = (tiny_run / "index.html").read_text()
+    for link in ("notebooks/02_train_embedding_model.html", "interactive/ssl.html", "metrics.json"):
+        assert f"href='{link}'" in index
+    assert index.count("data:image/jpeg;base64,") >= 6  # figure thumbnails inline
+    assert (tiny_run / "notebooks" / "05_compare_with_imagenet.html").stat().st_size > 10_000
