@@ -135,7 +135,8 @@ def main() -> None:
     print(machine_info())
     with tempfile.TemporaryDirectory() as tmp:
         root = dataset_root(args.images, args.data_dir or Path(tmp))
-        speed(args, root)
+        if args.rounds > 0:  # --rounds 0: only the image-size check
+            speed(args, root)
         if args.checkpoint is not None:
             image_size_check(args, root)
 

@@ -244,3 +244,54 @@ def test_run_and_demo_call_the_pipeline_with_the_parameters(capsys, monkeypatch,
     assert calls[-1] == ("classroom", "runs/x", ["00", "03"], {"epochs": 3, "init": None, "dataset": "eurosat"})
     status, _, _ = run_cli(capsys, "demo")
     assert status == 0 and calls[-1] == ("demo", None, None, None)
+
+
+def test_train_thumbnails_download_classify_pass_valid_arguments(capsys, monkeypatch, tmp_path, image_folder):
+    """The wrappers call the package functions with arguments their real signatures accept."""
+    import inspect
+    from types import SimpleNamespace
+
+    from embedlab import datasets, finetune, training
+
+    seen = {}
+
+    def checked(module, name, result):
+        real = getattr(module, name)
+
+        def fake(*args, **kwargs):
+            inspect.signature(real).bind(*args, **kwargs)  # TypeError if the CLI drifted from the API
+            seen[name] = kwargs
+            return result
+
+        monkeypatch.setattr(module, name, fake)
+
+    checked(training, "train", SimpleNamespace(epochs=1, seconds=2.0, images_per_second=3.0, final_loss=4.0,
+                                               checkpoint=tmp_path / "c.ckpt", exported=tmp_path / "b.pt"))
+    checked(datasets, "make_thumbnails", SimpleNamespace(out_root=tmp_path, written=5, skipped=0, failed=[],
+                                                         images_per_second=9.0))
+    checked(finetune, "train_classifier", SimpleNamespace(summary=lambda: "frozen classifier: test accuracy 0.5"))
+    status, out, err = run_cli(capsys, "train", image_folder, tmp_path / "run", "--epochs", "3", "--small-images",
+                               "true", "--devices", "2", "--no-knn", "-q")
+    assert status == 0 and "final loss 4.000" in out, err
+    assert seen["train"]["epochs"] == 3 and seen["train"]["small_images"] is True and seen["train"]["devices"] == 2
+    assert seen["train"]["knn_monitor"] is False
+    status, out, err = run_cli(capsys, "thumbnails", image_folder, "--size", "16", "-q")
+    assert status == 0 and "5 written" in out, err
+    status, out, err = run_cli(capsys, "classify", tmp_path, image_folder, "--mode", "finetune", "--epochs", "1",
+                               "-q")
+    assert status == 0 and "test accuracy" in out and seen["train_classifier"]["mode"] == "finetune", err
+    status, out, err = run_cli(capsys, "download", image_folder, "-q")  # a folder: validated, root printed
+    assert status == 0 and out.strip() == str(image_folder), err
+
+
+def test_umap_command_writes_points_figure_and_interactive_html(capsys, tmp_path, folder_embeddings, image_folder):
+    out = tmp_path / "maps"
+    status, stdout, err = run_cli(capsys, "umap", folder_embeddings[0], "--method", "pca", "--image-root",
+                                  image_folder, "--output-dir", out, "-q")
+    assert status == 0, err
+    points = np.load(out / "pca8-pca.npy")
+    assert points.shape == (60, 2) and np.isfinite(points).all()
+    assert (out / "pca8-pca.png").read_bytes()[:4] == b"\x89PNG"
+    html = (out / "pca8-pca.html").read_text(encoding="utf-8")
+    assert "Bokeh" in html and "data:image/jpeg;base64," in html
+    assert str(out / "pca8-pca.html") in stdout

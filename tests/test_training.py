@@ -177,18 +177,21 @@ def test_keyboard_interrupt_saves_checkpoint_then_resumes(tiny_data: Path, tmp_p
 
 
 def test_init_imagenet_efficientnet_lite0(tiny_data: Path, tmp_path: Path) -> None:
-    """init='imagenet' starts from the packaged ImageNet weights; training then moves them a little."""
+    """init='imagenet' starts from the packaged ImageNet weights; training moves them a little; freeze_bn keeps
+    the BatchNorm statistics."""
     from embedlab.models import create_backbone, load_backbone
 
     imagenet = create_backbone("efficientnet_lite0", "imagenet", layers=3).state_dict()
     module = SSLModule(backbone="efficientnet_lite0", init="imagenet", layers=3, image_size=32)
     assert torch.equal(module.backbone.state_dict()["_conv_stem.weight"], imagenet["_conv_stem.weight"])
     result = train(tiny_data, tmp_path / "lite", **{**FAST, "backbone": "efficientnet_lite0", "init": "imagenet",
-                                                   "layers": 3, "augment": "grayscale"})
+                                                   "layers": 3, "augment": "grayscale", "freeze_bn": True})
     trained = load_backbone(result.exported).state_dict()
     stem, start = trained["_conv_stem.weight"], imagenet["_conv_stem.weight"]
     assert not torch.equal(stem, start)
     assert torch.nn.functional.cosine_similarity(stem.flatten(), start.flatten(), dim=0) > 0.9
+    assert torch.equal(trained["_bn0.running_mean"], imagenet["_bn0.running_mean"])
+    assert not torch.equal(trained["_bn0.weight"], imagenet["_bn0.weight"])  # affine BN parameters still learn
 
 
 DDP_SCRIPT = """

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +155,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 class ArrayImages:
-    """Images from a .npy array (N,H,W) or (N,H,W,C), uint8 or float in [0, 1], as an ImageFolder-like dataset."""
+    """Images from a .npy array (N,H,W) or (N,H,W,C), uint8 or float in [0, 1], written out as an image folder.
+
+    embed() reads image folders, so the array becomes PNGs in a temporary folder (one subfolder per label);
+    `restore` then puts the embeddings back in row order with the row numbers as filenames.
+    """
 
     def __init__(self, path: str | Path, labels: Any = None) -> None:
         import numpy as np
@@ -171,48 +175,50 @@ class ArrayImages:
             )
         if array.dtype != np.uint8 and not np.issubdtype(array.dtype, np.floating):
             raise CommandError(f"{path} has dtype {array.dtype}; expected uint8 or float images in [0, 1]")
+        if labels is not None and len(labels) != len(array):
+            raise CommandError(f"{len(labels)} labels for {len(array)} images in {path}")
         self.array = array
-        self.root = Path(path)
-        width = len(str(len(array) - 1))
-        self.filenames = [f"{i:0{width}d}" for i in range(len(array))]
-        self.labeled = labels is not None
-        self.labels = [int(v) for v in labels] if labels is not None else [-1] * len(array)
-        if self.labeled and len(self.labels) != len(array):
-            raise CommandError(f"{len(self.labels)} labels for {len(array)} images in {path}")
-        self.classes = [str(c) for c in sorted(set(self.labels))] if self.labeled else []
-        if self.labeled:
-            index = {int(c): i for i, c in enumerate(sorted(set(self.labels)))}
-            self.labels = [index[v] for v in self.labels]
-        self.transform: Callable[[Any], Any] | None = None
+        self.path = Path(path)
+        self.labels = None if labels is None else np.asarray(labels).astype(np.int64).reshape(-1)
 
-    def __len__(self) -> int:
-        return len(self.array)
-
-    def __getitem__(self, i: int) -> tuple[Any, int, str]:
+    def write_folder(self, folder: Path, progress: bool) -> Path:
+        """Write every image as <folder>/<label or 'images'>/<row>.png and return the folder."""
         import numpy as np
         from PIL import Image
+        from tqdm.auto import tqdm
 
-        image = np.asarray(self.array[i])
-        if image.dtype != np.uint8:
-            image = (np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8)
-        if image.ndim == 3 and image.shape[-1] == 1:
-            image = image[..., 0]
-        pil = Image.fromarray(image).convert("RGB")
-        return (self.transform(pil) if self.transform else pil), self.labels[i], self.filenames[i]
+        for row in tqdm(range(len(self.array)), desc=f"unpack {self.path.name}", disable=not progress, unit="img"):
+            image = np.asarray(self.array[row])
+            if image.dtype != np.uint8:
+                image = (np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8)
+            if image.ndim == 3 and image.shape[-1] == 1:
+                image = image[..., 0]
+            target = folder / ("images" if self.labels is None else str(self.labels[row])) / f"{row:08d}.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).convert("RGB").save(target)
+        return folder
 
-    def subset(self, limit: int) -> list[str]:
-        """The first `limit` filenames of each class (what embed's `limit` asks for)."""
-        seen: dict[int, int] = {}
-        chosen = []
-        for name, label in zip(self.filenames, self.labels):
-            if seen.get(label, 0) < limit:
-                seen[label] = seen.get(label, 0) + 1
-                chosen.append(name)
-        return chosen
+    def restore(self, emb: Any) -> Any:
+        """Embeddings in row order, filenames = row numbers, labels/classes from the given labels (or none)."""
+        import numpy as np
+
+        from embedlab.embedding import Embeddings
+
+        rows = np.asarray([int(Path(name).stem) for name in emb.filenames])
+        order = np.argsort(rows)
+        width = len(str(len(self.array) - 1))
+        labels = class_names = None
+        if self.labels is not None:  # only the rows embedded (--limit may have skipped some)
+            values = np.unique(self.labels)
+            labels = np.searchsorted(values, self.labels[rows[order]])
+            class_names = [str(v) for v in values]
+        meta = {**emb.meta, "data_root": str(self.path)}
+        return Embeddings(emb.vectors[order], [f"{r:0{width}d}" for r in rows[order]], labels, class_names,
+                          emb.name, meta)
 
 
-def _embed_input(args: argparse.Namespace) -> Any:
-    """INPUT as something embed() takes: an image folder path, an ArrayImages, or a prepared named dataset."""
+def _embed_input(args: argparse.Namespace) -> tuple[Any, ArrayImages | None]:
+    """INPUT as a dataset root folder, plus the ArrayImages when it was a .npy array."""
     import numpy as np
 
     source = Path(args.input)
@@ -224,10 +230,24 @@ def _embed_input(args: argparse.Namespace) -> Any:
             if not Path(args.labels).is_file():
                 raise FileNotFoundError(f"labels file not found: {args.labels}")
             labels = np.load(args.labels, allow_pickle=False).reshape(-1)
-        return ArrayImages(source, labels)
+        return source, ArrayImages(source, labels)
     if args.labels:
         raise CommandError("--labels is only for a .npy INPUT (folders take their labels from class subfolders)")
-    return _dataset_root(args.input, args.data_dir, None, not args.quiet)
+    return _dataset_root(args.input, args.data_dir, None, not args.quiet), None
+
+
+def _check_model_option(args: argparse.Namespace) -> None:
+    """Reject a bad --model / --layers combination before any work is done."""
+    from embedlab import models
+
+    if args.model == "pca" or args.model in models.BACKBONE_NAMES:
+        if args.model == "pca" and args.layers is not None:
+            raise CommandError("--layers applies to a backbone, not to --model pca")
+        return
+    if not Path(args.model).exists():
+        raise CommandError(f"--model {args.model!r} is not {EMBED_MODELS_HELP} (no such file)")
+    if args.layers is not None:
+        raise CommandError("--layers applies to a backbone name; a checkpoint keeps the layers it was trained with")
 
 
 def _embed_model(args: argparse.Namespace, data: Any) -> Any:
@@ -236,8 +256,6 @@ def _embed_model(args: argparse.Namespace, data: Any) -> Any:
 
     name = args.name or Path(args.output).stem
     if args.model == "pca":
-        if args.layers is not None:
-            raise CommandError("--layers applies to a backbone, not to --model pca")
         emb = embedding.embed_pca(data, dimensions=args.dimensions or 50, image_size=args.image_size or 32,
                                   limit=args.limit, seed=args.seed, name=name, progress=not args.quiet)
         if emb.dim < (args.dimensions or 50):
@@ -251,11 +269,6 @@ def _embed_model(args: argparse.Namespace, data: Any) -> Any:
     if args.model in models.BACKBONE_NAMES:
         weights = None if args.weights == "random" else args.weights
         model = models.create_backbone(args.model, weights, small_images=args.small_images, layers=args.layers)
-        name = args.name or name
-    elif not Path(args.model).exists():
-        raise CommandError(f"--model {args.model!r} is not {EMBED_MODELS_HELP} (no such file)")
-    elif args.layers is not None:
-        raise CommandError("--layers applies to a backbone name; a checkpoint keeps the layers it was trained with")
     emb = embedding.embed(data, model, weights=None if args.weights == "random" else args.weights,
                           image_size=args.image_size, batch_size=args.batch_size, device=args.device,
                           limit=args.limit, name=name, progress=not args.quiet)
@@ -308,7 +321,15 @@ def cmd_embed(args: argparse.Namespace) -> int:
         raise CommandError("--compress writes a compressed .npz: give an OUTPUT ending in .npz")
     if args.dimensions is not None and args.plot and args.dimensions < 2:
         raise CommandError("--plot needs at least 2 dimensions")
-    emb = _embed_model(args, _embed_input(args))
+    _check_model_option(args)
+    data, array = _embed_input(args)
+    if array is None:
+        emb = _embed_model(args, data)
+    else:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="embedlab-npy-") as folder:
+            emb = array.restore(_embed_model(args, array.write_folder(Path(folder), not args.quiet)))
     emb.save(output, compress=args.compress)
     _say(f"wrote {len(emb)} x {emb.dim} embeddings to {output}")
     if args.plot:

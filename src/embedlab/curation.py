@@ -4,8 +4,10 @@ Every function takes an `embedding.Embeddings` object or a plain array / tensor 
 with cosine similarity (vectors are L2-normalized first), so the numbers mean the same thing for every model.
 
 Search is exact and brute force with torch matrix products, in chunks so memory stays bounded
-(about `_CHUNK_ELEMENTS` similarities at a time). That is fast up to roughly 100,000 images on a laptop
-(100k x 512 all-pairs on 2 CPU cores: about a minute). Beyond that, build an approximate index:
+(about `_CHUNK_ELEMENTS` similarities at a time). Measured on 2 busy CPU cores with 10,000 x 512 vectors:
+100 queries 0.3 s, all-pairs outlier scores 3.5 s, near-duplicates 2.9 s; all-pairs work grows with N^2, so
+100,000 images take several minutes (on the CPU: the vectors are moved there). That is the practical limit of
+exact search here; beyond it, build an approximate index:
 FAISS (`faiss.IndexFlatIP` / `IndexHNSWFlat` on the normalized vectors), hnswlib (`space="cosine"`)
 or pynndescent; the functions here then become the reference to check the index against.
 """

@@ -111,6 +111,19 @@ def _small_images(name: str, value: Any) -> bool | str:
     raise _fail(name, value, "True, False or 'auto'")
 
 
+def _bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise _fail(name, value, "True or False")
+
+
+def _min_scale(name: str, value: Any) -> float | None:
+    value = _float(0.0, optional=True, strict=True)(name, value)
+    if value is not None and value > 1:
+        raise _fail(name, value, "a number in (0, 1] or None")
+    return value
+
+
 def _workers(name: str, value: Any) -> int | str:
     if value == "auto":
         return value
@@ -188,6 +201,9 @@ CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "umap_min_dist": _float(0.0),
     "knn_k": _int(1),
     "max_train_minutes": _float(0.0, optional=True, strict=True),
+    "temperature": _float(0.0, strict=True),
+    "min_scale": _min_scale,
+    "freeze_bn": _bool,
 }
 
 

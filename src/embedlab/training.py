@@ -184,7 +184,8 @@ class SSLModule(pl.LightningModule):
                  layers: int | None = None, method: str = "simclr", augment: str = "natural",
                  image_size: int = 64, learning_rate: float = 0.06, batch_size: int = 128,
                  warmup_epochs: float = 1.0, temperature: float = 0.5, weight_decay: float = 5e-4,
-                 memory_bank_size: int = 4096, distributed: bool = False, freeze_bn: bool = False) -> None:
+                 memory_bank_size: int = 4096, distributed: bool = False, freeze_bn: bool = False,
+                 backbone_lr_scale: float = 1.0) -> None:
         super().__init__()
         self.save_hyperparameters()
         from embedlab.models import create_backbone
@@ -221,10 +222,19 @@ class SSLModule(pl.LightningModule):
         """Switch train/eval mode; with freeze_bn the backbone's BatchNorm keeps its (ImageNet) statistics."""
         super().train(mode)
         if mode and self.hparams.freeze_bn:
-            for module in self.backbone.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
+            self._freeze_bn()
         return self
+
+    def _freeze_bn(self) -> None:
+        """Put the backbone's BatchNorm layers in eval mode: running statistics stay as loaded."""
+        for module in self.backbone.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+    def on_train_epoch_start(self) -> None:
+        """Lightning does not call train() before fitting: apply freeze_bn here, every epoch."""
+        if self.hparams.freeze_bn:
+            self._freeze_bn()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Embed images with the backbone (what gets exported)."""
@@ -273,10 +283,16 @@ class SSLModule(pl.LightningModule):
         return loss
 
     def configure_optimizers(self) -> Any:
-        """SGD (momentum 0.9) with linear warmup + cosine decay, stepped every optimizer step."""
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = torch.optim.SGD(params, lr=self.hparams.learning_rate, momentum=0.9,
-                                    weight_decay=self.hparams.weight_decay)
+        """SGD (momentum 0.9) with linear warmup + cosine decay, stepped every optimizer step.
+
+        The backbone's learning rate is learning_rate x backbone_lr_scale (below 1: gentler on pretrained weights).
+        """
+        lr = self.hparams.learning_rate
+        backbone = [p for p in self.backbone.parameters() if p.requires_grad]
+        own = {id(p) for p in backbone}
+        heads = [p for p in self.parameters() if p.requires_grad and id(p) not in own]
+        groups = [{"params": backbone, "lr": lr * self.hparams.backbone_lr_scale}, {"params": heads, "lr": lr}]
+        optimizer = torch.optim.SGD(groups, lr=lr, momentum=0.9, weight_decay=self.hparams.weight_decay)
         total = self._total_steps = int(self.trainer.estimated_stepping_batches)
         per_epoch = total / max(int(self.trainer.max_epochs or 1), 1)
         warm = int(round(self.hparams.warmup_epochs * per_epoch))
@@ -501,7 +517,7 @@ def _resolve_small_images(small_images: bool | str, image_size: int) -> bool:
 
 
 def _validate(method: str, backbone: str, augment: str, epochs: int, batch_size: int, image_size: int,
-              init: str | None, learning_rate: float | None) -> None:
+              init: str | None, learning_rate: float | None, backbone_lr_scale: float = 1.0) -> None:
     """Clear errors for bad options before anything heavy happens."""
     from embedlab.models import BACKBONE_NAMES
 
@@ -516,6 +532,8 @@ def _validate(method: str, backbone: str, augment: str, epochs: int, batch_size:
         raise TrainingError(f"batch_size={batch_size!r}: contrastive training needs at least 2 images per batch.")
     if not isinstance(image_size, int) or image_size < 8:
         raise TrainingError(f"image_size={image_size!r}: use an integer of at least 8 pixels.")
+    if not (backbone_lr_scale >= 0 and math.isfinite(backbone_lr_scale)):
+        raise TrainingError(f"backbone_lr_scale={backbone_lr_scale!r} must be a number >= 0 (1 = same as the heads).")
     if learning_rate is not None and not (learning_rate > 0 and math.isfinite(learning_rate)):
         raise TrainingError(f"learning_rate={learning_rate!r} must be a positive number (or None for the default).")
 
@@ -639,14 +657,15 @@ def train(data: str | Path, run_dir: str | Path, *, method: str = "simclr", back
           num_workers: int | str = "auto", seed: int = 0, limit: int | None = None, knn_monitor: bool = True,
           progress: bool = True, temperature: float = 0.5, min_scale: float | None = None,
           max_time: float | None = None, knn_images: int = KNN_MONITOR_IMAGES, freeze_bn: bool = False,
-          ) -> TrainResult:
+          backbone_lr_scale: float = 1.0) -> TrainResult:
     """Train a self-supervised backbone on the images under `data`; results go to `run_dir` (resumable).
 
     batch_size is per device; learning_rate None = 0.06 x global batch / 128 (SGD, warmup + cosine per step).
     max_time (seconds) caps the wall clock (training stops early, the checkpoint stays resumable).
-    freeze_bn keeps the backbone's BatchNorm statistics fixed: for continuing from ImageNet weights (init=...).
+    freeze_bn keeps the backbone's BatchNorm statistics fixed and backbone_lr_scale < 1 trains the backbone more
+    gently than the new heads: both for continuing from ImageNet weights (init="imagenet").
     """
-    _validate(method, backbone, augment, epochs, batch_size, image_size, init, learning_rate)
+    _validate(method, backbone, augment, epochs, batch_size, image_size, init, learning_rate, backbone_lr_scale)
     run_dir = Path(run_dir)
     ckpt_path = run_dir / "checkpoints" / CHECKPOINT_NAME
     small = _resolve_small_images(small_images, image_size)
@@ -676,7 +695,8 @@ def train(data: str | Path, run_dir: str | Path, *, method: str = "simclr", back
     module = SSLModule(
         backbone=backbone, init=init, small_images=small, layers=layers, method=method, augment=augment,
         image_size=image_size, learning_rate=lr, batch_size=per_device, warmup_epochs=float(warmup_epochs),
-        temperature=float(temperature), distributed=world > 1, freeze_bn=bool(freeze_bn))
+        temperature=float(temperature), distributed=world > 1, freeze_bn=bool(freeze_bn),
+        backbone_lr_scale=float(backbone_lr_scale))
     loader = torch.utils.data.DataLoader(dataset, batch_size=per_device, shuffle=True, drop_last=True,
                                          num_workers=workers, persistent_workers=workers > 0,
                                          pin_memory=accel in ("gpu", "cuda"))
@@ -692,6 +712,7 @@ def train(data: str | Path, run_dir: str | Path, *, method: str = "simclr", back
               "accelerator": accel, "devices": devices, "num_nodes": num_nodes, "strategy": strategy,
               "world_size": world, "num_workers": workers, "seed": seed, "limit": limit,
               "temperature": temperature, "min_scale": min_scale, "max_time": max_time, "freeze_bn": freeze_bn,
+              "backbone_lr_scale": backbone_lr_scale,
               "num_images": len(dataset), "classes": len(dataset.classes), "resumed_from_epoch": done,
               "torch": torch.__version__, "pytorch_lightning": pl.__version__}
     if _is_rank_zero():
