@@ -86,10 +86,11 @@ def test_embed_checkpoint_uses_training_size_and_warns_on_override(image_root: P
         assert embed(image_root, ckpt, image_size=64, limit=1, progress=False).meta["image_size"] == 64
 
 
-def test_embed_imagefolder_keeps_its_transform(image_root: Path) -> None:
+def test_embed_imagefolder_keeps_its_transform_and_model_mode(image_root: Path) -> None:
     folder = ImageFolder(image_root)
-    emb = embed(folder, create_backbone("resnet18", layers=1), image_size=16, limit=2, progress=False)
-    assert len(emb) == 6 and folder.transform is None
+    backbone = create_backbone("resnet18", layers=1).train()
+    emb = embed(folder, backbone, image_size=16, limit=2, progress=False)
+    assert len(emb) == 6 and folder.transform is None and backbone.training
     assert emb.filenames == [f"{c}/{i}.png" for c in CLASSES for i in range(2)]
 
 

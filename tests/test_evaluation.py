@@ -132,6 +132,10 @@ def test_errors_are_clear() -> None:
         knn_accuracy(np.ones((4, 3)), [0, 1, 0, 1], np.ones((2, 5)), [0, 1])
     with pytest.raises(EvaluationError, match=">= 2 samples per class"):
         linear_probe_accuracy(np.eye(5), [0, 0, 0, 0, 1])
+    with pytest.raises(EvaluationError, match="temperature"):
+        knn_accuracy(np.ones((4, 3)), [0, 1, 0, 1], temperature=0)
+    with pytest.raises(EvaluationError, match="test_fraction"):
+        linear_probe_accuracy(np.ones((4, 3)), [0, 1, 0, 1], test_fraction=1.5)
     with pytest.raises(EvaluationError, match="labels are needed"):
         knn_accuracy(Embeddings(torch.ones(3, 2), ["a", "b", "c"]))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,16 @@ def test_parameter_sets_are_valid(path: Path) -> None:
     assert set(values) <= declared, f"{path.name}: names no notebook declares: {set(values) - declared}"
     validate_params(**values)
     assert {"dataset", "data_dir", "run_dir", "epochs", "image_size"} <= set(values)
+
+
+FIGURE_CALL = re.compile(r"(?<![\w.])(scatter|side_by_side|image_grid|samples_per_class|augmented_pairs|"
+                         r"nearest_neighbor_grid|loss_curve)\(|\.plot\.|plt\.subplots\(")
+
+
+@pytest.mark.parametrize("path", OWN, ids=lambda p: p.stem)
+def test_every_figure_shown_is_saved_under_run_dir(path: Path) -> None:
+    drawing = [c for c in _load(path)["cells"] if c["cell_type"] == "code" and FIGURE_CALL.search(_source(c))]
+    assert drawing, f"{path.name} shows no figure"
+    for cell in drawing:
+        source = _source(cell)
+        assert "save_figure(" in source and "run.figure(" in source, f"{path.name}: figure not saved:\n{source}"

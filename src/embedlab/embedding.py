@@ -367,8 +367,18 @@ def _forward_all(backbone: torch.nn.Module, loader: Any, device: torch.device, *
     """Run the backbone over all batches (inference mode, channels_last, bf16 autocast on CUDA only)."""
     from embedlab.models import normalization
 
+    was_training = backbone.training
     net = torch.nn.Sequential(_Normalize(*normalization(getattr(backbone, "name", None))), backbone)
     net = net.to(device).eval().to(memory_format=torch.channels_last)
+    try:
+        return _run_batches(net, loader, device, total=total, compile=compile, progress=progress, desc=desc)
+    finally:
+        backbone.train(was_training)  # a caller's model (e.g. mid-training) gets its mode back
+
+
+def _run_batches(net: torch.nn.Module, loader: Any, device: torch.device, *, total: int, compile: bool,
+                 progress: bool, desc: str) -> tuple[torch.Tensor, list[int], list[str]]:
+    """The inference loop of _forward_all: one forward per batch, vectors gathered on the CPU."""
     run = torch.compile(net) if compile else net
     cuda = device.type == "cuda"  # bf16 autocast on GPU only: on CPU it is ~20x slower here
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()

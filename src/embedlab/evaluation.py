@@ -71,6 +71,8 @@ def knn_predict(queries: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Te
 def knn_accuracy(vectors: Any, labels: Any = None, test_vectors: Any = None, test_labels: Any = None, *,
                  k: int = 20, temperature: float = 0.1, chunk_size: int = KNN_CHUNK) -> float:
     """Weighted-kNN top-1 accuracy (cosine, k=20, T=0.1); leave-one-out (self excluded) without a test set."""
+    if temperature <= 0:
+        raise EvaluationError(f"temperature must be > 0, got {temperature}")
     bank = torch.nn.functional.normalize(_vectors(vectors), dim=1)
     bank_labels = _labels(labels, vectors, len(bank), "knn_accuracy")
     loo = test_vectors is None
@@ -101,6 +103,8 @@ def linear_probe_accuracy(vectors: Any, labels: Any = None, *, test_fraction: fl
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    if not 0.0 < test_fraction < 1.0:
+        raise EvaluationError(f"test_fraction must be between 0 and 1, got {test_fraction}")
     x = _vectors(vectors).numpy()
     y = _labels(labels, vectors, len(x), "linear_probe_accuracy")
     classes, counts = np.unique(y, return_counts=True)

@@ -16,6 +16,7 @@ import io
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -157,7 +158,8 @@ def run_pipeline(params: str | os.PathLike[str] | Mapping[str, Any] = "demo", *,
         _say(progress, f"[{i}/{len(selected)}] {notebook.stem} ...")
         t0 = time.perf_counter()
         own = {k: v for k, v in values.items() if k in declared[notebook]}
-        execute_notebook(notebook, out_dir / notebook.name, own, cwd=out_dir, progress=progress)
+        with _heartbeat(progress, notebook.stem, t0):
+            execute_notebook(notebook, out_dir / notebook.name, own, cwd=out_dir, progress=progress)
         timings[notebook.stem] = time.perf_counter() - t0
         _say(progress, f"[{i}/{len(selected)}] {notebook.stem} done in {_format_seconds(timings[notebook.stem])} "
                        f"(total {_format_seconds(time.perf_counter() - started)})")
@@ -170,6 +172,27 @@ def run_pipeline(params: str | os.PathLike[str] | Mapping[str, Any] = "demo", *,
 def _say(progress: bool, message: str) -> None:
     if progress:
         print(message, flush=True)
+
+
+class _heartbeat:
+    """Print 'still running' with the elapsed time every `every` seconds, so long cells (training) show progress."""
+
+    def __init__(self, progress: bool, name: str, started: float, every: float = 30.0) -> None:
+        self.progress, self.name, self.started, self.every = progress, name, started, every
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while not self.stop.wait(self.every):
+            _say(True, f"    ... {self.name} still running, {_format_seconds(time.perf_counter() - self.started)}")
+
+    def __enter__(self) -> _heartbeat:
+        if self.progress:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
 
 
 # ------------------------------------------------------------------------------------------------ results
