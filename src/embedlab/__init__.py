@@ -44,6 +44,7 @@ _EXPORTS: dict[str, str] = {
     "train": "training",
     "TrainResult": "training",
     "ssl_transform": "training",
+    "TrainingError": "training",
     # embedding
     "Embeddings": "embedding",
     "embed": "embedding",

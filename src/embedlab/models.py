@@ -397,7 +397,7 @@ def _from_state_dict(state: Mapping[str, Any], path: Path) -> Backbone:
     _load_state(backbone, state, path)
     backbone.meta = dict(meta or {})
     backbone.meta["source"] = str(path)
-    backbone.weights = (meta or {}).get("weights") or "file"
+    backbone.weights = "file"  # what it was initialised from before training stays in meta["weights"]
     return backbone
 
 
