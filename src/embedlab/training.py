@@ -361,7 +361,7 @@ def _make_callbacks(run_dir: Path, recorder: _Recorder, knn_data: tuple[torch.Te
             self.epoch_losses.append(loss)
             pl_module.log("img/s", speed, prog_bar=True, on_step=True, on_epoch=False, rank_zero_only=True)
             if trainer.is_global_zero:
-                lr = trainer.optimizers[0].param_groups[0]["lr"]
+                lr = trainer.optimizers[0].param_groups[-1]["lr"]  # the heads: learning_rate itself
                 recorder.steps.append({"epoch": trainer.current_epoch, "step": trainer.global_step,
                                        "loss": f"{loss:.6f}", "lr": f"{lr:.6g}",
                                        "images_per_second": f"{speed:.2f}"})
