@@ -5,7 +5,7 @@ same warmup/cosine schedule) on the same pre-augmented batches with the same thr
 embedlab + Lightning add per step. Rounds alternate A B A B in one process; the first steps of every round are
 warm-up and not timed. Prints machine info, per-round numbers and the ratio (target >= 0.95).
 
-    .venv/bin/python benchmarks/bench_train_step.py            # ResNet18 (small-image stem), 32 px, batch 64
+    .venv/bin/python benchmarks/bench_train_step.py            # ResNet18 (standard stem), 32 px, batch 64
     .venv/bin/python benchmarks/bench_train_step.py --quick    # a smaller smoke version
 """
 
@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="steps per round (the first 2 are warm-up)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--no-small-images", dest="small_images", action="store_false")
+    parser.add_argument("--small-images", action="store_true", help="CIFAR-style stem (~16x the compute at 32 px)")
     parser.add_argument("--quick", action="store_true", help="smoke version: batch 16, 4 steps, 2 rounds")
     args = parser.parse_args()
     if args.quick:

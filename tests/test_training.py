@@ -231,6 +231,7 @@ def test_ddp_two_cpu_processes(tiny_data: Path, tmp_path: Path) -> None:
     ({"batch_size": 1}, "batch_size=1"),
     ({"learning_rate": -1.0}, "learning_rate=-1.0"),
     ({"num_workers": -2}, "num_workers=-2"),
+    ({"max_steps": 0}, "max_steps=0"),
 ])
 def test_bad_options_are_clear_errors(tiny_data: Path, tmp_path: Path, options: dict[str, Any],
                                       match: str) -> None:
@@ -250,6 +251,16 @@ def test_batch_larger_than_dataset_is_shrunk(tiny_data: Path, tmp_path: Path) ->
     with pytest.warns(UserWarning, match="using batch_size=40"):
         result = train(tiny_data, tmp_path / "run", **{**FAST, "batch_size": 64, "knn_monitor": False})
     assert len(_rows(result.loss_log)) == 1 and result.knn_history == []
+
+
+def test_max_steps_sizes_the_schedule(tiny_data: Path, tmp_path: Path) -> None:
+    """max_steps stops training there; the schedule (no warmup: < 10 steps) decays to 0 at that step."""
+    result = train(tiny_data, tmp_path / "run", **{**FAST, "epochs": 5, "max_steps": 7, "knn_monitor": False})
+    steps = _rows(result.loss_log)
+    assert [int(r["step"]) for r in steps] == list(range(1, 8))
+    lrs = [float(r["lr"]) for r in steps]
+    assert lrs[0] == pytest.approx(0.06 * 8 / 128) and lrs[-1] == pytest.approx(0.0, abs=1e-9)
+    assert all(a > b for a, b in zip(lrs, lrs[1:], strict=False))
 
 
 @pytest.mark.parametrize("preset", ["natural", "aerial", "grayscale"])

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import csv
 import datetime as _dt
-import json
 import logging
 import math
 import os
@@ -294,8 +293,10 @@ class SSLModule(pl.LightningModule):
         groups = [{"params": backbone, "lr": lr * self.hparams.backbone_lr_scale}, {"params": heads, "lr": lr}]
         optimizer = torch.optim.SGD(groups, lr=lr, momentum=0.9, weight_decay=self.hparams.weight_decay)
         total = self._total_steps = int(self.trainer.estimated_stepping_batches)
-        per_epoch = total / max(int(self.trainer.max_epochs or 1), 1)
-        warm = int(round(self.hparams.warmup_epochs * per_epoch))
+        batches = self.trainer.num_training_batches  # set by estimated_stepping_batches
+        per_epoch = batches if math.isfinite(batches) else total / max(int(self.trainer.max_epochs or 1), 1)
+        # warmup_epochs, but never more than 10% of all steps: a short run must still reach its cosine decay
+        warm = min(int(round(self.hparams.warmup_epochs * per_epoch)), total // 10)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, total, warm))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -350,6 +351,9 @@ def _make_callbacks(run_dir: Path, recorder: _Recorder, knn_data: tuple[torch.Te
             self.last_time = self.epoch_start = time.perf_counter()
             self.epoch_images, self.epoch_losses = 0, []
 
+        def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+            self.step_lr = trainer.optimizers[0].param_groups[-1]["lr"]  # the heads' lr (= learning_rate x schedule)
+
         def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
                                batch_idx: int) -> None:
             now = time.perf_counter()
@@ -361,9 +365,8 @@ def _make_callbacks(run_dir: Path, recorder: _Recorder, knn_data: tuple[torch.Te
             self.epoch_losses.append(loss)
             pl_module.log("img/s", speed, prog_bar=True, on_step=True, on_epoch=False, rank_zero_only=True)
             if trainer.is_global_zero:
-                lr = trainer.optimizers[0].param_groups[-1]["lr"]  # the heads: learning_rate itself
                 recorder.steps.append({"epoch": trainer.current_epoch, "step": trainer.global_step,
-                                       "loss": f"{loss:.6f}", "lr": f"{lr:.6g}",
+                                       "loss": f"{loss:.6f}", "lr": f"{self.step_lr:.6g}",
                                        "images_per_second": f"{speed:.2f}"})
 
         def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
@@ -517,7 +520,8 @@ def _resolve_small_images(small_images: bool | str, image_size: int) -> bool:
 
 
 def _validate(method: str, backbone: str, augment: str, epochs: int, batch_size: int, image_size: int,
-              init: str | None, learning_rate: float | None, backbone_lr_scale: float = 1.0) -> None:
+              init: str | None, learning_rate: float | None, backbone_lr_scale: float = 1.0,
+              max_steps: int | None = None) -> None:
     """Clear errors for bad options before anything heavy happens."""
     from embedlab.models import BACKBONE_NAMES
 
@@ -532,6 +536,8 @@ def _validate(method: str, backbone: str, augment: str, epochs: int, batch_size:
         raise TrainingError(f"batch_size={batch_size!r}: contrastive training needs at least 2 images per batch.")
     if not isinstance(image_size, int) or image_size < 8:
         raise TrainingError(f"image_size={image_size!r}: use an integer of at least 8 pixels.")
+    if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
+        raise TrainingError(f"max_steps={max_steps!r}: use None (no cap) or an integer >= 1.")
     if not (backbone_lr_scale >= 0 and math.isfinite(backbone_lr_scale)):
         raise TrainingError(f"backbone_lr_scale={backbone_lr_scale!r} must be a number >= 0 (1 = same as the heads).")
     if learning_rate is not None and not (learning_rate > 0 and math.isfinite(learning_rate)):
@@ -607,7 +613,7 @@ def _quiet_lightning(quiet: bool) -> Iterator[None]:
             warnings.filterwarnings("ignore", message=".*treespec.*")
             yield
     finally:
-        for lg, level in zip(loggers, levels):
+        for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
 
 
@@ -640,12 +646,14 @@ def _export_from_checkpoint(ckpt: Path, run_dir: Path, meta: dict[str, Any]) -> 
 
 
 def _make_trainer(epochs: int, accelerator: str, devices: int | str, num_nodes: int, strategy: str,
-                  precision: str, progress: bool, max_time: float | None) -> pl.Trainer:
+                  precision: str, progress: bool, max_time: float | None,
+                  max_steps: int | None = None) -> pl.Trainer:
     """A Lightning Trainer without its own logger/checkpointing (embedlab writes the CSV logs and last.ckpt)."""
     return pl.Trainer(max_epochs=epochs, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
                       strategy=strategy, precision=precision, logger=False, enable_checkpointing=False,
                       enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1,
                       max_time=None if max_time is None else _dt.timedelta(seconds=float(max_time)),
+                      max_steps=-1 if max_steps is None else int(max_steps),
                       num_sanity_val_steps=0, use_distributed_sampler=True)
 
 
@@ -657,15 +665,17 @@ def train(data: str | Path, run_dir: str | Path, *, method: str = "simclr", back
           num_workers: int | str = "auto", seed: int = 0, limit: int | None = None, knn_monitor: bool = True,
           progress: bool = True, temperature: float = 0.5, min_scale: float | None = None,
           max_time: float | None = None, knn_images: int = KNN_MONITOR_IMAGES, freeze_bn: bool = False,
-          backbone_lr_scale: float = 1.0) -> TrainResult:
+          backbone_lr_scale: float = 1.0, max_steps: int | None = None) -> TrainResult:
     """Train a self-supervised backbone on the images under `data`; results go to `run_dir` (resumable).
 
     batch_size is per device; learning_rate None = 0.06 x global batch / 128 (SGD, warmup + cosine per step).
-    max_time (seconds) caps the wall clock (training stops early, the checkpoint stays resumable).
+    max_time (seconds) caps the wall clock (training stops early, the checkpoint stays resumable); max_steps caps
+    the optimizer steps and, unlike max_time, sizes the warmup + cosine schedule to them (a budget in steps).
     freeze_bn keeps the backbone's BatchNorm statistics fixed and backbone_lr_scale < 1 trains the backbone more
     gently than the new heads: both for continuing from ImageNet weights (init="imagenet").
     """
-    _validate(method, backbone, augment, epochs, batch_size, image_size, init, learning_rate, backbone_lr_scale)
+    _validate(method, backbone, augment, epochs, batch_size, image_size, init, learning_rate, backbone_lr_scale,
+              max_steps)
     run_dir = Path(run_dir)
     ckpt_path = run_dir / "checkpoints" / CHECKPOINT_NAME
     small = _resolve_small_images(small_images, image_size)
@@ -688,7 +698,7 @@ def train(data: str | Path, run_dir: str | Path, *, method: str = "simclr", back
     pl.seed_everything(seed, workers=True, verbose=False)
     dataset = _open_dataset(data, ssl_transform(augment, image_size, method=method, min_scale=min_scale), limit)
     with _quiet_lightning(True):
-        trainer = _make_trainer(epochs, accel, devices, num_nodes, strategy, prec, progress, max_time)
+        trainer = _make_trainer(epochs, accel, devices, num_nodes, strategy, prec, progress, max_time, max_steps)
     world = trainer.world_size
     per_device = _fit_batch_size(batch_size, len(dataset), world)
     lr = learning_rate if learning_rate is not None else default_learning_rate(method, per_device, world)
@@ -711,7 +721,8 @@ def train(data: str | Path, run_dir: str | Path, *, method: str = "simclr", back
               "image_size": image_size, "learning_rate": lr, "warmup_epochs": warmup_epochs, "precision": prec,
               "accelerator": accel, "devices": devices, "num_nodes": num_nodes, "strategy": strategy,
               "world_size": world, "num_workers": workers, "seed": seed, "limit": limit,
-              "temperature": temperature, "min_scale": min_scale, "max_time": max_time, "freeze_bn": freeze_bn,
+              "temperature": temperature, "min_scale": min_scale, "max_time": max_time, "max_steps": max_steps,
+              "freeze_bn": freeze_bn,
               "backbone_lr_scale": backbone_lr_scale,
               "num_images": len(dataset), "classes": len(dataset.classes), "resumed_from_epoch": done,
               "torch": torch.__version__, "pytorch_lightning": pl.__version__}
