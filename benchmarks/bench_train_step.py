@@ -142,11 +142,12 @@ def main() -> None:
             out.append(seconds)
             print(f"  round {r + 1} {name:>19}: {seconds:6.3f} s/step  {args.batch_size / seconds:7.1f} pairs/s",
                   flush=True)
-    ours_rate = args.batch_size / statistics.median(ours)
-    bare_rate = args.batch_size / statistics.median(bare)
-    ratio = ours_rate / bare_rate
-    print(f"embedlab {ours_rate:.1f} pairs/s vs bare {bare_rate:.1f} pairs/s (median of rounds): "
-          f"ratio {ratio:.3f}x (target >= 0.95) -> {'OK' if ratio >= 0.95 else 'BELOW TARGET'}")
+    for label, pick in (("median of rounds", statistics.median), ("best round (least disturbed)", min)):
+        ours_rate, bare_rate = args.batch_size / pick(ours), args.batch_size / pick(bare)
+        ratio = ours_rate / bare_rate
+        print(f"{label}: embedlab {ours_rate:.1f} pairs/s vs bare {bare_rate:.1f} pairs/s: ratio {ratio:.3f}x "
+              f"(target >= 0.95) -> {'OK' if ratio >= 0.95 else 'BELOW TARGET'}")
+    print("On a shared machine the best-round ratio is the better estimate of the overhead; on an idle one both agree.")
     print(f"end: {machine_info(args.threads)}")
 
 

@@ -121,6 +121,17 @@ def test_bad_parameter_fails_in_the_parameters_step_through_papermill(tmp_path: 
     assert len(failing) == 1 and "validate_params(" in "".join(failing[0]["source"])
 
 
+def test_command_line_overrides(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    seen = {}
+    monkeypatch.setattr("embedlab.pipeline.run_pipeline", lambda params, **kw: seen.update(params=params, **kw) or "i")
+    assert main(["tiny", "-p", "epochs", "3", "-p", "init=null", "--only", "03,04", "--run-dir", "r"]) == 0
+    assert seen["overrides"] == {"epochs": 3, "init": None} and seen["notebooks"] == ["03", "04"]
+    assert seen["params"] == "tiny" and seen["run_dir"] == "r"
+    with pytest.raises(SystemExit):
+        main(["tiny", "-p", "epochs"])
+    assert "-p expects NAME VALUE or NAME=VALUE" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The whole pipeline with tiny.yaml, executed once through papermill (about 2-4 minutes on 2 busy cores)."""

@@ -273,7 +273,8 @@ def _thumbnail(png: Path, width: int = 360) -> str:
 def _table_html(rows: Sequence[Mapping[str, Any]]) -> str:
     if not rows:
         return "<p>(no rows)</p>"
-    columns = list(rows[0])
+    first = ("name", "parameter", "n", "dim", "knn_accuracy", "linear_probe_accuracy", "cluster_nmi")
+    columns = [c for c in first if c in rows[0]] + [c for c in rows[0] if c not in first]
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(f'{r.get(c):.3f}' if isinstance(r.get(c), float) else str(r.get(c)))}</td>"
@@ -345,16 +346,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("params", nargs="?", default="demo", help="parameter set name (demo, classroom, full, tiny) or YAML file")
     parser.add_argument("--run-dir", help="where results go (default: run_dir of the parameter set)")
     parser.add_argument("--only", help="comma-separated notebook prefixes, e.g. 03,04")
-    parser.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                        help="override one parameter, e.g. -p epochs 5 (repeatable)")
+    parser.add_argument("-p", "--param", nargs="+", action="append", default=[], metavar="NAME VALUE",
+                        help="override one parameter: -p epochs 5 (papermill style) or -p epochs=5 (repeatable)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    overrides = {name: _parse_value(value) for name, value in args.param}
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    overrides = {}
+    for item in args.param:
+        if len(item) == 1 and "=" in item[0]:
+            item = item[0].split("=", 1)
+        if len(item) != 2 or not item[0]:
+            parser.error(f"-p expects NAME VALUE or NAME=VALUE, got {' '.join(item)!r}")
+        overrides[item[0]] = _parse_value(item[1])
     try:
         index = run_pipeline(args.params, run_dir=args.run_dir, notebooks=args.only.split(",") if args.only else None,
                              overrides=overrides, progress=not args.quiet)
