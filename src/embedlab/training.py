@@ -411,11 +411,15 @@ def _make_callbacks(run_dir: Path, recorder: _Recorder, knn_data: tuple[torch.Te
         def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
             checkpoint["embedlab"] = {"epochs_completed": trainer.current_epoch + int(self.epoch_done)}
 
+        def save_rank_zero(self, trainer: Any) -> None:
+            """Save from global rank 0 alone (no barrier: the other ranks may not be here)."""
+            with atomic_path(self.path) as tmp:
+                trainer.strategy.save_checkpoint(trainer._checkpoint_connector.dump_checkpoint(), tmp)
+
         def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
             self.interrupted = isinstance(exception, KeyboardInterrupt)
             if self.interrupted and trainer.is_global_zero:
-                with atomic_path(self.path) as tmp:
-                    trainer.strategy.save_checkpoint(trainer._checkpoint_connector.dump_checkpoint(), tmp)
+                self.save_rank_zero(trainer)
                 recorder.flush()
                 print(f"\nInterrupted: progress saved to {self.path}; rerun train() with the same run_dir to "
                       f"resume.", flush=True)
@@ -685,7 +689,7 @@ def train(data: str | Path, run_dir: str | Path, *, method: str = "simclr", back
         saved, done = _read_checkpoint_info(ckpt_path)
         _check_compatible(ckpt_path, saved, wanted)
     meta = {"image_size": image_size, "method": method, "augment": augment, "init": init,
-            "epochs": max(done, epochs) if done >= epochs else epochs}
+            "epochs": max(done, epochs)}
     if done >= epochs:  # finished earlier: return the existing result quickly
         exported = run_dir / "exported" / "backbone.pt"
         if not exported.is_file():
@@ -722,8 +726,7 @@ def train(data: str | Path, run_dir: str | Path, *, method: str = "simclr", back
               "accelerator": accel, "devices": devices, "num_nodes": num_nodes, "strategy": strategy,
               "world_size": world, "num_workers": workers, "seed": seed, "limit": limit,
               "temperature": temperature, "min_scale": min_scale, "max_time": max_time, "max_steps": max_steps,
-              "freeze_bn": freeze_bn,
-              "backbone_lr_scale": backbone_lr_scale,
+              "freeze_bn": freeze_bn, "backbone_lr_scale": backbone_lr_scale,
               "num_images": len(dataset), "classes": len(dataset.classes), "resumed_from_epoch": done,
               "torch": torch.__version__, "pytorch_lightning": pl.__version__}
     if _is_rank_zero():
@@ -738,8 +741,8 @@ def train(data: str | Path, run_dir: str | Path, *, method: str = "simclr", back
     completed = min(int(trainer.current_epoch), epochs)
     if trainer.is_global_zero:
         recorder.flush()
-        if not ckpt_path.is_file() or completed < 1:  # max_time hit inside the first epoch: still save progress
-            callbacks[1].save(trainer)
+        if not ckpt_path.is_file():  # stopped before any epoch end: still save the progress
+            callbacks[1].save_rank_zero(trainer)
         meta["epochs"] = completed
         exported = _export(module, run_dir, meta)
     else:
