@@ -126,6 +126,8 @@ def run_ssl(name: str, recipe: dict[str, Any], root: Path, out: Path, args: argp
     # the warmup + cosine schedule is sized to what fits; max_time stays the hard cap
     steps_per_epoch = n_images // recipe["batch_size"]
     planned_steps = max(1, int(0.85 * budget * rate / recipe["batch_size"]))
+    if args.steps:
+        planned_steps = args.steps
     if args.epochs:
         planned_steps = args.epochs * steps_per_epoch
     epochs = max(1, -(-planned_steps // steps_per_epoch))
@@ -204,6 +206,7 @@ def main() -> int:
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--budget-min", type=float, default=15.0, help="wall-clock budget per SSL row (minutes)")
     parser.add_argument("--epochs", type=int, default=0, help="override the calibrated epochs")
+    parser.add_argument("--steps", type=int, default=0, help="override the calibrated steps (max_steps)")
     parser.add_argument("--calibration-steps", type=int, default=3)
     parser.add_argument("--reference-sizes", type=int, nargs="*", default=[64],
                         help="extra ImageNet rows at these sizes (reference only)")
