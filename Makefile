@@ -19,12 +19,14 @@ demo: $(STAMP)
 	$(PY) -m embedlab.cli demo
 
 test: $(STAMP)
+	rm -rf runs/nbmake runs/nbmake-quickstart   # the notebooks' tiny test runs start fresh
 	$(PY) -m pytest tests --nbmake notebooks
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_train_step.py
 	$(PY) benchmarks/bench_embed.py
 	$(PY) benchmarks/bench_quality.py
+	$(PY) benchmarks/bench_thumbnails.py
 
 strip: $(STAMP)
 	$(PY) data_scripts/strip_notebooks.py notebooks/*.ipynb

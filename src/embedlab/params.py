@@ -204,6 +204,8 @@ CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "temperature": _float(0.0, strict=True),
     "min_scale": _min_scale,
     "freeze_bn": _bool,
+    "backbone_lr_scale": _float(0.0, strict=True),
+    "max_steps": _int(1, optional=True),
 }
 
 
