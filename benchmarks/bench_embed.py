@@ -14,8 +14,6 @@ on a machine shared with other jobs the wall-clock ratio swings from round to ro
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import resource
 import statistics
 import tempfile
@@ -25,21 +23,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from _machine import machine_info
 
 from embedlab.datasets import ImageFolder, prepare
 from embedlab.embedding import embed, embedding_transform
 from embedlab.evaluation import knn_accuracy
 from embedlab.models import create_backbone, load_backbone
-
-
-def machine_info() -> str:
-    """CPU count, affinity, torch threads, device and load: enough to judge a number later."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu (no CUDA)"
-    return (f"machine: {platform.machine()} {platform.processor() or ''}; cpu_count={os.cpu_count()} "
-            f"usable={cpus}; torch {torch.__version__} threads={torch.get_num_threads()}; device={device}; "
-            f"load average {' '.join(f'{x:.2f}' if isinstance(x, float) else x for x in load)}")
 
 
 def dataset_root(images: int, data_dir: Path) -> Path:

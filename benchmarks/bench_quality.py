@@ -15,9 +15,6 @@ Extra rows show the ImageNet network at larger input sizes, for reference only (
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
 import sys
 import threading
 import time
@@ -26,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _machine import machine_info
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,20 +42,6 @@ SSL_ROWS: dict[str, dict[str, Any]] = {
         "layers": None, "augment": "grayscale", "batch_size": 64, "learning_rate": 0.05, "temperature": 0.2,
         "min_scale": 0.5, "freeze_bn": True, "backbone_lr_scale": 0.1},
 }
-
-
-def machine_info() -> str:
-    """CPU model, cores, load, versions: every number below is only meaningful next to these."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    return (f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC | {cpu} | {os.cpu_count()} logical CPUs | "
-            f"load avg {load} | torch {torch.__version__} ({torch.get_num_threads()} threads) | GPU: {gpu}")
 
 
 def knn(vectors: Any, labels: Any) -> float:

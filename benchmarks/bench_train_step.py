@@ -12,31 +12,14 @@ warm-up and not timed. Prints machine info, per-round numbers and the ratio (tar
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
 import statistics
 import time
 from typing import Any
 
 import torch
+from _machine import machine_info
 
 WARMUP_STEPS = 2
-
-
-def machine_info(threads: int) -> str:
-    """CPU model, cores, load, torch version and threads: numbers only mean something next to these."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    load = os.getloadavg() if hasattr(os, "getloadavg") else ("n/a",)
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (GPU throughput not measured)"
-    return (f"date {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC | {cpu} | {os.cpu_count()} logical CPUs | "
-            f"load avg {', '.join(f'{x:.2f}' for x in load)} | torch {torch.__version__} | "
-            f"{threads} threads | GPU: {gpu}")
 
 
 def make_batches(n: int, batch_size: int, image_size: int, seed: int = 0) -> list[tuple[Any, ...]]:
@@ -130,7 +113,7 @@ def main() -> None:
     if args.steps <= WARMUP_STEPS:
         parser.error(f"--steps must be more than the {WARMUP_STEPS} warm-up steps")
     torch.set_num_threads(args.threads)
-    print(machine_info(args.threads))
+    print(machine_info())
     print(f"SimCLR {args.backbone} small_images={args.small_images} {args.image_size} px, batch {args.batch_size} "
           f"pairs, {args.steps} steps/round ({WARMUP_STEPS} warm-up), {args.rounds} rounds A B A B, float32 CPU")
     batches = make_batches(args.steps, args.batch_size, args.image_size)
@@ -148,7 +131,7 @@ def main() -> None:
         print(f"{label}: embedlab {ours_rate:.1f} pairs/s vs bare {bare_rate:.1f} pairs/s: ratio {ratio:.3f}x "
               f"(target >= 0.95) -> {'OK' if ratio >= 0.95 else 'BELOW TARGET'}")
     print("On a shared machine the best-round ratio is the better estimate of the overhead; on an idle one both agree.")
-    print(f"end: {machine_info(args.threads)}")
+    print(f"end: {machine_info()}")
 
 
 if __name__ == "__main__":

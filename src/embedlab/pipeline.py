@@ -10,9 +10,7 @@ failing notebook stops the run with a PipelineError naming it and the failing ce
 from __future__ import annotations
 
 import argparse
-import base64
 import html
-import io
 import json
 import os
 import sys
@@ -23,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from embedlab._io import atomic_open, write_json
-from embedlab.params import ParameterError, check_overrides, find_project_root, resolve_path, validate_params
+from embedlab.params import (
+    ParameterError,
+    check_overrides,
+    find_project_root,
+    resolve_path,
+    validate_params,
+)
 
 PIPELINE_NOTEBOOKS_GLOB = "[0-9][0-9]_*.ipynb"
 SKIP_IN_PIPELINE = ("00_",)  # the quickstart repeats the whole path; the pipeline runs the detailed notebooks
@@ -258,18 +262,6 @@ def _notebook_html(notebook: Path, target: Path) -> Path | None:
     return target
 
 
-def _thumbnail(png: Path, width: int = 360) -> str:
-    """A small inline JPEG of a figure as a data URI, so index.html shows figures even when moved alone."""
-    from PIL import Image
-
-    with Image.open(png) as img:
-        img = img.convert("RGB")
-        img.thumbnail((width, width))
-        buffer = io.BytesIO()
-        img.save(buffer, format="JPEG", quality=85)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def _table_html(rows: Sequence[Mapping[str, Any]]) -> str:
     if not rows:
         return "<p>(no rows)</p>"
@@ -285,6 +277,10 @@ def _table_html(rows: Sequence[Mapping[str, Any]]) -> str:
 def write_index(run_dir: str | os.PathLike[str], *, timings: Mapping[str, float] | None = None,
                 parameters: Mapping[str, Any] | None = None, html_notebooks: bool = True) -> Path:
     """Write <run_dir>/index.html linking executed notebooks, figures, interactive plots and the metrics table."""
+    from embedlab.plotting import (
+        thumbnail_data_uri,  # matplotlib loads only when an index is written
+    )
+
     root = resolve_path(run_dir)
     esc = html.escape
     parts = [f"<h1>embedlab run: {esc(root.name)}</h1>", f"<p><code>{esc(str(root))}</code></p>"]
@@ -314,7 +310,8 @@ def write_index(run_dir: str | os.PathLike[str], *, timings: Mapping[str, float]
     figures = sorted((root / "figures").glob("*.png"))
     if figures:
         parts.append("<h2>Figures</h2><div class='figures'>")
-        parts += [f"<figure><a href='figures/{esc(p.name)}'><img src='{_thumbnail(p)}' alt='{esc(p.stem)}'/></a>"
+        parts += [f"<figure><a href='figures/{esc(p.name)}'><img src='{thumbnail_data_uri(p, 360)}' "
+                  f"alt='{esc(p.stem)}'/></a>"
                   f"<figcaption>{esc(p.stem)}</figcaption></figure>" for p in figures]
         parts.append("</div>")
     if parameters:

@@ -1,0 +1,31 @@
+"""The machine line every benchmark prints: a number only means something next to the machine it was measured on."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+
+import torch
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what platform knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine_info() -> str:
+    """Date, CPU, usable cores, load average, torch version and threads, GPU (or none)."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (GPU throughput not measured)"
+    return (f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC | {cpu_model()} | {os.cpu_count()} logical CPUs "
+            f"({usable} usable) | load avg {load} | torch {torch.__version__} ({torch.get_num_threads()} threads) | "
+            f"GPU: {gpu}")
