@@ -86,6 +86,18 @@ def test_describe_comparison_follows_the_numbers() -> None:
         describe_comparison(_table((0.8, 0.8), (0.7, 0.7)).iloc[1:])
 
 
+def test_describe_comparison_weighs_the_raw_pixel_baseline() -> None:
+    def with_pixels(knn: float) -> pd.DataFrame:
+        table = _table((0.79, 0.78), (0.74, 0.69))
+        return pd.concat([table, pd.DataFrame([{"name": "pca", "knn_accuracy": knn, "linear_probe_accuracy": knn,
+                                                "cluster_nmi": 0.5}])], ignore_index=True)
+
+    assert "raw pixels (PCA) score higher still (kNN 0.804)" in describe_comparison(with_pixels(0.804))
+    assert "It also beats raw pixels (PCA, kNN 0.700)" in describe_comparison(with_pixels(0.70))
+    assert "score about the same" in describe_comparison(with_pixels(0.792))
+    assert "raw pixels" not in describe_comparison(_table((0.79, 0.78), (0.74, 0.69)))  # no PCA row, no claim
+
+
 def test_metrics_and_index_without_a_run(tmp_path: Path) -> None:
     save_metrics(tmp_path / "metrics.json", _table((0.8, 0.8), (0.7, 0.7)), "verdict <b>", knn_k=5)
     metrics = json.loads((tmp_path / "metrics.json").read_text())

@@ -205,7 +205,7 @@ _FRIENDLY = {"ssl": "the self-supervised model", "imagenet": "the ImageNet model
 
 
 def describe_comparison(table: Any, *, ssl: str = "ssl", reference: str = "imagenet", floor: str = "random",
-                        n_classes: int | None = None, tie: float = 0.01) -> str:
+                        pixels: str = "pca", n_classes: int | None = None, tie: float = 0.01) -> str:
     """One or two sentences saying which embedding is better on this data, written from the measured table."""
     rows = {str(r["name"]): r for r in table.to_dict("records")}
     if ssl not in rows or reference not in rows:
@@ -236,9 +236,21 @@ def describe_comparison(table: Any, *, ssl: str = "ssl", reference: str = "image
         beaten = a["knn_accuracy"] - f >= tie
         text += (f" The self-supervised model {'beats' if beaten else 'does NOT clearly beat'} the random-init "
                  f"floor (kNN {f:.3f})" + ("." if beaten else ": train longer or check the augmentations."))
+    if pixels in rows:
+        text += " " + _pixel_baseline_sentence(a["knn_accuracy"], rows[pixels]["knn_accuracy"], tie)
     if n_classes:
         text += f" Chance level is {1 / n_classes:.3f} ({n_classes} classes)."
     return text
+
+
+def _pixel_baseline_sentence(ssl_knn: float, pixels_knn: float, tie: float) -> str:
+    """Say whether the learned embedding beats plain pixels (PCA): a network that does not has not paid off yet."""
+    if ssl_knn - pixels_knn >= tie:
+        return f"It also beats raw pixels (PCA, kNN {pixels_knn:.3f})."
+    if pixels_knn - ssl_knn >= tie:
+        return (f"But raw pixels (PCA) score higher still (kNN {pixels_knn:.3f}): on this data the learned "
+                f"embedding has not yet paid off over plain pixels; train longer or on larger images.")
+    return f"Raw pixels (PCA) score about the same (kNN {pixels_knn:.3f})."
 
 
 def save_metrics(path: str | os.PathLike[str], table: Any, verdict: str, **extra: Any) -> Path:
