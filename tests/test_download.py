@@ -83,9 +83,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             body = body[: state.drop_after]
             state.drop_after = None
             self.close_connection = True
+        # Record before writing: the client can finish reading (and the test assert) before write() returns here.
+        entry["sent"] = len(body)
         self.wfile.write(body)
         self.wfile.flush()
-        entry["sent"] = len(body)
 
 
 @pytest.fixture()
