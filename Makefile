@@ -4,12 +4,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv bench clean-venv strip
+.PHONY: demo test venv bench clean-venv strip lint docs
 
 $(STAMP): pyproject.toml requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt -e ".[test,notebook]"
+	$(PY) -m pip install --quiet -r requirements.txt -e ".[pipeline,notebook,test]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (embedlab)" >/dev/null
 	@touch $(STAMP)
 
@@ -30,6 +30,12 @@ bench: $(STAMP)
 
 strip: $(STAMP)
 	$(PY) data_scripts/strip_notebooks.py notebooks/*.ipynb
+
+lint: $(STAMP)
+	PYTHON=$(PY) RUFF=$(VENV)/bin/ruff data_scripts/lint.sh
+
+docs: $(STAMP)
+	$(PY) data_scripts/make_docs.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import sys
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -29,3 +32,17 @@ def machine_info() -> str:
     return (f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC | {cpu_model()} | {os.cpu_count()} logical CPUs "
             f"({usable} usable) | load avg {load} | torch {torch.__version__} ({torch.get_num_threads()} threads) | "
             f"GPU: {gpu}")
+
+
+def save_result(path: str | os.PathLike[str] | None, result: dict[str, Any]) -> None:
+    """With `--json PATH`: write the result, the machine line and the exact command (benchmarks/results/<name>.json).
+
+    docs/benchmarks.md and the README's results are generated from these files (data_scripts/make_docs.py).
+    """
+    if path is None:
+        return
+    from embedlab._io import write_json
+
+    command = " ".join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
+    write_json(path, {"machine": machine_info(), "command": command, **result})
+    print(f"results: {path}")

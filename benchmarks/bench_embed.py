@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from _machine import machine_info
+from _machine import machine_info, save_result
 
 from embedlab.datasets import ImageFolder, prepare
 from embedlab.embedding import embed, embedding_transform
@@ -71,7 +71,7 @@ def from_disk(root: Path, model: torch.nn.Module, size: int, batch_size: int, li
     return len(emb)
 
 
-def speed(args: argparse.Namespace, root: Path) -> None:
+def speed(args: argparse.Namespace, root: Path) -> list[dict[str, object]]:
     """A B A B ...: embed() from disk (one arm per --workers value) vs bare forward; medians and ratios."""
     limit = -(-args.images // 10)
     model = create_backbone("resnet18", None).eval().to(memory_format=torch.channels_last)
@@ -91,6 +91,7 @@ def speed(args: argparse.Namespace, root: Path) -> None:
         print(f"  round {r + 1}: " + " | ".join(f"{n} {runs[n][-1][0]:6.1f} img/s ({runs[n][-1][1]:6.1f}/cpu-s)"
                                               for n in names))
     bare = runs["bare forward"]
+    rows: list[dict[str, object]] = []
     for name in names[:-1]:
         for i, kind in enumerate(("wall-clock", "CPU-time")):
             a, b = statistics.median(x[i] for x in runs[name]), statistics.median(x[i] for x in bare)
@@ -98,6 +99,9 @@ def speed(args: argparse.Namespace, root: Path) -> None:
             print(f"{name} vs bare forward, {kind}: {a:.1f} vs {b:.1f} img/s -> ratio {a / b:.3f} "
                   f"(median of per-round ratios {statistics.median(ratios):.3f}, range "
                   f"{min(ratios):.3f}..{max(ratios):.3f}; target >= 0.9)")
+            rows.append({"arm": name, "measure": kind, "embed_images_per_s": a, "bare_images_per_s": b,
+                         "ratio": a / b, "lowest_round_ratio": min(ratios), "highest_round_ratio": max(ratios)})
+    return rows
 
 
 def image_size_check(args: argparse.Namespace, root: Path) -> None:
@@ -129,6 +133,7 @@ def main() -> None:
                         "torch's); 1 thread makes CPU-time numbers robust on a busy machine (no spin-waiting)")
     parser.add_argument("--data-dir", type=Path, default=None, help="default: a temporary folder")
     parser.add_argument("--checkpoint", type=Path, default=None, help="a training checkpoint for the size check")
+    parser.add_argument("--json", help="also write the speed results here, e.g. benchmarks/results/embed.json")
     parser.add_argument("--other-sizes", type=int, nargs="*", default=[224],
                         help="sizes to compare with the stored one (a small-images stem at 224 px is slow)")
     args = parser.parse_args()
@@ -139,7 +144,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = dataset_root(args.images, args.data_dir or Path(tmp))
         if args.rounds > 0:  # --rounds 0: only the image-size check
-            speed(args, root)
+            rows = speed(args, root)
+            first = rows[0]
+            save_result(args.json, {
+                "benchmark": "embed",
+                "headline": f"embed() from PNG files runs at {first['ratio']:.3f}x ({first['measure']}) the speed of "
+                            f"a bare forward pass over preloaded tensors (target >= 0.9)",
+                "settings": {k: getattr(args, k) for k in ("images", "size", "batch_size", "rounds", "threads")},
+                "comparison": rows})
         if args.checkpoint is not None:
             image_size_check(args, root)
 

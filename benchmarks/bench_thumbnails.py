@@ -51,7 +51,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=300, help="number of 600x600 JPEGs (default: %(default)s)")
     parser.add_argument("--size", type=int, default=64, help="thumbnail size (default: %(default)s)")
+    parser.add_argument("--json", help="also write the results here, e.g. benchmarks/results/thumbnails.json")
     args = parser.parse_args()
+    result: dict = {"benchmark": "thumbnails", "settings": {"count": args.count, "size": args.size}, "runs": []}
     work = Path(tempfile.mkdtemp(prefix="embedlab-bench-"))
     try:
         raw = work / "raw"
@@ -61,7 +63,8 @@ def main() -> None:
               f"Python {platform.python_version()}, Pillow {Image.__version__}, load avg {os.getloadavg()[0]:.1f}")
         start = time.perf_counter()
         folder = datasets.ImageFolder(raw)
-        print(f"ImageFolder scan (header check) of {len(folder)} JPEGs: {time.perf_counter() - start:.2f} s")
+        result["scan_seconds"] = time.perf_counter() - start
+        print(f"ImageFolder scan (header check) of {len(folder)} JPEGs: {result['scan_seconds']:.2f} s")
         sample = files[: min(100, len(files))]
         rates = {True: [], False: []}
         for draft in (True, False, True, False):
@@ -69,6 +72,8 @@ def main() -> None:
         with_draft, without = np.mean(rates[True]), np.mean(rates[False])
         print(f"decode+resize, 1 process: draft {with_draft:.0f} img/s, full decode {without:.0f} img/s "
               f"({with_draft / without:.1f}x)")
+        result["decode"] = [{"decode": "draft (reduced-scale JPEG)", "images_per_s": with_draft},
+                            {"decode": "full", "images_per_s": without}]
         for workers in (1, os.cpu_count() or 1):
             out = work / f"thumbnails-w{workers}"
             report = datasets.make_thumbnails(raw, args.size, out_root=out, workers=workers, progress=False)
@@ -76,8 +81,18 @@ def main() -> None:
                   f"{report.seconds:.2f} s = {report.images_per_second:.0f} images/s")
             again = datasets.make_thumbnails(raw, args.size, out_root=out, workers=workers, progress=False)
             print(f"  rerun: {again.written} written, {again.skipped} skipped")
+            result["runs"].append({"workers": workers, "images": report.written, "seconds": report.seconds,
+                                   "images_per_s": report.images_per_second, "rerun_written": again.written,
+                                   "rerun_skipped": again.skipped})
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        from _machine import save_result  # imports torch: only now, after the worker processes are done
+
+        rates = ", ".join(f"{r['images_per_s']:.0f} with {r['workers']}" for r in result["runs"])
+        result["headline"] = (f"make_thumbnails at {args.size} px: {rates} process(es) (images/s); JPEG draft "
+                              f"decoding {with_draft / without:.1f}x faster than a full decode")
+        save_result(args.json, result)
 
 
 if __name__ == "__main__":

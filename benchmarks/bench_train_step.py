@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 import torch
-from _machine import machine_info
+from _machine import machine_info, save_result
 
 WARMUP_STEPS = 2
 
@@ -107,6 +107,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--small-images", action="store_true", help="CIFAR-style stem (~16x the compute at 32 px)")
     parser.add_argument("--quick", action="store_true", help="smoke version: batch 16, 4 steps, 2 rounds")
+    parser.add_argument("--json", help="also write the results here, e.g. benchmarks/results/train_step.json")
     args = parser.parse_args()
     if args.quick:
         args.batch_size, args.steps, args.rounds = 16, 4, 2
@@ -125,11 +126,23 @@ def main() -> None:
             out.append(seconds)
             print(f"  round {r + 1} {name:>19}: {seconds:6.3f} s/step  {args.batch_size / seconds:7.1f} pairs/s",
                   flush=True)
+    summary = []
     for label, pick in (("median of rounds", statistics.median), ("best round (least disturbed)", min)):
         ours_rate, bare_rate = args.batch_size / pick(ours), args.batch_size / pick(bare)
         ratio = ours_rate / bare_rate
+        summary.append({"estimate": label, "embedlab_pairs_per_s": ours_rate, "bare_pairs_per_s": bare_rate,
+                        "ratio": ratio})
         print(f"{label}: embedlab {ours_rate:.1f} pairs/s vs bare {bare_rate:.1f} pairs/s: ratio {ratio:.3f}x "
               f"(target >= 0.95) -> {'OK' if ratio >= 0.95 else 'BELOW TARGET'}")
+    save_result(args.json, {
+        "benchmark": "train_step",
+        "headline": f"embedlab's training step runs at {summary[0]['ratio']:.3f}x the speed of a bare torch + lightly "
+                    f"loop (median of rounds; target >= 0.95)",
+        "settings": {k: getattr(args, k) for k in ("backbone", "image_size", "batch_size", "steps", "rounds",
+                                                   "threads", "small_images")},
+        "summary": summary,
+        "rounds": [{"round": i + 1, "embedlab_s_per_step": a, "bare_s_per_step": b}
+                   for i, (a, b) in enumerate(zip(ours, bare))]})
     print("On a shared machine the best-round ratio is the better estimate of the overhead; on an idle one both agree.")
     print(f"end: {machine_info()}")
 

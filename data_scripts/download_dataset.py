@@ -3,6 +3,7 @@
 
 Names: aid, eurosat, ucmerced, fashion-mnist (embedded, works offline), or the path of your own image folder.
 Interrupted downloads resume when you run the same command again; a finished dataset is not fetched twice.
+Exit status: 0 done, 1 an error (one line: what failed and what to do), 2 no name given, 130 interrupted.
 
 Examples:
   python data_scripts/download_dataset.py fashion-mnist --limit 100
@@ -35,10 +36,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args.list else 2
     try:
         root = datasets.prepare(args.name, args.data_dir, limit=args.limit, progress=not args.quiet, url=args.url)
-    except datasets.DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        folder = datasets.ImageFolder(root, verify="none")
+    except (datasets.DatasetError, OSError, ValueError) as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
-    folder = datasets.ImageFolder(root, verify="none")
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume the download", file=sys.stderr)
+        return 130
     print(f"{root}: {len(folder)} images in {len(folder.classes)} classes")
     return 0
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Build the thumbnail cache of a dataset: <root>/../thumbnails-<size>/<same relative path>.
 
-Shorter side resized to --size pixels (aspect kept, no crop), same file names and formats, written atomically
-by parallel worker processes. Rerun after an interruption: finished thumbnails are skipped. Prints images/s.
+Shorter side resized to --size pixels (aspect kept up to 8:1, beyond that the center is kept), same file names
+and formats, written atomically by parallel worker processes. Rerun after an interruption: finished thumbnails
+are skipped. Prints images/s. Exit status: 0 when every image was written, 1 when some could not be read (they
+are listed) or on an error (one line), 130 when interrupted.
 
 Example:
   python data_scripts/make_thumbnails.py data/aid/raw --size 64
@@ -32,14 +34,20 @@ def main(argv: list[str] | None = None) -> int:
             root = datasets.prepare(root, args.data_dir, progress=not args.quiet)
         report = datasets.make_thumbnails(root, args.size, out_root=args.out_root, workers=args.workers,
                                           progress=not args.quiet)
-    except datasets.DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (datasets.DatasetError, OSError, ValueError) as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume (finished thumbnails are kept)", file=sys.stderr)
+        return 130
     print(report)
     for rel, why in report.failed:
         print(f"  unreadable: {rel}: {why}")
     print(f"images/s: {report.images_per_second:.1f} ({report.written} images in {report.seconds:.2f} s, "
           f"{report.skipped} already done)")
+    if report.failed:
+        print(f"error: {len(report.failed)} image(s) could not be read (listed above)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,10 +1,13 @@
 #!/usr/bin/env python
-"""Stamp the same Colab badge and setup cell into every notebook and strip outputs (as jakevdp's handbook does).
+"""Stamp the same Colab badge, setup cell and "next" links into every notebook and strip outputs.
 
     python data_scripts/stamp_notebooks.py notebooks/*.ipynb          # rewrite in place
     python data_scripts/stamp_notebooks.py --check notebooks/*.ipynb  # exit 1 if any notebook would change
 
-The badge cell (tag `stamp-badge`) is the first cell; the setup cell (tag `stamp-setup`) follows the title cell.
+The repository's address comes from one place, `[project.urls] Repository` in pyproject.toml (a fork changes that
+line and reruns this script). The badge cell (tag `stamp-badge`) is the first cell; the setup cell (tag
+`stamp-setup`) follows the title cell; every link to another notebook in a markdown cell that starts with
+"**Next:**" gets an "open in Colab" companion (the relative link works in Jupyter, the Colab one in Colab).
 Outputs, execution counts and editor metadata are removed so git only ever holds clean notebooks.
 """
 
@@ -12,31 +15,63 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
-REPO = "embedlab/embedlab"
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 BADGE_TAG = "stamp-badge"
 SETUP_TAG = "stamp-setup"
+NEXT_PREFIX = "**Next:**"
 KEEP_CELL_METADATA = ("tags", "nbmake")
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
+_NOTEBOOK_LINK = re.compile(r"\[([^\]]+)\]\((\d\d_[\w.-]+\.ipynb)\)")
+_COLAB_COMPANION = re.compile(r" \(\[open in Colab\]\([^)]*\)\)")
 
 
-def badge_source(name: str) -> str:
+def repository_url(pyproject: Path = PYPROJECT) -> str:
+    """The public repository address: `[project.urls] Repository` of pyproject.toml, without a trailing slash."""
+    with open(pyproject, "rb") as handle:
+        url = tomllib.load(handle)["project"]["urls"]["Repository"]
+    if not re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+/?", url):
+        raise SystemExit(f"{pyproject}: [project.urls] Repository must be https://github.com/<owner>/<name>, got {url}")
+    return url.rstrip("/")
+
+
+def colab_url(name: str, repo_url: str | None = None) -> str:
+    """Open notebooks/<name> of the repository's main branch in Colab."""
+    slug = (repo_url or repository_url()).removeprefix("https://github.com/")
+    return f"https://colab.research.google.com/github/{slug}/blob/main/notebooks/{name}"
+
+
+def badge_source(name: str, repo_url: str | None = None) -> str:
     """Markdown of the Open-in-Colab badge for notebooks/<name>."""
-    url = f"https://colab.research.google.com/github/{REPO}/blob/main/notebooks/{name}"
-    return (f'<a href="{url}" target="_parent"><img src="https://colab.research.google.com/assets/colab-badge.svg" '
-            f'alt="Open In Colab"/></a>')
+    return (f'<a href="{colab_url(name, repo_url)}" target="_parent"><img '
+            f'src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>')
 
 
-SETUP_SOURCE = f"""\
+def install_line(repo_url: str | None = None) -> str:
+    """The setup cell's Colab install: embedlab alone (no extras), so Colab's torch and ipykernel stay as they are."""
+    return f'%pip install --quiet "embedlab @ git+{repo_url or repository_url()}"'
+
+
+def setup_source(repo_url: str | None = None) -> str:
+    """The setup cell: install on Colab only, then print versions (locally `make venv` already installed it)."""
+    return f"""\
 # Setup: on Colab install embedlab (about a minute); locally `make venv` already did. Then print versions.
 import sys
 if "google.colab" in sys.modules:
-    %pip install --quiet "embedlab @ git+https://github.com/{REPO}"
+    {install_line(repo_url)}
 import embedlab
 embedlab.params.show_versions()"""
+
+
+def next_links(text: str, repo_url: str | None = None) -> str:
+    """Give every relative link to a notebook an "(open in Colab)" companion link (idempotent)."""
+    text = _COLAB_COMPANION.sub("", text)
+    return _NOTEBOOK_LINK.sub(lambda m: f"{m.group(0)} ([open in Colab]({colab_url(m.group(2), repo_url)}))", text)
 
 
 def _lines(text: str) -> list[str]:
@@ -69,12 +104,21 @@ def clean_cell(cell: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def stamp(nb: dict[str, Any], name: str) -> dict[str, Any]:
-    """Return the notebook with the badge + setup cells stamped in and everything else stripped."""
+def _stamp_next(cell: dict[str, Any], repo_url: str) -> dict[str, Any]:
+    """A markdown "**Next:**" cell with Colab companions for its notebook links; other cells unchanged."""
+    text = "".join(cell["source"])
+    if cell["cell_type"] != "markdown" or not text.startswith(NEXT_PREFIX):
+        return cell
+    return {**cell, "source": _lines(next_links(text, repo_url))}
+
+
+def stamp(nb: dict[str, Any], name: str, repo_url: str | None = None) -> dict[str, Any]:
+    """Return the notebook with the badge, setup cell and next links stamped in and everything else stripped."""
+    repo_url = repo_url or repository_url()
     cells = [c for c in nb["cells"] if not (_has_tag(c, BADGE_TAG) or _has_tag(c, SETUP_TAG))]
-    cells = [clean_cell(c) for c in cells]
-    badge = _stamp_cell("markdown", badge_source(name), BADGE_TAG, "colab-badge")
-    setup = _stamp_cell("code", SETUP_SOURCE, SETUP_TAG, "setup")
+    cells = [_stamp_next(clean_cell(c), repo_url) for c in cells]
+    badge = _stamp_cell("markdown", badge_source(name, repo_url), BADGE_TAG, "colab-badge")
+    setup = _stamp_cell("code", setup_source(repo_url), SETUP_TAG, "setup")
     title_at = next((i for i, c in enumerate(cells) if c["cell_type"] == "markdown"), -1)
     cells.insert(title_at + 1, setup)
     cells.insert(0, badge)

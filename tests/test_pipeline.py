@@ -68,40 +68,67 @@ def test_missing_inputs_name_the_notebook_that_makes_them(tmp_path: Path) -> Non
 
 
 # ------------------------------------------------------------------------------------------------ verdict
-def _table(ssl: tuple[float, float], imagenet: tuple[float, float], random: float = 0.3) -> pd.DataFrame:
-    rows = [("ssl", *ssl), ("imagenet", *imagenet), ("random", random, random)]
-    return pd.DataFrame([{"name": n, "knn_accuracy": k, "linear_probe_accuracy": l, "cluster_nmi": 0.5}
-                         for n, k, l in rows])
+SSL = "SimCLR continued from ImageNet, EfficientNet-Lite0, 32 px"
 
 
-def test_describe_comparison_follows_the_numbers() -> None:
-    text = describe_comparison(_table((0.80, 0.85), (0.70, 0.80)), n_classes=30)
-    assert text.startswith("On this data, the self-supervised model wins.") and "0.800 vs 0.700, +0.100" in text
-    assert "beats the random-init floor" in text and "0.033 (30 classes)" in text
-    assert describe_comparison(_table((0.60, 0.70), (0.75, 0.80))).startswith("On this data, the ImageNet model wins.")
-    assert "mixed" in describe_comparison(_table((0.80, 0.60), (0.70, 0.70)))
+def _row(name: str, recipe: str, kind: str, size: int, knn: float, probe: float) -> dict:
+    return {"name": name, "recipe": recipe, "kind": kind, "image_size": size, "knn_accuracy": knn,
+            "linear_probe_accuracy": probe, "cluster_nmi": 0.5}
+
+
+def _table(ssl: tuple[float, float], imagenet: tuple[float, float], random: float = 0.3,
+           small_imagenet: tuple[float, float] = (0.5, 0.5)) -> pd.DataFrame:
+    rows = [_row("ssl", SSL, "self-supervised", 32, *ssl),
+            _row("imagenet", "ImageNet EfficientNet-Lite0 (no training), 112 px", "ImageNet", 112, *imagenet),
+            _row("imagenet-32", "ImageNet EfficientNet-Lite0 (no training), 32 px", "ImageNet", 32, *small_imagenet),
+            _row("random", "random init EfficientNet-Lite0 (no training), 32 px", "floor", 32, random, random)]
+    return pd.DataFrame(rows)
+
+
+def test_verdict_is_computed_against_the_strongest_baseline() -> None:
+    # the 32 px ImageNet row (0.5) is beaten; the 112 px one (0.75) is not: the verdict must say "does NOT beat"
+    text = describe_comparison(_table((0.70, 0.72), (0.75, 0.80)), n_classes=10)
+    assert text.startswith("On this data, the self-supervised model does NOT beat the strongest baseline.")
+    assert "Best embedding: ImageNet EfficientNet-Lite0 (no training), 112 px (kNN 0.750" in text
+    assert f"{SSL}: kNN 0.700, linear probe 0.720, −0.050 kNN and −0.080 linear probe" in text
+    assert "What would change it: train at a larger image size (the ImageNet network is best here at 112 px" in text
+    assert "method='distillation'" in text and "Until then, embed this data with ImageNet" in text
+    assert "Chance level is 0.100 (10 classes)." in text and "ours" not in text
+
+
+def test_verdict_outcomes_follow_the_numbers() -> None:
+    win = describe_comparison(_table((0.85, 0.86), (0.80, 0.82)))
+    assert win.startswith("On this data, the self-supervised model beats the strongest baseline. Best embedding: "
+                          f"{SSL} (kNN 0.850") and "What would change it" not in win
+    assert "+0.050 kNN and +0.040 linear probe" in win and "beats the floor random init" in win
     assert "about equally good" in describe_comparison(_table((0.700, 0.700), (0.705, 0.702)))
-    assert "does NOT clearly beat" in describe_comparison(_table((0.305, 0.4), (0.7, 0.7)))
-    with pytest.raises(ValueError, match="needs rows 'ssl' and 'imagenet'"):
-        describe_comparison(_table((0.8, 0.8), (0.7, 0.7)).iloc[1:])
+    assert "mixed" in describe_comparison(_table((0.80, 0.60), (0.70, 0.70)))
+    assert "does NOT clearly beat the floor random init" in describe_comparison(_table((0.305, 0.4), (0.7, 0.7)))
+    with pytest.raises(ValueError, match="needs a self-supervised row and an ImageNet row"):
+        describe_comparison(_table((0.8, 0.8), (0.7, 0.7)).iloc[[0, 3]])
 
 
-def test_describe_comparison_weighs_the_raw_pixel_baseline() -> None:
-    def with_pixels(knn: float) -> pd.DataFrame:
-        table = _table((0.79, 0.78), (0.74, 0.69))
-        return pd.concat([table, pd.DataFrame([{"name": "pca", "knn_accuracy": knn, "linear_probe_accuracy": knn,
-                                                "cluster_nmi": 0.5}])], ignore_index=True)
+def test_verdict_leads_with_the_best_row_even_a_floor() -> None:
+    table = pd.concat([_table((0.79, 0.78), (0.74, 0.69)),
+                       pd.DataFrame([_row("pca", "PCA of raw pixels (50 dims), 32 px", "floor", 32, 0.804, 0.80)])])
+    text = describe_comparison(table)
+    assert "Best embedding: PCA of raw pixels (50 dims), 32 px (kNN 0.804" in text
+    assert "is below the floor PCA of raw pixels (50 dims), 32 px (kNN 0.804)" in text
+    assert "Until then, embed this data with PCA" not in text  # the SSL model wins against the baseline here
 
-    assert "raw pixels (PCA) score higher still (kNN 0.804)" in describe_comparison(with_pixels(0.804))
-    assert "It also beats raw pixels (PCA, kNN 0.700)" in describe_comparison(with_pixels(0.70))
-    assert "score about the same" in describe_comparison(with_pixels(0.792))
-    assert "raw pixels" not in describe_comparison(_table((0.79, 0.78), (0.74, 0.69)))  # no PCA row, no claim
+
+def test_verdict_reads_plain_names_without_recipe_columns() -> None:
+    plain = _table((0.80, 0.85), (0.70, 0.80))[["name", "knn_accuracy", "linear_probe_accuracy", "cluster_nmi"]]
+    text = describe_comparison(plain)
+    assert text.startswith("On this data, the self-supervised model beats") and "Best embedding: ssl" in text
 
 
 def test_metrics_and_index_without_a_run(tmp_path: Path) -> None:
     save_metrics(tmp_path / "metrics.json", _table((0.8, 0.8), (0.7, 0.7)), "verdict <b>", knn_k=5)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["knn_k"] == 5 and metrics["comparison"][0]["name"] == "ssl"
+    assert metrics["best"] == "ssl" and metrics["strongest_baseline"] == "imagenet"
+    assert metrics["comparison"][1] == {**metrics["comparison"][1], "image_size": 112, "kind": "ImageNet"}
     index = write_index(tmp_path).read_text()
     assert "verdict &lt;b&gt;" in index and "<td>0.800</td>" in index
 

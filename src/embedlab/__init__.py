@@ -64,6 +64,9 @@ _EXPORTS: dict[str, str] = {
     "linear_probe_accuracy": "evaluation",
     "cluster_score": "evaluation",
     "compare": "evaluation",
+    "recipe_name": "evaluation",
+    "describe_embeddings": "evaluation",
+    "recipe_order": "evaluation",
     "EvaluationError": "evaluation",
     # plotting
     "class_palette": "plotting",
@@ -76,6 +79,8 @@ _EXPORTS: dict[str, str] = {
     "augmented_pairs": "plotting",
     "nearest_neighbor_grid": "plotting",
     "loss_curve": "plotting",
+    "metrics_chart": "plotting",
+    "classifier_curve": "plotting",
     # curation
     "nearest_neighbors": "curation",
     "outlier_scores": "curation",
@@ -103,11 +108,24 @@ _EXPORTS: dict[str, str] = {
     "ParameterError": "params",
     "MissingInputError": "params",
     "RunPaths": "params",
+    "NotebookParams": "params",
+    # settings (one typed, checked dataclass per stage; shared by train(), the CLI and the notebooks)
+    "DataSettings": "settings",
+    "TrainSettings": "settings",
+    "EmbedSettings": "settings",
+    "ProjectionSettings": "settings",
+    "CompareSettings": "settings",
+    "CurationSettings": "settings",
+    # workflow (a notebook's missing inputs made on the spot: every notebook runs alone)
+    "ensure_dataset": "workflow",
+    "ensure_backbone": "workflow",
+    "ensure_embeddings": "workflow",
 }
 
 _SUBMODULES = (
     "datasets", "models", "training", "embedding", "projection",
     "evaluation", "plotting", "curation", "finetune", "pipeline", "cli", "params",
+    "settings", "workflow",
 )
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])

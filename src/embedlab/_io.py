@@ -49,3 +49,23 @@ def write_json(path: str | os.PathLike[str], data: Any) -> Path:
         json.dump(data, handle, indent=2, sort_keys=True, default=str)
         handle.write("\n")
     return Path(path)
+
+
+def remove_stale_temps(folder: str | os.PathLike[str], *, recursive: bool = True, prefix: str = ".") -> int:
+    """Delete the temporary files (``.<name>.*.tmp``) that an interrupted atomic write left; return how many.
+
+    A process killed between writing and renaming leaves such a file; the next run calls this on its folders
+    (``prefix=".<name>."`` limits it to the leftovers of one target file).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    walker = os.walk(folder) if recursive else [(str(folder), [], os.listdir(folder))]
+    for dirpath, _dirnames, filenames in walker:
+        for name in filenames:
+            if name.startswith(prefix) and name.startswith(".") and name.endswith(".tmp"):
+                with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                    os.unlink(os.path.join(dirpath, name))
+                    removed += 1
+    return removed

@@ -355,7 +355,7 @@ def nearest_neighbors(
 
 def _all_pairs_topk(matrix: torch.Tensor, k: int, progress: bool, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k cosine similarities of every row against all others (self excluded), chunked."""
-    from tqdm.auto import tqdm
+    from embedlab._progress import tqdm
 
     n = matrix.shape[0]
     step = _chunk_rows(n)
@@ -422,7 +422,7 @@ def near_duplicates(
     """
     if not -1.0 <= threshold <= 1.0:
         raise CurationError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
-    from tqdm.auto import tqdm
+    from embedlab._progress import tqdm
 
     matrix = _normalized(data)
     n = matrix.shape[0]
@@ -454,7 +454,7 @@ def select_diverse(
     everything picked so far. Use it to choose what to label first: a diverse subset beats a random one
     when classes are unbalanced. Returns indices in the order picked; deterministic for a given seed.
     """
-    from tqdm.auto import tqdm
+    from embedlab._progress import tqdm
 
     matrix = _normalized(data)
     total = matrix.shape[0]
@@ -581,21 +581,23 @@ def show_images(
     captions: Sequence[str] | None = None,
     columns: int = 8,
     title: str = "",
+    class_labels: bool = True,
 ) -> Any:
-    """Draw the images at `indices` as a grid (plotting.image_grid), captioned with their filenames."""
+    """Draw the images at `indices` as a grid (plotting.image_grid), each captioned with its class (the folder of a
+    "<class>/<file>" name) over `captions` (default: the file name)."""
     from embedlab import plotting
 
     names = list(data) if isinstance(data, (list, tuple)) else _filenames(data)
     if names is None:
         raise CurationError("these embeddings have no filenames, so there are no images to show")
     chosen = [names[int(i)] for i in np.asarray(indices).reshape(-1)]
+    if captions is not None and len(captions) != len(chosen):
+        raise CurationError(f"{len(captions)} captions for {len(chosen)} images")
+    texts = list(captions) if captions is not None else [name.rsplit("/", 1)[-1] for name in chosen]
+    if class_labels:
+        texts = [f"{_class_of(name)}{text}" for name, text in zip(chosen, texts)]
     root = Path(image_root)
-    return plotting.image_grid(
-        [root / name for name in chosen],
-        titles=list(captions) if captions is not None else [name.rsplit("/", 1)[-1] for name in chosen],
-        ncols=columns,
-        suptitle=title,
-    )
+    return plotting.image_grid([root / name for name in chosen], titles=texts, ncols=columns, suptitle=title)
 
 
 def _class_of(filename: str) -> str:
@@ -606,14 +608,14 @@ def _class_of(filename: str) -> str:
 def show_neighbors(
     data: VectorsLike, neighbors: Neighbors, image_root: str | Path, *, query: int = 0, title: str = ""
 ) -> Any:
-    """Draw a query image followed by its neighbours, each captioned with its cosine distance."""
+    """Draw a query image followed by its neighbours, captioned with class, rank and cosine distance (0 = same)."""
     names = _filenames(data)
     if names is None:
         raise CurationError("these embeddings have no filenames, so there are no images to show")
     query_index = neighbors.query_indices[query] if neighbors.query_indices else None
     indices = list(neighbors.indices[query])
-    captions = [f"{_class_of(names[i])}d={d:.3f}" for i, d in zip(indices, neighbors.distances[query])]
+    captions = [f"#{rank} d={d:.3f}" for rank, d in enumerate(neighbors.distances[query], 1)]
     if query_index is not None:
-        indices, captions = [query_index, *indices], [f"{_class_of(names[query_index])}query", *captions]
+        indices, captions = [query_index, *indices], ["query", *captions]
     return show_images(names, indices, image_root, captions=captions, columns=len(indices) if len(indices) <= 9 else 8,
                        title=title)

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from embedlab._progress import tqdm
 
-from embedlab._io import atomic_open, atomic_path, write_json
+from embedlab._io import atomic_open, atomic_path, remove_stale_temps, write_json
 
 SAVE_FORMATS = (".pt", ".npy", ".npz")
 
@@ -103,12 +103,31 @@ def _fields(emb: Embeddings) -> dict[str, Any]:
             "class_names": emb.class_names, "name": emb.name, "meta": _plain(emb.meta)}
 
 
+def skipped_path(path: str | os.PathLike[str]) -> Path:
+    """Where the list of images left out of an embeddings file goes: <name>.skipped.json beside it."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.skipped.json")
+
+
+def _write_skipped(emb: Embeddings, path: Path) -> None:
+    """Write the skipped-images list (count + files + reasons) beside the embeddings, or remove an old one."""
+    skipped = emb.meta.get("skipped_images") or []
+    if skipped:
+        write_json(path, {"embeddings": path.name.replace(".skipped.json", ""), "count": len(skipped),
+                          "skipped": skipped})
+    else:
+        path.unlink(missing_ok=True)
+
+
 def save_embeddings(emb: Embeddings, path: str | os.PathLike[str], *, compress: bool = False) -> Path:
     """Write embeddings atomically; format by suffix: .pt, .npy (+ .json sidecar), .npz (compress optional)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SAVE_FORMATS:
         raise EmbeddingsError(f"cannot save embeddings to {path}: use a {', '.join(SAVE_FORMATS)} suffix")
+    if path.parent.is_dir():  # leftovers of an earlier save of this file that was killed mid-write
+        remove_stale_temps(path.parent, recursive=False, prefix=f".{path.name}.")
+    _write_skipped(emb, skipped_path(path))
     if suffix == ".pt":
         labels = None if emb.labels is None else torch.from_numpy(emb.labels.copy())
         payload = {**_fields(emb), "embeddings": emb.vectors.contiguous(), "labels": labels}
@@ -202,10 +221,21 @@ def load_embeddings(path: str | os.PathLike[str]) -> Embeddings:
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' -> CUDA when available, else CPU; anything else as torch.device."""
+    """'auto' -> CUDA when available, else CPU; anything else as torch.device, checked to exist on this machine."""
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise EmbeddingsError(f"device {device!r} is not a device name: use auto, cpu, cuda, cuda:1, mps") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (dev.index or 0) >= count:
+            have = f"cuda:0 to cuda:{count - 1}" if count else "no CUDA GPU: use cpu or auto"
+            raise EmbeddingsError(f"device {device!r} is not on this machine ({have})")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise EmbeddingsError(f"device {device!r} is not available here: use cpu or auto")
+    return dev
 
 
 def resize_crop(image: Any, size: int) -> Any:
@@ -225,19 +255,11 @@ def resize_crop(image: Any, size: int) -> Any:
 
 
 def open_image(path: str | os.PathLike[str], size: int) -> Any:
-    """Decode an image as RGB; a big JPEG is decoded at a reduced scale still >= size (PIL draft: 2-3x faster)."""
-    from PIL import Image
+    """Decode an image as RGB within the pixel budget; a big JPEG decodes at a reduced scale still >= size (PIL
+    draft: 2-3x faster); an extreme aspect ratio is center-cropped first (see embedlab.datasets.open_rgb)."""
+    from embedlab.datasets import open_rgb
 
-    from embedlab.datasets import DatasetError, to_rgb
-
-    try:
-        with Image.open(path) as image:
-            if image.format == "JPEG" and min(image.size) >= 2 * size:
-                image.draft("RGB", (size, size))
-            image.load()
-            return to_rgb(image)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise DatasetError(f"cannot decode image {path}: {exc}. The file is damaged: delete or replace it.") from exc
+    return open_rgb(path, size)
 
 
 class FolderImages(torch.utils.data.Dataset):
@@ -251,14 +273,24 @@ class FolderImages(torch.utils.data.Dataset):
         self.labels = [int(folder.labels[i]) for i in chosen]
         self.classes = list(folder.classes)
         self.labeled = bool(getattr(folder, "labeled", True))
+        self.skipped: list[tuple[str, str]] = list(getattr(folder, "skipped", []))  # found when the folder was read
 
     def __len__(self) -> int:
         return len(self.filenames)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
-        """Decode, resize + center-crop, HWC uint8 (normalised per batch on the device, channels_last for free)."""
-        image = resize_crop(open_image(self.root / self.filenames[index], self.size), self.size)
-        return torch.from_numpy(np.array(image, dtype=np.uint8)), self.labels[index], self.filenames[index]
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str, str]:
+        """(image, label, filename, error): decoded, resized + center-cropped, HWC uint8 (normalised per batch on
+        the device). A file that fails to decode gives a blank image and the reason as ``error`` ("" when fine):
+        the embedding loop drops such rows and reports them, so no image ever gets a silent zero vector."""
+        from embedlab.datasets import DatasetError
+
+        filename = self.filenames[index]
+        try:
+            image = resize_crop(open_image(self.root / filename, self.size), self.size)
+        except DatasetError as exc:
+            blank = torch.zeros((self.size, self.size, 3), dtype=torch.uint8)
+            return blank, self.labels[index], filename, " ".join(str(exc).split())
+        return torch.from_numpy(np.array(image, dtype=np.uint8)), self.labels[index], filename, ""
 
 
 def embedding_transform(image_size: int, backbone: Any = None) -> Callable[[Any], torch.Tensor]:
@@ -286,12 +318,12 @@ class _Normalize(torch.nn.Module):
         return (x.float() * self.scale - self.shift).contiguous(memory_format=torch.channels_last)
 
 
-def _dataset(data: Any, size: int, limit: int | None) -> FolderImages:
+def _dataset(data: Any, size: int, limit: int | None, verify: str = "header") -> FolderImages:
     """The images to embed: a dataset folder path or an embedlab ImageFolder (its own transform is not used)."""
     from embedlab.datasets import ImageFolder
 
     if isinstance(data, (str, os.PathLike)):
-        return FolderImages(ImageFolder(data, limit_per_class=limit), size)
+        return FolderImages(ImageFolder(data, limit_per_class=limit, verify=verify), size)
     if not all(hasattr(data, a) for a in ("root", "filenames", "labels", "classes")):
         raise EmbeddingsError(f"data must be a dataset folder or an embedlab ImageFolder, not "
                               f"{type(data).__name__}")
@@ -353,13 +385,25 @@ def _loader(dataset: Any, batch_size: int, device: torch.device, num_workers: in
                                        pin_memory=device.type == "cuda", drop_last=False)
 
 
-def _batches(loader: Any, batch_size: int, pad: bool) -> Iterator[tuple[torch.Tensor, int, Any, list[str]]]:
-    """(images, n_real, labels, filenames) per batch; with pad, every batch is padded to batch_size (compile)."""
-    for images, labels, filenames in loader:
+def _batches(loader: Any, batch_size: int, pad: bool) -> Iterator[tuple[torch.Tensor, int, Any, list[str], list[str]]]:
+    """(images, n_real, labels, filenames, errors) per batch; with pad, every batch is padded to batch_size."""
+    for images, labels, filenames, errors in loader:
         n = len(images)
         if pad and n < batch_size:
             images = torch.cat([images, images[-1:].expand(batch_size - n, *images.shape[1:])])
-        yield images, n, labels, list(filenames)
+        yield images, n, labels, list(filenames), list(errors)
+
+
+def _report_skipped(skipped: list[tuple[str, str]], root: Any) -> list[dict[str, str]]:
+    """Warn once about the images left out (count + examples) and return them for the embeddings' meta."""
+    if skipped:
+        from embedlab.datasets import DatasetWarning
+
+        examples = "; ".join(f"{name} ({why[:120]})" for name, why in skipped[:3])
+        warnings.warn(f"{root}: skipped {len(skipped)} file(s) that could not be used, e.g. {examples}. They have "
+                      "no vector; the list is in meta['skipped_images'] and, once saved, in <name>.skipped.json.",
+                      DatasetWarning, stacklevel=3)
+    return [{"filename": name, "reason": why} for name, why in skipped]
 
 
 def _forward_all(backbone: torch.nn.Module, loader: Any, device: torch.device, *, total: int, compile: bool,
@@ -378,20 +422,27 @@ def _forward_all(backbone: torch.nn.Module, loader: Any, device: torch.device, *
 
 def _run_batches(net: torch.nn.Module, loader: Any, device: torch.device, *, total: int, compile: bool,
                  progress: bool, desc: str) -> tuple[torch.Tensor, list[int], list[str]]:
-    """The inference loop of _forward_all: one forward per batch, vectors gathered on the CPU."""
+    """The inference loop of _forward_all: one forward per batch, vectors gathered on the CPU.
+
+    Rows whose image failed to decode are dropped and appended to ``loader.dataset.skipped``.
+    """
+    skipped = loader.dataset.skipped
     run = torch.compile(net) if compile else net
     cuda = device.type == "cuda"  # bf16 autocast on GPU only: on CPU it is ~20x slower here
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
     outputs, labels, filenames = [], [], []
     with torch.inference_mode(), autocast, tqdm(total=total, unit="img", desc=desc, disable=not progress) as bar:
-        for images, n, batch_labels, batch_files in _batches(loader, loader.batch_size, compile):
+        for images, n, batch_labels, batch_files, errors in _batches(loader, loader.batch_size, compile):
             out = run(images.to(device, non_blocking=True))[:n]
-            outputs.append(out.float().to("cpu"))
-            labels.extend(int(x) for x in batch_labels)
-            filenames.extend(batch_files)
+            keep = [i for i in range(n) if not errors[i]]
+            skipped.extend((batch_files[i], errors[i]) for i in range(n) if errors[i])
+            outputs.append(out[keep].float().to("cpu") if len(keep) < n else out.float().to("cpu"))
+            labels.extend(int(batch_labels[i]) for i in keep)
+            filenames.extend(batch_files[i] for i in keep)
             bar.update(n)
-    if not outputs:
-        raise EmbeddingsError("no images to embed (the dataset is empty)")
+    if not filenames:
+        raise EmbeddingsError("no images to embed (the dataset is empty)" if not skipped else
+                              f"none of the {len(skipped)} images could be decoded, e.g. {skipped[0][1]}")
     return torch.cat(outputs), labels, filenames
 
 
@@ -403,17 +454,20 @@ def _class_info(dataset: FolderImages) -> tuple[list[str] | None, bool]:
 def embed(data: Any, model: Any = "resnet18", *, weights: str | None = "imagenet", image_size: int | None = None,
           batch_size: int = 64, device: str | torch.device = "auto", num_workers: int | str = "auto",
           limit: int | None = None, name: str | None = None, progress: bool = True,
-          compile: bool = False) -> Embeddings:
+          compile: bool = False, verify: str = "header") -> Embeddings:
     """Embed every image of a folder/ImageFolder with a named backbone, checkpoint, exported backbone or Backbone.
 
     image_size None uses the size stored with the checkpoint/exported backbone (its training size), else 224.
     weights applies to a backbone name only ("imagenet" or None for random init). limit = images per class.
     compile=True runs torch.compile (worth it for large jobs: ~2x on CPU at 224 px; slow to start).
+    Files that cannot be used (not images, over the pixel budget, damaged: found by ``verify="header"`` when the
+    folder is read, ``"full"`` decodes every file first, or while embedding) get no vector: they are warned
+    about and listed in ``meta["skipped_images"]`` (and saved beside the embeddings as <name>.skipped.json).
     """
     backbone, default_name = _resolve_model(model, weights)
     size = resolve_image_size(backbone, image_size)
     dev = resolve_device(device)
-    dataset = _dataset(data, size, limit)
+    dataset = _dataset(data, size, limit, verify)
     loader = _loader(dataset, batch_size, dev, num_workers)
     name = name or default_name
     start = time.perf_counter()
@@ -425,24 +479,33 @@ def embed(data: Any, model: Any = "resnet18", *, weights: str | None = "imagenet
             "weights": backbone.weights, "image_size": size, "embedding_dim": int(vectors.shape[1]),
             "device": str(dev), "batch_size": batch_size, "num_workers": loader.num_workers,
             "compile": compile, "seconds": round(seconds, 3), "images_per_second": round(len(vectors) / seconds, 2),
-            "data_root": str(dataset.root),
+            "data_root": str(dataset.root), "skipped_images": _report_skipped(dataset.skipped, dataset.root),
             **{k: v for k, v in backbone.meta.items() if k in ("method", "augment", "epoch", "source")}}
     return Embeddings(vectors=vectors, filenames=filenames, labels=np.asarray(labels) if labeled else None,
                       class_names=class_names if labeled else None, name=name, meta=meta)
 
 
 def embed_pca(data: Any, *, dimensions: int = 50, image_size: int = 32, limit: int | None = None, seed: int = 0,
-              name: str = "pca", batch_size: int = 256, progress: bool = True) -> Embeddings:
-    """Raw-pixel baseline: resize/center-crop to image_size, flatten, PCA to `dimensions` (fewer if N or D is)."""
+              name: str = "pca", batch_size: int = 256, progress: bool = True, verify: str = "header") -> Embeddings:
+    """Raw-pixel baseline: resize/center-crop to image_size, flatten, PCA to `dimensions` (fewer if N or D is).
+
+    Unusable files are skipped and reported as in embed().
+    """
     from sklearn.decomposition import PCA
 
-    dataset = _dataset(data, image_size, limit)
+    dataset = _dataset(data, image_size, limit, verify)
     loader = _loader(dataset, batch_size, torch.device("cpu"), 0)
     rows, labels, filenames = [], [], []
-    for images, batch_labels, batch_files in tqdm(loader, desc=f"load pixels for {name}", disable=not progress):
-        rows.append(images.reshape(len(images), -1).float().div_(255.0).numpy())
-        labels.extend(int(x) for x in batch_labels)
-        filenames.extend(batch_files)
+    for images, batch_labels, batch_files, errors in tqdm(loader, desc=f"load pixels for {name}",
+                                                          disable=not progress):
+        keep = [i for i, error in enumerate(errors) if not error]
+        dataset.skipped.extend((batch_files[i], errors[i]) for i, error in enumerate(errors) if error)
+        rows.append(images[keep].reshape(len(keep), -1).float().div_(255.0).numpy())
+        labels.extend(int(batch_labels[i]) for i in keep)
+        filenames.extend(batch_files[i] for i in keep)
+    if not filenames:
+        example = dataset.skipped[0][1] if dataset.skipped else "the dataset is empty"
+        raise EmbeddingsError(f"none of the {len(dataset)} images could be decoded, e.g. {example}")
     pixels = np.concatenate(rows)
     components = max(1, min(dimensions, pixels.shape[0], pixels.shape[1]))
     pca = PCA(n_components=components, random_state=seed)
@@ -450,7 +513,7 @@ def embed_pca(data: Any, *, dimensions: int = 50, image_size: int = 32, limit: i
     class_names, labeled = _class_info(dataset)
     meta = {"model": "pca", "image_size": image_size, "embedding_dim": components, "seed": seed,
             "explained_variance": round(float(pca.explained_variance_ratio_.sum()), 4),
-            "data_root": str(dataset.root)}
+            "data_root": str(dataset.root), "skipped_images": _report_skipped(dataset.skipped, dataset.root)}
     return Embeddings(vectors=torch.from_numpy(vectors), filenames=filenames,
                       labels=np.asarray(labels) if labeled else None, class_names=class_names if labeled else None,
                       name=name, meta=meta)

@@ -6,8 +6,11 @@ neighbours vote with weight exp(similarity / temperature). It runs in chunks, so
 
 from __future__ import annotations
 
+import json
+import os
 import warnings
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -137,9 +140,72 @@ def cluster_score(vectors: Any, labels: Any = None, *, seed: int = 0) -> float:
     return float(normalized_mutual_info_score(y, clusters))
 
 
+METHOD_NAMES = {"simclr": "SimCLR", "moco": "MoCo", "byol": "BYOL", "distillation": "Distillation"}
+BACKBONE_NAMES = {"resnet18": "ResNet18", "resnet34": "ResNet34", "resnet50": "ResNet50",
+                  "efficientnet_lite0": "EfficientNet-Lite0"}
+KINDS = ("self-supervised", "ImageNet", "floor")  # the trained model, the baselines it must beat, the floors
+
+
+def _pretty_backbone(name: Any) -> str:
+    """EfficientNet-Lite0 rather than efficientnet_lite0 (unknown names pass through)."""
+    return BACKBONE_NAMES.get(str(name), str(name))
+
+
+def _training_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """An embedding set's metadata merged over its exported backbone's backbone.json (init, teacher...)."""
+    source = meta.get("source")
+    sidecar = Path(str(source)).with_suffix(".json") if source else None
+    if sidecar is None or not sidecar.is_file():
+        return dict(meta)
+    try:
+        trained = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return dict(meta)
+    return {**trained, **{k: v for k, v in meta.items() if v is not None and k != "weights"}}
+
+
+def recipe_kind(meta: Mapping[str, Any], name: str = "") -> str:
+    """'self-supervised' (trained by embedlab), 'ImageNet' (a pretrained baseline) or 'floor' (random init, PCA)."""
+    if meta.get("method"):
+        return "self-supervised"
+    if meta.get("weights") == "imagenet":
+        return "ImageNet"
+    if meta or name in ("random", "pca"):
+        return "floor"
+    return "ImageNet" if name.startswith("imagenet") else "self-supervised" if name == "ssl" else "floor"
+
+
+def recipe_name(meta: Mapping[str, Any], name: str = "") -> str:
+    """A row name that says how the vectors were made, e.g. "SimCLR continued from ImageNet, EfficientNet-Lite0, 32 px".
+
+    `meta` is an Embeddings' metadata or an exported backbone's backbone.json; `name` is the fallback.
+    """
+    if not meta:
+        return name
+    size = meta.get("image_size")
+    px = f", {size} px" if size else ""
+    backbone = _pretty_backbone(meta.get("backbone") or meta.get("name") or meta.get("model") or name)
+    if meta.get("model") == "pca":
+        return f"PCA of raw pixels ({meta.get('embedding_dim', '?')} dims){px}"
+    method = meta.get("method")
+    if method:
+        start = "continued from ImageNet" if meta.get("init") == "imagenet" else "from random init"
+        teacher = f" of {_pretty_backbone(meta['teacher'])}" if meta.get("teacher") else ""
+        return f"{METHOD_NAMES.get(str(method), str(method))}{teacher} {start}, {backbone}{px}"
+    if meta.get("weights") == "imagenet":
+        return f"ImageNet {backbone} (no training){px}"
+    return f"random init {backbone} (no training){px}"
+
+
+def describe_embeddings(name: str, embeddings: Any) -> dict[str, Any]:
+    """Recipe name, kind and input size of one embedding set, from its metadata (and backbone.json)."""
+    meta = _training_meta(getattr(embeddings, "meta", None) or {})
+    return {"recipe": recipe_name(meta, name), "kind": recipe_kind(meta, name), "image_size": meta.get("image_size")}
+
+
 def compare(embeddings: Mapping[str, Any] | Sequence[Any], *, k: int = 20, test_fraction: float = 0.3,
             seed: int = 0) -> Any:
-    """One row per embedding set (name, n, dim, kNN, linear probe, cluster NMI), best kNN accuracy first."""
+    """One row per embedding set (name, recipe, kind, image size, n, dim, kNN, linear probe, NMI), best kNN first."""
     import pandas as pd
 
     items = list(embeddings.items()) if isinstance(embeddings, Mapping) else \
@@ -148,11 +214,46 @@ def compare(embeddings: Mapping[str, Any] | Sequence[Any], *, k: int = 20, test_
     for name, emb in items:
         if getattr(emb, "labels", None) is None:
             raise EvaluationError(f"compare: embeddings {name!r} have no labels (an unlabeled folder?)")
-        rows.append({"name": name, "n": len(emb.vectors), "dim": int(emb.vectors.shape[1]),
-                     "knn_accuracy": knn_accuracy(emb, k=k),
+        rows.append({"name": name, **describe_embeddings(name, emb), "n": len(emb.vectors),
+                     "dim": int(emb.vectors.shape[1]), "knn_accuracy": knn_accuracy(emb, k=k),
                      "linear_probe_accuracy": linear_probe_accuracy(emb, test_fraction=test_fraction, seed=seed),
                      "cluster_nmi": cluster_score(emb, seed=seed)})
-    columns = ["name", "n", "dim", "knn_accuracy", "linear_probe_accuracy", "cluster_nmi"]
+    columns = ["name", "recipe", "kind", "image_size", "n", "dim", "knn_accuracy", "linear_probe_accuracy",
+               "cluster_nmi"]
     table = pd.DataFrame(rows, columns=columns)
-    return table.sort_values(["knn_accuracy", "linear_probe_accuracy"], ascending=False, kind="stable") \
+    table = table.sort_values(["knn_accuracy", "linear_probe_accuracy"], ascending=False, kind="stable") \
         .reset_index(drop=True)
+    table.attrs["evaluation"] = {"knn_k": k, "knn_temperature": 0.1, "probe_test_fraction": test_fraction,
+                                 "seed": seed}  # how it was measured: save_metrics writes it to metrics.json
+    return table
+
+
+def recipe_order(embeddings: Mapping[str, Any]) -> list[str]:
+    """Names ordered for display: self-supervised first, then the ImageNet baselines by input size, then floors."""
+    def key(name: str) -> tuple[int, int, str]:
+        info = describe_embeddings(name, embeddings[name])
+        return KINDS.index(info["kind"]) if info["kind"] in KINDS else len(KINDS), info["image_size"] or 0, name
+
+    return sorted(embeddings, key=key)
+
+
+def linear_probe_note(metrics_json: str | os.PathLike[str], name: str, probe_accuracy: float | None,
+                      images: int) -> str:
+    """Say how a linear probe measured elsewhere (notebook 06) relates to notebook 05's row `name` in metrics.json:
+    the same images and split, or a different subset (and so a different number) and why."""
+    path = Path(metrics_json)
+    if probe_accuracy is None:
+        return "no linear probe was measured here"
+    if not path.is_file():
+        return f"linear probe here: {probe_accuracy:.3f} on {images:,} images (notebook 05 has not written {path.name} yet)"
+    metrics = json.loads(path.read_text(encoding="utf-8"))
+    row = next((r for r in metrics.get("comparison", []) if r.get("name") == name), None)
+    if row is None:
+        return f"linear probe here: {probe_accuracy:.3f}; {path.name} has no row {name!r} to compare with"
+    theirs, n = float(row["linear_probe_accuracy"]), int(row["n"])
+    if n == images:
+        return (f"linear probe here {probe_accuracy:.3f}, notebook 05 {theirs:.3f}: the same {n:,} images and the "
+                f"same stratified split (a small gap comes from resizing the images slightly differently)")
+    return (f"linear probe here {probe_accuracy:.3f} on {images:,} images, notebook 05 {theirs:.3f} on all {n:,}: "
+            f"a different subset (set classifier_images_per_class=None to use the same images and split); "
+            f"fewer training images usually mean a lower probe accuracy")

@@ -172,7 +172,7 @@ def _evaluate(model: Classifier, loader: Any, device: torch.device) -> float:
 def _frozen_features(backbone: nn.Module, folder: Any, transform: Any, device: torch.device,
                      batch_size: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
     """Embed every image of `folder` with the unchanged backbone (for the linear-probe reference)."""
-    from tqdm.auto import tqdm
+    from embedlab._progress import tqdm
 
     loader = torch.utils.data.DataLoader(
         _Transformed(folder, np.arange(len(folder)), transform), batch_size=batch_size, shuffle=False
@@ -189,7 +189,7 @@ def _frozen_features(backbone: nn.Module, folder: Any, transform: Any, device: t
 def _fit(model: Classifier, loader: Any, params: list[dict[str, Any]], epochs: int, device: torch.device,
          step: Any, desc: str, progress: bool) -> list[dict[str, float]]:
     """Minimize cross-entropy with AdamW + cosine decay; `step(batch)` returns (logits, targets) for one batch."""
-    from tqdm.auto import tqdm
+    from embedlab._progress import tqdm
 
     optimizer = torch.optim.AdamW(params, weight_decay=1e-4)
     total = max(1, epochs * len(loader))
@@ -209,7 +209,7 @@ def _fit(model: Classifier, loader: Any, params: list[dict[str, Any]], epochs: i
                 correct += int((logits.argmax(1) == targets).sum())
                 seen += targets.numel()
                 bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
+                bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}", refresh=False)
             history.append({"epoch": epoch, "loss": float(np.mean(losses)), "train_accuracy": correct / max(seen, 1)})
     return history
 

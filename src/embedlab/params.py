@@ -1,219 +1,108 @@
-"""Notebook parameters: validate them in the step after the `parameters` cell and resolve run-directory paths.
+"""Notebook parameters: check them in one call right after the `parameters` cell, and where a run's files live.
+
+    p = params.check(globals(), "02")      # typed settings per stage (embedlab.settings), paths resolved
+    result = train(train_root, p.run.root, **p.train_args)
 
 Papermill injects parameters after the `parameters` cell and nbmake replaces them with a mock; either way the
-next cell calls `validate_params(...)`, so a bad value fails there with a message naming the parameter.
+next cell calls `check`, so a bad value fails there with a one-line message naming the parameter. On Colab,
+`use_drive=True` mounts Google Drive and keeps relative `data_dir` / `run_dir` there, so results survive
+disconnects and each notebook's fresh runtime finds what the others wrote.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT_ENV = "EMBEDLAB_ROOT"
+from embedlab.settings import (
+    ALL_SETTINGS,
+    KNOWN_AUGMENTS,
+    KNOWN_BACKBONES,
+    KNOWN_DATASETS,
+    KNOWN_METHODS,
+    PROJECTION_METHODS,
+    ROOT_ENV,
+    CompareSettings,
+    CurationSettings,
+    DataSettings,
+    EmbedSettings,
+    ParameterError,
+    ProjectionSettings,
+    Settings,
+    TrainSettings,
+    _bool,
+    _float,
+    _path,
+    base_dir,
+    field_check,
+    find_project_root,
+    resolve_path,
+)
 
-KNOWN_DATASETS = ("aid", "eurosat", "ucmerced", "fashion-mnist")
-KNOWN_BACKBONES = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0")
-KNOWN_METHODS = ("simclr", "moco", "byol", "simsiam", "dino", "barlowtwins", "vicreg")
-KNOWN_AUGMENTS = ("natural", "aerial", "grayscale")
-PROJECTION_METHODS = ("umap", "pca", "tsne")
+__all__ = [
+    "KNOWN_AUGMENTS", "KNOWN_BACKBONES", "KNOWN_DATASETS", "KNOWN_METHODS", "NOTEBOOK_STAGES", "PROJECTION_METHODS",
+    "ROOT_ENV", "MissingInputError", "NotebookParams", "ParameterError", "RunPaths", "base_dir", "check",
+    "check_overrides", "find_project_root", "resolve_path", "show_versions", "storage_base", "validate_params",
+]
 
-
-class ParameterError(ValueError):
-    """A notebook parameter has the wrong type or value; the message names the parameter."""
+# The stages whose settings each notebook declares (and so gets as p.data, p.train, ...).
+NOTEBOOK_STAGES: dict[str, tuple[str, ...]] = {
+    "00": ("data", "train", "embed", "projection", "compare"),
+    "01": ("data",),
+    "02": ("data", "train"),
+    "03": ("data", "train", "embed"),
+    "04": ("data", "train", "embed", "projection"),
+    "05": ("data", "train", "embed", "projection", "compare"),
+    "06": ("data", "train", "embed", "curation"),
+}
+DRIVE_MOUNT = Path("/content/drive")
+DRIVE_FOLDER = Path("MyDrive") / "embedlab"
 
 
 class MissingInputError(FileNotFoundError):
     """A file that an earlier notebook writes is missing; the message names that notebook."""
 
 
-def find_project_root(start: str | os.PathLike[str] | None = None) -> Path | None:
-    """Return the embedlab checkout containing `start` (a folder with pyproject.toml and notebooks/), or None."""
-    here = Path(start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir():
-            return folder
-    return None
-
-
-def base_dir() -> Path:
-    """Folder that relative paths resolve against: $EMBEDLAB_ROOT, else the repo root above the cwd, else the cwd."""
-    env = os.environ.get(ROOT_ENV)
-    if env:
-        return Path(env).expanduser().resolve()
-    return find_project_root() or Path.cwd().resolve()
-
-
-def resolve_path(path: str | os.PathLike[str]) -> Path:
-    """Make `path` absolute predictably, whether nbmake (notebook folder) or papermill (caller's cwd) runs us."""
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else (base_dir() / p).resolve()
-
-
-# --- checks: each returns the cleaned value or raises ParameterError naming the parameter -------------------------
-
-def _fail(name: str, value: Any, expected: str) -> ParameterError:
-    return ParameterError(f"parameter {name!r}: expected {expected}, got {value!r} ({type(value).__name__})")
-
-
-def _int(minimum: int, maximum: int | None = None, optional: bool = False) -> Callable[[str, Any], Any]:
-    def check(name: str, value: Any) -> Any:
-        if value is None and optional:
-            return None
-        bound = f">= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
-        expected = f"an integer {bound}" + (" or None" if optional else "")
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _fail(name, value, expected)
-        if value < minimum or (maximum is not None and value > maximum):
-            raise _fail(name, value, expected)
-        return value
-    return check
-
-
-def _float(minimum: float, optional: bool = False, strict: bool = False) -> Callable[[str, Any], Any]:
-    def check(name: str, value: Any) -> Any:
-        if value is None and optional:
-            return None
-        expected = f"a number {'>' if strict else '>='} {minimum}" + (" or None" if optional else "")
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _fail(name, value, expected)
-        if value < minimum or (strict and value == minimum):
-            raise _fail(name, value, expected)
-        return float(value)
-    return check
-
-
-def _choice(options: tuple[str, ...], optional: bool = False) -> Callable[[str, Any], Any]:
-    def check(name: str, value: Any) -> Any:
-        if value is None and optional:
-            return None
-        if isinstance(value, str) and value in options:
-            return value
-        allowed = ", ".join(repr(o) for o in (*options, *((None,) if optional else ())))
-        raise _fail(name, value, f"one of {allowed}")
-    return check
-
-
-def _str(name: str, value: Any) -> str:
-    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
-        raise _fail(name, value, "a non-empty string")
-    return str(value)
-
-
-def _path(name: str, value: Any) -> Path:
-    return resolve_path(_str(name, value))
-
-
-def _small_images(name: str, value: Any) -> bool | str:
-    if isinstance(value, bool) or value == "auto":
-        return value
-    raise _fail(name, value, "True, False or 'auto'")
-
-
-def _bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise _fail(name, value, "True or False")
-
-
-def _min_scale(name: str, value: Any) -> float | None:
-    value = _float(0.0, optional=True, strict=True)(name, value)
-    if value is not None and value > 1:
-        raise _fail(name, value, "a number in (0, 1] or None")
-    return value
-
-
-def _workers(name: str, value: Any) -> int | str:
-    if value == "auto":
-        return value
-    return _int(0)(name, value)
-
-
-def _devices(name: str, value: Any) -> int | str:
-    if isinstance(value, str) and value:
-        return value
-    return _int(1)(name, value)
-
-
-def _known(module: str, attr: str, fallback: tuple[str, ...]) -> tuple[str, ...]:
-    """Names from a sibling module when it is importable (the source of truth), else the fallback list."""
+def _train_if_missing(name: str, value: Any) -> dict[str, Any]:
+    """A dict of TrainSettings options (plus max_train_minutes) for the model a notebook trains when none exists."""
+    if not isinstance(value, Mapping):
+        raise ParameterError(f"parameter {name!r}: expected a dict of training options, got {value!r}")
+    options = _train_options(value)
     try:
-        import importlib
-        found = getattr(importlib.import_module(f"embedlab.{module}"), attr)
-        return tuple(found)
-    except (ImportError, AttributeError):
-        return fallback
+        TrainSettings.from_mapping(options, strict=True)
+    except ParameterError as error:
+        raise ParameterError(f"parameter {name!r}: {error}") from None
+    return dict(value)
 
 
-def _dataset(name: str, value: Any) -> str:
-    text = _str(name, value)
-    names = _known("datasets", "DATASETS", KNOWN_DATASETS)
-    if text in names:
-        return text
-    folder = resolve_path(text)
-    if folder.is_dir():
-        return str(folder)
-    raise ParameterError(
-        f"parameter {name!r}: unknown dataset {text!r}; use one of {', '.join(sorted(names))} "
-        f"or the path of an existing image folder (class subfolders)"
-    )
-
-
-def _backbone(name: str, value: Any) -> str:
-    return _choice(_known("models", "BACKBONE_NAMES", KNOWN_BACKBONES))(name, value)
-
-
-def _method(name: str, value: Any) -> str:
-    return _choice(_known("training", "METHODS", KNOWN_METHODS))(name, value)
-
-
-def _init(name: str, value: Any) -> str | None:
-    return _choice(("imagenet",), optional=True)(name, value)
-
-
-CHECKS: dict[str, Callable[[str, Any], Any]] = {
-    "dataset": _dataset,
-    "data_dir": _path,
+# Notebook-level names that are no stage's field: the run, Google Drive, and the notebook's spelling of a cap.
+EXTRA_CHECKS = {
     "run_dir": _path,
-    "limit_per_class": _int(1, optional=True),
-    "thumbnail_size": _int(8, 1024),
-    "seed": _int(0),
-    "method": _method,
-    "backbone": _backbone,
-    "init": _init,
-    "small_images": _small_images,
-    "augment": _choice(KNOWN_AUGMENTS),
-    "epochs": _int(1),
-    "batch_size": _int(2),
-    "image_size": _int(16, 1024),
-    "learning_rate": _float(0.0, optional=True, strict=True),
-    "num_workers": _workers,
-    "accelerator": _str,
-    "precision": _str,
-    "devices": _devices,
-    "imagenet_model": _backbone,
-    "imagenet_image_size": _int(16, 1024),
-    "embed_batch_size": _int(1),
-    "pca_dimensions": _int(2),
-    "projection": _choice(PROJECTION_METHODS),
-    "umap_n_neighbors": _int(2),
-    "umap_min_dist": _float(0.0),
-    "knn_k": _int(1),
+    "use_drive": _bool,
     "max_train_minutes": _float(0.0, optional=True, strict=True),
-    "temperature": _float(0.0, strict=True),
-    "min_scale": _min_scale,
-    "freeze_bn": _bool,
-    "backbone_lr_scale": _float(0.0, strict=True),
-    "max_steps": _int(1, optional=True),
+    "train_if_missing": _train_if_missing,
 }
+
+
+def _train_options(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Notebook names -> train() options: max_train_minutes (what a learner thinks in) becomes max_time seconds."""
+    options = {k: v for k, v in values.items() if k != "max_train_minutes"}
+    minutes = values.get("max_train_minutes")
+    if minutes is not None and "max_time" not in options:
+        options["max_time"] = 60 * float(minutes)
+    return options
 
 
 def validate_params(**params: Any) -> dict[str, Any]:
     """Check every known parameter (type and range) and resolve paths; unknown names pass through unchanged."""
     clean: dict[str, Any] = {}
     for name, value in params.items():
-        check = CHECKS.get(name)
+        check = EXTRA_CHECKS.get(name) or field_check(name)
         clean[name] = check(name, value) if check else value
     return clean
 
@@ -225,6 +114,100 @@ def check_overrides(overrides: Mapping[str, Any], known: set[str]) -> None:
         raise ParameterError(
             f"unknown parameter(s) {', '.join(map(repr, unknown))}; the notebooks take: {', '.join(sorted(known))}"
         )
+
+
+def storage_base(use_drive: bool, *, modules: Mapping[str, Any] | None = None,
+                 mount_point: Path = DRIVE_MOUNT) -> Path | None:
+    """On Colab with use_drive: mount Google Drive once and return MyDrive/embedlab; elsewhere None (local disk)."""
+    modules = sys.modules if modules is None else modules
+    if not use_drive or "google.colab" not in modules:
+        return None
+    drive = modules.get("google.colab.drive") or importlib.import_module("google.colab.drive")
+    if not (mount_point / "MyDrive").is_dir():
+        drive.mount(str(mount_point))
+    base = mount_point / DRIVE_FOLDER
+    base.mkdir(parents=True, exist_ok=True)
+    return base
+
+
+def _storage_paths(values: dict[str, Any]) -> dict[str, Any]:
+    """Relative data_dir / run_dir under Google Drive when use_drive applies (Colab), else unchanged."""
+    base = storage_base(bool(values.get("use_drive", False)))
+    if base is None:
+        return values
+    moved = {k: str(resolve_path(values[k], base)) for k in ("data_dir", "run_dir") if k in values}
+    print(f"Google Drive: data_dir and run_dir live under {base} (set use_drive=False to keep them local)")
+    return {**values, **moved}
+
+
+@dataclass(frozen=True, eq=False)
+class NotebookParams(Mapping[str, Any]):
+    """A notebook's checked parameters: p["name"] as declared, p.run (paths) and one typed settings per stage."""
+
+    notebook: str
+    declared: Mapping[str, Any]
+    run: RunPaths
+    data: DataSettings
+    train: TrainSettings | None = None
+    embed: EmbedSettings | None = None
+    projection: ProjectionSettings | None = None
+    compare: CompareSettings | None = None
+    curation: CurationSettings | None = None
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self.declared[name]
+        except KeyError:
+            raise KeyError(f"{name!r} is not a parameter of notebook {self.notebook} "
+                           f"(it declares: {', '.join(self.declared)})") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.declared)
+
+    def __len__(self) -> int:
+        return len(self.declared)
+
+    @property
+    def train_args(self) -> dict[str, Any]:
+        """Keyword arguments for `embedlab.train` (every option, from this notebook's TrainSettings)."""
+        if self.train is None:
+            raise ParameterError(f"notebook {self.notebook} has no training settings")
+        return self.train.options()
+
+    def stages(self) -> dict[str, Settings]:
+        """The settings objects this notebook has, by stage name."""
+        found = {s: getattr(self, s) for s in NOTEBOOK_STAGES.get(self.notebook, ())}
+        return {name: value for name, value in found.items() if value is not None}
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.declared.items() if k != "run_dir")
+        return f"notebook {self.notebook} · run_dir {self.run.root}\n  {shown}"
+
+
+def check(namespace: Mapping[str, Any], notebook: str) -> NotebookParams:
+    """Check notebook `notebook`'s parameters (taken from `namespace`, i.e. globals()) and build its settings.
+
+    Each stage's fields present in the namespace are checked and used; missing ones keep their defaults. Notebooks
+    03-06 train only when no model exists yet, with the options of their `train_if_missing` dict.
+    """
+    if notebook not in NOTEBOOK_STAGES:
+        raise ParameterError(f"unknown notebook {notebook!r}; use one of {', '.join(NOTEBOOK_STAGES)}")
+    stages = NOTEBOOK_STAGES[notebook]
+    classes = [cls for cls in ALL_SETTINGS if cls.stage in stages]
+    known = {*EXTRA_CHECKS, *(name for cls in classes for name in cls.names())}
+    if "train_if_missing" in namespace:  # the fallback's options come from the dict, not from loose names
+        known -= set(TrainSettings.names()) - {n for cls in classes if cls is not TrainSettings for n in cls.names()}
+    values = validate_params(**_storage_paths({k: namespace[k] for k in namespace if k in known}))
+    settings: dict[str, Settings] = {}
+    for cls in classes:
+        if cls is TrainSettings and "train_if_missing" in values:
+            own = {"seed": values.get("seed", 0), **_train_options(values["train_if_missing"])}
+        else:
+            own = _train_options(values) if cls is TrainSettings else values
+        settings[cls.stage] = cls.from_mapping(own)
+    data = settings.pop("data", None) or DataSettings()
+    run = RunPaths(values.get("run_dir", "runs/default"))
+    return NotebookParams(notebook, values, run, data, **settings)  # type: ignore[arg-type]
 
 
 class RunPaths:

@@ -10,6 +10,7 @@ failing notebook stops the run with a PipelineError naming it and the failing ce
 from __future__ import annotations
 
 import argparse
+import contextlib
 import html
 import json
 import os
@@ -120,16 +121,22 @@ def _failure(name: str, output: Path, error: BaseException) -> PipelineError:
     return PipelineError(f"notebook {name} failed{where}: {ename}: {evalue}\n  executed copy: {output}")
 
 
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]  # hides ipykernel's start-up warning about TCP transport
+
+
 def execute_notebook(notebook: Path, output: Path, parameters: Mapping[str, Any], *, cwd: Path,
-                     progress: bool = True, kernel_name: str = KERNEL) -> None:
-    """Run one notebook with papermill; raise PipelineError with the notebook name on failure."""
+                     progress: bool = False, kernel_name: str = KERNEL) -> None:
+    """Run one notebook with papermill; raise PipelineError with the notebook name on failure.
+
+    progress shows papermill's per-cell bar; the pipeline keeps it off and prints one line per notebook instead.
+    """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     try:
         papermill.execute_notebook(str(notebook), str(output), parameters=dict(parameters),
                                    kernel_name=kernel_name, cwd=str(cwd), progress_bar=progress,
-                                   log_output=False, report_mode=False)
+                                   log_output=False, report_mode=False, extra_arguments=KERNEL_ARGUMENTS)
     except PapermillExecutionError as error:
         raise _failure(notebook.name, output, error) from None
     except Exception as error:  # kernel missing, dead kernel, timeouts: still say which notebook
@@ -159,18 +166,29 @@ def run_pipeline(params: str | os.PathLike[str] | Mapping[str, Any] = "demo", *,
     timings: dict[str, float] = {}
     _say(progress, f"embedlab pipeline: {len(selected)} notebooks -> {run_root}")
     for i, notebook in enumerate(selected, 1):
-        _say(progress, f"[{i}/{len(selected)}] {notebook.stem} ...")
         t0 = time.perf_counter()
         own = {k: v for k, v in values.items() if k in declared[notebook]}
-        with _heartbeat(progress, notebook.stem, t0):
-            execute_notebook(notebook, out_dir / notebook.name, own, cwd=out_dir, progress=progress)
-        timings[notebook.stem] = time.perf_counter() - t0
-        _say(progress, f"[{i}/{len(selected)}] {notebook.stem} done in {_format_seconds(timings[notebook.stem])} "
-                       f"(total {_format_seconds(time.perf_counter() - started)})")
-        write_json(run_root / "pipeline.json", {"parameters": values, "seconds": timings})
+        with _ProgressLine(progress, f"[{i}/{len(selected)}] {notebook.stem}", t0) as line:
+            execute_notebook(notebook, out_dir / notebook.name, own, cwd=out_dir)
+            timings[notebook.stem] = time.perf_counter() - t0
+            line.finish(f"done in {_format_seconds(timings[notebook.stem])} "
+                        f"(total {_format_seconds(time.perf_counter() - started)})")
+        write_json(run_root / "pipeline.json", {"parameters": values, "seconds": timings, "machine": machine_line()})
     index = write_index(run_root, timings=timings, parameters=values, html_notebooks=html_report)
     _say(progress, f"done in {_format_seconds(time.perf_counter() - started)}: {index}")
     return index
+
+
+def machine_line() -> str:
+    """Where the timings were measured: CPU cores (and the GPU, if torch sees one), OS and Python."""
+    import platform
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = ""
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{platform.system()} {platform.machine()}, {cores} CPU cores{gpu}, Python {platform.python_version()}"
 
 
 def _say(progress: bool, message: str) -> None:
@@ -178,85 +196,151 @@ def _say(progress: bool, message: str) -> None:
         print(message, flush=True)
 
 
-class _heartbeat:
-    """Print 'still running' with the elapsed time every `every` seconds, so long cells (training) show progress."""
+class _ProgressLine:
+    """One console line per notebook: on a terminal it ticks the elapsed time in place; elsewhere (logs, CI)
+    only the finished line is printed."""
 
-    def __init__(self, progress: bool, name: str, started: float, every: float = 30.0) -> None:
-        self.progress, self.name, self.started, self.every = progress, name, started, every
+    def __init__(self, progress: bool, label: str, started: float, every: float = 1.0) -> None:
+        self.progress, self.label, self.started, self.every = progress, label, started, every
+        self.live = progress and sys.stdout.isatty()
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._beat, daemon=True)
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._tick, daemon=True)
 
-    def _beat(self) -> None:
+    def _write(self, text: str, end: str = "") -> None:
+        with self.lock:
+            print(f"\r{text}\033[K" if self.live else text, end=end, flush=True)
+
+    def _tick(self) -> None:
         while not self.stop.wait(self.every):
-            _say(True, f"    ... {self.name} still running, {_format_seconds(time.perf_counter() - self.started)}")
+            self._write(f"{self.label} ... {_format_seconds(time.perf_counter() - self.started)}")
 
-    def __enter__(self) -> _heartbeat:
+    def finish(self, message: str) -> None:
+        """End the line with the result (the notebook's time)."""
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
         if self.progress:
+            self._write(f"{self.label} {message}", end="\n")
+
+    def __enter__(self) -> _ProgressLine:
+        if self.live:
+            self._write(f"{self.label} ...")
             self.thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *rest: object) -> None:
         self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+        if exc_type is not None and self.live:
+            self._write(f"{self.label} failed after {_format_seconds(time.perf_counter() - self.started)}", end="\n")
 
 
 # ------------------------------------------------------------------------------------------------ results
-_FRIENDLY = {"ssl": "the self-supervised model", "imagenet": "the ImageNet model", "random": "random init",
-             "pca": "PCA of raw pixels"}
+def _rows_by_kind(table: Any) -> dict[str, list[dict[str, Any]]]:
+    """Table rows grouped by kind (self-supervised / ImageNet / floor), each group best kNN first."""
+    from embedlab.evaluation import recipe_kind
+
+    groups: dict[str, list[dict[str, Any]]] = {"self-supervised": [], "ImageNet": [], "floor": []}
+    for row in table.to_dict("records"):
+        row.setdefault("recipe", row["name"])
+        kind = row.get("kind") or recipe_kind({}, str(row["name"]))
+        groups.setdefault(kind, []).append(row)
+    for rows in groups.values():
+        rows.sort(key=lambda r: (r["knn_accuracy"], r["linear_probe_accuracy"]), reverse=True)
+    return groups
 
 
-def describe_comparison(table: Any, *, ssl: str = "ssl", reference: str = "imagenet", floor: str = "random",
-                        pixels: str = "pca", n_classes: int | None = None, tie: float = 0.01) -> str:
-    """One or two sentences saying which embedding is better on this data, written from the measured table."""
-    rows = {str(r["name"]): r for r in table.to_dict("records")}
-    if ssl not in rows or reference not in rows:
-        raise ValueError(f"the comparison table needs rows {ssl!r} and {reference!r}; it has {sorted(rows)}")
-    a, b = rows[ssl], rows[reference]
-    parts = []
-    for metric, label in (("knn_accuracy", "kNN accuracy"), ("linear_probe_accuracy", "linear-probe accuracy")):
-        diff = a[metric] - b[metric]
-        if abs(diff) < tie:
-            parts.append(f"{label} is about the same ({a[metric]:.3f} vs {b[metric]:.3f})")
-        else:
-            winner = _FRIENDLY.get(ssl, ssl) if diff > 0 else _FRIENDLY.get(reference, reference)
-            parts.append(f"{winner} is better by {label} ({a[metric]:.3f} vs {b[metric]:.3f}, "
-                         f"{'+' if diff > 0 else '−'}{abs(diff):.3f})")
-    knn_diff = a["knn_accuracy"] - b["knn_accuracy"]
-    probe_diff = a["linear_probe_accuracy"] - b["linear_probe_accuracy"]
-    if knn_diff >= tie and probe_diff > -tie:
-        headline = f"On this data, {_FRIENDLY.get(ssl, ssl)} wins."
-    elif knn_diff <= -tie and probe_diff < tie:
-        headline = f"On this data, {_FRIENDLY.get(reference, reference)} wins."
-    elif abs(knn_diff) < tie and abs(probe_diff) < tie:
-        headline = "On this data, the two models are about equally good."
-    else:
-        headline = "On this data, the result is mixed."
-    text = f"{headline} Self-supervised vs ImageNet: " + "; ".join(parts) + "."
-    if floor in rows:
-        f = rows[floor]["knn_accuracy"]
-        beaten = a["knn_accuracy"] - f >= tie
-        text += (f" The self-supervised model {'beats' if beaten else 'does NOT clearly beat'} the random-init "
-                 f"floor (kNN {f:.3f})" + ("." if beaten else ": train longer or check the augmentations."))
-    if pixels in rows:
-        text += " " + _pixel_baseline_sentence(a["knn_accuracy"], rows[pixels]["knn_accuracy"], tie)
+def _scores(row: Mapping[str, Any]) -> str:
+    return f"kNN {row['knn_accuracy']:.3f}, linear probe {row['linear_probe_accuracy']:.3f}"
+
+
+def _signed(diff: float) -> str:
+    return f"{'+' if diff >= 0 else '−'}{abs(diff):.3f}"
+
+
+def _outcome(ssl: Mapping[str, Any], base: Mapping[str, Any], tie: float) -> str:
+    """'wins', 'loses', 'tie' or 'mixed' for the self-supervised row against the strongest baseline."""
+    knn = ssl["knn_accuracy"] - base["knn_accuracy"]
+    probe = ssl["linear_probe_accuracy"] - base["linear_probe_accuracy"]
+    if knn >= tie and probe > -tie:
+        return "wins"
+    if knn <= -tie and probe < tie:
+        return "loses"
+    return "tie" if abs(knn) < tie and abs(probe) < tie else "mixed"
+
+
+def _what_would_change_it(ssl: Mapping[str, Any], base: Mapping[str, Any]) -> str:
+    """Concrete levers when the self-supervised model does not beat the strongest baseline."""
+    levers = []
+    if ssl.get("image_size") and base.get("image_size") and ssl["image_size"] < base["image_size"]:
+        levers.append(f"train at a larger image size (the ImageNet network is best here at {base['image_size']} px, "
+                      f"the self-supervised model saw {ssl['image_size']} px)")
+    levers.append("train longer (notebook 02 resumes; its kNN monitor shows whether accuracy still rises)")
+    if "distillation" not in str(ssl.get("recipe", "")).lower():
+        levers.append("distil the strongest baseline into the model (method='distillation')")
+    return "What would change it: " + "; ".join(levers) + "."
+
+
+def describe_comparison(table: Any, *, n_classes: int | None = None, tie: float = 0.01) -> str:
+    """A short verdict written from the measured table: the best row first, then the self-supervised model
+    against the strongest baseline (the best ImageNet row), what would change a loss, and the floors."""
+    groups = _rows_by_kind(table)
+    if not groups["self-supervised"] or not groups["ImageNet"]:
+        raise ValueError("the comparison table needs a self-supervised row and an ImageNet row; it has "
+                         f"{sorted(str(r['name']) for rows in groups.values() for r in rows)}")
+    ssl, base = groups["self-supervised"][0], groups["ImageNet"][0]
+    best = max((r for rows in groups.values() for r in rows),
+               key=lambda r: (r["knn_accuracy"], r["linear_probe_accuracy"]))
+    outcome = _outcome(ssl, base, tie)
+    headline = {"wins": "the self-supervised model beats the strongest baseline",
+                "loses": "the self-supervised model does NOT beat the strongest baseline",
+                "tie": "the self-supervised model and the strongest baseline are about equally good",
+                "mixed": "the self-supervised model and the strongest baseline are mixed (one metric each)"}[outcome]
+    knn_diff = ssl["knn_accuracy"] - base["knn_accuracy"]
+    probe_diff = ssl["linear_probe_accuracy"] - base["linear_probe_accuracy"]
+    text = (f"On this data, {headline}. Best embedding: {best['recipe']} ({_scores(best)}). "
+            f"{ssl['recipe']}: {_scores(ssl)}, {_signed(knn_diff)} kNN and {_signed(probe_diff)} linear probe "
+            f"against the strongest baseline, {base['recipe']} ({_scores(base)}).")
+    if outcome != "wins":
+        text += f" {_what_would_change_it(ssl, base)} Until then, embed this data with {best['recipe']}."
+    text += " " + _floor_sentence(ssl, groups["floor"], tie)
     if n_classes:
         text += f" Chance level is {1 / n_classes:.3f} ({n_classes} classes)."
     return text
 
 
-def _pixel_baseline_sentence(ssl_knn: float, pixels_knn: float, tie: float) -> str:
-    """Say whether the learned embedding beats plain pixels (PCA): a network that does not has not paid off yet."""
-    if ssl_knn - pixels_knn >= tie:
-        return f"It also beats raw pixels (PCA, kNN {pixels_knn:.3f})."
-    if pixels_knn - ssl_knn >= tie:
-        return (f"But raw pixels (PCA) score higher still (kNN {pixels_knn:.3f}): on this data the learned "
-                f"embedding has not yet paid off over plain pixels; train longer or on larger images.")
-    return f"Raw pixels (PCA) score about the same (kNN {pixels_knn:.3f})."
+def _floor_sentence(ssl: Mapping[str, Any], floors: Sequence[Mapping[str, Any]], tie: float) -> str:
+    """Say which floors (random init, PCA of raw pixels) the self-supervised model clears."""
+    if not floors:
+        return ""
+    parts = []
+    for floor in floors:
+        diff = ssl["knn_accuracy"] - floor["knn_accuracy"]
+        verb = "beats" if diff >= tie else "does NOT clearly beat" if diff > -tie else "is below"
+        parts.append(f"{verb} the floor {floor['recipe']} (kNN {floor['knn_accuracy']:.3f})")
+    return "The self-supervised model " + "; it ".join(parts) + "."
+
+
+def _plain_value(key: str, value: Any) -> Any:
+    """A JSON-ready table cell: numpy scalars to Python, NaN to None, image sizes as integers."""
+    value = value.item() if hasattr(value, "item") else value
+    if isinstance(value, float) and value != value:
+        return None
+    return int(value) if key == "image_size" and value is not None else value
 
 
 def save_metrics(path: str | os.PathLike[str], table: Any, verdict: str, **extra: Any) -> Path:
-    """Write metrics.json: the comparison rows, the verdict sentence and any extra facts of the run."""
-    rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in table.to_dict("records")]
-    return write_json(path, {"comparison": rows, "verdict": verdict, **extra})
+    """Write metrics.json: every row (name, recipe, kind, image size, kNN, probe, NMI), the best row, the strongest
+    baseline, the verdict sentence and any extra facts of the run."""
+    rows = [{k: _plain_value(k, v) for k, v in r.items()} for r in table.to_dict("records")]
+    groups = _rows_by_kind(table)
+    best = max(rows, key=lambda r: (r["knn_accuracy"], r["linear_probe_accuracy"])) if rows else None
+    summary = {"best": best["name"] if best else None,
+               "strongest_baseline": groups["ImageNet"][0]["name"] if groups["ImageNet"] else None,
+               "best_self_supervised": groups["self-supervised"][0]["name"] if groups["self-supervised"] else None}
+    return write_json(path, {"comparison": rows, **summary, "verdict": verdict, **dict(table.attrs), **extra})
 
 
 def _notebook_html(notebook: Path, target: Path) -> Path | None:

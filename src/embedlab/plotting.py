@@ -12,6 +12,7 @@ import colorsys
 import html
 import io
 import os
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -114,10 +115,23 @@ def _legend(target: Any, palette: Mapping[str, str], present: Sequence[str], *, 
                       fontsize="small", borderaxespad=0.0)
 
 
+def annotate_classes(ax: Any, points: np.ndarray, names: np.ndarray, *, fontsize: float | None = None) -> None:
+    """Write each class name at the median of its points (white outline), so a projected map needs no legend lookup."""
+    from matplotlib import patheffects
+
+    classes = sorted(set(names))
+    size = fontsize or (9 if len(classes) <= 12 else 7.5 if len(classes) <= 24 else 6.5)
+    outline = [patheffects.withStroke(linewidth=2.5, foreground="white", alpha=0.9)]
+    for name in classes:
+        x, y = np.median(points[names == name], axis=0)
+        ax.text(x, y, name, fontsize=size, ha="center", va="center", weight="bold", path_effects=outline,
+                clip_on=True)
+
+
 def scatter(points: Any, labels: Any, class_names: Sequence[str] | None = None, *, title: str = "",
             ax: Any = None, palette: Mapping[str, str] | None = None, size: float | None = None,
-            alpha: float = 0.8, legend: bool = True, seed: int = 0) -> Any:
-    """Class-coloured 2-D scatter with the legend outside the axes; returns the matplotlib Figure."""
+            alpha: float = 0.8, legend: bool = True, annotate: bool = True, seed: int = 0) -> Any:
+    """Class-coloured 2-D scatter, class names at their medians, legend outside the axes; returns the Figure."""
     import matplotlib.pyplot as plt
 
     names = _label_names(labels, class_names)
@@ -129,6 +143,8 @@ def scatter(points: Any, labels: Any, class_names: Sequence[str] | None = None, 
     if ax is None:
         _, ax = plt.subplots(figsize=(7.5, 6))
     _draw_scatter(ax, array, names, palette, size, alpha, seed)
+    if annotate:
+        annotate_classes(ax, array, names)
     ax.set_title(title)
     if legend:
         _legend(ax, palette, sorted(set(names)), figure_level=False)
@@ -138,8 +154,8 @@ def scatter(points: Any, labels: Any, class_names: Sequence[str] | None = None, 
 
 def side_by_side(panels: Mapping[str, Any], labels: Any, class_names: Sequence[str] | None = None, *,
                  ncols: int | None = None, palette: Mapping[str, str] | None = None, size: float | None = None,
-                 panel_size: float = 4.5, seed: int = 0) -> Any:
-    """One scatter panel per named 2-D projection of the same images, sharing one palette and one legend."""
+                 panel_size: float = 4.5, annotate: bool = True, seed: int = 0) -> Any:
+    """One scatter panel per named 2-D projection of the same images (class names at their medians), one legend."""
     import matplotlib.pyplot as plt
 
     if not panels:
@@ -150,8 +166,11 @@ def side_by_side(panels: Mapping[str, Any], labels: Any, class_names: Sequence[s
     nrows = -(-len(panels) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols, panel_size * nrows), squeeze=False)
     for ax, (title, points) in zip(axes.flat, panels.items()):
-        _draw_scatter(ax, _check_points(points, len(names)), names, palette, size, 0.8, seed)
-        ax.set_title(title)
+        array = _check_points(points, len(names))
+        _draw_scatter(ax, array, names, palette, size, 0.8, seed)
+        if annotate:
+            annotate_classes(ax, array, names)
+        ax.set_title(textwrap.fill(title, 40), fontsize=10)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     fig.tight_layout()
@@ -189,7 +208,9 @@ def image_grid(images: Sequence[Any], *, titles: Sequence[str] | None = None, nc
     if len(images) == 0:
         raise PlottingError("image_grid got no images")
     nrows = -(-len(images) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(cell_size * ncols, cell_size * nrows + 0.3), squeeze=False)
+    title_lines = max((str(t).count("\n") + 1 for t in titles), default=0) if titles is not None else 0
+    height = nrows * (cell_size + 0.13 * title_lines) + (0.35 if suptitle else 0.1)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(cell_size * ncols, height), squeeze=False, layout="constrained")
     for i, ax in enumerate(axes.flat):
         ax.set_xticks([])
         ax.set_yticks([])
@@ -204,8 +225,7 @@ def image_grid(images: Sequence[Any], *, titles: Sequence[str] | None = None, nc
         for row, label in enumerate(row_labels[:nrows]):
             axes[row, 0].set_ylabel(str(label), rotation=0, ha="right", va="center", fontsize=8)
     if suptitle:
-        fig.suptitle(suptitle)
-    fig.tight_layout()
+        fig.suptitle(textwrap.fill(suptitle, int(12 * cell_size * ncols)), fontsize=10)
     return fig
 
 
@@ -269,13 +289,20 @@ def augmented_pairs(dataset: Any, transform: Callable[[Any], Sequence[Any]], n: 
 
 
 def nearest_neighbor_grid(vectors: Any, filenames: Sequence[str], image_root: str | os.PathLike[str],
-                          queries: Sequence[int], *, k: int = 5) -> Any:
-    """Each row: a query image, then its k nearest neighbours by cosine similarity (titles: class, similarity)."""
+                          queries: Sequence[int], *, k: int = 5, centre: bool = True) -> Any:
+    """Each row: a query image, then its k nearest neighbours (titles: rank, class, cosine similarity).
+
+    With centre=True the mean vector is subtracted first: raw CNN features all point into one corner, so every raw
+    cosine similarity is 0.9 or more; centred ones run from about -1 (opposite) through 0 (unrelated) to 1.
+    """
     import torch
 
-    matrix = torch.nn.functional.normalize(torch.as_tensor(np.asarray(vectors, dtype=np.float32)), dim=1)
+    matrix = torch.as_tensor(np.asarray(vectors, dtype=np.float32))
     if len(matrix) != len(filenames):
         raise PlottingError(f"{len(matrix)} vectors but {len(filenames)} filenames")
+    if centre:
+        matrix = matrix - matrix.mean(dim=0, keepdim=True)
+    matrix = torch.nn.functional.normalize(matrix, dim=1)
     k = min(k, len(matrix) - 1)
     root = Path(image_root)
     images, titles = [], []
@@ -284,11 +311,13 @@ def nearest_neighbor_grid(vectors: Any, filenames: Sequence[str], image_root: st
         sims[int(q)] = -2.0
         top = torch.topk(sims, k).indices.tolist()
         images.append(root / filenames[int(q)])
-        titles.append(f"query: {_class_of(filenames[int(q)])}")
-        for j in top:
+        titles.append(f"query\n{_class_of(filenames[int(q)])}")
+        for rank, j in enumerate(top, 1):
             images.append(root / filenames[j])
-            titles.append(f"{_class_of(filenames[j])} {sims[j]:.2f}")
-    return image_grid(images, titles=titles, ncols=k + 1)
+            titles.append(f"#{rank} {_class_of(filenames[j])}\n{sims[j]:+.2f}")
+    what = "centred cosine similarity (mean vector subtracted; 0 = unrelated, 1 = same direction)" if centre \
+        else "cosine similarity (1 = same direction)"
+    return image_grid(images, titles=titles, ncols=k + 1, suptitle=f"nearest neighbours, ranked by {what}")
 
 
 def _class_of(filename: str) -> str:
@@ -296,37 +325,149 @@ def _class_of(filename: str) -> str:
     return filename.split("/", 1)[0]
 
 
-def loss_curve(loss_csv: str | os.PathLike[str], epochs_csv: str | os.PathLike[str] | None = None) -> Any:
-    """Training loss per step (raw and smoothed) and, when logged, the kNN monitor accuracy per epoch."""
+def _training_config(loss_csv: Path) -> dict[str, Any]:
+    """The run's config.json next to loss.csv (batch size, method), or {} when there is none."""
+    import json
+
+    config = Path(loss_csv).with_name("config.json")
+    try:
+        return json.loads(config.read_text(encoding="utf-8")) if config.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def contrastive_chance_level(batch_size: int) -> float:
+    """SimCLR's loss when the model guesses: the partner is one of 2B-1 candidates, so log(2B-1)."""
+    return float(np.log(2 * batch_size - 1))
+
+
+def loss_curve(loss_csv: str | os.PathLike[str], epochs_csv: str | os.PathLike[str] | None = None, *,
+               batch_size: int | None = None, method: str | None = None) -> Any:
+    """Training loss per step (raw and smoothed), SimCLR's chance level log(2B-1) and, when logged, the kNN monitor.
+
+    batch_size and method default to the run's config.json next to loss.csv; one legend below the axes.
+    """
     import matplotlib.pyplot as plt
     import pandas as pd
 
     steps = pd.read_csv(loss_csv)
     if steps.empty:
         raise PlottingError(f"{loss_csv} has no rows: training logged no steps")
-    fig, ax = plt.subplots(figsize=(7, 4))
+    config = _training_config(Path(loss_csv))
+    batch_size = batch_size or config.get("global_batch_size") or config.get("batch_size")
+    method = method or config.get("method")
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
     x = np.arange(1, len(steps) + 1)
-    ax.plot(x, steps["loss"], alpha=0.3, label="loss per step")
+    ax.plot(x, steps["loss"], color="tab:blue", alpha=0.25, linewidth=1, label="loss per step")
     window = max(1, len(steps) // 20)
-    ax.plot(x, steps["loss"].rolling(window, min_periods=1).mean(), label=f"smoothed ({window} steps)")
+    ax.plot(x, steps["loss"].rolling(window, min_periods=1).mean(), color="tab:blue", linewidth=2,
+            label=f"loss, smoothed over {window} steps")
+    if batch_size and method == "simclr":
+        chance = contrastive_chance_level(int(batch_size))
+        ax.axhline(chance, color="gray", linestyle="--", linewidth=1,
+                   label=f"chance: log(2B−1) = {chance:.2f} (B = {batch_size})")
+        ax.set_ylim(0, max(chance, float(steps["loss"].max())) * 1.05)
     ax.set_xlabel("training step")
-    ax.set_ylabel("contrastive loss")
+    ax.set_ylabel("contrastive loss" if method in ("simclr", "moco", None) else "training loss")
+    handles, labels = ax.get_legend_handles_labels()
     if epochs_csv is not None and Path(epochs_csv).exists():
         epochs = pd.read_csv(epochs_csv)
         if "knn_accuracy" in epochs and epochs["knn_accuracy"].notna().any():
             twin = ax.twinx()
             ends = epochs["steps"].cumsum() if "steps" in epochs else x[-1] * (epochs.index + 1) / len(epochs)
-            twin.plot(ends, epochs["knn_accuracy"], "o-", color="tab:green", label="kNN accuracy (monitor)")
-            twin.set_ylabel("kNN accuracy")
-            twin.legend(loc="upper center", frameon=False)
-    ax.legend(loc="upper right", frameon=False)
+            twin.plot(ends, epochs["knn_accuracy"], "o-", color="tab:green", label="kNN accuracy (monitor, right axis)")
+            twin.set_ylabel("kNN accuracy", color="tab:green")
+            twin.set_ylim(0, 1)
+            more_handles, more_labels = twin.get_legend_handles_labels()
+            handles, labels = handles + more_handles, labels + more_labels
+    ax.set_title("self-supervised training")
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False,
+               fontsize="small")
     fig.tight_layout()
     return fig
 
 
+METRIC_LABELS = {"knn_accuracy": "kNN accuracy", "linear_probe_accuracy": "linear probe accuracy",
+                 "cluster_nmi": "cluster NMI"}
+KIND_COLOURS = {"self-supervised": "tab:orange", "ImageNet": "tab:blue", "floor": "tab:gray"}
+
+
+def metrics_chart(table: Any, *, chance: float | None = None, title: str = "How good is each embedding?",
+                  label_width: int = 34) -> Any:
+    """One panel per metric (kNN, linear probe, NMI), one bar per embedding set named by its recipe, best on top.
+
+    Bars are coloured by kind (self-supervised / ImageNet / floor); `chance` (1 / classes) is drawn on the two
+    accuracy panels only (NMI's chance level is 0).
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    rows = table.to_dict("records")[::-1]  # barh draws bottom-up: the best row ends on top
+    names = [textwrap.fill(str(r.get("recipe") or r["name"]), label_width) for r in rows]
+    colours = [KIND_COLOURS.get(str(r.get("kind")), "tab:purple") for r in rows]
+    height = 0.9 + 0.42 * len(rows) * max(n.count("\n") + 1 for n in names)
+    fig, axes = plt.subplots(1, len(METRIC_LABELS), figsize=(12, height), sharey=True)
+    positions = np.arange(len(rows))
+    for ax, (metric, label) in zip(axes, METRIC_LABELS.items()):
+        values = [float(r[metric]) for r in rows]
+        ax.barh(positions, values, color=colours, height=0.7)
+        for y, value in zip(positions, values):
+            ax.text(value + 0.01, y, f"{value:.3f}", va="center", fontsize=8)
+        if chance is not None and metric != "cluster_nmi":
+            ax.axvline(chance, color="black", linestyle=":", linewidth=1)
+            ax.text(chance, len(rows) - 0.45, " chance", fontsize=7, va="bottom")
+        ax.set_xlim(0, 1.12)
+        ax.set_title(label, fontsize=10)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0].set_yticks(positions, names, fontsize=8)
+    kinds = [k for k in KIND_COLOURS if any(r.get("kind") == k for r in rows)]
+    if kinds:
+        fig.legend([Patch(color=KIND_COLOURS[k]) for k in kinds], kinds, loc="upper center", ncol=len(kinds),
+                   bbox_to_anchor=(0.5, 0.0), frameon=False, fontsize="small")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def classifier_curve(result: Any) -> Any:
+    """Loss and training accuracy per epoch of `train_classifier`, with the held-out accuracy, probe and chance."""
+    import matplotlib.pyplot as plt
+
+    history = list(getattr(result, "history", []) or [])
+    if not history:
+        raise PlottingError("the classifier result has no training history")
+    epochs = [h["epoch"] for h in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4))
+    left.plot(epochs, [h["loss"] for h in history], color="tab:blue")
+    left.set_xlabel("epoch")
+    left.set_ylabel("cross-entropy loss")
+    left.set_title("training loss")
+    right.plot(epochs, [h["train_accuracy"] for h in history], color="tab:blue", label="training accuracy")
+    right.axhline(result.accuracy, color="tab:red", linestyle="--",
+                  label=f"held-out accuracy {result.accuracy:.3f} ({result.test_images} images)")
+    if getattr(result, "probe_accuracy", None) is not None:
+        right.axhline(result.probe_accuracy, color="tab:green", linestyle="-.",
+                      label=f"linear probe (same split) {result.probe_accuracy:.3f}")
+    right.axhline(result.chance, color="gray", linestyle=":", label=f"chance {result.chance:.3f}")
+    right.set_ylim(0, 1.02)
+    right.set_xlabel("epoch")
+    right.set_ylabel("accuracy")
+    right.set_title(f"{result.mode} classifier")
+    right.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+class SavedFigurePath(type(Path())):  # type: ignore[misc]
+    """The path of a saved figure; shows nothing as a notebook cell's last value (the figure is the output)."""
+
+    def _ipython_display_(self) -> None:
+        """Display nothing (IPython would otherwise echo PosixPath('...') under every figure)."""
+
+
 def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int = 120) -> Path:
-    """Save a matplotlib figure (format from the suffix, PNG by default), atomically."""
-    target = Path(path)
+    """Save a matplotlib figure (format from the suffix, PNG by default), atomically; returns its path."""
+    target = SavedFigurePath(path)
     fmt = target.suffix.lstrip(".").lower() or "png"
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
@@ -364,7 +505,7 @@ def interactive_scatter(points: Any, filenames: Sequence[str], labels: Any, clas
     from bokeh.models import ColumnDataSource, HoverTool, Legend, LegendItem
     from bokeh.plotting import figure
     from bokeh.resources import INLINE
-    from tqdm.auto import tqdm
+    from embedlab._progress import tqdm
 
     names = _label_names(labels, class_names)
     array = _check_points(points, len(names))

@@ -14,6 +14,9 @@ import datetime as _dt
 import logging
 import math
 import os
+import signal
+import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -27,17 +30,19 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from embedlab._io import atomic_open, atomic_path, write_json
+from embedlab._io import atomic_open, atomic_path, remove_stale_temps, write_json
+from embedlab._progress import live_bars
 
-METHODS: tuple[str, ...] = ("simclr", "moco", "byol")
+METHODS: tuple[str, ...] = ("simclr", "moco", "byol", "distillation")
 AUGMENT_PRESETS: tuple[str, ...] = ("natural", "aerial", "grayscale")
 KNN_MONITOR_IMAGES = 2000
 KNN_K = 20
 CHECKPOINT_NAME = "last.ckpt"
+SKIPPED_IMAGES = "skipped_images.json"  # in run_dir: images left out of training (count, files, reasons)
 LOSS_FIELDS = ("epoch", "step", "loss", "lr", "images_per_second")
 EPOCH_FIELDS = ("epoch", "steps", "loss", "knn_accuracy", "seconds", "images_per_second")
 # Hyper-parameters that change the network's shape or objective: resuming with other values is an error.
-_STRUCTURAL = ("backbone", "method", "small_images", "layers")
+_STRUCTURAL = ("backbone", "method", "small_images", "layers", "teacher")
 _LOGGERS = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric")
 
 
@@ -184,13 +189,22 @@ class SSLModule(pl.LightningModule):
                  image_size: int = 64, learning_rate: float = 0.06, batch_size: int = 128,
                  warmup_epochs: float = 1.0, temperature: float = 0.5, weight_decay: float = 5e-4,
                  memory_bank_size: int = 4096, distributed: bool = False, freeze_bn: bool = False,
-                 backbone_lr_scale: float = 1.0) -> None:
+                 backbone_lr_scale: float = 1.0, teacher: str | None = None,
+                 teacher_image_size: int | None = None, queue_size: int = 1024) -> None:
         super().__init__()
         self.save_hyperparameters()
         from embedlab.models import create_backbone
 
         self.backbone = create_backbone(backbone, init, small_images=small_images, layers=layers)
-        self._build_method(method, self.backbone.embedding_dim, temperature, memory_bank_size, distributed)
+        if method == "distillation":  # embedlab.distillation: a frozen teacher, a linear head and a queue
+            from embedlab.distillation import DEFAULT_TEACHER, Distiller, default_teacher_image_size
+
+            name = teacher or DEFAULT_TEACHER
+            self.distiller = Distiller(self.backbone.embedding_dim, name,
+                                       teacher_image_size or default_teacher_image_size(name, image_size),
+                                       queue_size)
+        else:
+            self._build_method(method, self.backbone.embedding_dim, temperature, memory_bank_size, distributed)
 
     def _build_method(self, method: str, dim: int, temperature: float, bank: int, distributed: bool) -> None:
         """Projection head(s), momentum copies and loss for the chosen method (lightly's building blocks)."""
@@ -256,6 +270,8 @@ class SSLModule(pl.LightningModule):
     def _loss(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
         """The method's loss on two batches of views."""
         method = self.hparams.method
+        if method == "distillation":  # one view, as LightlyTrain: the teacher's embedding of it is the target
+            return self.distiller(self.backbone, x0)
         if method == "simclr":
             return self.criterion(self.projection_head(self.backbone(x0)),
                                   self.projection_head(self.backbone(x1)))
@@ -296,25 +312,56 @@ class SSLModule(pl.LightningModule):
         batches = self.trainer.num_training_batches  # set by estimated_stepping_batches
         per_epoch = batches if math.isfinite(batches) else total / max(int(self.trainer.max_epochs or 1), 1)
         # warmup_epochs, but never more than 10% of all steps: a short run must still reach its cosine decay
-        warm = min(int(round(self.hparams.warmup_epochs * per_epoch)), total // 10)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, total, warm))
+        self._warmup_steps = min(int(round(self.hparams.warmup_epochs * per_epoch)), total // 10)
+        # read at every step: a time budget (_TimeBudget) may shorten the schedule once throughput is measured
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: _lr_factor(s, self._total_steps, self._warmup_steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
 # --------------------------------------------------------------------------------------------- callbacks
 class _Recorder:
-    """Keeps loss.csv / epochs.csv rows in memory and rewrites them atomically (rank 0 only)."""
+    """Keeps loss.csv / epochs.csv rows and the skipped images in memory and rewrites them atomically (rank 0).
 
-    def __init__(self, run_dir: Path, resume_epoch: int) -> None:
+    On resume it keeps the steps the checkpoint holds (``step <= resume_step``, also those of an epoch that was
+    interrupted midway, so the log continues without a gap) and the epochs it completed.
+    """
+
+    def __init__(self, run_dir: Path, resume_epoch: int, resume_step: int | None = None,
+                 dataset: Any = None) -> None:
         self.loss_path = run_dir / "loss.csv"
         self.epoch_path = run_dir / "epochs.csv"
-        self.steps = [r for r in _read_csv(self.loss_path) if int(float(r["epoch"])) < resume_epoch]
+        self.skipped_path = run_dir / SKIPPED_IMAGES
+        steps = _read_csv(self.loss_path)
+        self.steps = ([r for r in steps if int(float(r["epoch"])) < resume_epoch] if resume_step is None else
+                      [r for r in steps if int(float(r["step"])) <= resume_step])
         self.epochs = [r for r in _read_csv(self.epoch_path) if int(float(r["epoch"])) < resume_epoch]
+        self.root = Path(dataset.root) if dataset is not None else None
+        self.skipped: dict[str, str] = dict(getattr(dataset, "skipped", []))
+
+    def skip(self, filenames: Sequence[str]) -> None:
+        """Record images that failed to decode mid-training (a readable image stood in for each); warn once each."""
+        from embedlab.datasets import DatasetError, DatasetWarning, open_rgb
+
+        for name in filenames:
+            if name in self.skipped:
+                continue
+            reason = "failed to decode during training"
+            try:
+                open_rgb(self.root / name) if self.root is not None else None
+            except DatasetError as exc:
+                reason = " ".join(str(exc).split())
+            self.skipped[name] = reason
+            warnings.warn(f"skipped {name} ({reason}); training goes on without it. All skipped files are "
+                          f"listed in {self.skipped_path}.", DatasetWarning, stacklevel=2)
 
     def flush(self) -> None:
-        """Write both CSV files atomically."""
+        """Write both CSV files (and the skipped-images list, when there is one) atomically."""
         _write_csv(self.loss_path, LOSS_FIELDS, self.steps)
         _write_csv(self.epoch_path, EPOCH_FIELDS, self.epochs)
+        if self.skipped:
+            write_json(self.skipped_path, {"count": len(self.skipped),
+                                           "skipped": [{"filename": f, "reason": r} for f, r in self.skipped.items()]})
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -349,7 +396,10 @@ def _make_callbacks(run_dir: Path, recorder: _Recorder, knn_data: tuple[torch.Te
 
         def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
             self.last_time = self.epoch_start = time.perf_counter()
-            self.epoch_images, self.epoch_losses = 0, []
+            # an epoch resumed midway already has steps in the log: count them in this epoch's row
+            self.epoch_images = 0
+            self.epoch_losses = [float(r["loss"]) for r in recorder.steps
+                                 if int(float(r["epoch"])) == trainer.current_epoch]
 
         def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
             self.step_lr = trainer.optimizers[0].param_groups[-1]["lr"]  # the heads' lr (= learning_rate x schedule)
@@ -365,6 +415,9 @@ def _make_callbacks(run_dir: Path, recorder: _Recorder, knn_data: tuple[torch.Te
             self.epoch_losses.append(loss)
             pl_module.log("img/s", speed, prog_bar=True, on_step=True, on_epoch=False, rank_zero_only=True)
             if trainer.is_global_zero:
+                from embedlab.datasets import SUBSTITUTED
+
+                recorder.skip([f for f, label in zip(batch[2], batch[1].tolist()) if label == SUBSTITUTED])
                 recorder.steps.append({"epoch": trainer.current_epoch, "step": trainer.global_step,
                                        "loss": f"{loss:.6f}", "lr": f"{self.step_lr:.6g}",
                                        "images_per_second": f"{speed:.2f}"})
@@ -417,14 +470,84 @@ def _make_callbacks(run_dir: Path, recorder: _Recorder, knn_data: tuple[torch.Te
                 trainer.strategy.save_checkpoint(trainer._checkpoint_connector.dump_checkpoint(), tmp)
 
         def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+            """Ctrl+C or a crash: save the progress (unless the weights went non-finite) so a rerun resumes."""
             self.interrupted = isinstance(exception, KeyboardInterrupt)
-            if self.interrupted and trainer.is_global_zero:
+            if not trainer.is_global_zero or isinstance(exception, TrainingError):
+                return
+            if not all(bool(torch.isfinite(p).all()) for p in pl_module.parameters()):
+                return
+            try:
                 self.save_rank_zero(trainer)
                 recorder.flush()
-                print(f"\nInterrupted: progress saved to {self.path}; rerun train() with the same run_dir to "
-                      f"resume.", flush=True)
+            except Exception as error:  # noqa: BLE001 - the original exception matters more than this one
+                warnings.warn(f"could not save a checkpoint after {type(exception).__name__}: {error}", stacklevel=2)
+                return
+            if not self.interrupted:
+                print(f"\ntraining stopped by {type(exception).__name__}: progress saved to {self.path}; fix the "
+                      f"cause and run the same training again (same run_dir) to resume.", file=sys.stderr, flush=True)
 
     return [LogAndMonitor(), AtomicLastCheckpoint()]
+
+
+BUDGET_CALIBRATION_STEPS = 3  # timed steps (after the first, which pays for start-up) before planning
+BUDGET_SAFETY = 0.85  # share of the remaining time the plan fills: epoch ends (kNN monitor, checkpoint) take the rest
+
+
+class _TimeBudget(pl.Callback):
+    """Fit a run into max_time: plan the steps that fit from throughput measured in the first steps and size the
+    warmup + cosine schedule to them, so a capped run still warms up and anneals (Lightning's max_time stays the
+    hard safety net). At each epoch end the plan is shortened if the measured pace would overrun the budget."""
+
+    def __init__(self, budget_s: float, started: float, verbose: bool,
+                 calibration_steps: int = BUDGET_CALIBRATION_STEPS, safety: float = BUDGET_SAFETY,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.budget_s, self.started, self.verbose = float(budget_s), started, verbose
+        self.calibration_steps, self.safety, self.clock = calibration_steps, safety, clock
+        self.stamps: list[tuple[float, int]] = []  # (time, global step) at the ends of the timed steps
+        self.planned_steps: int | None = None
+        self.steps_per_second: float | None = None
+
+    def _fit(self, trainer: Any, pl_module: Any, rate: float) -> int:
+        """Steps that fit in the rest of the budget at `rate` steps/s; the schedule's total becomes that number."""
+        step = int(trainer.global_step)
+        remaining = self.budget_s - (self.clock() - self.started)
+        planned = step + max(int(self.safety * remaining * rate), 0)
+        planned = int(trainer.strategy.broadcast(planned, src=0))  # every rank stops at the same step
+        total = int(getattr(pl_module, "_total_steps", planned))
+        if planned < total:
+            pl_module._total_steps = max(planned, 1)
+            pl_module._warmup_steps = min(int(getattr(pl_module, "_warmup_steps", 0)), max(planned, 1) // 10)
+        return min(planned, total)
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Time the first steps, then plan; stop once the planned step is reached."""
+        if self.planned_steps is None:
+            self.stamps.append((self.clock(), int(trainer.global_step)))
+            if len(self.stamps) > self.calibration_steps:
+                (t0, s0), (t1, s1) = self.stamps[0], self.stamps[-1]
+                self.steps_per_second = (s1 - s0) / max(t1 - t0, 1e-9)
+                self.planned_steps = self._fit(trainer, pl_module, self.steps_per_second)
+                if self.verbose and trainer.is_global_zero:
+                    print(f"time budget {self.budget_s / 60:.1f} min: measured {self.steps_per_second:.2f} steps/s "
+                          f"-> planned {self.planned_steps} steps (warmup + cosine schedule fitted to them)",
+                          flush=True)
+        if self.planned_steps is not None and trainer.global_step >= self.planned_steps:
+            trainer.should_stop = True
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        """Epoch ends (kNN monitor, checkpoint) cost time too: shorten the plan when the real pace would overrun."""
+        if self.planned_steps is None or not self.stamps or trainer.global_step >= self.planned_steps:
+            return
+        t0, s0 = self.stamps[0]
+        pace = (int(trainer.global_step) - s0) / max(self.clock() - t0, 1e-9)  # steps/s including epoch ends
+        left = self.planned_steps - int(trainer.global_step)
+        if self.clock() + left / max(pace, 1e-9) > self.started + self.budget_s:
+            self.planned_steps = min(self.planned_steps, self._fit(trainer, pl_module, pace))
+
+    def summary(self) -> dict[str, Any]:
+        """The plan, for config.json."""
+        return {"time_budget_seconds": self.budget_s, "planned_steps": self.planned_steps,
+                "calibrated_steps_per_second": self.steps_per_second}
 
 
 # --------------------------------------------------------------------------------------------- kNN monitor
@@ -433,7 +556,7 @@ def _knn_subset(root: Path, image_size: int, limit: int | None, seed: int, max_i
     """Decode (once) up to `max_images` images for the per-epoch kNN monitor; None when there are no labels."""
     from embedlab.datasets import ImageFolder
 
-    folder = ImageFolder(root, eval_transform(image_size), limit_per_class=limit)
+    folder = ImageFolder(root, eval_transform(image_size), limit_per_class=limit, on_error="substitute")
     if len(folder.classes) < 2 or len(folder) < KNN_K + 2:
         return None
     rng = np.random.default_rng(seed)
@@ -441,8 +564,9 @@ def _knn_subset(root: Path, image_size: int, limit: int | None, seed: int, max_i
     images, labels = [], []
     for i in index:
         image, label, _ = folder[int(i)]
-        images.append(image)
-        labels.append(label)
+        if label >= 0:  # a damaged file (SUBSTITUTED) is left out of the monitor
+            images.append(image)
+            labels.append(label)
     return torch.stack(images), torch.tensor(labels)
 
 
@@ -504,14 +628,23 @@ def resolve_precision(precision: str | int, accelerator: str) -> str:
     return "32-true"
 
 
-def resolve_num_workers(num_workers: int | str, image_size: int) -> int:
-    """'auto' -> 0 on a <=2-core machine for small images (workers don't pay there), else min(8, cpus)."""
+def resolve_num_workers(num_workers: int | str, image_size: int, accelerator: str = "cpu", *,
+                        cpus: int | None = None) -> int:
+    """'auto' -> DataLoader worker processes for training, from measurements (benchmarks/bench_gpu.py --workers).
+
+    On a GPU the step is fast and decoding + augmenting is the bottleneck: every core gets a worker, up to 8 (also
+    on Colab's 2 vCPUs). On CPU the step itself uses every core: with 2 cores or fewer workers only compete with it
+    (measured: slower at 32-128 px), so 0; with more cores half of them decode (min(8, cpus // 2); not measured).
+    """
     if num_workers != "auto":
         if not isinstance(num_workers, int) or num_workers < 0:
             raise TrainingError(f"num_workers={num_workers!r}: use 'auto' or an integer >= 0.")
         return num_workers
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return 0 if (cpus <= 2 and image_size <= 64) else min(8, cpus)
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if accelerator in ("gpu", "cuda"):
+        return min(8, cpus)
+    return 0 if cpus <= 2 else min(8, cpus // 2)
 
 
 def _resolve_small_images(small_images: bool | str, image_size: int) -> bool:
@@ -548,8 +681,33 @@ def _validate(method: str, backbone: str, augment: str, epochs: int, batch_size:
         raise TrainingError(f"learning_rate={learning_rate!r} must be a positive number (or None for the default).")
 
 
-def _open_dataset(data: str | Path, transform: Any, limit: int | None) -> Any:
-    """The training ImageFolder, with clear errors for a missing or empty folder."""
+def _check_teacher(method: str, teacher: str, teacher_image_size: int | None) -> str | None:
+    """The teacher of a distillation run (None for the other methods); a clear error for an unknown one."""
+    if method != "distillation":
+        return None
+    from embedlab.distillation import teacher_names
+
+    if str(teacher) not in teacher_names() and not Path(str(teacher)).expanduser().is_file():
+        raise TrainingError(f"Unknown teacher {teacher!r}: use one of {', '.join(teacher_names())}, or the path of "
+                            f"an exported backbone (.pt).")
+    if teacher_image_size is not None and (not isinstance(teacher_image_size, int) or teacher_image_size < 8):
+        raise TrainingError(f"teacher_image_size={teacher_image_size!r}: use None or an integer of at least 8.")
+    return str(teacher)
+
+
+def _queue_size(n_images: int) -> int:
+    """Distillation's queue of teacher embeddings, sized to the dataset as LightlyTrain does."""
+    from embedlab.distillation import queue_size_for
+
+    return queue_size_for(n_images)
+
+
+def _open_dataset(data: str | Path, transform: Any, limit: int | None, verify: str = "header") -> Any:
+    """The training ImageFolder, with clear errors for a missing or empty folder.
+
+    A file that fails to decode mid-epoch does not end the run: a readable image stands in for it and the
+    callbacks record it in skipped_images.json (``verify="full"`` finds every such file before training).
+    """
     from embedlab.datasets import DatasetError, ImageFolder
 
     root = Path(data)
@@ -557,7 +715,7 @@ def _open_dataset(data: str | Path, transform: Any, limit: int | None) -> Any:
         raise TrainingError(f"Dataset folder not found: {root}. Prepare it first, e.g. "
                             f"embedlab.prepare('fashion-mnist', 'data') (notebook 01).")
     try:
-        dataset = ImageFolder(root, transform, limit_per_class=limit)
+        dataset = ImageFolder(root, transform, limit_per_class=limit, verify=verify, on_error="substitute")
     except (DatasetError, OSError) as exc:
         raise TrainingError(f"Cannot train on {root}: {exc}") from None
     if len(dataset) < 2:
@@ -579,8 +737,8 @@ def _fit_batch_size(batch_size: int, n_images: int, world_size: int) -> int:
     return per_device
 
 
-def _read_checkpoint_info(path: Path) -> tuple[dict[str, Any], int]:
-    """Hyper-parameters and completed epochs of an existing last.ckpt (clear error when unreadable)."""
+def _read_checkpoint_info(path: Path) -> tuple[dict[str, Any], int, int]:
+    """Hyper-parameters, completed epochs and optimizer steps of an existing last.ckpt (clear error if unreadable)."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
@@ -589,7 +747,7 @@ def _read_checkpoint_info(path: Path) -> tuple[dict[str, Any], int]:
     hparams = dict(ckpt.get("hyper_parameters") or {})
     info = ckpt.get("embedlab") or {}
     done = int(info.get("epochs_completed", ckpt.get("epoch", 0)))
-    return hparams, done
+    return hparams, done, int(ckpt.get("global_step", 0))
 
 
 def _check_compatible(path: Path, saved: dict[str, Any], wanted: dict[str, Any]) -> None:
@@ -649,13 +807,32 @@ def _export_from_checkpoint(ckpt: Path, run_dir: Path, meta: dict[str, Any]) -> 
     return export_backbone(load_backbone(ckpt), run_dir / "exported" / "backbone.pt", extra_meta=meta)
 
 
+def stop_reason(trainer: Any, epochs: int, max_steps: int | None, max_time: float | None,
+                planned_steps: int | None = None) -> str:
+    """One line saying why training ended: all epochs, the max_steps budget, the time plan or the max_time cap."""
+    step = int(trainer.global_step)
+    epoch = int(trainer.current_epoch)
+    if (planned_steps is not None and step >= planned_steps and epoch < epochs
+            and (max_steps is None or planned_steps < max_steps)):
+        return (f"stopped as planned after {step} steps (in epoch {min(epoch + 1, epochs)} of {epochs}): what fits "
+                f"in the {max_time / 60:.1f}-minute budget at the measured speed, schedule annealed; rerun to "
+                f"continue from the checkpoint")
+    if max_steps is not None and step >= max_steps:
+        return (f"stopped by max_steps={max_steps} after {step} steps (in epoch {min(epoch + 1, epochs)} of "
+                f"{epochs}): the planned budget, not an interruption")
+    if epoch < epochs and max_time is not None:
+        return (f"stopped by the time cap ({max_time / 60:.1f} minutes) after {step} steps, {epoch} of {epochs} "
+                f"epochs: rerun to continue from the checkpoint")
+    return f"finished {epochs} epochs ({step} steps)"
+
+
 def _make_trainer(epochs: int, accelerator: str, devices: int | str, num_nodes: int, strategy: str,
                   precision: str, progress: bool, max_time: float | None,
                   max_steps: int | None = None) -> pl.Trainer:
     """A Lightning Trainer without its own logger/checkpointing (embedlab writes the CSV logs and last.ckpt)."""
     return pl.Trainer(max_epochs=epochs, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
                       strategy=strategy, precision=precision, logger=False, enable_checkpointing=False,
-                      enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1,
+                      enable_progress_bar=progress and live_bars(), enable_model_summary=False, log_every_n_steps=1,
                       max_time=None if max_time is None else _dt.timedelta(seconds=float(max_time)),
                       max_steps=-1 if max_steps is None else int(max_steps),
                       num_sanity_val_steps=0, use_distributed_sampler=True)
@@ -669,24 +846,36 @@ def train(data: str | Path, run_dir: str | Path, *, method: str = "simclr", back
           num_workers: int | str = "auto", seed: int = 0, limit: int | None = None, knn_monitor: bool = True,
           progress: bool = True, temperature: float = 0.5, min_scale: float | None = None,
           max_time: float | None = None, knn_images: int = KNN_MONITOR_IMAGES, freeze_bn: bool = False,
-          backbone_lr_scale: float = 1.0, max_steps: int | None = None) -> TrainResult:
+          backbone_lr_scale: float = 1.0, max_steps: int | None = None, teacher: str = "dinov2_vitb14",
+          teacher_image_size: int | None = None, verify: str = "header") -> TrainResult:
     """Train a self-supervised backbone on the images under `data`; results go to `run_dir` (resumable).
 
     batch_size is per device; learning_rate None = 0.06 x global batch / 128 (SGD, warmup + cosine per step).
-    max_time (seconds) caps the wall clock (training stops early, the checkpoint stays resumable); max_steps caps
-    the optimizer steps and, unlike max_time, sizes the warmup + cosine schedule to them (a budget in steps).
+    max_time (seconds) is a time budget: the steps that fit are planned from the throughput of the first steps and
+    the warmup + cosine schedule is sized to them (config.json records the plan); the same seconds also stay a hard
+    wall-clock cap (the checkpoint stays resumable). max_steps caps the optimizer steps (a budget in steps).
     freeze_bn keeps the backbone's BatchNorm statistics fixed and backbone_lr_scale < 1 trains the backbone more
     gently than the new heads: both for continuing from ImageNet weights (init="imagenet").
+    method="distillation" (embedlab.distillation) trains the backbone to reproduce a frozen `teacher`'s embeddings
+    ("dinov2_vitb14" through torch.hub, an embedlab backbone name with ImageNet weights, or an exported backbone
+    file) of the augmented images at teacher_image_size (None: 224 for DINOv2, else image_size).
+    Damaged images never end a run: they are skipped and listed in run_dir/skipped_images.json (verify="full"
+    decodes every file before training). Ctrl+C or a crash saves last.ckpt; a rerun resumes where it stopped.
     """
     _validate(method, backbone, augment, epochs, batch_size, image_size, init, learning_rate, backbone_lr_scale,
               max_steps)
     run_dir = Path(run_dir)
     ckpt_path = run_dir / "checkpoints" / CHECKPOINT_NAME
     small = _resolve_small_images(small_images, image_size)
-    wanted = {"backbone": backbone, "method": method, "small_images": small, "layers": layers}
-    done = 0
+    teacher_name = _check_teacher(method, teacher, teacher_image_size)
+    wanted = {"backbone": backbone, "method": method, "small_images": small, "layers": layers,
+              "teacher": teacher_name}
+    if _is_rank_zero():  # temporary files of a write that was killed (SIGKILL) in an earlier run
+        for folder in (run_dir, ckpt_path.parent, run_dir / "exported"):
+            remove_stale_temps(folder, recursive=False)
+    done, resume_step = 0, None
     if ckpt_path.is_file():
-        saved, done = _read_checkpoint_info(ckpt_path)
+        saved, done, resume_step = _read_checkpoint_info(ckpt_path)
         _check_compatible(ckpt_path, saved, wanted)
     meta = {"image_size": image_size, "method": method, "augment": augment, "init": init,
             "epochs": max(done, epochs)}
@@ -696,11 +885,13 @@ def train(data: str | Path, run_dir: str | Path, *, method: str = "simclr", back
             exported = _export_from_checkpoint(ckpt_path, run_dir, meta)
         return _result_from_files(run_dir, done, exported)
 
+    started = time.perf_counter()  # the time budget (max_time) counts from here
     accel = resolve_accelerator(accelerator)
     prec = resolve_precision(precision, accel)
-    workers = resolve_num_workers(num_workers, image_size)
+    workers = resolve_num_workers(num_workers, image_size, accel)
     pl.seed_everything(seed, workers=True, verbose=False)
-    dataset = _open_dataset(data, ssl_transform(augment, image_size, method=method, min_scale=min_scale), limit)
+    dataset = _open_dataset(data, ssl_transform(augment, image_size, method=method, min_scale=min_scale), limit,
+                            verify)
     with _quiet_lightning(True):
         trainer = _make_trainer(epochs, accel, devices, num_nodes, strategy, prec, progress, max_time, max_steps)
     world = trainer.world_size
@@ -710,15 +901,19 @@ def train(data: str | Path, run_dir: str | Path, *, method: str = "simclr", back
         backbone=backbone, init=init, small_images=small, layers=layers, method=method, augment=augment,
         image_size=image_size, learning_rate=lr, batch_size=per_device, warmup_epochs=float(warmup_epochs),
         temperature=float(temperature), distributed=world > 1, freeze_bn=bool(freeze_bn),
-        backbone_lr_scale=float(backbone_lr_scale))
+        backbone_lr_scale=float(backbone_lr_scale), teacher=teacher_name, teacher_image_size=teacher_image_size,
+        queue_size=_queue_size(len(dataset)))
     loader = torch.utils.data.DataLoader(dataset, batch_size=per_device, shuffle=True, drop_last=True,
                                          num_workers=workers, persistent_workers=workers > 0,
                                          pin_memory=accel in ("gpu", "cuda"))
     knn_data = (_knn_subset(Path(data), image_size, limit, seed, knn_images)
                 if knn_monitor and _is_rank_zero() else None)
-    recorder = _Recorder(run_dir, done)
+    recorder = _Recorder(run_dir, done, resume_step, dataset)
     callbacks = _make_callbacks(run_dir, recorder, knn_data, verbose=progress)
     trainer.callbacks.extend(callbacks)
+    budget = _TimeBudget(max_time, started, verbose=progress) if max_time is not None else None
+    if budget is not None:
+        trainer.callbacks.append(budget)
     config = {"data": str(Path(data).resolve()), "run_dir": str(run_dir.resolve()), "method": method,
               "backbone": backbone, "init": init, "small_images": small, "layers": layers, "augment": augment,
               "epochs": epochs, "batch_size": per_device, "global_batch_size": per_device * world,
@@ -726,20 +921,30 @@ def train(data: str | Path, run_dir: str | Path, *, method: str = "simclr", back
               "accelerator": accel, "devices": devices, "num_nodes": num_nodes, "strategy": strategy,
               "world_size": world, "num_workers": workers, "seed": seed, "limit": limit,
               "temperature": temperature, "min_scale": min_scale, "max_time": max_time, "max_steps": max_steps,
-              "freeze_bn": freeze_bn, "backbone_lr_scale": backbone_lr_scale,
+              "freeze_bn": freeze_bn, "backbone_lr_scale": backbone_lr_scale, "teacher": teacher_name,
+              "teacher_image_size": teacher_image_size,
               "num_images": len(dataset), "classes": len(dataset.classes), "resumed_from_epoch": done,
               "torch": torch.__version__, "pytorch_lightning": pl.__version__}
     if _is_rank_zero():
         write_json(run_dir / "config.json", config)
+    sigint = signal.getsignal(signal.SIGINT)
     try:
         with _quiet_lightning(True):
             trainer.fit(module, loader, ckpt_path=str(ckpt_path) if done > 0 or ckpt_path.is_file() else None)
     except SystemExit:
         if callbacks[1].interrupted:  # Lightning turns Ctrl+C into sys.exit(1): give the notebook a clean interrupt
-            raise KeyboardInterrupt(f"training interrupted; resume from {ckpt_path} by rerunning") from None
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, sigint)  # Lightning ignores Ctrl+C from then on: give it back
+            raise KeyboardInterrupt(f"training interrupted at step {trainer.global_step}: progress saved to "
+                                    f"{ckpt_path}; run the same training again (same run_dir) to resume") from None
         raise
     completed = min(int(trainer.current_epoch), epochs)
+    planned = budget.planned_steps if budget is not None else None
+    if progress and trainer.is_global_zero:
+        print(stop_reason(trainer, epochs, max_steps, max_time, planned), flush=True)
     if trainer.is_global_zero:
+        if budget is not None:
+            write_json(run_dir / "config.json", {**config, **budget.summary()})
         recorder.flush()
         if not ckpt_path.is_file():  # stopped before any epoch end: still save the progress
             callbacks[1].save_rank_zero(trainer)

@@ -1,0 +1,54 @@
+"""The `embedlab` command: every tutorial step from a shell (download, train, embed, plot, compare, curate, run).
+
+Each subcommand is a thin wrapper over the package functions the notebooks call. Errors in the input (a missing
+file, a bad value) print one line, `embedlab: error: ...`, and exit with status 1; `--debug` shows the traceback.
+Heavy imports (torch, umap) happen inside the commands, so `embedlab --help` is instant.
+
+Files: common.py (shared helpers), arrays.py (.npy input), data.py (download, thumbnails, train, classify),
+embed.py, explore.py (umap, compare, select, neighbors, outliers, duplicates), run.py (run, demo), parser.py.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from embedlab.cli.arrays import ArrayImages
+from embedlab.cli.common import PROG, CommandError
+from embedlab.cli.parser import build_parser
+
+__all__ = ["ArrayImages", "CommandError", "build_parser", "main"]
+
+
+def _is_input_error(error: BaseException) -> bool:
+    """True for errors about the user's input (shown as one line): our own error classes, OSError, ValueError."""
+    return (
+        isinstance(error, (CommandError, OSError, ValueError))
+        or type(error).__module__.startswith("embedlab.")
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `embedlab` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    debug = args.debug or os.environ.get("EMBEDLAB_DEBUG") == "1"
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if debug or not _is_input_error(error):
+            raise
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""The embed command: images (folder, .npy array or dataset name) to saved vectors, optionally PCA-reduced and plotted."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from embedlab.cli.arrays import NPY_IMAGES, ArrayImages
+from embedlab.cli.common import EMBED_MODELS_HELP, CommandError, _dataset_root, _say
+
+def _embed_input(args: argparse.Namespace) -> tuple[Any, ArrayImages | None]:
+    """INPUT as a dataset root folder, plus the ArrayImages when it was a .npy array."""
+    import numpy as np
+
+    source = Path(args.input)
+    if source.suffix.lower() in NPY_IMAGES:
+        if not source.is_file():
+            raise FileNotFoundError(f"input array not found: {source}")
+        labels = None
+        if args.labels:
+            if not Path(args.labels).is_file():
+                raise FileNotFoundError(f"labels file not found: {args.labels}")
+            labels = np.load(args.labels, allow_pickle=False).reshape(-1)
+        return source, ArrayImages(source, labels)
+    if args.labels:
+        raise CommandError("--labels is only for a .npy INPUT (folders take their labels from class subfolders)")
+    return _dataset_root(args.input, args.data_dir, None, not args.quiet), None
+
+
+def _check_model_option(args: argparse.Namespace) -> None:
+    """Reject a bad --model / --layers combination before any work is done."""
+    from embedlab import models
+
+    if args.model == "pca" or args.model in models.BACKBONE_NAMES:
+        if args.model == "pca" and args.layers is not None:
+            raise CommandError("--layers applies to a backbone, not to --model pca")
+        return
+    if not Path(args.model).exists():
+        raise CommandError(f"--model {args.model!r} is not {EMBED_MODELS_HELP} (no such file)")
+    if args.layers is not None:
+        raise CommandError("--layers applies to a backbone name; a checkpoint keeps the layers it was trained with")
+
+
+def _embed_model(args: argparse.Namespace, data: Any) -> Any:
+    """Run the chosen model over the input and return Embeddings (PCA dims applied for non-PCA models)."""
+    from embedlab import embedding, models
+
+    name = args.name or Path(args.output).stem
+    if args.model == "pca":
+        emb = embedding.embed_pca(data, dimensions=args.dimensions or 50, image_size=args.image_size or 32,
+                                  limit=args.limit, seed=args.seed, name=name, progress=not args.quiet)
+        if emb.dim < (args.dimensions or 50):
+            print(f"note: PCA kept {emb.dim} components: there are fewer images or pixels than "
+                  f"{args.dimensions or 50}", file=sys.stderr)
+        return emb
+    import torch
+
+    torch.manual_seed(args.seed)  # random-init weights are reproducible too
+    model: Any = args.model
+    if args.model in models.BACKBONE_NAMES:
+        weights = None if args.weights == "random" else args.weights
+        model = models.create_backbone(args.model, weights, small_images=args.small_images, layers=args.layers)
+    emb = embedding.embed(data, model, weights=None if args.weights == "random" else args.weights,
+                          image_size=args.image_size, batch_size=args.batch_size, device=args.device,
+                          limit=args.limit, name=name, progress=not args.quiet)
+    if args.dimensions:
+        emb = _pca_reduce(emb, args.dimensions, args.seed)
+    return emb
+
+
+def _pca_reduce(emb: Any, dimensions: int, seed: int) -> Any:
+    """Project embeddings to `dimensions` with PCA (fitted on these embeddings)."""
+    import torch
+    from sklearn.decomposition import PCA
+
+    from embedlab.embedding import Embeddings
+
+    vectors = emb.numpy()
+    if dimensions > min(vectors.shape):
+        raise CommandError(f"--dimensions {dimensions} is more than min(images, features) = {min(vectors.shape)}")
+    reduced = PCA(n_components=dimensions, random_state=seed).fit_transform(vectors)
+    meta = {**emb.meta, "pca_dimensions": dimensions, "embedding_dim_before_pca": int(vectors.shape[1])}
+    return Embeddings(torch.from_numpy(reduced.astype("float32")), emb.filenames, emb.labels, emb.class_names,
+                      emb.name, meta)
+
+
+def _plot_embeddings(emb: Any, path: Path, seed: int, quiet: bool) -> Path:
+    """Class-coloured 2-D plot: the vectors themselves when 2-D, else UMAP."""
+    import numpy as np
+
+    from embedlab import plotting, projection
+
+    vectors = emb.numpy()
+    if vectors.shape[1] == 2:
+        points, how = vectors, "2-D embedding"
+    else:
+        if not quiet:
+            print("projecting to 2-D with UMAP (the first call compiles numba code: ~30 s)", file=sys.stderr)
+        points, how = projection.project(vectors, "umap", seed=seed), "UMAP"
+    labels = emb.labels if emb.labels is not None else np.zeros(len(emb), dtype=int)
+    classes = emb.class_names if emb.labels is not None else ["images"]
+    fig = plotting.scatter(points, labels, classes, title=f"{emb.name} ({how}, {len(emb)} images)")
+    return plotting.save_figure(fig, path)
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    """Embed images (folder, .npy array or named dataset) and save the vectors."""
+    output = Path(args.output)
+    if output.suffix.lower() not in (".pt", ".npy", ".npz"):
+        raise CommandError(f"OUTPUT {output} must end in .pt, .npy or .npz")
+    if args.compress and output.suffix.lower() != ".npz":
+        raise CommandError("--compress writes a compressed .npz: give an OUTPUT ending in .npz")
+    if args.dimensions is not None and args.plot and args.dimensions < 2:
+        raise CommandError("--plot needs at least 2 dimensions")
+    _check_model_option(args)
+    data, array = _embed_input(args)
+    if array is None:
+        emb = _embed_model(args, data)
+    else:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="embedlab-npy-") as folder:
+            emb = array.restore(_embed_model(args, array.write_folder(Path(folder), not args.quiet)))
+    emb.save(output, compress=args.compress)
+    _say(f"wrote {len(emb)} x {emb.dim} embeddings to {output}")
+    if args.plot:
+        figure = _plot_embeddings(emb, output.with_suffix(".png"), args.seed, args.quiet)
+        _say(f"wrote plot {figure}")
+    return 0

@@ -1,0 +1,133 @@
+"""Commands that read saved embeddings: umap, compare, select, neighbors, outliers, duplicates."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from embedlab.cli.common import CommandError, _load, _say, _write_lines
+
+def _umap_dir(embeddings_path: Path, output_dir: str | None) -> Path:
+    """Default output: run_dir/umap for run_dir/embeddings/<name>.pt, else the embeddings' own folder."""
+    if output_dir:
+        return Path(output_dir)
+    parent = embeddings_path.parent
+    return parent.parent / "umap" if parent.name == "embeddings" else parent
+
+
+def cmd_umap(args: argparse.Namespace) -> int:
+    """Project embeddings to 2-D, save the points and a class-coloured figure (and an interactive HTML)."""
+    import numpy as np
+
+    from embedlab import plotting, projection
+
+    for path_text in args.embeddings:
+        path = Path(path_text)
+        emb = _load(path_text)
+        out = _umap_dir(path, args.output_dir)
+        points = projection.project(emb.numpy(), args.method, seed=args.seed, n_neighbors=args.n_neighbors,
+                                    min_dist=args.min_dist)
+        stem = path.stem if args.method == "umap" else f"{path.stem}-{args.method}"
+        saved = projection.save_points(points, out / f"{stem}.npy")
+        labels = emb.labels if emb.labels is not None else np.zeros(len(emb), dtype=int)
+        classes = emb.class_names if emb.labels is not None else ["images"]
+        figure = plotting.save_figure(plotting.scatter(points, labels, classes, title=f"{emb.name} ({args.method})"),
+                                      out / f"{stem}.png")
+        _say(f"{saved}\n{figure}")
+        if args.image_root:
+            html = plotting.interactive_scatter(points, emb.filenames, labels, classes, args.image_root,
+                                                out / f"{stem}.html", title=f"{emb.name} ({args.method})")
+            _say(str(html))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Print kNN / linear-probe / cluster scores of several embedding sets, best first."""
+    from embedlab import evaluation
+
+    loaded = {}
+    for path in args.embeddings:
+        emb = _load(path)
+        key = emb.name or Path(path).stem
+        loaded[key if key not in loaded else Path(path).stem] = emb
+    table = evaluation.compare(loaded, k=args.k, seed=args.seed)
+    _say(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if args.output:
+        _save_table(table, Path(args.output))
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _save_table(table: Any, path: Path) -> None:
+    """Save a DataFrame as .csv, .json or .md (atomically)."""
+    from embedlab._io import atomic_open
+
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".json", ".md"):
+        raise CommandError(f"--output {path} must end in .csv, .json or .md")
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        if suffix == ".csv":
+            table.to_csv(handle, index=False)
+        elif suffix == ".json":
+            table.to_json(handle, orient="records", indent=2)
+        else:
+            handle.write(table.to_markdown(index=False) if _has_tabulate() else table.to_string(index=False))
+
+
+def _has_tabulate() -> bool:
+    """pandas' to_markdown needs the optional tabulate package."""
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    """Pick a diverse subset (farthest-point sampling) and list its filenames."""
+    from embedlab import curation
+
+    emb = _load(args.embeddings)
+    picked = curation.select_diverse(emb, args.n, seed=args.seed, progress=not args.quiet)
+    lines = [emb.filenames[i] for i in picked]
+    _write_lines(args.output, lines)
+    if emb.labels is not None and not args.quiet:
+        covered = len({int(emb.labels[i]) for i in picked})
+        print(f"the {args.n} images cover {covered} of {len(set(emb.labels.tolist()))} classes", file=sys.stderr)
+    return 0
+
+
+def cmd_neighbors(args: argparse.Namespace) -> int:
+    """Print the k nearest neighbours of an image (index, filename or image file)."""
+    from embedlab import curation
+
+    emb = _load(args.embeddings)
+    query: Any = int(args.query) if args.query.lstrip("-").isdigit() else args.query
+    found = curation.nearest_neighbors(emb, query, k=args.k, model=args.model)
+    _say(found.table(0).to_string(index=False))
+    return 0
+
+
+def cmd_outliers(args: argparse.Namespace) -> int:
+    """List the most unusual images (largest distance to their k-th neighbour)."""
+    from embedlab import curation
+
+    emb = _load(args.embeddings)
+    scores = curation.outlier_scores(emb, k=args.k, progress=not args.quiet)
+    order = scores.argsort()[::-1][: args.n]
+    _write_lines(args.output, [f"{scores[i]:.4f}\t{emb.filenames[i]}" for i in order])
+    return 0
+
+
+def cmd_duplicates(args: argparse.Namespace) -> int:
+    """List groups of near-duplicate images (cosine similarity >= threshold), one group per line."""
+    from embedlab import curation
+
+    emb = _load(args.embeddings)
+    groups = curation.near_duplicates(emb, threshold=args.threshold, progress=not args.quiet)
+    _write_lines(args.output, ["\t".join(emb.filenames[i] for i in group) for group in groups])
+    if not args.quiet:
+        print(f"{len(groups)} groups, {sum(len(g) for g in groups)} images", file=sys.stderr)
+    return 0

@@ -1,0 +1,391 @@
+"""Typed, checked settings: one frozen dataclass per stage, shared by the notebooks, the CLI and the library.
+
+Each field carries its check (type and range) in its metadata, so a bad value fails when the settings are made,
+with a one-line ParameterError naming the parameter. `TrainSettings` mirrors `embedlab.training.train`'s keyword
+options one to one (a test keeps the two in step), so `train(data, run_dir, **settings.options())` is the call.
+
+Only the standard library is imported at module level; the lists of valid names (datasets, backbones, methods)
+are read from the stage modules when a value is checked, so those modules stay the single source of truth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+ROOT_ENV = "EMBEDLAB_ROOT"
+KNOWN_DATASETS = ("aid", "eurosat", "ucmerced", "fashion-mnist")
+KNOWN_BACKBONES = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0")
+KNOWN_METHODS = ("simclr", "moco", "byol")
+KNOWN_AUGMENTS = ("natural", "aerial", "grayscale")
+PROJECTION_METHODS = ("umap", "pca", "tsne")
+CLASSIFIER_MODES = ("frozen", "finetune")
+
+Check = Callable[[str, Any], Any]
+S = TypeVar("S", bound="Settings")
+
+
+class ParameterError(ValueError):
+    """A parameter has the wrong type or value; the message names the parameter."""
+
+
+# --------------------------------------------------------------------------------------------- paths
+def find_project_root(start: str | os.PathLike[str] | None = None) -> Path | None:
+    """Return the embedlab checkout containing `start` (a folder with pyproject.toml and notebooks/), or None."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir():
+            return folder
+    return None
+
+
+def base_dir() -> Path:
+    """Folder that relative paths resolve against: $EMBEDLAB_ROOT, else the repo root above the cwd, else the cwd."""
+    env = os.environ.get(ROOT_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    return find_project_root() or Path.cwd().resolve()
+
+
+def resolve_path(path: str | os.PathLike[str], base: str | os.PathLike[str] | None = None) -> Path:
+    """Make `path` absolute predictably (against `base`, else base_dir()), whoever runs the notebook and from where."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else (Path(base) if base is not None else base_dir()).joinpath(p).resolve()
+
+
+# --------------------------------------------------------------------------------------------- checks
+def _fail(name: str, value: Any, expected: str) -> ParameterError:
+    return ParameterError(f"parameter {name!r}: expected {expected}, got {value!r} ({type(value).__name__})")
+
+
+def _int(minimum: int, maximum: int | None = None, optional: bool = False) -> Check:
+    def check(name: str, value: Any) -> Any:
+        if value is None and optional:
+            return None
+        bound = f">= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
+        expected = f"an integer {bound}" + (" or None" if optional else "")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _fail(name, value, expected)
+        if value < minimum or (maximum is not None and value > maximum):
+            raise _fail(name, value, expected)
+        return value
+    return check
+
+
+def _int_list(minimum: int, maximum: int) -> Check:
+    """A non-empty list of integers in [minimum, maximum], returned sorted without repeats as a tuple."""
+    def check(name: str, value: Any) -> Any:
+        expected = f"a non-empty list of integers between {minimum} and {maximum}"
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or not value:
+            raise _fail(name, value, expected)
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, int) or not minimum <= item <= maximum:
+                raise _fail(name, value, expected)
+        return tuple(sorted(set(value)))
+    return check
+
+
+def _float(minimum: float, maximum: float | None = None, optional: bool = False, strict: bool = False) -> Check:
+    def check(name: str, value: Any) -> Any:
+        if value is None and optional:
+            return None
+        low = f"{'>' if strict else '>='} {minimum}"
+        expected = f"a number {low}" + (f" and <= {maximum}" if maximum is not None else "")
+        expected += " or None" if optional else ""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise _fail(name, value, expected)
+        if value < minimum or (strict and value == minimum) or (maximum is not None and value > maximum):
+            raise _fail(name, value, expected)
+        return float(value)
+    return check
+
+
+def _choice(options: tuple[str, ...] | Callable[[], tuple[str, ...]], optional: bool = False) -> Check:
+    def check(name: str, value: Any) -> Any:
+        if value is None and optional:
+            return None
+        allowed = options() if callable(options) else options
+        if isinstance(value, str) and value in allowed:
+            return value
+        listed = ", ".join(repr(o) for o in (*allowed, *((None,) if optional else ())))
+        raise _fail(name, value, f"one of {listed}")
+    return check
+
+
+def _str(name: str, value: Any) -> str:
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise _fail(name, value, "a non-empty string")
+    return str(value)
+
+
+def _optional_str(name: str, value: Any) -> str | None:
+    return None if value is None else _str(name, value)
+
+
+def _path(name: str, value: Any) -> Path:
+    return resolve_path(_str(name, value))
+
+
+def _bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise _fail(name, value, "True or False")
+
+
+def _auto_or_bool(name: str, value: Any) -> bool | str:
+    if isinstance(value, bool) or value == "auto":
+        return value
+    raise _fail(name, value, "True, False or 'auto'")
+
+
+def _workers(name: str, value: Any) -> int | str:
+    return value if value == "auto" else _int(0)(name, value)
+
+
+def _devices(name: str, value: Any) -> int | str:
+    return value if isinstance(value, str) and value else _int(1)(name, value)
+
+
+def _precision(name: str, value: Any) -> str | int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return _str(name, value)
+
+
+def _fraction(name: str, value: Any) -> float:
+    return _float(0.0, 1.0, strict=True)(name, value)
+
+
+def _min_scale(name: str, value: Any) -> float | None:
+    return None if value is None else _fraction(name, value)
+
+
+def _known(module: str, attr: str, fallback: tuple[str, ...]) -> Callable[[], tuple[str, ...]]:
+    """Names from a stage module (the source of truth), read when a value is checked; the fallback if absent."""
+    def names() -> tuple[str, ...]:
+        import importlib
+
+        try:
+            return tuple(getattr(importlib.import_module(f"embedlab.{module}"), attr))
+        except (ImportError, AttributeError):
+            return fallback
+    return names
+
+
+def _dataset(name: str, value: Any) -> str:
+    text = _str(name, value)
+    names = _known("datasets", "DATASETS", KNOWN_DATASETS)()
+    if text in names:
+        return text
+    folder = resolve_path(text)
+    if folder.is_dir():
+        return str(folder)
+    raise ParameterError(f"parameter {name!r}: unknown dataset {text!r}; use one of {', '.join(sorted(names))} "
+                         f"or the path of an existing image folder (class subfolders)")
+
+
+_backbone = _choice(_known("models", "BACKBONE_NAMES", KNOWN_BACKBONES))
+_method = _choice(_known("training", "METHODS", KNOWN_METHODS))
+_augment = _choice(_known("training", "AUGMENT_PRESETS", KNOWN_AUGMENTS))
+
+
+def setting(default: Any, check: Check | None, help: str = "") -> Any:  # noqa: A002 - argparse's word
+    """A dataclass field whose value `check(name, value)` cleans or rejects; `help` documents it (CLI, docs)."""
+    return field(default=default, metadata={"check": check, "help": help})
+
+
+# --------------------------------------------------------------------------------------------- the base class
+@dataclass(frozen=True)
+class Settings:
+    """Base of the stage settings: checks every field on creation; `replace`, `options` and `from_mapping`."""
+
+    stage: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            check = f.metadata.get("check")
+            if check is not None:
+                object.__setattr__(self, f.name, check(f.name, getattr(self, f.name)))
+
+    def options(self) -> dict[str, Any]:
+        """The fields as a plain dict (keyword arguments for the stage's function)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def replace(self: S, **changes: Any) -> S:
+        """A copy with some fields changed (checked again)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The field names, in order."""
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_mapping(cls: type[S], values: Mapping[str, Any], *, strict: bool = False) -> S:
+        """Settings from the fields found in `values` (other keys ignored, or rejected when strict)."""
+        own = cls.names()
+        if strict and (unknown := sorted(set(values) - set(own))):
+            raise ParameterError(f"unknown {cls.__name__} option(s) {', '.join(map(repr, unknown))}; "
+                                 f"known: {', '.join(own)}")
+        return cls(**{k: v for k, v in values.items() if k in own})
+
+
+def field_check(name: str) -> Check | None:
+    """The check of a field called `name` in any stage's settings (the same name means the same thing)."""
+    for cls in ALL_SETTINGS:
+        for f in fields(cls):
+            if f.name == name and f.metadata.get("check") is not None:
+                return f.metadata["check"]
+    return None
+
+
+# --------------------------------------------------------------------------------------------- the stages
+@dataclass(frozen=True)
+class DataSettings(Settings):
+    """Which images, where they live, and the thumbnail cache (notebook 01)."""
+
+    stage: ClassVar[str] = "data"
+    dataset: str = setting("aid", _dataset, "aid | eurosat | ucmerced | fashion-mnist | an image folder")
+    data_dir: Path = setting("data", _path, "where datasets are stored (relative: from the project root)")
+    limit_per_class: int | None = setting(None, _int(1, optional=True), "images per class; None: all")
+    thumbnail_size: int = setting(64, _int(8, 1024), "the thumbnail cache's short side in pixels")
+    seed: int = setting(0, _int(0), "seed for the image sample shown")
+
+
+@dataclass(frozen=True)
+class TrainSettings(Settings):
+    """Every option of `embedlab.training.train` (same names, same defaults; tests/test_settings.py checks it)."""
+
+    stage: ClassVar[str] = "train"
+    method: str = setting("simclr", _method, "self-supervised method")
+    backbone: str = setting("resnet18", _backbone, "network to train")
+    init: str | None = setting(None, _choice(("imagenet",), optional=True), "None: random; 'imagenet' weights")
+    small_images: bool | str = setting("auto", _auto_or_bool, "CIFAR-style stem; auto: for images <= 64 px")
+    layers: int | None = setting(None, _int(1, optional=True), "keep only the first N stages of the backbone")
+    augment: str = setting("natural", _augment, "augmentation preset: natural | aerial | grayscale")
+    epochs: int = setting(10, _int(1), "passes over the images")
+    batch_size: int = setting(128, _int(2), "images per batch and device")
+    image_size: int = setting(64, _int(16, 1024), "training resolution in pixels (stored with the model)")
+    learning_rate: float | None = setting(None, _float(0.0, optional=True, strict=True),
+                                          "None: 0.06 x global batch / 128")
+    warmup_epochs: float = setting(1, _float(0.0), "linear warmup length (at most 10% of the steps)")
+    precision: str | int = setting("auto", _precision, "auto: 16-mixed on GPU, 32 on CPU")
+    accelerator: str = setting("auto", _str, "auto | cpu | gpu | ...")
+    devices: int | str = setting(1, _devices, "devices per node")
+    num_nodes: int = setting(1, _int(1), "machines (DDP)")
+    strategy: str = setting("auto", _str, "Lightning strategy")
+    num_workers: int | str = setting("auto", _workers, "data-loading processes; auto: measured choice")
+    seed: int = setting(0, _int(0), "random seed")
+    limit: int | None = setting(None, _int(1, optional=True), "images per class to train on; None: all")
+    knn_monitor: bool = setting(True, _bool, "kNN accuracy on a labelled subset after each epoch")
+    progress: bool = setting(True, _bool, "progress bar")
+    temperature: float = setting(0.5, _float(0.0, strict=True), "contrastive temperature")
+    min_scale: float | None = setting(None, _min_scale, "smallest crop's share of the image; None: the preset's")
+    max_time: float | None = setting(None, _float(0.0, optional=True, strict=True), "wall-clock cap in seconds")
+    knn_images: int = setting(2000, _int(1), "images the kNN monitor uses")
+    freeze_bn: bool = setting(False, _bool, "keep the backbone's BatchNorm statistics fixed")
+    backbone_lr_scale: float = setting(1.0, _float(0.0), "backbone learning rate relative to the heads")
+    max_steps: int | None = setting(None, _int(1, optional=True), "optimizer steps; the schedule fits them")
+    teacher: str = setting("dinov2_vitb14", _str, "method 'distillation': the teacher (a name or a weights file)")
+    teacher_image_size: int | None = setting(None, _int(16, 1024, optional=True),
+                                             "the teacher's input size; None: its default")
+
+
+@dataclass(frozen=True)
+class EmbedSettings(Settings):
+    """How notebook 03 embeds: the ImageNet model to compare with, batch size, PCA baseline (notebook 03)."""
+
+    stage: ClassVar[str] = "embed"
+    imagenet_model: str = setting("resnet18", _backbone, "the ImageNet-pretrained model to compare with")
+    imagenet_image_size: int = setting(224, _int(16, 1024), "its input size (the 'imagenet' embedding set)")
+    imagenet_image_sizes: tuple[int, ...] = setting((64, 112, 224), _int_list(16, 1024),
+                                                    "input sizes to embed with it; the best is the baseline")
+    embed_batch_size: int = setting(64, _int(1), "images per batch")
+    pca_dimensions: int = setting(50, _int(2), "components of the raw-pixel PCA baseline")
+    num_workers: int | str = setting("auto", _workers, "data-loading processes")
+    seed: int = setting(0, _int(0), "seed of the random-init and PCA baselines")
+
+    def loader_args(self) -> dict[str, Any]:
+        """Keyword arguments of `embed()` shared by every embedding set."""
+        return {"batch_size": self.embed_batch_size, "num_workers": self.num_workers}
+
+
+@dataclass(frozen=True)
+class ProjectionSettings(Settings):
+    """2-D maps of the embeddings (notebooks 04 and 05)."""
+
+    stage: ClassVar[str] = "projection"
+    projection: str = setting("umap", _choice(PROJECTION_METHODS), "umap | pca | tsne")
+    umap_n_neighbors: int = setting(15, _int(2), "bigger: more global structure; smaller: more local detail")
+    umap_min_dist: float = setting(0.1, _float(0.0), "how tightly points may pack together")
+    seed: int = setting(0, _int(0), "seed of the reducer")
+
+    def projector_args(self) -> dict[str, Any]:
+        """Keyword arguments of `project_all` / `load_or_project`."""
+        return {"method": self.projection, "seed": self.seed, "n_neighbors": self.umap_n_neighbors,
+                "min_dist": self.umap_min_dist}
+
+
+@dataclass(frozen=True)
+class CompareSettings(Settings):
+    """Grading the embeddings with the held-back labels (notebook 05)."""
+
+    stage: ClassVar[str] = "compare"
+    knn_k: int = setting(20, _int(1), "neighbours that vote in the kNN accuracy")
+    seed: int = setting(0, _int(0), "seed of the linear probe's split")
+
+
+@dataclass(frozen=True)
+class CurationSettings(Settings):
+    """Search, outliers, duplicates, subsets and a classifier (notebook 06)."""
+
+    stage: ClassVar[str] = "curation"
+    embedding_name: str = setting("ssl", _str, "which embedding set: ssl | imagenet | random | pca")
+    neighbors_k: int = setting(8, _int(1), "neighbours shown per query")
+    outlier_k: int = setting(5, _int(1), "outlier score: cosine distance to the k-th neighbour")
+    duplicate_threshold: float = setting(0.97, _fraction, "cosine similarity for near-duplicates, in (0, 1]")
+    subset_size: int = setting(60, _int(1), "images in the diverse subset")
+    classifier_mode: str = setting("frozen", _choice(CLASSIFIER_MODES), "frozen (head only) | finetune")
+    classifier_epochs: int | None = setting(None, _int(1, optional=True), "None: 50 frozen, 2 finetune")
+    classifier_batch_size: int = setting(64, _int(1), "images per batch")
+    classifier_images_per_class: int | None = setting(None, _int(2, optional=True), "None: all labelled images")
+    seed: int = setting(0, _int(0), "seed")
+
+
+ALL_SETTINGS: tuple[type[Settings], ...] = (DataSettings, TrainSettings, EmbedSettings, ProjectionSettings,
+                                            CompareSettings, CurationSettings)
+
+
+# --------------------------------------------------------------------------------------------- command line
+def parse_text(text: str) -> Any:
+    """A command-line value as Python: none/null -> None, true/false -> bool, numbers -> int/float, else the text.
+
+    The settings' checks then say whether the value fits (e.g. `--epochs 2.5` fails naming 'epochs').
+    """
+    lowered = text.strip().lower()
+    if lowered in ("none", "null"):
+        return None
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for number in (int, float):
+        try:
+            return number(text)
+        except ValueError:
+            pass
+    return text
+
+
+def add_arguments(parser: Any, cls: type[Settings], *, skip: tuple[str, ...] = ()) -> None:
+    """Add one `--field-name VALUE` option per field of `cls` (except `skip`), so the CLI follows the settings."""
+    import argparse
+
+    for f in fields(cls):
+        if f.name not in skip:
+            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=parse_text,
+                                default=argparse.SUPPRESS, metavar=f.name.upper(),
+                                help=f"{f.metadata.get('help', '')} (default: {f.default!r})".replace("%", "%%"))

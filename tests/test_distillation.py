@@ -1,0 +1,161 @@
+"""Tests for embedlab.distillation and train(method="distillation"): loss, queue, teachers, a tiny offline run."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from embedlab import distillation
+from embedlab.distillation import DistillationError, Distiller, distillation_loss, load_teacher, queue_size_for
+from embedlab.models import create_backbone, export_backbone
+from embedlab.training import TrainingError, train
+
+# A tiny student (stem + first ResNet stage) on 32 px images; the teacher is a tiny exported backbone file.
+FAST: dict[str, Any] = {"backbone": "resnet18", "small_images": False, "layers": 1, "image_size": 32,
+                        "batch_size": 8, "epochs": 1, "progress": False, "knn_images": 40, "method": "distillation"}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 Fashion-MNIST images (4 classes x 10) as 32 px PNGs in <root>/<class>/<file>."""
+    from embedlab.datasets import load_fashion_mnist
+
+    images, labels = load_fashion_mnist()
+    root = tmp_path_factory.mktemp("tiny") / "raw"
+    for cls in range(4):
+        folder = root / f"class{cls}"
+        folder.mkdir(parents=True)
+        for j, idx in enumerate(np.flatnonzero(labels == cls)[:10]):
+            Image.fromarray(images[idx]).resize((32, 32)).save(folder / f"{j}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def teacher_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small exported backbone (random ResNet18, two stages: 128-d) to serve as an offline teacher."""
+    torch.manual_seed(1)
+    net = create_backbone("resnet18", None, small_images=False, layers=2)
+    return export_backbone(net, tmp_path_factory.mktemp("teacher") / "teacher.pt")
+
+
+def test_loss_is_the_cross_entropy_of_the_softmaxes_over_the_queue() -> None:
+    torch.manual_seed(0)
+    student, teacher, queue = (F.normalize(torch.randn(n, 16), dim=1) for n in (4, 4, 10))
+    expected = -(torch.softmax(teacher @ queue.T / 0.07, 1) * torch.log_softmax(student @ queue.T / 0.07, 1))
+    assert distillation_loss(student, teacher, queue) == pytest.approx(float(expected.sum(1).mean()), rel=1e-5)
+
+
+def test_loss_is_smallest_when_the_student_matches_the_teacher() -> None:
+    torch.manual_seed(0)
+    teacher, queue = F.normalize(torch.randn(8, 16), dim=1), F.normalize(torch.randn(32, 16), dim=1)
+    student = teacher.clone().requires_grad_(True)
+    matched = distillation_loss(student, teacher, queue)
+    matched.backward()
+    assert student.grad is not None and student.grad.abs().max() < 1e-5  # a minimum: no gradient
+    other = distillation_loss(F.normalize(torch.randn(8, 16), dim=1), teacher, queue)
+    assert float(other) > float(matched) + 0.1
+
+
+def test_queue_size_follows_the_dataset_size() -> None:
+    assert [queue_size_for(n) for n in (40, 300, 3_000, 10_000, 10**6)] == [16, 128, 1024, 4096, 8192]
+
+
+def test_queue_keeps_the_newest_teacher_embeddings_first(teacher_file: Path) -> None:
+    distiller = Distiller(64, teacher_file, teacher_image_size=32, queue_size=6)
+    first, second = torch.ones(4, 128), 2 * torch.ones(4, 128)
+    distiller._update_queue(first)
+    assert int(distiller.queue_filled) == 4
+    distiller._update_queue(second)
+    assert int(distiller.queue_filled) == 6
+    assert torch.equal(distiller.queue[:4], second) and torch.equal(distiller.queue[4:], first[:2])
+
+
+def test_teacher_is_frozen_and_kept_out_of_the_state_dict(teacher_file: Path) -> None:
+    distiller = Distiller(64, teacher_file, teacher_image_size=32, queue_size=16)
+    assert not any(p.requires_grad for p in distiller.teacher.parameters())
+    assert set(distiller.state_dict()) == {"projection_head.weight", "projection_head.bias", "queue", "queue_filled"}
+    student = create_backbone("resnet18", None, small_images=False, layers=1)
+    loss = distiller(student, torch.randn(4, 3, 32, 32))
+    loss.backward()
+    assert math.isfinite(float(loss)) and distiller.projection_head.weight.grad is not None
+    assert all(p.grad is None for p in distiller.teacher.parameters())
+
+
+def test_teacher_sees_images_at_its_own_size(teacher_file: Path) -> None:
+    distiller = Distiller(64, teacher_file, teacher_image_size=48, queue_size=16)
+    seen: list[tuple[int, ...]] = []
+    distiller.teacher.register_forward_pre_hook(lambda _m, args: seen.append(tuple(args[0].shape)))
+    distiller.teacher_embeddings(torch.randn(2, 3, 32, 32))
+    assert seen == [(2, 3, 48, 48)]
+
+
+def test_imagenet_backbone_teacher_loads_offline() -> None:
+    teacher = load_teacher("efficientnet_lite0")
+    assert teacher.embedding_dim == 1280 and not teacher.training
+
+
+def test_dinov2_without_network_fails_with_advice(monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "load", offline)
+    with pytest.raises(DistillationError, match="efficientnet_lite0"):
+        load_teacher("dinov2_vits14")
+
+
+def test_dinov2_teacher_size_must_be_a_multiple_of_its_patches() -> None:
+    with pytest.raises(DistillationError, match="multiple of 14"):
+        Distiller(64, "dinov2_vits14", teacher_image_size=100, queue_size=16)
+
+
+def test_unknown_teacher_is_a_clear_error(tiny_data: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="Unknown teacher 'vit_huge'"):
+        train(tiny_data, tmp_path / "run", teacher="vit_huge", **FAST)
+    with pytest.raises(DistillationError, match="Unknown teacher"):
+        load_teacher("vit_huge")
+
+
+def test_train_distillation_offline_writes_a_resumable_run(tiny_data: Path, teacher_file: Path,
+                                                           tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = train(tiny_data, run, teacher=str(teacher_file), **FAST)
+    assert result.exported.is_file() and math.isfinite(result.final_loss)
+    state = torch.load(result.checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    assert "distiller.queue" in state and "distiller.projection_head.weight" in state
+    assert not any("teacher" in key for key in state)  # the teacher is rebuilt from its name, never saved
+    resumed = train(tiny_data, run, teacher=str(teacher_file), **{**FAST, "epochs": 2})
+    assert resumed.epochs == 2
+    with pytest.raises(TrainingError, match="teacher"):
+        train(tiny_data, run, teacher="efficientnet_lite0", **{**FAST, "epochs": 3})
+
+
+def test_distillation_moves_the_student_towards_the_teacher(tiny_data: Path, teacher_file: Path) -> None:
+    """A few steps on one batch lower the loss: the student really learns the teacher's similarities."""
+    from embedlab.datasets import ImageFolder
+    from embedlab.training import eval_transform
+
+    folder = ImageFolder(tiny_data, eval_transform(32))
+    images = torch.stack([folder[i][0] for i in range(16)])
+    torch.manual_seed(0)
+    distiller = Distiller(64, teacher_file, teacher_image_size=32, queue_size=16, use_mixup=False)
+    student = create_backbone("resnet18", None, small_images=False, layers=1)
+    optimizer = torch.optim.Adam([*student.parameters(), *distiller.parameters()], lr=1e-3)
+    losses = []
+    for _ in range(15):
+        loss = distiller(student, images)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.9 * losses[1]
+
+
+def test_module_exports_its_public_names() -> None:
+    assert "efficientnet_lite0" in distillation.teacher_names() and "dinov2_vitb14" in distillation.teacher_names()

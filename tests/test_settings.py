@@ -1,0 +1,137 @@
+"""The typed settings: checks per field, train()'s options and TrainSettings in step, notebook params, Drive paths."""
+
+from __future__ import annotations
+
+import inspect
+import types
+from dataclasses import MISSING, fields
+from pathlib import Path
+
+import pytest
+
+from embedlab import params
+from embedlab.settings import (
+    ALL_SETTINGS,
+    CurationSettings,
+    DataSettings,
+    ParameterError,
+    TrainSettings,
+)
+
+
+def _train_options() -> dict[str, inspect.Parameter]:
+    from embedlab.training import train
+
+    return {n: p for n, p in inspect.signature(train).parameters.items() if p.kind is p.KEYWORD_ONLY}
+
+
+def test_train_settings_mirror_every_train_option() -> None:
+    options = _train_options()
+    own = {f.name: f for f in fields(TrainSettings)}
+    assert set(own) == set(options), (
+        f"train() and TrainSettings drifted apart: only in train(): {sorted(set(options) - set(own))}; "
+        f"only in TrainSettings: {sorted(set(own) - set(options))}. Add the option to both."
+    )
+    for name, option in options.items():
+        assert own[name].default is not MISSING, name
+        assert own[name].default == option.default, f"{name}: train() default {option.default!r}, " \
+                                                    f"TrainSettings default {own[name].default!r}"
+        assert own[name].metadata.get("check") is not None, f"TrainSettings.{name} has no check"
+
+
+def test_default_train_settings_are_accepted_by_train_signature() -> None:
+    from embedlab.training import train
+
+    inspect.signature(train).bind("data", "run", **TrainSettings().options())  # raises on any unknown option
+
+
+@pytest.mark.parametrize("cls", ALL_SETTINGS, ids=lambda c: c.__name__)
+def test_defaults_are_valid_and_every_field_is_checked(cls: type) -> None:
+    settings = cls()
+    for f in fields(cls):
+        assert f.metadata.get("check") is not None and f.metadata.get("help"), f"{cls.__name__}.{f.name}"
+    assert settings.replace() == settings
+
+
+@pytest.mark.parametrize(("cls", "name", "value"), [
+    (TrainSettings, "epochs", 0), (TrainSettings, "batch_size", 1), (TrainSettings, "method", "simclrr"),
+    (TrainSettings, "backbone", "vgg"), (TrainSettings, "small_images", "yes"), (TrainSettings, "min_scale", 1.5),
+    (TrainSettings, "learning_rate", 0.0), (TrainSettings, "epochs", True), (TrainSettings, "num_workers", -1),
+    (DataSettings, "dataset", "no-such-dataset"), (DataSettings, "limit_per_class", 0),
+    (CurationSettings, "duplicate_threshold", 1.2), (CurationSettings, "classifier_mode", "frozn"),
+    (CurationSettings, "classifier_images_per_class", 1), (CurationSettings, "subset_size", 0),
+])
+def test_bad_values_fail_with_the_parameter_named(cls: type, name: str, value: object) -> None:
+    with pytest.raises(ParameterError, match=f"parameter '{name}'"):
+        cls(**{name: value})
+
+
+def test_known_names_come_from_the_stage_modules() -> None:
+    from embedlab.training import METHODS
+
+    for method in METHODS:  # a method added to training is accepted without touching the settings
+        assert TrainSettings(method=method).method == method
+
+
+def test_check_builds_typed_settings_per_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMBEDLAB_ROOT", str(tmp_path))
+    namespace = {"run_dir": "runs/a", "dataset": "fashion-mnist", "epochs": 2, "image_size": 32,
+                 "max_train_minutes": 1.5, "seed": 4, "num_workers": 0, "sys": object(), "unrelated": 1}
+    p = params.check(namespace, "02")
+    assert p.run.root == tmp_path / "runs" / "a"
+    assert p.train.epochs == 2 and p.train.max_time == 90.0 and p.train.seed == 4 and p.data.seed == 4
+    assert p.train_args == p.train.options() and p["image_size"] == 32
+    assert "unrelated" not in p and "sys" not in p
+    assert p.embed is None and p.data.dataset == "fashion-mnist"
+
+
+def test_check_uses_train_if_missing_for_the_fallback_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMBEDLAB_ROOT", str(tmp_path))
+    namespace = {"run_dir": "r", "train_if_missing": {"epochs": 1, "image_size": 32, "max_train_minutes": 2},
+                 "num_workers": 0, "seed": 7, "imagenet_model": "efficientnet_lite0"}
+    p = params.check(namespace, "03")
+    assert (p.train.epochs, p.train.image_size, p.train.max_time, p.train.seed) == (1, 32, 120.0, 7)
+    assert p.train.num_workers == "auto"  # the loose num_workers belongs to embedding here
+    assert p.embed.num_workers == 0 and p.embed.imagenet_model == "efficientnet_lite0"
+    with pytest.raises(ParameterError, match="train_if_missing.*'epoch'"):
+        params.check({**namespace, "train_if_missing": {"epoch": 1}}, "03")
+
+
+def test_check_reports_bad_values_and_unknown_notebooks() -> None:
+    with pytest.raises(ParameterError, match="parameter 'subset_size'"):
+        params.check({"run_dir": "r", "subset_size": 0}, "06")
+    with pytest.raises(ParameterError, match="parameter 'duplicate_threshold'"):
+        params.check({"run_dir": "r", "duplicate_threshold": 2}, "06")
+    with pytest.raises(ParameterError, match="unknown notebook"):
+        params.check({"run_dir": "r"}, "07")
+
+
+def _fake_colab(mounted: list[str]) -> dict[str, object]:
+    def mount(path: str) -> None:
+        mounted.append(path)
+        (Path(path) / "MyDrive").mkdir(parents=True)
+    return {"google.colab": types.ModuleType("google.colab"),
+            "google.colab.drive": types.SimpleNamespace(mount=mount)}
+
+
+def test_storage_base_mounts_drive_only_on_colab(tmp_path: Path) -> None:
+    mounted: list[str] = []
+    assert params.storage_base(True, modules={}, mount_point=tmp_path) is None  # not Colab: local disk
+    assert params.storage_base(False, modules=_fake_colab(mounted), mount_point=tmp_path) is None
+    base = params.storage_base(True, modules=_fake_colab(mounted), mount_point=tmp_path)
+    assert base == tmp_path / "MyDrive" / "embedlab" and base.is_dir() and mounted == [str(tmp_path)]
+    assert params.storage_base(True, modules=_fake_colab(mounted), mount_point=tmp_path) == base
+    assert mounted == [str(tmp_path)]  # mounted once
+
+
+def test_check_puts_relative_dirs_on_drive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mounted: list[str] = []
+    fake = _fake_colab(mounted)
+    real = params.storage_base
+    monkeypatch.setattr(params, "storage_base", lambda use: real(use, modules=fake, mount_point=tmp_path / "drive"))
+    p = params.check({"run_dir": "runs/a", "data_dir": "data", "use_drive": True, "dataset": "fashion-mnist"}, "01")
+    drive = tmp_path / "drive" / "MyDrive" / "embedlab"
+    assert p.run.root == drive / "runs" / "a" and p.data.data_dir == drive / "data"
+    absolute = params.check({"run_dir": str(tmp_path / "elsewhere"), "use_drive": True}, "01")
+    assert absolute.run.root == tmp_path / "elsewhere"  # an absolute path is kept as given
+
