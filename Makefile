@@ -23,10 +23,10 @@ test: $(STAMP)
 	$(PY) -m pytest tests --nbmake notebooks
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_train_step.py
-	$(PY) benchmarks/bench_embed.py
+	$(PY) benchmarks/bench_train_step.py --json benchmarks/results/train_step.json
+	$(PY) benchmarks/bench_embed.py --json benchmarks/results/embed.json
 	$(PY) benchmarks/bench_quality.py
-	$(PY) benchmarks/bench_thumbnails.py
+	$(PY) benchmarks/bench_thumbnails.py --json benchmarks/results/thumbnails.json
 
 strip: $(STAMP)
 	$(PY) data_scripts/strip_notebooks.py notebooks/*.ipynb

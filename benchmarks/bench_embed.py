@@ -148,6 +148,7 @@ def main() -> None:
             first = rows[0]
             save_result(args.json, {
                 "benchmark": "embed",
+                "kind": "speed",
                 "headline": f"embed() from PNG files runs at {first['ratio']:.3f}x ({first['measure']}) the speed of "
                             f"a bare forward pass over preloaded tensors (target >= 0.9)",
                 "settings": {k: getattr(args, k) for k in ("images", "size", "batch_size", "rounds", "threads")},

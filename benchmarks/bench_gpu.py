@@ -101,7 +101,7 @@ def _timing_callback(warmup: int) -> Any:
 
 
 def train_arm(root: Path, size: int, precision: str, workers: int, batch_size: int, steps: int, warmup: int,
-              device: str) -> dict[str, Any]:
+              device: str, layers: int | None = None) -> dict[str, Any]:
     """Train SimCLR (ResNet18, aerial preset) for warmup + steps steps on `root`; images/s and the data-wait share."""
     import pytorch_lightning as pl
 
@@ -109,8 +109,9 @@ def train_arm(root: Path, size: int, precision: str, workers: int, batch_size: i
     from embedlab.training import SSLModule, _quiet_lightning, _resolve_small_images, ssl_transform
 
     torch.manual_seed(0)
-    module = SSLModule(backbone="resnet18", small_images=_resolve_small_images("auto", size), method="simclr",
-                       augment="aerial", image_size=size, batch_size=batch_size)
+    small = _resolve_small_images("auto", size) and layers is None
+    module = SSLModule(backbone="resnet18", small_images=small, layers=layers, method="simclr", augment="aerial",
+                       image_size=size, batch_size=batch_size)
     dataset = ImageFolder(root, ssl_transform("aerial", size))
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
                                          num_workers=workers, persistent_workers=workers > 0,
@@ -125,14 +126,14 @@ def train_arm(root: Path, size: int, precision: str, workers: int, batch_size: i
         trainer.fit(module, loader)
         wall = time.perf_counter() - start
     measured = sum(timer.waits) + sum(timer.computes)
-    return {"size": size, "precision": precision, "num_workers": workers, "batch_size": batch_size,
+    return {"size": size, "precision": precision, "num_workers": workers, "batch_size": batch_size, "layers": layers,
             "steps_timed": len(timer.computes), "images_per_second": timer.images / measured if measured else None,
             "data_wait_share": sum(timer.waits) / measured if measured else None,
             "seconds_per_step": measured / max(len(timer.computes), 1), "wall_seconds_incl_startup": wall}
 
 
 def embed_arm(raw: Path, batch_size: int, device: str, workers: int | str, size: int = 224) -> dict[str, Any]:
-    """embedlab.embed of every 600x600 JPEG with a random-init ResNet18 at `size` px: images/s."""
+    """embedlab.embed of every 600x600 JPEG with a random-init ResNet18 at `size` px: images/s (after a warm-up)."""
     from embedlab.embedding import embed
 
     embed(raw, "resnet18", weights=None, image_size=size, batch_size=batch_size, device=device, num_workers=workers,
@@ -160,12 +161,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps per arm (cuDNN autotune, workers)")
     parser.add_argument("--rounds", type=int, default=1, help="repeat every arm, interleaved (A B A B)")
     parser.add_argument("--embed-batch-size", type=int, default=128)
+    parser.add_argument("--embed-size", type=int, default=224)
+    parser.add_argument("--layers", type=int, default=None, help="ResNet18 stages to keep (default: all 4)")
     parser.add_argument("--work-dir", type=Path, default=None, help="where the JPEGs go (default: a temp folder)")
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default: benchmarks/results/...)")
     args = parser.parse_args(argv)
     if args.smoke:
         args.sizes, args.images, args.batch_size, args.steps, args.warmup = [32], 40, 8, 2, 1
-        args.embed_batch_size = 16
+        args.embed_batch_size, args.embed_size, args.layers = 20, 32, 1
     return args
 
 
@@ -191,15 +194,16 @@ def main(argv: list[str] | None = None) -> int:
                     workers = args.workers or [resolve_num_workers("auto", size, "gpu" if device == "cuda" else "cpu")]
                     for w in workers:
                         row = train_arm(caches[size], size, precision, w, args.batch_size, args.steps, args.warmup,
-                                        device)
+                                        device, args.layers)
                         row["round"] = round_
                         train_rows.append(row)
                         print(f"train {size:>3} px {precision:>10} workers={w}: {row['images_per_second']:8.1f} "
                               f"images/s, waiting for data {100 * row['data_wait_share']:5.1f}% of step time",
                               flush=True)
         embed_workers: int | str = args.workers[0] if args.workers else "auto"
-        embed_row = embed_arm(raw, args.embed_batch_size, device, embed_workers)
-        print(f"embed 224 px from 600x600 JPEGs: {embed_row['images_per_second']:.1f} images/s", flush=True)
+        embed_row = embed_arm(raw, args.embed_batch_size, device, embed_workers, args.embed_size)
+        print(f"embed {args.embed_size} px from 600x600 JPEGs: {embed_row['images_per_second']:.1f} images/s",
+              flush=True)
     result = {"benchmark": "bench_gpu", "machine": machine, "device": device,
               "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None, "smoke": args.smoke,
               "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},

@@ -1,91 +1,185 @@
-"""Does self-supervised training on the target images beat an off-the-shelf ImageNet network? Measured, one run.
+"""Does training on your own unlabeled images beat an off-the-shelf ImageNet network? Measured, in one run.
 
-On the embedded Fashion-MNIST test split (10,000 images, written as PNGs by embedlab.datasets.prepare) and at one
-image size for every row, it reports leave-one-out kNN accuracy (k=20, cosine, temperature-weighted) of:
-raw pixels; a random-init ResNet18; ImageNet EfficientNet-Lite0; SimCLR from scratch (ResNet18); and SimCLR
-continued from ImageNet weights (EfficientNet-Lite0, init="imagenet"). Each SSL row gets a planned number of steps
-calibrated from throughput measured at the start (so it fits the budget, default 15 minutes; the learning-rate
-schedule is sized to it) AND a hard wall-clock cap (max_time); the table reports the wall time and epochs done.
-Extra rows show the ImageNet network at larger input sizes, for reference only (not the same-size comparison).
+On the embedded Fashion-MNIST (the demo's 3,000 images by default) it reports leave-one-out kNN accuracy (k=20,
+cosine, weighted; embedlab.knn_accuracy) of: the ImageNet EfficientNet-Lite0 embedding at every input size
+(32, 64, 112, 224 px: the strongest one is the baseline to beat), PCA on raw pixels and a random-init network as
+floors, and each training recipe (rows named by recipe) with its learning curve: kNN at the start and after every
+epoch (the training's kNN monitor on all images at the training size), then the exported model embedded at each
+size the recipe lists. Each recipe gets planned steps (what fits its time budget at the throughput measured at
+the start, never more than the recipe's own steps) and a hard wall-clock cap. The verdict compares the best
+recipe row with the strongest baseline (target: +2 kNN points). Results also go to a JSON file, from which the
+README table is generated.
 
-    .venv/bin/python benchmarks/bench_quality.py                # full run (~45 min on 2 CPU cores)
-    .venv/bin/python benchmarks/bench_quality.py --quick        # smoke version (~5 min): 500 images, short budget
+    .venv/bin/python benchmarks/bench_quality.py                       # demo's 3,000 images, 15 min per recipe
+    .venv/bin/python benchmarks/bench_quality.py --images 1000 --json benchmarks/results/quality_10k.json
+    .venv/bin/python benchmarks/bench_quality.py --recipes distill-64 --minutes 5 --baseline-sizes 64 112
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from _machine import machine_info
 
 REPO = Path(__file__).resolve().parents[1]
+TARGET_POINTS = 2.0
+BASELINE_SIZES = (32, 64, 112, 224)
 
-# The SSL rows. Each is a train() recipe; "budget" = the share of --budget-min it gets (1.0 = the whole budget).
-SSL_ROWS: dict[str, dict[str, Any]] = {
-    # From scratch: SimCLR's CIFAR recipe on a ResNet18. The standard stem (stride 4 before layer1) is ~16x cheaper
-    # than the CIFAR stem at 32 px; on 2 busy cores the CIFAR stem gets < 0.3 epochs in 15 minutes.
-    "SSL from scratch (SimCLR ResNet18)": {
-        "method": "simclr", "backbone": "resnet18", "init": None, "small_images": False, "layers": None,
-        "augment": "grayscale", "batch_size": 128, "learning_rate": None, "temperature": 0.5,
-        "min_scale": 0.2, "freeze_bn": False, "backbone_lr_scale": 1.0},
-    # Continued from ImageNet: frozen BatchNorm statistics (re-estimating them on Fashion-MNIST costs 12 points of
-    # kNN at 32 px) and a 10x lower learning rate for the pretrained backbone than for the new projection head.
-    "SSL from ImageNet (SimCLR EfficientNet-Lite0, init=imagenet)": {
-        "method": "simclr", "backbone": "efficientnet_lite0", "init": "imagenet", "small_images": False,
-        "layers": None, "augment": "grayscale", "batch_size": 64, "learning_rate": 0.05, "temperature": 0.2,
-        "min_scale": 0.5, "freeze_bn": True, "backbone_lr_scale": 0.1},
+# Continuing from ImageNet weights: frozen BatchNorm statistics (re-estimating them on Fashion-MNIST loses kNN)
+# and the backbone at a tenth of the new head's learning rate, so the pretrained features are adapted, not erased.
+_FROM_IMAGENET: dict[str, Any] = {
+    "backbone": "efficientnet_lite0",
+    "init": "imagenet",
+    "small_images": False,
+    "augment": "grayscale",
+    "batch_size": 64,
+    "learning_rate": 0.05,
+    "freeze_bn": True,
+    "backbone_lr_scale": 0.1,
+    "min_scale": 0.5,
 }
+RECIPES: dict[str, dict[str, Any]] = {
+    "simclr-32": {
+        "label": "SimCLR continued from ImageNet, EfficientNet-Lite0, 32 px",
+        "train": {**_FROM_IMAGENET, "method": "simclr", "temperature": 0.2, "image_size": 32},
+        "steps": 300,
+        "embed_sizes": (32,),
+    },
+    "simclr-64": {
+        "label": "SimCLR continued from ImageNet, EfficientNet-Lite0, 64 px",
+        "train": {**_FROM_IMAGENET, "method": "simclr", "temperature": 0.2, "image_size": 64},
+        "steps": 300,
+        "embed_sizes": (64, 112),
+    },
+    "distill-64": {
+        "label": "Distillation of ImageNet EfficientNet-Lite0 at 112 px into EfficientNet-Lite0, 64 px",
+        "train": {
+            **_FROM_IMAGENET,
+            "method": "distillation",
+            "teacher": "efficientnet_lite0",
+            "teacher_image_size": 112,
+            "image_size": 64,
+        },
+        "steps": 300,
+        "embed_sizes": (64, 112),
+    },
+    "scratch-32": {
+        "label": "SimCLR from scratch, ResNet18, 32 px",
+        "train": {
+            "backbone": "resnet18",
+            "init": None,
+            "small_images": False,
+            "augment": "grayscale",
+            "batch_size": 128,
+            "learning_rate": None,
+            "freeze_bn": False,
+            "backbone_lr_scale": 1.0,
+            "min_scale": 0.2,
+            "method": "simclr",
+            "temperature": 0.5,
+            "image_size": 32,
+        },
+        "steps": 1000,
+        "embed_sizes": (32,),
+    },
+}
+DEFAULT_RECIPES = ("simclr-32", "simclr-64", "distill-64")
 
 
 def knn(vectors: Any, labels: Any) -> float:
-    """Leave-one-out kNN accuracy, k=20, cosine, temperature-weighted (embedlab.evaluation)."""
+    """Leave-one-out kNN accuracy, k=20, cosine, temperature-weighted (embedlab.knn_accuracy)."""
     from embedlab.evaluation import knn_accuracy
 
     return float(knn_accuracy(vectors, labels, k=20))
 
 
-def raw_pixels(root: Path, image_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Flattened RGB pixels after the same resize/centre-crop the networks see."""
-    from embedlab.datasets import ImageFolder
-    from embedlab.embedding import FolderImages
-
-    data = FolderImages(ImageFolder(root), image_size)
-    rows = [data[i] for i in range(len(data))]
-    vectors = np.stack([r[0].reshape(-1).float().numpy() / 255.0 for r in rows])
-    return vectors, np.asarray([r[1] for r in rows])
-
-
-def embed_knn(root: Path, model: Any, image_size: int, name: str) -> tuple[float, float]:
+def embed_knn(root: Path, model: Any, image_size: int, weights: str | None = "imagenet") -> tuple[float, float]:
     """kNN accuracy of a model's embeddings of every image, and the seconds the embedding took."""
     from embedlab.embedding import embed
 
     start = time.perf_counter()
-    emb = embed(root, model, image_size=image_size, name=name, progress=False, batch_size=256)
+    emb = embed(root, model, weights=weights, image_size=image_size, progress=False, batch_size=256)
     return knn(emb.vectors, emb.labels), time.perf_counter() - start
 
 
-def measure_throughput(root: Path, recipe: dict[str, Any], image_size: int, steps: int) -> float:
-    """Training pairs per second of a recipe: a few real steps (augmentation + forward + backward + SGD)."""
+def baseline_rows(root: Path, sizes: list[int]) -> list[dict[str, Any]]:
+    """The ImageNet network at each input size, then the floors: PCA on raw pixels and a random-init network."""
+    from embedlab.embedding import embed_pca
+
+    rows = []
+    for size in sizes:
+        accuracy, seconds = embed_knn(root, "efficientnet_lite0", size)
+        rows.append(
+            {
+                "kind": "baseline",
+                "row": f"ImageNet EfficientNet-Lite0 at {size} px",
+                "image_size": size,
+                "knn": accuracy,
+                "seconds": round(seconds, 1),
+            }
+        )
+        print(f"  {rows[-1]['row']}: {accuracy:.4f} ({seconds:.0f} s)", flush=True)
+    start = time.perf_counter()
+    pca = embed_pca(root, dimensions=50, image_size=32, progress=False)
+    rows.append(
+        {
+            "kind": "floor",
+            "row": "PCA on raw pixels (32 px, 50 dimensions)",
+            "image_size": 32,
+            "knn": knn(pca.vectors, pca.labels),
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+    )
+    print(f"  {rows[-1]['row']}: {rows[-1]['knn']:.4f}", flush=True)
+    torch.manual_seed(0)
+    accuracy, seconds = embed_knn(root, "efficientnet_lite0", 64, weights=None)
+    rows.append(
+        {
+            "kind": "floor",
+            "row": "random-init EfficientNet-Lite0 at 64 px",
+            "image_size": 64,
+            "knn": accuracy,
+            "seconds": round(seconds, 1),
+        }
+    )
+    print(f"  {rows[-1]['row']}: {accuracy:.4f}", flush=True)
+    return rows
+
+
+def measure_step_seconds(root: Path, options: dict[str, Any], steps: int) -> float:
+    """Seconds per training step of a recipe: a few real steps (augmentation, forward, backward, SGD)."""
     from embedlab.datasets import ImageFolder
+    from embedlab.distillation import queue_size_for
     from embedlab.training import SSLModule, ssl_transform
 
     torch.manual_seed(0)
-    module = SSLModule(backbone=recipe["backbone"], init=recipe["init"], small_images=recipe["small_images"],
-                       layers=recipe["layers"], method=recipe["method"], image_size=image_size,
-                       batch_size=recipe["batch_size"], temperature=recipe["temperature"],
-                       freeze_bn=recipe["freeze_bn"])
+    module = SSLModule(
+        backbone=options["backbone"],
+        init=options["init"],
+        small_images=options["small_images"],
+        method=options["method"],
+        image_size=options["image_size"],
+        batch_size=options["batch_size"],
+        temperature=options.get("temperature", 0.5),
+        freeze_bn=options["freeze_bn"],
+        teacher=options.get("teacher"),
+        teacher_image_size=options.get("teacher_image_size"),
+        queue_size=queue_size_for(1000),
+    )
     module.log = lambda *a, **k: None  # no Trainer here
     module.train()
-    folder = ImageFolder(root, ssl_transform(recipe["augment"], image_size, method=recipe["method"],
-                                             min_scale=recipe["min_scale"]))
-    loader = torch.utils.data.DataLoader(folder, batch_size=recipe["batch_size"], shuffle=True, drop_last=True)
+    folder = ImageFolder(
+        root,
+        ssl_transform(
+            options["augment"], options["image_size"], method=options["method"], min_scale=options["min_scale"]
+        ),
+    )
+    loader = torch.utils.data.DataLoader(folder, batch_size=options["batch_size"], shuffle=True, drop_last=True)
     optimizer = torch.optim.SGD([p for p in module.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
     times = []
     for i, batch in enumerate(loader):
@@ -96,176 +190,191 @@ def measure_throughput(root: Path, recipe: dict[str, Any], image_size: int, step
         times.append(time.perf_counter())
         if len(times) > steps:
             break
-    return recipe["batch_size"] * (len(times) - 1) / (times[-1] - times[0])
+    return (times[-1] - times[0]) / (len(times) - 1)
 
 
-def run_ssl(name: str, recipe: dict[str, Any], root: Path, out: Path, args: argparse.Namespace,
-            n_images: int) -> dict[str, Any]:
-    """Calibrate epochs from measured throughput, train with a wall-clock cap, embed all images, kNN."""
+def run_recipe(
+    key: str, root: Path, out: Path, args: argparse.Namespace, n_images: int, start_knn: float | None
+) -> dict[str, Any]:
+    """Plan steps from measured throughput, train with a wall-clock cap, embed at each size; the learning curve."""
+    import shutil
+
     from embedlab.training import train
 
-    budget = args.budget_min * 60.0
-    rate = measure_throughput(root, recipe, args.image_size, args.calibration_steps)
-    # the plan: 85% of the budget at the measured rate (the rest: kNN monitor, checkpoints, set-up), in steps, so
-    # the warmup + cosine schedule is sized to what fits; max_time stays the hard cap
-    steps_per_epoch = n_images // recipe["batch_size"]
-    planned_steps = max(1, int(0.85 * budget * rate / recipe["batch_size"]))
+    recipe = RECIPES[key]
+    options = dict(recipe["train"])
+    budget = args.minutes * 60.0
+    step_seconds = measure_step_seconds(root, options, args.calibration_steps)
+    # 85% of the budget at the measured rate (the rest: kNN monitor, checkpoints, set-up), never more than the
+    # recipe's own steps; the warmup + cosine schedule is sized to the plan, max_time stays the hard cap
+    planned = max(1, min(recipe["steps"], int(0.85 * budget / step_seconds)))
     if args.steps:
-        planned_steps = args.steps
-    if args.epochs:
-        planned_steps = args.epochs * steps_per_epoch
-    epochs = max(1, -(-planned_steps // steps_per_epoch))
-    max_steps = None if args.epochs else planned_steps
-    print(f"\n[{name}] measured {rate:.1f} pairs/s -> planned {planned_steps} steps "
-          f"({planned_steps / steps_per_epoch:.2f} epochs) in a {args.budget_min:g}-minute budget "
-          f"(hard cap max_time={budget:.0f} s)", flush=True)
-    run_dir = out / name.split(" (")[0].lower().replace(" ", "_")
-    if run_dir.exists() and not args.keep_runs:
-        import shutil
-
+        planned = args.steps
+    per_epoch = n_images // options["batch_size"]
+    epochs = max(1, -(-planned // per_epoch))
+    print(
+        f"\n[{recipe['label']}] {step_seconds:.2f} s/step measured -> {planned} steps planned "
+        f"({planned / per_epoch:.2f} epochs; recipe: {recipe['steps']}), hard cap {args.minutes:g} min",
+        flush=True,
+    )
+    run_dir = out / key
+    if run_dir.exists():
         shutil.rmtree(run_dir)
-    options = {k: v for k, v in recipe.items()}
     start = time.perf_counter()
-    watcher = _EpochPrinter(run_dir / "epochs.csv", name)
-    watcher.start()
-    try:
-        result = train(root, run_dir, epochs=epochs, image_size=args.image_size, max_time=budget, seed=0,
-                       max_steps=max_steps, progress=args.progress, knn_images=2000, **options)
-    finally:
-        watcher.stop()
-    wall = time.perf_counter() - start
-    steps = sum(int(r["steps"]) for r in _epoch_rows(run_dir))
-    accuracy, embed_seconds = embed_knn(root, result.exported, args.image_size, name)
-    curve = ", ".join(f"{k:.3f}" for k in result.knn_history)
-    print(f"[{name}] trained {wall / 60:.1f} min, {steps} steps = {steps / steps_per_epoch:.2f} epochs "
-          f"({planned_steps} steps planned); kNN monitor (2,000-image subset) per epoch: [{curve}]; "
-          f"final kNN on all {n_images} images: {accuracy:.4f}", flush=True)
-    return {"row": name, "knn": accuracy, "train_minutes": wall / 60, "epochs_done": steps / steps_per_epoch,
-            "epochs_planned": round(planned_steps / steps_per_epoch, 2), "steps_done": steps,
-            "steps_planned": planned_steps, "pairs_per_second_calibration": rate,
-            "knn_curve_subset": result.knn_history,
-            "embed_seconds": embed_seconds, "recipe": recipe}
+    result = train(
+        root,
+        run_dir,
+        epochs=epochs,
+        max_steps=planned,
+        max_time=budget,
+        seed=0,
+        progress=False,
+        knn_images=n_images,
+        num_workers=0,
+        **options,
+    )
+    minutes = (time.perf_counter() - start) / 60
+    steps_done = _steps_done(run_dir)
+    curve = [{"step": 0, "knn": start_knn}] if start_knn is not None else []
+    curve += [{"step": min(per_epoch * (i + 1), steps_done), "knn": k} for i, k in enumerate(result.knn_history)]
+    print(
+        f"  learning curve (kNN at {options['image_size']} px by step): "
+        + ", ".join(f"{p['step']}: {p['knn']:.4f}" for p in curve),
+        flush=True,
+    )
+    embedded = {}
+    for size in recipe["embed_sizes"]:
+        embedded[size], _ = embed_knn(root, result.exported, size)
+        print(
+            f"  trained {minutes:.1f} min, {steps_done} steps; embedded at {size} px: kNN {embedded[size]:.4f}",
+            flush=True,
+        )
+    return {
+        "kind": "recipe",
+        "key": key,
+        "row": recipe["label"],
+        "train_options": options,
+        "steps_planned": planned,
+        "steps_done": steps_done,
+        "train_minutes": round(minutes, 2),
+        "seconds_per_step": round(minutes * 60 / max(steps_done, 1), 2),
+        "seconds_per_step_calibration": round(step_seconds, 2),
+        "curve": curve,
+        "knn_by_embed_size": {str(s): v for s, v in embedded.items()},
+        "knn": max(embedded.values()),
+        "best_embed_size": max(embedded, key=lambda s: embedded[s]),
+    }
 
 
-class _EpochPrinter(threading.Thread):
-    """Print each new row of a run's epochs.csv (loss, kNN monitor) while train() runs: the learning curve, live."""
-
-    def __init__(self, path: Path, name: str) -> None:
-        super().__init__(daemon=True)
-        self.path, self.name, self.seen = path, name, 0
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.wait(5.0):
-            self.poll()
-
-    def poll(self) -> None:
-        rows = _epoch_rows(self.path.parent) if self.path.is_file() else []
-        for row in rows[self.seen:]:
-            print(f"  [{self.name.split(' (')[0]}] epoch {int(row['epoch']) + 1}: {row['steps']} steps, loss "
-                  f"{float(row['loss']):.3f}, kNN monitor {row['knn_accuracy']}, {float(row['seconds']):.0f} s, "
-                  f"{float(row['images_per_second']):.1f} pairs/s", flush=True)
-        self.seen = max(self.seen, len(rows))
-
-    def stop(self) -> None:
-        self.done.set()
-        self.join()
-        self.poll()
-
-
-def _epoch_rows(run_dir: Path) -> list[dict[str, str]]:
-    """epochs.csv rows of a run."""
+def _steps_done(run_dir: Path) -> int:
+    """Optimizer steps a run took (rows of its loss.csv)."""
     import csv
 
-    with open(run_dir / "epochs.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
+    with open(run_dir / "loss.csv", newline="") as handle:
+        return sum(1 for _ in csv.DictReader(handle))
+
+
+def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The best recipe row against the strongest baseline, in kNN points, and whether the +2 target is met."""
+    baselines = [r for r in rows if r["kind"] == "baseline"]
+    recipes = [r for r in rows if r["kind"] == "recipe"]
+    strongest = max(baselines, key=lambda r: r["knn"])
+    result = {"strongest_baseline": strongest["row"], "strongest_baseline_knn": strongest["knn"]}
+    if recipes:
+        best = max(recipes, key=lambda r: r["knn"])
+        gain = 100 * (best["knn"] - strongest["knn"])
+        result.update(
+            {
+                "best_recipe": best["row"],
+                "best_recipe_knn": best["knn"],
+                "best_recipe_embed_size": best["best_embed_size"],
+                "gain_points": round(gain, 2),
+                "target_points": TARGET_POINTS,
+                "target_met": gain >= TARGET_POINTS,
+            }
+        )
+    return result
+
+
+def print_table(rows: list[dict[str, Any]], n_images: int, outcome: dict[str, Any]) -> None:
+    """The result table (markdown), each recipe's learning curve, and the verdict."""
+    print(f"\n## Fashion-MNIST, {n_images} images: kNN accuracy (k=20, cosine, weighted, leave-one-out)")
+    print("| embedding | kNN | training |")
+    print("|---|---|---|")
+    for row in sorted(rows, key=lambda r: -r["knn"]):
+        if row["kind"] == "recipe":
+            sizes = ", ".join(f"{v:.4f} at {s} px" for s, v in row["knn_by_embed_size"].items())
+            print(
+                f"| {row['row']} | {sizes} | {row['steps_done']} steps, {row['train_minutes']:.1f} min "
+                f"({row['seconds_per_step']:.2f} s/step) |"
+            )
+        else:
+            print(f"| {row['row']}{' (floor)' if row['kind'] == 'floor' else ''} | {row['knn']:.4f} | - |")
+    print(f"\nstrongest baseline: {outcome['strongest_baseline']} {outcome['strongest_baseline_knn']:.4f}")
+    for row in (r for r in rows if r["kind"] == "recipe"):
+        points = ", ".join(f"{p['step']}: {p['knn']:.4f}" for p in row["curve"])
+        print(f"learning curve, {row['row']}: {points}")
+    if "best_recipe" in outcome:
+        status = "TARGET MET" if outcome["target_met"] else "TARGET NOT MET"
+        print(
+            f"verdict: best recipe {outcome['best_recipe']} (embedded at {outcome['best_recipe_embed_size']} px) "
+            f"{outcome['best_recipe_knn']:.4f} vs {outcome['strongest_baseline']} "
+            f"{outcome['strongest_baseline_knn']:.4f}: {outcome['gain_points']:+.1f} points "
+            f"(target +{TARGET_POINTS:g}) -> {status}"
+        )
+
+
+def parse_args() -> argparse.Namespace:
+    """Command-line options: what to run and how long it may take."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=300, help="images per class (300 = the demo; 1000 = all)")
+    parser.add_argument("--minutes", type=float, default=15.0, help="training budget per recipe (wall clock)")
+    parser.add_argument(
+        "--recipes",
+        nargs="*",
+        default=list(DEFAULT_RECIPES),
+        choices=sorted(RECIPES),
+        help="which training recipes to run (none: baselines only)",
+    )
+    parser.add_argument("--baseline-sizes", type=int, nargs="*", default=list(BASELINE_SIZES))
+    parser.add_argument("--steps", type=int, default=0, help="override the planned steps of every recipe")
+    parser.add_argument("--calibration-steps", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench_quality", help="runs and data")
+    parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "quality.json")
+    return parser.parse_args()
 
 
 def main() -> int:
-    """Run every row in one process, print the table and the verdict, save JSON next to the runs."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="where the PNGs go (default: <out>/data, private to the benchmark)")
-    parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench_quality")
-    parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--budget-min", type=float, default=15.0, help="wall-clock budget per SSL row (minutes)")
-    parser.add_argument("--epochs", type=int, default=0, help="override the calibrated epochs")
-    parser.add_argument("--steps", type=int, default=0, help="override the calibrated steps (max_steps)")
-    parser.add_argument("--calibration-steps", type=int, default=3)
-    parser.add_argument("--reference-sizes", type=int, nargs="*", default=[64],
-                        help="extra ImageNet rows at these sizes (reference only)")
-    parser.add_argument("--limit", type=int, default=None, help="images per class (default: all 1,000)")
-    parser.add_argument("--only", nargs="*", default=None, help="run only SSL rows whose name contains these")
-    parser.add_argument("--keep-runs", action="store_true", help="resume existing SSL runs instead of restarting")
-    parser.add_argument("--progress", action="store_true", help="show Lightning's progress bar")
-    parser.add_argument("--quick", action="store_true", help="smoke version: 50 images/class, 1-minute budgets")
-    args = parser.parse_args()
-    if args.quick:
-        args.limit, args.budget_min, args.reference_sizes = 50, 1.0, []
-        args.out = args.out.with_name(args.out.name + "_quick")
-    data_dir = args.data_dir or args.out / "data"
+    """Baselines, floors and recipes in one process; the table, the curves, the verdict; JSON for the README."""
+    args = parse_args()
+    from embedlab._io import write_json
     from embedlab.datasets import ImageFolder, prepare
-    from embedlab.models import create_backbone
 
     print("embedlab bench_quality:", machine_info(), flush=True)
-    print("NOTE: this machine was shared with other jobs during the run (see load avg); wall-clock budgets are "
-          "therefore worth fewer epochs than on an idle machine.", flush=True)
-    root = prepare("fashion-mnist", data_dir, limit=args.limit, progress=False)
+    root = prepare("fashion-mnist", args.out / "data", limit=args.images, progress=False)
     n_images = len(ImageFolder(root))
-    size = args.image_size
-    print(f"data: {root} ({n_images} images); every row at {size} px; kNN leave-one-out, k=20, cosine, weighted",
-          flush=True)
-    rows: list[dict[str, Any]] = []
-
-    start = time.perf_counter()
-    pixels, labels = raw_pixels(root, size)
-    rows.append({"row": f"raw pixels ({size}x{size}x3)", "knn": knn(pixels, labels),
-                 "seconds": time.perf_counter() - start})
-    print(f"raw pixels: {rows[-1]['knn']:.4f}", flush=True)
-    torch.manual_seed(0)
-    scratch = next(iter(SSL_ROWS.values()))  # the untrained twin of the from-scratch SSL row
-    random_net = create_backbone("resnet18", None, small_images=scratch["small_images"])
-    accuracy, seconds = embed_knn(root, random_net, size, "random")
-    stem = "small-image stem" if scratch["small_images"] else "standard stem"
-    rows.append({"row": f"random-init ResNet18 ({stem})", "knn": accuracy, "seconds": seconds})
-    print(f"random-init ResNet18: {accuracy:.4f}", flush=True)
-    accuracy, seconds = embed_knn(root, "efficientnet_lite0", size, "imagenet")
-    rows.append({"row": "ImageNet EfficientNet-Lite0", "knn": accuracy, "seconds": seconds})
-    imagenet_same_size = accuracy
-    print(f"ImageNet EfficientNet-Lite0 @{size}: {accuracy:.4f}", flush=True)
-
-    for name, recipe in SSL_ROWS.items():
-        if args.only and not any(word.lower() in name.lower() for word in args.only):
-            continue
-        rows.append(run_ssl(name, recipe, root, args.out, args, n_images))
-
-    for ref in args.reference_sizes:
-        accuracy, seconds = embed_knn(root, "efficientnet_lite0", ref, f"imagenet{ref}")
-        rows.append({"row": f"(reference) ImageNet EfficientNet-Lite0 @{ref} px", "knn": accuracy,
-                     "seconds": seconds, "image_size": ref})
-        print(f"(reference) ImageNet EfficientNet-Lite0 @{ref}: {accuracy:.4f}", flush=True)
-
-    print(f"\n## Fashion-MNIST, {n_images} images, {size} px, kNN (k=20, cosine, weighted, leave-one-out)")
-    print("| embedding | kNN accuracy | SSL training (wall, epochs done / planned) |")
-    print("|---|---|---|")
-    for row in rows:
-        train_text = (f"{row['train_minutes']:.1f} min, {row['epochs_done']:.2f} / {row['epochs_planned']}"
-                      if "train_minutes" in row else "-")
-        print(f"| {row['row']} | {row['knn']:.4f} | {train_text} |")
-    ssl = [r for r in rows if "train_minutes" in r]
-    if ssl:
-        best = max(ssl, key=lambda r: r["knn"])
-        gain = 100 * (best["knn"] - imagenet_same_size)
-        verdict = "TARGET MET" if gain >= 2.0 else "TARGET NOT MET"
-        print(f"\nbest SSL row: {best['row']} {best['knn']:.4f} vs ImageNet EfficientNet-Lite0 at the same "
-              f"{size} px {imagenet_same_size:.4f}: {gain:+.1f} points (target +2.0) -> {verdict}")
+    print(f"data: {n_images} images; baselines at {args.baseline_sizes} px; recipes {args.recipes}", flush=True)
+    rows = baseline_rows(root, args.baseline_sizes)
+    by_size = {r["image_size"]: r["knn"] for r in rows if r["kind"] == "baseline"}
+    for key in args.recipes:
+        size = RECIPES[key]["train"]["image_size"]
+        start_knn = by_size.get(size) if RECIPES[key]["train"]["init"] == "imagenet" else None
+        rows.append(run_recipe(key, root, args.out, args, n_images, start_knn))
+    outcome = verdict(rows)
+    print_table(rows, n_images, outcome)
     print("end:", machine_info())
-    args.out.mkdir(parents=True, exist_ok=True)
-    from embedlab._io import write_json
-
-    write_json(args.out / "results.json", {"machine": machine_info(), "image_size": size, "images": n_images,
-                                           "budget_min": args.budget_min, "rows": rows})
-    print(f"results: {args.out / 'results.json'}")
+    write_json(
+        args.json,
+        {
+            "machine": machine_info(),
+            "images": n_images,
+            "minutes_per_recipe": args.minutes,
+            "knn": "leave-one-out, k=20, cosine, weighted",
+            "rows": rows,
+            "verdict": outcome,
+        },
+    )
+    print(f"results: {args.json}")
     return 0
 
 

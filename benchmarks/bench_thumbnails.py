@@ -46,6 +46,14 @@ def decode_rate(files: list[Path], size: int, draft: bool) -> float:
     return len(files) / (time.perf_counter() - start)
 
 
+def headline(result: dict, size: int) -> str:
+    """One sentence for the docs: thumbnails per second by worker count and the gain from draft decoding."""
+    rates = ", ".join(f"{r['images_per_s']:.0f} images/s with {r['workers']} process{'es' * (r['workers'] > 1)}"
+                      for r in result["runs"])
+    draft, full = (d["images_per_s"] for d in result["decode"])
+    return f"make_thumbnails at {size} px: {rates}; JPEG draft decoding {draft / full:.1f}x faster than a full decode"
+
+
 def main() -> None:
     """Generate the images, run the measurements, print a summary."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -53,7 +61,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64, help="thumbnail size (default: %(default)s)")
     parser.add_argument("--json", help="also write the results here, e.g. benchmarks/results/thumbnails.json")
     args = parser.parse_args()
-    result: dict = {"benchmark": "thumbnails", "settings": {"count": args.count, "size": args.size}, "runs": []}
+    result: dict = {"benchmark": "thumbnails", "kind": "speed", "settings": {"count": args.count, "size": args.size},
+                    "runs": []}
     work = Path(tempfile.mkdtemp(prefix="embedlab-bench-"))
     try:
         raw = work / "raw"
@@ -89,9 +98,7 @@ def main() -> None:
     if args.json:
         from _machine import save_result  # imports torch: only now, after the worker processes are done
 
-        rates = ", ".join(f"{r['images_per_s']:.0f} with {r['workers']}" for r in result["runs"])
-        result["headline"] = (f"make_thumbnails at {args.size} px: {rates} process(es) (images/s); JPEG draft "
-                              f"decoding {with_draft / without:.1f}x faster than a full decode")
+        result["headline"] = headline(result, args.size)
         save_result(args.json, result)
 
 

@@ -136,6 +136,7 @@ def main() -> None:
               f"(target >= 0.95) -> {'OK' if ratio >= 0.95 else 'BELOW TARGET'}")
     save_result(args.json, {
         "benchmark": "train_step",
+        "kind": "speed",
         "headline": f"embedlab's training step runs at {summary[0]['ratio']:.3f}x the speed of a bare torch + lightly "
                     f"loop (median of rounds; target >= 0.95)",
         "settings": {k: getattr(args, k) for k in ("backbone", "image_size", "batch_size", "steps", "rounds",

@@ -46,8 +46,11 @@ EMBEDDING_LABELS = {
     "random": "random init (floor)",
     "pca": "raw pixels (PCA)",
 }
-METRIC_COLUMNS = (("knn_accuracy", "kNN accuracy"), ("linear_probe_accuracy", "linear probe"),
-                  ("cluster_nmi", "cluster NMI"))
+METRIC_COLUMNS = (
+    ("knn_accuracy", "kNN accuracy"),
+    ("linear_probe_accuracy", "linear probe"),
+    ("cluster_nmi", "cluster NMI"),
+)
 
 
 # ------------------------------------------------------------------------------------------------ markdown helpers
@@ -58,7 +61,7 @@ def escape_markdown(text: str) -> str:
     """Escape `<` and `>` outside code spans, so GitHub shows `<class>` instead of swallowing it as HTML."""
     out, last = [], 0
     for match in CODE_SPAN.finditer(text):
-        out += [text[last:match.start()].replace("<", "&lt;").replace(">", "&gt;"), match.group(0)]
+        out += [text[last : match.start()].replace("<", "&lt;").replace(">", "&gt;"), match.group(0)]
         last = match.end()
     out.append(text[last:].replace("<", "&lt;").replace(">", "&gt;"))
     return "".join(out)
@@ -84,8 +87,7 @@ def markdown_table(rows: list[Mapping[str, Any]], columns: list[tuple[str, str]]
         for row in rows:
             keys += [k for k in row if k not in keys and not isinstance(row[k], (dict, list))]
         columns = [(k, k) for k in keys]
-    lines = ["| " + " | ".join(header for _, header in columns) + " |",
-             "|" + "---|" * len(columns)]
+    lines = ["| " + " | ".join(header for _, header in columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(format_value(row.get(key, "")) for key, _ in columns) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -128,8 +130,10 @@ def _signature(obj: Any, *, wrap_at: int = 0) -> str:
     except (TypeError, ValueError):
         return ""
     empty = inspect.Parameter.empty
-    params = [p.replace(annotation=_Annotation(p.annotation)) if p.annotation is not empty else p
-              for p in sig.parameters.values()]
+    params = [
+        p.replace(annotation=_Annotation(p.annotation)) if p.annotation is not empty else p
+        for p in sig.parameters.values()
+    ]
     returns = _Annotation(sig.return_annotation) if sig.return_annotation is not inspect.Signature.empty else empty
     sig = sig.replace(parameters=params, return_annotation=returns)
     text = re.sub(r" at 0x[0-9a-fA-F]+", "", str(sig))
@@ -203,8 +207,7 @@ def _describe(name: str, obj: Any) -> list[str]:
     where = getattr(obj, "__module__", None)
     lines = [f"### `{name}`", ""]
     if kind in ("class", "function"):
-        lines += ["```python", f"{'class ' if kind == 'class' else ''}{name}{_signature(obj, wrap_at=100)}", "```",
-                  ""]
+        lines += ["```python", f"{'class ' if kind == 'class' else ''}{name}{_signature(obj, wrap_at=100)}", "```", ""]
     elif kind == "exception":
         bases = ", ".join(b.__name__ for b in obj.__bases__)
         lines += [f"`class {name}({bases})`", ""]
@@ -233,9 +236,13 @@ def _module_extras(module: Any, exported: set[str]) -> list[tuple[str, Any]]:
     """Public names of a module (its __all__, else what it defines) that `embedlab` itself does not re-export."""
     names = getattr(module, "__all__", None)
     if names is None:
-        names = [n for n, v in vars(module).items() if not n.startswith("_")
-                 and getattr(v, "__module__", None) == module.__name__
-                 and (inspect.isfunction(v) or inspect.isclass(v))]
+        names = [
+            n
+            for n, v in vars(module).items()
+            if not n.startswith("_")
+            and getattr(v, "__module__", None) == module.__name__
+            and (inspect.isfunction(v) or inspect.isclass(v))
+        ]
     return [(n, getattr(module, n)) for n in names if n not in exported and hasattr(module, n)]
 
 
@@ -250,11 +257,18 @@ def api_markdown() -> str:
         stages.setdefault(module, [])
     exported = set(embedlab._EXPORTS)
     toc = [f"- [`embedlab.{module}`](#{github_anchor(f'`embedlab.{module}`')})" for module in stages]
-    out = ["# API reference", "", GENERATED_NOTE, "",
-           "Everything below is importable from `embedlab` directly (`from embedlab import train`); the modules "
-           "load lazily, so `import embedlab` stays fast. One module per pipeline stage, in the order the data "
-           "flows; each imports only the ones above it. Regenerate with `python data_scripts/make_docs.py`.", "",
-           *toc, ""]
+    out = [
+        "# API reference",
+        "",
+        GENERATED_NOTE,
+        "",
+        "Everything below is importable from `embedlab` directly (`from embedlab import train`); the modules "
+        "load lazily, so `import embedlab` stays fast. One module per pipeline stage, in the order the data "
+        "flows; each imports only the ones above it. Regenerate with `python data_scripts/make_docs.py`.",
+        "",
+        *toc,
+        "",
+    ]
     for module_name, names in stages.items():
         module = importlib.import_module(f"embedlab.{module_name}")
         out += [f"## `embedlab.{module_name}`", ""]
@@ -306,19 +320,32 @@ def readme_results(results: Mapping[str, Mapping[str, Any]]) -> str:
     if demo:
         images, classes = demo.get("images"), demo.get("classes")
         what = f"{images:,} Fashion-MNIST images, {classes} classes" if images and classes else "Fashion-MNIST"
-        lines += [f"`make demo` ({what}; every network at the same input size unless the row says otherwise):", "",
-                  demo_table(demo), ""]
+        lines += [
+            f"`make demo` ({what}; every network at the same input size unless the row says otherwise):",
+            "",
+            demo_table(demo),
+            "",
+        ]
+        if demo.get("verdict"):
+            lines += [
+                "Notebook 05's verdict, written from these numbers:",
+                "",
+                f"> {escape_markdown(str(demo['verdict']))}",
+                "",
+            ]
         if demo.get("total_seconds"):
             lines.append(f"- Whole demo: {_minutes(float(demo['total_seconds']))} of wall time, 01 → 06.")
         if demo.get("machine"):
             lines.append(f"- Machine: {without_load(str(demo['machine']))}.")
     else:
-        lines.append("No demo result committed yet: run `make demo`, then `python data_scripts/make_docs.py "
-                     "--from-run runs/demo`.")
+        lines.append(
+            "No demo result committed yet: run `make demo`, then `python data_scripts/make_docs.py "
+            "--from-run runs/demo`."
+        )
     for name, result in results.items():
         headline = result.get("headline")
-        if name == "demo" or not headline:
-            continue
+        if name == "demo" or not headline or result.get("kind") == "speed":
+            continue  # speed benchmarks depend on the machine's load: docs/benchmarks.md shows them with it
         machine = without_load(str(result.get("machine", "machine not recorded")))
         lines.append(f"- `{name}`: {escape_markdown(str(headline))} (machine: {machine}).")
     lines += ["", "Every benchmark, its command and its full table: [docs/benchmarks.md](docs/benchmarks.md)."]
@@ -332,16 +359,23 @@ def render_result(result: Mapping[str, Any]) -> list[str]:
         out += [f"Machine: {result['machine']}", ""]
     if result.get("headline"):
         out += [f"**{escape_markdown(str(result['headline']))}**", ""]
-    facts = [(k, v) for k, v in result.items()
-             if k not in ("machine", "headline", "command") and not isinstance(v, (dict, list))]
+    facts = [
+        (k, v)
+        for k, v in result.items()
+        if k not in ("machine", "headline", "command") and not isinstance(v, (dict, list))
+    ]
     out += [f"- {k}: {escape_markdown(format_value(v))}" for k, v in facts]
     if facts:
         out.append("")
     for key, value in result.items():
         if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             out += [f"`{key}`:", "", markdown_table(value), ""]
-        elif isinstance(value, dict) and value and all(isinstance(v, (int, float, str)) for v in value.values()) \
-                and key != "parameters":
+        elif (
+            isinstance(value, dict)
+            and value
+            and all(isinstance(v, (int, float, str)) for v in value.values())
+            and key != "parameters"
+        ):
             out += [f"`{key}`:", "", markdown_table([{"name": k, "value": v} for k, v in value.items()]), ""]
     return out
 
@@ -356,47 +390,72 @@ def _bench_docstring(script: Path) -> str:
 def _results_for(script: Path, results: Mapping[str, Any]) -> list[str]:
     """Names of result files that belong to bench_<x>.py: <x>.json, bench_<x>.json or <x>_*.json."""
     short = script.stem.removeprefix("bench_")
-    return [n for n in results if n in (short, script.stem) or n.startswith(f"{short}_")
-            or results[n].get("benchmark") in (short, script.stem, script.name)]
+    return [
+        n
+        for n in results
+        if n in (short, script.stem)
+        or n.startswith(f"{short}_")
+        or results[n].get("benchmark") in (short, script.stem, script.name)
+    ]
 
 
 def benchmarks_markdown(results: Mapping[str, Mapping[str, Any]]) -> str:
     """docs/benchmarks.md: one section per benchmark script (command, what it measures, latest result)."""
     scripts = sorted((REPO / "benchmarks").glob("bench_*.py"))
-    out = ["# Benchmarks", "", GENERATED_NOTE, "",
-           "Each benchmark is one command that prints the machine it ran on and compares side by side in one "
-           "process (rounds alternate A B A B, because a machine's load changes over minutes); none gates CI. "
-           "`make bench` runs them all. A result is committed as `benchmarks/results/<name>.json`; this page shows "
-           "the latest committed file of each, with its machine. Numbers from different machines do not compare.",
-           "", f"- [The demo (`make demo`)](#{github_anchor('The demo (`make demo`)')})"]
+    out = [
+        "# Benchmarks",
+        "",
+        GENERATED_NOTE,
+        "",
+        "Each benchmark is one command that prints the machine it ran on and compares side by side in one "
+        "process (rounds alternate A B A B, because a machine's load changes over minutes); none gates CI. "
+        "`make bench` runs them all. A result is committed as `benchmarks/results/<name>.json`; this page shows "
+        "the latest committed file of each, with its machine. Numbers from different machines do not compare.",
+        "",
+        f"- [The demo (`make demo`)](#{github_anchor('The demo (`make demo`)')})",
+    ]
     out += [f"- [`{s.name}`](#{github_anchor(f'`{s.name}`')})" for s in scripts]
     out.append("")
     demo = results.get("demo")
-    out += ["## The demo (`make demo`)", "",
-            "The whole tutorial (notebooks 01 → 06 via papermill, `notebooks/params/demo.yaml`) on the embedded "
-            "Fashion-MNIST, offline. `benchmarks/results/demo.json` is copied from `runs/demo/metrics.json` and "
-            "`runs/demo/pipeline.json` by `python data_scripts/make_docs.py --from-run runs/demo`.", ""]
+    out += [
+        "## The demo (`make demo`)",
+        "",
+        "The whole tutorial (notebooks 01 → 06 via papermill, `notebooks/params/demo.yaml`) on the embedded "
+        "Fashion-MNIST, offline. `benchmarks/results/demo.json` is copied from `runs/demo/metrics.json` and "
+        "`runs/demo/pipeline.json` by `python data_scripts/make_docs.py --from-run runs/demo`.",
+        "",
+    ]
     if demo:
         out += render_result({k: v for k, v in demo.items() if k != "seconds"})
         if isinstance(demo.get("seconds"), dict):
-            out += ["Time per notebook:", "",
-                    markdown_table([{"notebook": k, "time": _minutes(float(v))} for k, v in demo["seconds"].items()]),
-                    ""]
+            out += [
+                "Time per notebook:",
+                "",
+                markdown_table([{"notebook": k, "time": _minutes(float(v))} for k, v in demo["seconds"].items()]),
+                "",
+            ]
     else:
         out += ["No result committed yet.", ""]
     claimed = {"demo"}
     for script in scripts:
         doc = _bench_docstring(script)
         summary, _, details = doc.partition("\n\n")
-        out += [f"## `{script.name}`", "", escape_markdown(summary.replace("\n", " ")), "",
-                "```bash", f"python benchmarks/{script.name}", "```", ""]
+        out += [
+            f"## `{script.name}`",
+            "",
+            escape_markdown(summary.replace("\n", " ")),
+            "",
+            "```bash",
+            f"python benchmarks/{script.name}",
+            "```",
+            "",
+        ]
         if details.strip():
             out += [escape_markdown(details.strip()), ""]
         names = _results_for(script, results)
         claimed.update(names)
         if not names:
-            out += [f"Latest result: none committed yet (save one as `benchmarks/results/"
-                    f"{script.stem.removeprefix('bench_')}.json`).", ""]
+            out += ["Latest result: none committed yet.", ""]
         for name in names:
             out += [f"### Latest result: `benchmarks/results/{name}.json`", ""]
             if results[name].get("command"):
@@ -425,16 +484,22 @@ def import_run(run_dir: Path) -> list[Path]:
     machine = metrics.get("machine") or pipeline.get("machine")
     if not machine:
         raise SystemExit(f"make_docs: {pipeline_path} records no machine; rerun the demo with this version")
-    result = {**metrics, "machine": machine, "seconds": seconds, "total_seconds": round(sum(seconds.values()), 1),
-              "source": "make demo (notebooks/params/demo.yaml): runs/demo/metrics.json and pipeline.json"}
+    result = {
+        **metrics,
+        "machine": machine,
+        "seconds": seconds,
+        "total_seconds": round(sum(seconds.values()), 1),
+        "source": "make demo (notebooks/params/demo.yaml): runs/demo/metrics.json and pipeline.json",
+    }
     write_json(DEMO_RESULT, result)
     from PIL import Image
 
     with Image.open(run_dir / DEMO_FIGURE_SOURCE) as image:
         image = image.convert("RGB")
         if image.width > FIGURE_MAX_WIDTH:
-            image = image.resize((FIGURE_MAX_WIDTH, round(image.height * FIGURE_MAX_WIDTH / image.width)),
-                                 Image.Resampling.LANCZOS)
+            image = image.resize(
+                (FIGURE_MAX_WIDTH, round(image.height * FIGURE_MAX_WIDTH / image.width)), Image.Resampling.LANCZOS
+            )
         with atomic_path(DEMO_FIGURE) as tmp:
             image.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(tmp, format="PNG", optimize=True)
     return [DEMO_RESULT, DEMO_FIGURE]
@@ -466,8 +531,10 @@ def notebooks_table() -> str:
     for path in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         title, learn = _notebook_intro(path)
         colab = f"https://colab.research.google.com/github/{slug}/blob/main/notebooks/{path.name}"
-        rows.append(f"| [`{path.stem}`](notebooks/{path.name}) | {escape_markdown(title)} | "
-                    f"{escape_markdown(learn)} | [open]({colab}) |")
+        rows.append(
+            f"| [`{path.stem}`](notebooks/{path.name}) | {escape_markdown(title)} | "
+            f"{escape_markdown(learn)} | [open]({colab}) |"
+        )
     return "\n".join(["| notebook | topic | you will learn | Colab |", "|---|---|---|---|", *rows])
 
 
@@ -498,8 +565,10 @@ def params_table() -> str:
         purpose = purpose[:1].upper() + purpose[1:]
         per_class = values.get("limit_per_class")
         data = f"{values.get('dataset')}, {f'{per_class} per class' if per_class else 'all images'}"
-        rows.append(f"| [`{path.stem}`](notebooks/params/{path.name}) | {data} | "
-                    f"{_training_summary(values)} | {escape_markdown(purpose)} |")
+        rows.append(
+            f"| [`{path.stem}`](notebooks/params/{path.name}) | {data} | "
+            f"{_training_summary(values)} | {escape_markdown(purpose)} |"
+        )
     return "\n".join(["| set | data | training | what it is for |", "|---|---|---|---|", *rows])
 
 
@@ -514,8 +583,10 @@ def datasets_table() -> str:
         title = f"[{spec.title}]({spec.homepage})" if spec.homepage else spec.title
         size = f"{spec.num_images:,} images, {spec.num_classes} classes; {spec.image_format}"
         licence = spec.license.replace("the paper below", "the paper (last column)")
-        rows.append(f"| `{name}` | {escape_markdown(title)} | {escape_markdown(size)} | {escape_markdown(licence)} | "
-                    f"{escape_markdown(spec.citation)} |")
+        rows.append(
+            f"| `{name}` | {escape_markdown(title)} | {escape_markdown(size)} | {escape_markdown(licence)} | "
+            f"{escape_markdown(spec.citation)} |"
+        )
     return "\n".join(["| name | dataset | size | licence | citation |", "|---|---|---|---|---|", *rows])
 
 
@@ -535,8 +606,11 @@ def reliability_section() -> str:
     if start not in text:
         return RELIABILITY_FALLBACK
     body = text.split(start, 1)[1]
-    body = body.split("<!-- /README section -->", 1)[0] if "<!-- /README section -->" in body else \
-        re.split(r"^#{1,6} |^<!--", body, maxsplit=1, flags=re.MULTILINE)[0]
+    body = (
+        body.split("<!-- /README section -->", 1)[0]
+        if "<!-- /README section -->" in body
+        else re.split(r"^#{1,6} |^<!--", body, maxsplit=1, flags=re.MULTILINE)[0]
+    )
     # links in docs/reliability.md are relative to docs/; in README they must be relative to the repository root
     body = re.sub(r"\]\((?!https?:|#|/)([^)]+)\)", lambda m: f"]({_rebase_from_docs(m.group(1))})", body.strip())
     if "docs/reliability.md" not in body:
@@ -558,9 +632,13 @@ def expected_files() -> dict[Path, Callable[[], str]]:
 
     def readme() -> str:
         text = README.read_text(encoding="utf-8")
-        for name, body in (("notebooks", notebooks_table()), ("params", params_table()),
-                           ("results", readme_results(results)), ("reliability", reliability_section()),
-                           ("datasets", datasets_table())):
+        for name, body in (
+            ("notebooks", notebooks_table()),
+            ("params", params_table()),
+            ("results", readme_results(results)),
+            ("reliability", reliability_section()),
+            ("datasets", datasets_table()),
+        ):
             text = replace_between_markers(text, name, body)
         return text
 
@@ -578,8 +656,12 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: regenerate (default), --check, or --from-run RUN_DIR then regenerate."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a generated file is stale")
-    parser.add_argument("--from-run", type=Path, metavar="RUN_DIR",
-                        help="first copy a finished demo run's metrics and figure (e.g. runs/demo)")
+    parser.add_argument(
+        "--from-run",
+        type=Path,
+        metavar="RUN_DIR",
+        help="first copy a finished demo run's metrics and figure (e.g. runs/demo)",
+    )
     args = parser.parse_args(argv)
     if args.check:
         stale = stale_files()

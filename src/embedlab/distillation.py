@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,8 +23,17 @@ DINOV2_HUB_REPO = "facebookresearch/dinov2"
 DINOV2_PATCH = 14
 # LightlyTrain's queue sizes: about a quarter to a half of the dataset, so the queue never holds stale duplicates.
 _QUEUE_BUCKETS: tuple[tuple[float, int], ...] = (
-    (50, 16), (100, 32), (250, 64), (500, 128), (1_000, 256), (2_000, 512), (4_000, 1024), (10_000, 2048),
-    (20_000, 4096), (float("inf"), 8192))
+    (50, 16),
+    (100, 32),
+    (250, 64),
+    (500, 128),
+    (1_000, 256),
+    (2_000, 512),
+    (4_000, 1024),
+    (10_000, 2048),
+    (20_000, 4096),
+    (float("inf"), 8192),
+)
 
 
 class DistillationError(ValueError):
@@ -73,7 +81,8 @@ def _load_dinov2(name: str) -> nn.Module:
         raise DistillationError(
             f"Cannot load teacher {name!r} through torch.hub ({type(exc).__name__}: {str(exc)[:120]}). It needs "
             f"the internet once (then it is cached in {torch.hub.get_dir()}); offline, use an embedlab backbone "
-            f"as the teacher, e.g. teacher='efficientnet_lite0'.") from None
+            f"as the teacher, e.g. teacher='efficientnet_lite0'."
+        ) from None
     return _DinoTeacher(model)
 
 
@@ -92,16 +101,19 @@ def load_teacher(teacher: str | os.PathLike[str]) -> nn.Module:
     elif Path(name).expanduser().is_file():
         model = load_backbone(Path(name).expanduser())
     else:
-        raise DistillationError(f"Unknown teacher {name!r}: use one of {', '.join(teacher_names())}, or the path "
-                                f"of an exported backbone (.pt) or checkpoint (.ckpt).")
+        raise DistillationError(
+            f"Unknown teacher {name!r}: use one of {', '.join(teacher_names())}, or the path "
+            f"of an exported backbone (.pt) or checkpoint (.ckpt)."
+        )
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return model
 
 
-def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, queue: torch.Tensor,
-                      temperature: float = DISTILLATION_TEMPERATURE) -> torch.Tensor:
+def distillation_loss(
+    student: torch.Tensor, teacher: torch.Tensor, queue: torch.Tensor, temperature: float = DISTILLATION_TEMPERATURE
+) -> torch.Tensor:
     """Cross-entropy between the teacher's and the student's softmax over the queue (all inputs L2-normalised).
 
     The queue of teacher embeddings plays the classifier's weights: the teacher's similarities to it are the soft
@@ -125,14 +137,23 @@ class Distiller(nn.Module):
     queue) and the teacher is rebuilt from its name when a run resumes.
     """
 
-    def __init__(self, student_dim: int, teacher: str | os.PathLike[str], teacher_image_size: int,
-                 queue_size: int, temperature: float = DISTILLATION_TEMPERATURE, use_mixup: bool = True) -> None:
+    def __init__(
+        self,
+        student_dim: int,
+        teacher: str | os.PathLike[str],
+        teacher_image_size: int,
+        queue_size: int,
+        temperature: float = DISTILLATION_TEMPERATURE,
+        use_mixup: bool = True,
+    ) -> None:
         super().__init__()
         if teacher_image_size < 8:
             raise DistillationError(f"teacher_image_size={teacher_image_size!r}: use at least 8 pixels.")
         if str(teacher) in DINOV2_TEACHERS and teacher_image_size % DINOV2_PATCH:
-            raise DistillationError(f"teacher_image_size={teacher_image_size} must be a multiple of "
-                                    f"{DINOV2_PATCH} for DINOv2 (its patch size), e.g. 224.")
+            raise DistillationError(
+                f"teacher_image_size={teacher_image_size} must be a multiple of "
+                f"{DINOV2_PATCH} for DINOv2 (its patch size), e.g. 224."
+            )
         model = load_teacher(teacher)
         self.__dict__["_teacher"] = model  # not a submodule: not saved, not trained, moved lazily
         dim = int(model.embedding_dim)
@@ -159,8 +180,13 @@ class Distiller(nn.Module):
             teacher.to(images.device)
         teacher.eval()
         if images.shape[-1] != self.teacher_image_size or images.shape[-2] != self.teacher_image_size:
-            images = F.interpolate(images, size=(self.teacher_image_size, self.teacher_image_size),
-                                   mode="bilinear", align_corners=False, antialias=True)
+            images = F.interpolate(
+                images,
+                size=(self.teacher_image_size, self.teacher_image_size),
+                mode="bilinear",
+                align_corners=False,
+                antialias=True,
+            )
         return F.normalize(teacher(images).float(), dim=1)
 
     @torch.no_grad()

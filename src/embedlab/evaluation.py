@@ -193,8 +193,8 @@ def recipe_name(meta: Mapping[str, Any], name: str = "") -> str:
         teacher = f" of {_pretty_backbone(meta['teacher'])}" if meta.get("teacher") else ""
         return f"{METHOD_NAMES.get(str(method), str(method))}{teacher} {start}, {backbone}{px}"
     if meta.get("weights") == "imagenet":
-        return f"ImageNet {backbone} (no training){px}"
-    return f"random init {backbone} (no training){px}"
+        return f"ImageNet weights (no training), {backbone}{px}"
+    return f"random init (no training), {backbone}{px}"
 
 
 def describe_embeddings(name: str, embeddings: Any) -> dict[str, Any]:

@@ -45,9 +45,25 @@ from embedlab.settings import (
 )
 
 __all__ = [
-    "KNOWN_AUGMENTS", "KNOWN_BACKBONES", "KNOWN_DATASETS", "KNOWN_METHODS", "NOTEBOOK_STAGES", "PROJECTION_METHODS",
-    "ROOT_ENV", "MissingInputError", "NotebookParams", "ParameterError", "RunPaths", "base_dir", "check",
-    "check_overrides", "find_project_root", "resolve_path", "show_versions", "storage_base", "validate_params",
+    "KNOWN_AUGMENTS",
+    "KNOWN_BACKBONES",
+    "KNOWN_DATASETS",
+    "KNOWN_METHODS",
+    "NOTEBOOK_STAGES",
+    "PROJECTION_METHODS",
+    "ROOT_ENV",
+    "MissingInputError",
+    "NotebookParams",
+    "ParameterError",
+    "RunPaths",
+    "base_dir",
+    "check",
+    "check_overrides",
+    "find_project_root",
+    "resolve_path",
+    "show_versions",
+    "storage_base",
+    "validate_params",
 ]
 
 # The stages whose settings each notebook declares (and so gets as p.data, p.train, ...).
@@ -80,12 +96,20 @@ def _train_if_missing(name: str, value: Any) -> dict[str, Any]:
     return dict(value)
 
 
+def _url(name: str, value: Any) -> str | None:
+    """None, or the http(s) address of a published run archive (see embedlab.workflow.pack_run)."""
+    if value is None or (isinstance(value, str) and value.startswith(("http://", "https://"))):
+        return value
+    raise ParameterError(f"parameter {name!r}: expected None or an http(s):// address, got {value!r}")
+
+
 # Notebook-level names that are no stage's field: the run, Google Drive, and the notebook's spelling of a cap.
 EXTRA_CHECKS = {
     "run_dir": _path,
     "use_drive": _bool,
     "max_train_minutes": _float(0.0, optional=True, strict=True),
     "train_if_missing": _train_if_missing,
+    "pretrained_url": _url,
 }
 
 
@@ -116,8 +140,9 @@ def check_overrides(overrides: Mapping[str, Any], known: set[str]) -> None:
         )
 
 
-def storage_base(use_drive: bool, *, modules: Mapping[str, Any] | None = None,
-                 mount_point: Path = DRIVE_MOUNT) -> Path | None:
+def storage_base(
+    use_drive: bool, *, modules: Mapping[str, Any] | None = None, mount_point: Path = DRIVE_MOUNT
+) -> Path | None:
     """On Colab with use_drive: mount Google Drive once and return MyDrive/embedlab; elsewhere None (local disk)."""
     modules = sys.modules if modules is None else modules
     if not use_drive or "google.colab" not in modules:
@@ -158,8 +183,9 @@ class NotebookParams(Mapping[str, Any]):
         try:
             return self.declared[name]
         except KeyError:
-            raise KeyError(f"{name!r} is not a parameter of notebook {self.notebook} "
-                           f"(it declares: {', '.join(self.declared)})") from None
+            raise KeyError(
+                f"{name!r} is not a parameter of notebook {self.notebook} (it declares: {', '.join(self.declared)})"
+            ) from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.declared)
@@ -293,8 +319,13 @@ class RunPaths:
 
 def _relative_files(folder: Path) -> set[str]:
     """Relative paths of the files in class subfolders of `folder`."""
-    return {f"{d.name}/{f.name}" for d in folder.iterdir() if d.is_dir() for f in d.iterdir() if f.is_file()
-            and not f.name.startswith(".")}
+    return {
+        f"{d.name}/{f.name}"
+        for d in folder.iterdir()
+        if d.is_dir()
+        for f in d.iterdir()
+        if f.is_file() and not f.name.startswith(".")
+    }
 
 
 def _same_files(raw: Path, thumbs: Path) -> bool:
@@ -304,8 +335,8 @@ def _same_files(raw: Path, thumbs: Path) -> bool:
 
 def show_versions() -> None:
     """Print the versions of the packages the tutorial depends on, and the device torch will use."""
-    from importlib import metadata
     import platform
+    from importlib import metadata
 
     names = ("embedlab", "torch", "torchvision", "lightly", "pytorch-lightning", "umap-learn", "bokeh", "papermill")
     parts = [f"python {platform.python_version()}"]

@@ -173,7 +173,8 @@ def run_pipeline(params: str | os.PathLike[str] | Mapping[str, Any] = "demo", *,
             timings[notebook.stem] = time.perf_counter() - t0
             line.finish(f"done in {_format_seconds(timings[notebook.stem])} "
                         f"(total {_format_seconds(time.perf_counter() - started)})")
-        write_json(run_root / "pipeline.json", {"parameters": values, "seconds": timings, "machine": machine_line()})
+        write_json(run_root / "pipeline.json", {"parameter_set": None if isinstance(params, Mapping) else str(params),
+                                                "parameters": values, "seconds": timings, "machine": machine_line()})
     index = write_index(run_root, timings=timings, parameters=values, html_notebooks=html_report)
     _say(progress, f"done in {_format_seconds(time.perf_counter() - started)}: {index}")
     return index
@@ -283,6 +284,11 @@ def _what_would_change_it(ssl: Mapping[str, Any], base: Mapping[str, Any]) -> st
     return "What would change it: " + "; ".join(levers) + "."
 
 
+def _quoted(row: Mapping[str, Any]) -> str:
+    """A row's recipe in quotes: recipe names contain commas, so they need marking inside a sentence."""
+    return f"“{row['recipe']}”"
+
+
 def describe_comparison(table: Any, *, n_classes: int | None = None, tie: float = 0.01) -> str:
     """A short verdict written from the measured table: the best row first, then the self-supervised model
     against the strongest baseline (the best ImageNet row), what would change a loss, and the floors."""
@@ -300,11 +306,20 @@ def describe_comparison(table: Any, *, n_classes: int | None = None, tie: float 
                 "mixed": "the self-supervised model and the strongest baseline are mixed (one metric each)"}[outcome]
     knn_diff = ssl["knn_accuracy"] - base["knn_accuracy"]
     probe_diff = ssl["linear_probe_accuracy"] - base["linear_probe_accuracy"]
-    text = (f"On this data, {headline}. Best embedding: {best['recipe']} ({_scores(best)}). "
-            f"{ssl['recipe']}: {_scores(ssl)}, {_signed(knn_diff)} kNN and {_signed(probe_diff)} linear probe "
-            f"against the strongest baseline, {base['recipe']} ({_scores(base)}).")
+    text = f"On this data, {headline}. Best embedding: {_quoted(best)} ({_scores(best)})"
+    if best is base:
+        text += ", the strongest baseline."
+        against = "against it"
+    else:
+        text += "."
+        against = f"against the strongest baseline, {_quoted(base)} ({_scores(base)})"
+    if best is not ssl:
+        text += (f" {_quoted(ssl)} scores {_scores(ssl)}: {_signed(knn_diff)} kNN and {_signed(probe_diff)} "
+                 f"linear probe {against}.")
+    else:
+        text += f" It leads {_signed(knn_diff)} kNN and {_signed(probe_diff)} linear probe {against}."
     if outcome != "wins":
-        text += f" {_what_would_change_it(ssl, base)} Until then, embed this data with {best['recipe']}."
+        text += f" {_what_would_change_it(ssl, base)} Until then, embed this data with {_quoted(best)}."
     text += " " + _floor_sentence(ssl, groups["floor"], tie)
     if n_classes:
         text += f" Chance level is {1 / n_classes:.3f} ({n_classes} classes)."
@@ -319,8 +334,8 @@ def _floor_sentence(ssl: Mapping[str, Any], floors: Sequence[Mapping[str, Any]],
     for floor in floors:
         diff = ssl["knn_accuracy"] - floor["knn_accuracy"]
         verb = "beats" if diff >= tie else "does NOT clearly beat" if diff > -tie else "is below"
-        parts.append(f"{verb} the floor {floor['recipe']} (kNN {floor['knn_accuracy']:.3f})")
-    return "The self-supervised model " + "; it ".join(parts) + "."
+        parts.append(f"{verb} {_quoted(floor)} (kNN {floor['knn_accuracy']:.3f})")
+    return "Floors: the self-supervised model " + "; it ".join(parts) + "."
 
 
 def _plain_value(key: str, value: Any) -> Any:
@@ -361,7 +376,8 @@ def _notebook_html(notebook: Path, target: Path) -> Path | None:
 def _table_html(rows: Sequence[Mapping[str, Any]]) -> str:
     if not rows:
         return "<p>(no rows)</p>"
-    first = ("name", "parameter", "n", "dim", "knn_accuracy", "linear_probe_accuracy", "cluster_nmi")
+    first = ("recipe", "name", "kind", "image_size", "parameter", "n", "dim", "knn_accuracy", "linear_probe_accuracy",
+             "cluster_nmi")
     columns = [c for c in first if c in rows[0]] + [c for c in rows[0] if c not in first]
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
     body = "".join(

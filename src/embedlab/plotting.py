@@ -115,17 +115,48 @@ def _legend(target: Any, palette: Mapping[str, str], present: Sequence[str], *, 
                       fontsize="small", borderaxespad=0.0)
 
 
-def annotate_classes(ax: Any, points: np.ndarray, names: np.ndarray, *, fontsize: float | None = None) -> None:
+def annotate_classes(ax: Any, points: np.ndarray, names: np.ndarray, *, fontsize: float | None = None) -> list[Any]:
     """Write each class name at the median of its points (white outline), so a projected map needs no legend lookup."""
     from matplotlib import patheffects
 
     classes = sorted(set(names))
     size = fontsize or (9 if len(classes) <= 12 else 7.5 if len(classes) <= 24 else 6.5)
     outline = [patheffects.withStroke(linewidth=2.5, foreground="white", alpha=0.9)]
+    texts = []
     for name in classes:
         x, y = np.median(points[names == name], axis=0)
-        ax.text(x, y, name, fontsize=size, ha="center", va="center", weight="bold", path_effects=outline,
-                clip_on=True)
+        texts.append(ax.text(x, y, name, fontsize=size, ha="center", va="center", weight="bold",
+                             path_effects=outline, clip_on=True))
+    return texts
+
+
+def _spread_labels(ax: Any, texts: Sequence[Any], iterations: int = 60) -> None:
+    """Nudge overlapping labels apart vertically (a few pixels at a time) so 30 class names stay readable.
+
+    Call it once the figure's layout is final: it works in display coordinates."""
+    if len(texts) < 2:
+        return
+    ax.autoscale_view()
+    renderer = ax.figure.canvas.get_renderer()
+    to_data = ax.transData.inverted()
+    for _ in range(iterations):
+        boxes = [t.get_window_extent(renderer) for t in texts]
+        shifts = np.zeros(len(texts))
+        for i in range(len(texts)):
+            for j in range(i + 1, len(texts)):
+                a, b = boxes[i], boxes[j]
+                if a.x1 < b.x0 or b.x1 < a.x0 or a.y1 < b.y0 or b.y1 < a.y0:
+                    continue
+                push = (min(a.y1, b.y1) - max(a.y0, b.y0)) / 2 + 1
+                up = 1.0 if (a.y0 + a.y1) >= (b.y0 + b.y1) else -1.0
+                shifts[i] += up * push
+                shifts[j] -= up * push
+        if not shifts.any():
+            return
+        for text, shift in zip(texts, shifts):
+            if shift:
+                x, y = ax.transData.transform(text.get_position())
+                text.set_position(to_data.transform((x, y + float(np.clip(shift, -6, 6)))))
 
 
 def scatter(points: Any, labels: Any, class_names: Sequence[str] | None = None, *, title: str = "",
@@ -143,12 +174,12 @@ def scatter(points: Any, labels: Any, class_names: Sequence[str] | None = None, 
     if ax is None:
         _, ax = plt.subplots(figsize=(7.5, 6))
     _draw_scatter(ax, array, names, palette, size, alpha, seed)
-    if annotate:
-        annotate_classes(ax, array, names)
+    labels = annotate_classes(ax, array, names) if annotate else []
     ax.set_title(title)
     if legend:
         _legend(ax, palette, sorted(set(names)), figure_level=False)
     ax.figure.tight_layout()
+    _spread_labels(ax, labels)
     return ax.figure
 
 
@@ -165,15 +196,17 @@ def side_by_side(panels: Mapping[str, Any], labels: Any, class_names: Sequence[s
     ncols = ncols or min(len(panels), 4)
     nrows = -(-len(panels) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols, panel_size * nrows), squeeze=False)
+    labels = {}
     for ax, (title, points) in zip(axes.flat, panels.items()):
         array = _check_points(points, len(names))
         _draw_scatter(ax, array, names, palette, size, 0.8, seed)
-        if annotate:
-            annotate_classes(ax, array, names)
-        ax.set_title(textwrap.fill(title, 40), fontsize=10)
+        labels[ax] = annotate_classes(ax, array, names) if annotate else []
+        ax.set_title(wrap_at_commas(title, 42), fontsize=10)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     fig.tight_layout()
+    for ax, texts in labels.items():
+        _spread_labels(ax, texts)
     _legend(fig, palette, sorted(set(names)), figure_level=True)
     return fig
 
@@ -349,6 +382,7 @@ def loss_curve(loss_csv: str | os.PathLike[str], epochs_csv: str | os.PathLike[s
     """
     import matplotlib.pyplot as plt
     import pandas as pd
+    from matplotlib.ticker import MaxNLocator
 
     steps = pd.read_csv(loss_csv)
     if steps.empty:
@@ -358,10 +392,13 @@ def loss_curve(loss_csv: str | os.PathLike[str], epochs_csv: str | os.PathLike[s
     method = method or config.get("method")
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     x = np.arange(1, len(steps) + 1)
-    ax.plot(x, steps["loss"], color="tab:blue", alpha=0.25, linewidth=1, label="loss per step")
     window = max(1, len(steps) // 20)
-    ax.plot(x, steps["loss"].rolling(window, min_periods=1).mean(), color="tab:blue", linewidth=2,
-            label=f"loss, smoothed over {window} steps")
+    ax.plot(x, steps["loss"], color="tab:blue", alpha=0.25 if window > 1 else 1.0, linewidth=1 if window > 1 else 2,
+            label="loss per step")
+    if window > 1:
+        ax.plot(x, steps["loss"].rolling(window, min_periods=1).mean(), color="tab:blue", linewidth=2,
+                label=f"loss, smoothed over {window} steps")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if batch_size and method == "simclr":
         chance = contrastive_chance_level(int(batch_size))
         ax.axhline(chance, color="gray", linestyle="--", linewidth=1,
@@ -387,6 +424,20 @@ def loss_curve(loss_csv: str | os.PathLike[str], epochs_csv: str | os.PathLike[s
     return fig
 
 
+def wrap_at_commas(text: str, width: int) -> str:
+    """Break a recipe name ("SimCLR continued from ImageNet, EfficientNet-Lite0, 32 px") into lines at its commas,
+    each line at most `width` characters where the parts allow (a longer part is wrapped at spaces)."""
+    lines: list[str] = []
+    for part in text.split(", "):
+        if lines and len(lines[-1]) + 2 + len(part) <= width:
+            lines[-1] += ", " + part
+        else:
+            if lines:
+                lines[-1] += ","
+            lines += textwrap.wrap(part, width) or [""]
+    return "\n".join(lines)
+
+
 METRIC_LABELS = {"knn_accuracy": "kNN accuracy", "linear_probe_accuracy": "linear probe accuracy",
                  "cluster_nmi": "cluster NMI"}
 KIND_COLOURS = {"self-supervised": "tab:orange", "ImageNet": "tab:blue", "floor": "tab:gray"}
@@ -403,7 +454,7 @@ def metrics_chart(table: Any, *, chance: float | None = None, title: str = "How 
     from matplotlib.patches import Patch
 
     rows = table.to_dict("records")[::-1]  # barh draws bottom-up: the best row ends on top
-    names = [textwrap.fill(str(r.get("recipe") or r["name"]), label_width) for r in rows]
+    names = [wrap_at_commas(str(r.get("recipe") or r["name"]), label_width) for r in rows]
     colours = [KIND_COLOURS.get(str(r.get("kind")), "tab:purple") for r in rows]
     height = 0.9 + 0.42 * len(rows) * max(n.count("\n") + 1 for n in names)
     fig, axes = plt.subplots(1, len(METRIC_LABELS), figsize=(12, height), sharey=True)

@@ -80,7 +80,9 @@ class Projector:
 
             perplexity = float(min(self.perplexity, max(1.0, (n - 1) / 3)))
             return TSNE(n_components=2, perplexity=perplexity, random_state=self.seed, init="pca", metric=self.metric)
-        import umap  # lazy: numba JIT on first use
+        with warnings.catch_warnings():  # umap imports tqdm.auto, which warns in kernels without ipywidgets
+            warnings.filterwarnings("ignore", message="IProgress not found")
+            import umap  # lazy: numba JIT on first use
 
         return umap.UMAP(
             n_components=2,

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, TypeVar
 ROOT_ENV = "EMBEDLAB_ROOT"
 KNOWN_DATASETS = ("aid", "eurosat", "ucmerced", "fashion-mnist")
 KNOWN_BACKBONES = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0")
-KNOWN_METHODS = ("simclr", "moco", "byol")
+KNOWN_METHODS = ("simclr", "moco", "byol", "distillation")
 KNOWN_AUGMENTS = ("natural", "aerial", "grayscale")
 PROJECTION_METHODS = ("umap", "pca", "tsne")
 CLASSIFIER_MODES = ("frozen", "finetune")
@@ -74,11 +74,13 @@ def _int(minimum: int, maximum: int | None = None, optional: bool = False) -> Ch
         if value < minimum or (maximum is not None and value > maximum):
             raise _fail(name, value, expected)
         return value
+
     return check
 
 
 def _int_list(minimum: int, maximum: int) -> Check:
     """A non-empty list of integers in [minimum, maximum], returned sorted without repeats as a tuple."""
+
     def check(name: str, value: Any) -> Any:
         expected = f"a non-empty list of integers between {minimum} and {maximum}"
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or not value:
@@ -87,6 +89,7 @@ def _int_list(minimum: int, maximum: int) -> Check:
             if isinstance(item, bool) or not isinstance(item, int) or not minimum <= item <= maximum:
                 raise _fail(name, value, expected)
         return tuple(sorted(set(value)))
+
     return check
 
 
@@ -102,6 +105,7 @@ def _float(minimum: float, maximum: float | None = None, optional: bool = False,
         if value < minimum or (strict and value == minimum) or (maximum is not None and value > maximum):
             raise _fail(name, value, expected)
         return float(value)
+
     return check
 
 
@@ -114,6 +118,7 @@ def _choice(options: tuple[str, ...] | Callable[[], tuple[str, ...]], optional: 
             return value
         listed = ", ".join(repr(o) for o in (*allowed, *((None,) if optional else ())))
         raise _fail(name, value, f"one of {listed}")
+
     return check
 
 
@@ -167,6 +172,7 @@ def _min_scale(name: str, value: Any) -> float | None:
 
 def _known(module: str, attr: str, fallback: tuple[str, ...]) -> Callable[[], tuple[str, ...]]:
     """Names from a stage module (the source of truth), read when a value is checked; the fallback if absent."""
+
     def names() -> tuple[str, ...]:
         import importlib
 
@@ -174,6 +180,7 @@ def _known(module: str, attr: str, fallback: tuple[str, ...]) -> Callable[[], tu
             return tuple(getattr(importlib.import_module(f"embedlab.{module}"), attr))
         except (ImportError, AttributeError):
             return fallback
+
     return names
 
 
@@ -185,8 +192,10 @@ def _dataset(name: str, value: Any) -> str:
     folder = resolve_path(text)
     if folder.is_dir():
         return str(folder)
-    raise ParameterError(f"parameter {name!r}: unknown dataset {text!r}; use one of {', '.join(sorted(names))} "
-                         f"or the path of an existing image folder (class subfolders)")
+    raise ParameterError(
+        f"parameter {name!r}: unknown dataset {text!r}; use one of {', '.join(sorted(names))} "
+        f"or the path of an existing image folder (class subfolders)"
+    )
 
 
 _backbone = _choice(_known("models", "BACKBONE_NAMES", KNOWN_BACKBONES))
@@ -230,8 +239,9 @@ class Settings:
         """Settings from the fields found in `values` (other keys ignored, or rejected when strict)."""
         own = cls.names()
         if strict and (unknown := sorted(set(values) - set(own))):
-            raise ParameterError(f"unknown {cls.__name__} option(s) {', '.join(map(repr, unknown))}; "
-                                 f"known: {', '.join(own)}")
+            raise ParameterError(
+                f"unknown {cls.__name__} option(s) {', '.join(map(repr, unknown))}; known: {', '.join(own)}"
+            )
         return cls(**{k: v for k, v in values.items() if k in own})
 
 
@@ -271,8 +281,9 @@ class TrainSettings(Settings):
     epochs: int = setting(10, _int(1), "passes over the images")
     batch_size: int = setting(128, _int(2), "images per batch and device")
     image_size: int = setting(64, _int(16, 1024), "training resolution in pixels (stored with the model)")
-    learning_rate: float | None = setting(None, _float(0.0, optional=True, strict=True),
-                                          "None: 0.06 x global batch / 128")
+    learning_rate: float | None = setting(
+        None, _float(0.0, optional=True, strict=True), "None: 0.06 x global batch / 128"
+    )
     warmup_epochs: float = setting(1, _float(0.0), "linear warmup length (at most 10% of the steps)")
     precision: str | int = setting("auto", _precision, "auto: 16-mixed on GPU, 32 on CPU")
     accelerator: str = setting("auto", _str, "auto | cpu | gpu | ...")
@@ -292,8 +303,14 @@ class TrainSettings(Settings):
     backbone_lr_scale: float = setting(1.0, _float(0.0), "backbone learning rate relative to the heads")
     max_steps: int | None = setting(None, _int(1, optional=True), "optimizer steps; the schedule fits them")
     teacher: str = setting("dinov2_vitb14", _str, "method 'distillation': the teacher (a name or a weights file)")
-    teacher_image_size: int | None = setting(None, _int(16, 1024, optional=True),
-                                             "the teacher's input size; None: its default")
+    teacher_image_size: int | None = setting(
+        None, _int(16, 1024, optional=True), "the teacher's input size; None: its default"
+    )
+    verify: str = setting(
+        "header",
+        _choice(_known("datasets", "VERIFY_MODES", ("header", "full", "none"))),
+        "check images before training: header (fast), full (decode every file) or none",
+    )
 
 
 @dataclass(frozen=True)
@@ -303,8 +320,9 @@ class EmbedSettings(Settings):
     stage: ClassVar[str] = "embed"
     imagenet_model: str = setting("resnet18", _backbone, "the ImageNet-pretrained model to compare with")
     imagenet_image_size: int = setting(224, _int(16, 1024), "its input size (the 'imagenet' embedding set)")
-    imagenet_image_sizes: tuple[int, ...] = setting((64, 112, 224), _int_list(16, 1024),
-                                                    "input sizes to embed with it; the best is the baseline")
+    imagenet_image_sizes: tuple[int, ...] = setting(
+        (64, 112, 224), _int_list(16, 1024), "input sizes to embed with it; the best is the baseline"
+    )
     embed_batch_size: int = setting(64, _int(1), "images per batch")
     pca_dimensions: int = setting(50, _int(2), "components of the raw-pixel PCA baseline")
     num_workers: int | str = setting("auto", _workers, "data-loading processes")
@@ -327,8 +345,12 @@ class ProjectionSettings(Settings):
 
     def projector_args(self) -> dict[str, Any]:
         """Keyword arguments of `project_all` / `load_or_project`."""
-        return {"method": self.projection, "seed": self.seed, "n_neighbors": self.umap_n_neighbors,
-                "min_dist": self.umap_min_dist}
+        return {
+            "method": self.projection,
+            "seed": self.seed,
+            "n_neighbors": self.umap_n_neighbors,
+            "min_dist": self.umap_min_dist,
+        }
 
 
 @dataclass(frozen=True)
@@ -357,8 +379,14 @@ class CurationSettings(Settings):
     seed: int = setting(0, _int(0), "seed")
 
 
-ALL_SETTINGS: tuple[type[Settings], ...] = (DataSettings, TrainSettings, EmbedSettings, ProjectionSettings,
-                                            CompareSettings, CurationSettings)
+ALL_SETTINGS: tuple[type[Settings], ...] = (
+    DataSettings,
+    TrainSettings,
+    EmbedSettings,
+    ProjectionSettings,
+    CompareSettings,
+    CurationSettings,
+)
 
 
 # --------------------------------------------------------------------------------------------- command line
@@ -386,6 +414,11 @@ def add_arguments(parser: Any, cls: type[Settings], *, skip: tuple[str, ...] = (
 
     for f in fields(cls):
         if f.name not in skip:
-            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=parse_text,
-                                default=argparse.SUPPRESS, metavar=f.name.upper(),
-                                help=f"{f.metadata.get('help', '')} (default: {f.default!r})".replace("%", "%%"))
+            parser.add_argument(
+                f"--{f.name.replace('_', '-')}",
+                dest=f.name,
+                type=parse_text,
+                default=argparse.SUPPRESS,
+                metavar=f.name.upper(),
+                help=f"{f.metadata.get('help', '')} (default: {f.default!r})".replace("%", "%%"),
+            )

@@ -336,6 +336,7 @@ class _Recorder:
         self.steps = ([r for r in steps if int(float(r["epoch"])) < resume_epoch] if resume_step is None else
                       [r for r in steps if int(float(r["step"])) <= resume_step])
         self.epochs = [r for r in _read_csv(self.epoch_path) if int(float(r["epoch"])) < resume_epoch]
+        self.resume_epoch = resume_epoch
         self.root = Path(dataset.root) if dataset is not None else None
         self.skipped: dict[str, str] = dict(getattr(dataset, "skipped", []))
 
@@ -390,7 +391,9 @@ def _make_callbacks(run_dir: Path, recorder: _Recorder, knn_data: tuple[torch.Te
             self.last_time = time.perf_counter()
             self.epoch_start = self.last_time
             self.epoch_images = 0
-            self.epoch_losses: list[float] = []
+            # Lightning resumes an interrupted epoch without on_train_epoch_start: its logged steps count here
+            self.epoch_losses: list[float] = [float(r["loss"]) for r in recorder.steps
+                                              if int(float(r["epoch"])) >= recorder.resume_epoch]
             self.knn_history: list[float] = [float(r["knn_accuracy"]) for r in recorder.epochs
                                               if r.get("knn_accuracy") not in (None, "")]
 
@@ -489,7 +492,8 @@ def _make_callbacks(run_dir: Path, recorder: _Recorder, knn_data: tuple[torch.Te
     return [LogAndMonitor(), AtomicLastCheckpoint()]
 
 
-BUDGET_CALIBRATION_STEPS = 3  # timed steps (after the first, which pays for start-up) before planning
+BUDGET_CALIBRATION_STEPS = 3  # timed steps (after the first, which pays for start-up) before planning, or fewer
+# when they already took 5% of the budget
 BUDGET_SAFETY = 0.85  # share of the remaining time the plan fills: epoch ends (kNN monitor, checkpoint) take the rest
 
 
@@ -498,10 +502,12 @@ class _TimeBudget(pl.Callback):
     warmup + cosine schedule to them, so a capped run still warms up and anneals (Lightning's max_time stays the
     hard safety net). At each epoch end the plan is shortened if the measured pace would overrun the budget."""
 
-    def __init__(self, budget_s: float, started: float, verbose: bool,
+    def __init__(self, budget_s: float, verbose: bool, started: float | None = None,
                  calibration_steps: int = BUDGET_CALIBRATION_STEPS, safety: float = BUDGET_SAFETY,
                  clock: Callable[[], float] = time.perf_counter) -> None:
-        self.budget_s, self.started, self.verbose = float(budget_s), started, verbose
+        self.budget_s, self.verbose = float(budget_s), verbose
+        self.started = 0.0 if started is None else started
+        self._start_on_train = started is None
         self.calibration_steps, self.safety, self.clock = calibration_steps, safety, clock
         self.stamps: list[tuple[float, int]] = []  # (time, global step) at the ends of the timed steps
         self.planned_steps: int | None = None
@@ -519,12 +525,19 @@ class _TimeBudget(pl.Callback):
             pl_module._warmup_steps = min(int(getattr(pl_module, "_warmup_steps", 0)), max(planned, 1) // 10)
         return min(planned, total)
 
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        """The budget counts from here, as Lightning's max_time (the hard cap) does."""
+        if self._start_on_train:
+            self.started = self.clock()
+
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         """Time the first steps, then plan; stop once the planned step is reached."""
         if self.planned_steps is None:
             self.stamps.append((self.clock(), int(trainer.global_step)))
-            if len(self.stamps) > self.calibration_steps:
-                (t0, s0), (t1, s1) = self.stamps[0], self.stamps[-1]
+            (t0, s0), (t1, s1) = self.stamps[0], self.stamps[-1]
+            # enough timed steps, or (one process: no rank may decide alone) slow steps that took 5% of the budget
+            slow = trainer.world_size == 1 and s1 > s0 and t1 - t0 >= 0.05 * self.budget_s
+            if len(self.stamps) > self.calibration_steps or slow:
                 self.steps_per_second = (s1 - s0) / max(t1 - t0, 1e-9)
                 self.planned_steps = self._fit(trainer, pl_module, self.steps_per_second)
                 if self.verbose and trainer.is_global_zero:
@@ -543,6 +556,7 @@ class _TimeBudget(pl.Callback):
         left = self.planned_steps - int(trainer.global_step)
         if self.clock() + left / max(pace, 1e-9) > self.started + self.budget_s:
             self.planned_steps = min(self.planned_steps, self._fit(trainer, pl_module, pace))
+            trainer.should_stop = trainer.global_step >= self.planned_steps
 
     def summary(self) -> dict[str, Any]:
         """The plan, for config.json."""
@@ -885,7 +899,6 @@ def train(data: str | Path, run_dir: str | Path, *, method: str = "simclr", back
             exported = _export_from_checkpoint(ckpt_path, run_dir, meta)
         return _result_from_files(run_dir, done, exported)
 
-    started = time.perf_counter()  # the time budget (max_time) counts from here
     accel = resolve_accelerator(accelerator)
     prec = resolve_precision(precision, accel)
     workers = resolve_num_workers(num_workers, image_size, accel)
@@ -911,7 +924,7 @@ def train(data: str | Path, run_dir: str | Path, *, method: str = "simclr", back
     recorder = _Recorder(run_dir, done, resume_step, dataset)
     callbacks = _make_callbacks(run_dir, recorder, knn_data, verbose=progress)
     trainer.callbacks.extend(callbacks)
-    budget = _TimeBudget(max_time, started, verbose=progress) if max_time is not None else None
+    budget = _TimeBudget(max_time, verbose=progress) if max_time is not None else None
     if budget is not None:
         trainer.callbacks.append(budget)
     config = {"data": str(Path(data).resolve()), "run_dir": str(run_dir.resolve()), "method": method,

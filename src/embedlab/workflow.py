@@ -8,6 +8,9 @@ parameters, and say what they do and how long it takes. Each returns at once whe
     model = load_backbone(ensure_backbone(p))        # notebook 02's model (a short training if missing)
     embeddings = ensure_embeddings(p, "ssl", "imagenet")   # notebook 03's embeddings
 
+With a `pretrained_url` parameter, a missing model or embedding set comes from a published run archive (made with
+`pack_run`, fetched with the resumable, checked download of embedlab.datasets) instead of being computed.
+
 This module sits above the stages it calls (datasets, models, training, embedding) and below the pipeline.
 """
 
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
     from embedlab.params import NotebookParams
 
 EMBEDDING_NAMES = ("ssl", "imagenet", "random", "pca")
+PUBLISHED = ("exported", "embeddings", "umap", "config.json")  # what a published run archive holds
 
 
 def _say(message: str) -> None:
@@ -52,8 +56,10 @@ def dataset_plan(p: NotebookParams) -> str:
         return "writing the embedded copy as PNG files: seconds"
     if (data.data_dir / spec.name / "raw").is_dir():
         return f"{spec.name} is already downloaded: checking it and caching thumbnails, a minute or less"
-    return (f"downloading {spec.title} ({spec.image_format}): minutes, depending on the connection "
-            f"(the bar shows the time left); then {data.thumbnail_size} px thumbnails")
+    return (
+        f"downloading {spec.title} ({spec.image_format}): minutes, depending on the connection "
+        f"(the bar shows the time left); then {data.thumbnail_size} px thumbnails"
+    )
 
 
 def ensure_dataset(p: NotebookParams) -> Path:
@@ -64,8 +70,10 @@ def ensure_dataset(p: NotebookParams) -> Path:
     if root is not None:
         return root
     data = p.data
-    _say(f"No dataset recorded in {p.run.root} (notebook 01 makes it): preparing {data.dataset!r} now — "
-         f"{dataset_plan(p)}.")
+    _say(
+        f"No dataset recorded in {p.run.root} (notebook 01 makes it): preparing {data.dataset!r} now — "
+        f"{dataset_plan(p)}."
+    )
     root = prepare(data.dataset, data.data_dir, limit=data.limit_per_class)
     make_thumbnails(root, data.thumbnail_size)
     p.run.record_dataset(root, dataset=data.dataset, thumbnail_size=data.thumbnail_size)
@@ -78,26 +86,79 @@ def training_plan(p: NotebookParams, images: int) -> str:
     steps = t.epochs * max(images // max(min(t.batch_size, images), 1), 1)
     if t.max_steps is not None:
         steps = min(steps, t.max_steps)
-    cap = (f", stopped after at most {math.ceil(t.max_time / 60)} minute(s)" if t.max_time
-           else " (no time cap: set max_train_minutes in train_if_missing to bound it)")
-    return (f"{t.method} on a {t.backbone}, {t.epochs} epoch(s) over {images} images at {t.image_size} px "
-            f"(up to {steps} steps){cap}")
+    cap = (
+        f", stopped after at most {math.ceil(t.max_time / 60)} minute(s)"
+        if t.max_time
+        else " (no time cap: set max_train_minutes in train_if_missing to bound it)"
+    )
+    return (
+        f"{t.method} on a {t.backbone}, {t.epochs} epoch(s) over {images} images at {t.image_size} px "
+        f"(up to {steps} steps){cap}"
+    )
+
+
+def pack_run(run_dir: str | Path, archive: str | Path) -> Path:
+    """Zip a finished run's published part (exported model, embeddings, 2-D maps, config) for `pretrained_url`."""
+    import zipfile
+
+    from embedlab._io import atomic_path
+
+    root = Path(run_dir)
+    files = sorted(
+        f
+        for name in PUBLISHED
+        for f in ([root / name] if (root / name).is_file() else (root / name).rglob("*"))
+        if f.is_file()
+    )
+    if not (root / "exported" / "backbone.pt").is_file():
+        raise FileNotFoundError(f"{root} has no exported/backbone.pt: train the model (notebook 02) before packing")
+    with atomic_path(archive) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in files:
+            zf.write(f, f.relative_to(root).as_posix())
+    return Path(archive)
+
+
+def fetch_pretrained(p: NotebookParams) -> bool:
+    """Download and unpack the run archive at p["pretrained_url"] into run_dir (existing files kept); False if unset."""
+    import shutil
+
+    from embedlab._io import atomic_path
+    from embedlab.datasets import download, extract
+
+    url = p.declared.get("pretrained_url")
+    if not url:
+        return False
+    name = url.rstrip("/").rsplit("/", 1)[-1].split("?")[0] or "pretrained.zip"
+    _say(
+        f"Fetching the published model and embeddings from {url} instead of computing them "
+        f"(the bar shows the time left)."
+    )
+    folder = extract(download(url, p.run.root / "downloads" / name), p.run.root / "downloads" / "pretrained")
+    for source in sorted(f for f in folder.rglob("*") if f.is_file()):
+        relative = source.relative_to(folder)
+        target = p.run.root / relative
+        if relative.parts[0] in PUBLISHED and not target.exists():
+            with atomic_path(target) as tmp:
+                shutil.copyfile(source, tmp)
+    return True
 
 
 def ensure_backbone(p: NotebookParams) -> Path:
-    """The run's exported backbone: notebook 02's, else a short model trained now with p.train (train_if_missing)."""
+    """The run's exported backbone: notebook 02's, else the published one (pretrained_url), else a short training."""
     from embedlab.datasets import ImageFolder
     from embedlab.training import train
 
-    if p.run.exported.is_file():
+    if p.run.exported.is_file() or (fetch_pretrained(p) and p.run.exported.is_file()):
         return p.run.exported
     if p.train is None:
         raise ValueError(f"notebook {p.notebook} has no training settings to make a model with")
     ensure_dataset(p)
     images = p.run.image_root(p.train.image_size)
     count = len(ImageFolder(images, limit_per_class=p.train.limit))
-    _say(f"No trained model in {p.run.root} (notebook 02 makes it): training a short one first — "
-         f"{training_plan(p, count)}. Notebook 02 trains a better one.")
+    _say(
+        f"No trained model in {p.run.root} (notebook 02 makes it): training a short one first — "
+        f"{training_plan(p, count)}. Notebook 02 trains a better one."
+    )
     train(images, p.run.root, **p.train_args)
     return p.run.exported
 
@@ -114,8 +175,14 @@ def make_embedding(p: NotebookParams, name: str) -> Embeddings:
     settings = p.embed or EmbedSettings()
     root = ensure_dataset(p)
     if name == "imagenet":
-        return embed(root, settings.imagenet_model, weights="imagenet", image_size=settings.imagenet_image_size,
-                     name=name, **settings.loader_args())
+        return embed(
+            root,
+            settings.imagenet_model,
+            weights="imagenet",
+            image_size=settings.imagenet_image_size,
+            name=name,
+            **settings.loader_args(),
+        )
     model = load_backbone(ensure_backbone(p))
     size = int(model.meta["image_size"])
     if name == "pca":
@@ -130,11 +197,14 @@ def ensure_embeddings(p: NotebookParams, *needed: str) -> dict[str, Embeddings]:
     """Every embedding set of the run, loaded; the `needed` ones made now (as notebook 03 would) when missing."""
     from embedlab.embedding import load_embeddings
 
-    for name in needed:
-        path = p.run.embedding(name)
-        if not path.is_file():
-            _say(f"No {name!r} embeddings in {p.run.root} (notebook 03 makes them): embedding the images now "
-                 f"(the bar shows the time left).")
-            make_embedding(p, name).save(path)
+    ensure_dataset(p)  # the images: the notebooks show them next to the vectors
+    missing = [name for name in needed if not p.run.embedding(name).is_file()]
+    if missing and fetch_pretrained(p):
+        missing = [name for name in missing if not p.run.embedding(name).is_file()]
+    for name in missing:
+        _say(
+            f"No {name!r} embeddings in {p.run.root} (notebook 03 makes them): embedding the images now "
+            f"(the bar shows the time left)."
+        )
+        make_embedding(p, name).save(p.run.embedding(name))
     return {name: load_embeddings(p.run.embedding(name)) for name in p.run.embedding_names()}
-

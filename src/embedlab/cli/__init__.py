@@ -21,12 +21,25 @@ from embedlab.cli.parser import build_parser
 __all__ = ["ArrayImages", "CommandError", "build_parser", "main"]
 
 
+# Errors of other libraries that are about the user's input: a malformed YAML parameter file, a Lightning
+# option (devices, strategy, precision) that this machine cannot honour, a bad archive.
+_INPUT_ERROR_NAMES = ("YAMLError", "MisconfigurationException", "ReadError", "BadZipFile", "EOFError")
+
+
 def _is_input_error(error: BaseException) -> bool:
-    """True for errors about the user's input (shown as one line): our own error classes, OSError, ValueError."""
+    """True for errors about the user's input (shown as one line): our own error classes, OSError, ValueError,
+    and the input errors of the libraries we call (YAML, Lightning's configuration, archives)."""
     return (
-        isinstance(error, (CommandError, OSError, ValueError))
+        isinstance(error, (CommandError, OSError, ValueError, EOFError))
         or type(error).__module__.startswith("embedlab.")
+        or any(cls.__name__ in _INPUT_ERROR_NAMES for cls in type(error).__mro__)
     )
+
+
+def _interrupted_message(error: KeyboardInterrupt) -> str:
+    """One line for Ctrl+C: what was saved (when the command said) and how to resume."""
+    detail = " ".join(str(error).split())
+    return f"{PROG}: interrupted: {detail or 'run the same command again to resume (finished work is kept)'}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,8 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = args.debug or os.environ.get("EMBEDLAB_DEBUG") == "1"
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        print(_interrupted_message(interrupt), file=sys.stderr)
         return 130
     except Exception as error:
         if debug or not _is_input_error(error):

@@ -8,6 +8,42 @@ from typing import Any
 from embedlab.cli.common import CommandError
 
 NPY_IMAGES = (".npy",)
+_CHECK_ROWS = 1024  # rows checked at a time: a memory-mapped array is never loaded whole
+
+
+def _check_float_images(array: Any, path: Path) -> None:
+    """Refuse float images with NaN/inf pixels or values outside [0, 1]: they would become silently wrong PNGs."""
+    import numpy as np
+
+    bad_rows: list[int] = []
+    low, high = np.inf, -np.inf
+    for start in range(0, len(array), _CHECK_ROWS):
+        chunk = np.asarray(array[start:start + _CHECK_ROWS], dtype=np.float64)
+        chunk = chunk.reshape(len(chunk), -1)
+        finite = np.isfinite(chunk).all(axis=1)
+        bad_rows.extend(start + int(i) for i in np.flatnonzero(~finite))
+        if finite.any():
+            low, high = min(low, float(chunk[finite].min())), max(high, float(chunk[finite].max()))
+    if bad_rows:
+        rows = ", ".join(map(str, bad_rows[:5])) + (", ..." if len(bad_rows) > 5 else "")
+        raise CommandError(f"{path}: {len(bad_rows)} image(s) hold NaN or infinite pixels (rows {rows}); fix or "
+                           "drop those rows (nothing was embedded)")
+    if low < 0.0 or high > 1.0:
+        hint = " (0..255 data: divide by 255 or save it as uint8)" if high <= 255.0 and low >= 0.0 else ""
+        raise CommandError(f"{path}: float pixels range from {low:g} to {high:g}; expected [0, 1]{hint}")
+
+
+def _integer_labels(labels: Any) -> Any:
+    """Labels as int64, refusing NaN/inf or fractional values (a cast would silently change them)."""
+    import numpy as np
+
+    values = np.asarray(labels).reshape(-1)
+    if values.dtype.kind in "iub":
+        return values.astype(np.int64)
+    if values.dtype.kind != "f" or not np.isfinite(values).all() or not (values == np.round(values)).all():
+        raise CommandError(f"--labels must hold whole numbers, one per image (got dtype {values.dtype} with "
+                           "non-integer, NaN or infinite values)")
+    return values.astype(np.int64)
 
 
 class ArrayImages:
@@ -33,9 +69,11 @@ class ArrayImages:
             raise CommandError(f"{path} has dtype {array.dtype}; expected uint8 or float images in [0, 1]")
         if labels is not None and len(labels) != len(array):
             raise CommandError(f"{len(labels)} labels for {len(array)} images in {path}")
+        if np.issubdtype(array.dtype, np.floating):
+            _check_float_images(array, Path(path))
         self.array = array
         self.path = Path(path)
-        self.labels = None if labels is None else np.asarray(labels).astype(np.int64).reshape(-1)
+        self.labels = None if labels is None else _integer_labels(labels)
 
     def write_folder(self, folder: Path, progress: bool) -> Path:
         """Write every image as <folder>/<label or 'images'>/<row>.png and return the folder."""

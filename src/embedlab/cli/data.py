@@ -47,7 +47,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_classify(args: argparse.Namespace) -> int:
     """Train a classifier (backbone + linear head) on a labeled dataset; print accuracy vs the linear probe."""
     from embedlab import finetune
+    from embedlab.embedding import resolve_device
 
+    resolve_device(args.device)  # --device banana / cuda:7 on a machine without it: one line, before any work
     root = _dataset_root(args.data, args.data_dir, args.limit, not args.quiet)
     result = finetune.train_classifier(args.backbone, root, mode=args.mode, epochs=args.epochs,
                                        batch_size=args.batch_size, learning_rate=args.learning_rate,

@@ -31,8 +31,10 @@ def _embed_input(args: argparse.Namespace) -> tuple[Any, ArrayImages | None]:
 
 def _check_model_option(args: argparse.Namespace) -> None:
     """Reject a bad --model / --layers combination before any work is done."""
-    from embedlab import models
+    from embedlab import embedding, models
 
+    if args.model != "pca":
+        embedding.resolve_device(args.device)  # --device banana / cuda:7 on a machine without it: one line
     if args.model == "pca" or args.model in models.BACKBONE_NAMES:
         if args.model == "pca" and args.layers is not None:
             raise CommandError("--layers applies to a backbone, not to --model pca")
@@ -50,7 +52,8 @@ def _embed_model(args: argparse.Namespace, data: Any) -> Any:
     name = args.name or Path(args.output).stem
     if args.model == "pca":
         emb = embedding.embed_pca(data, dimensions=args.dimensions or 50, image_size=args.image_size or 32,
-                                  limit=args.limit, seed=args.seed, name=name, progress=not args.quiet)
+                                  limit=args.limit, seed=args.seed, name=name, progress=not args.quiet,
+                                  verify=args.verify)
         if emb.dim < (args.dimensions or 50):
             print(f"note: PCA kept {emb.dim} components: there are fewer images or pixels than "
                   f"{args.dimensions or 50}", file=sys.stderr)
@@ -64,7 +67,7 @@ def _embed_model(args: argparse.Namespace, data: Any) -> Any:
         model = models.create_backbone(args.model, weights, small_images=args.small_images, layers=args.layers)
     emb = embedding.embed(data, model, weights=None if args.weights == "random" else args.weights,
                           image_size=args.image_size, batch_size=args.batch_size, device=args.device,
-                          limit=args.limit, name=name, progress=not args.quiet)
+                          limit=args.limit, name=name, progress=not args.quiet, verify=args.verify)
     if args.dimensions:
         emb = _pca_reduce(emb, args.dimensions, args.seed)
     return emb
@@ -125,6 +128,12 @@ def cmd_embed(args: argparse.Namespace) -> int:
             emb = array.restore(_embed_model(args, array.write_folder(Path(folder), not args.quiet)))
     emb.save(output, compress=args.compress)
     _say(f"wrote {len(emb)} x {emb.dim} embeddings to {output}")
+    skipped = emb.meta.get("skipped_images") or []
+    if skipped:
+        from embedlab.embedding import skipped_path
+
+        print(f"skipped {len(skipped)} file(s) that could not be used (no vectors for them): listed in "
+              f"{skipped_path(output)}", file=sys.stderr)
     if args.plot:
         figure = _plot_embeddings(emb, output.with_suffix(".png"), args.seed, args.quiet)
         _say(f"wrote plot {figure}")

@@ -99,13 +99,33 @@ def cmd_select(args: argparse.Namespace) -> int:
     return 0
 
 
+def _neighbors_model(args: argparse.Namespace, emb: Any, query: Any) -> Any:
+    """The --model of `neighbors`, loaded (a corrupt file fails here, in one line); refused when unused."""
+    new_image = isinstance(query, str) and query not in emb.filenames and Path(query).is_file()
+    if args.model is None:
+        if new_image:
+            raise CommandError(f"{query} is a new image: give --model (the backbone or checkpoint that made "
+                               f"{args.embeddings}) to embed it")
+        return None
+    if not new_image:
+        raise CommandError(f"--model is only used to embed a new image file given as QUERY; {query!r} is already "
+                           "in the embeddings: drop --model")
+    from embedlab import models
+
+    if args.model in models.BACKBONE_NAMES:
+        return args.model
+    if not Path(args.model).is_file():
+        raise CommandError(f"--model {args.model!r} is neither a backbone name nor an existing file")
+    return models.load_backbone(args.model)
+
+
 def cmd_neighbors(args: argparse.Namespace) -> int:
     """Print the k nearest neighbours of an image (index, filename or image file)."""
     from embedlab import curation
 
     emb = _load(args.embeddings)
     query: Any = int(args.query) if args.query.lstrip("-").isdigit() else args.query
-    found = curation.nearest_neighbors(emb, query, k=args.k, model=args.model)
+    found = curation.nearest_neighbors(emb, query, k=args.k, model=_neighbors_model(args, emb, query))
     _say(found.table(0).to_string(index=False))
     return 0
 

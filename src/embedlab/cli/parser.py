@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, NoReturn
 
 from embedlab.cli.common import EMBED_MODELS_HELP, PROG, _positive
 from embedlab.cli.data import cmd_classify, cmd_download, cmd_thumbnails, cmd_train
@@ -83,6 +83,9 @@ def _parser_embed(sub: Any) -> None:
     p.add_argument("--limit", type=_positive, help="images per class")
     p.add_argument("--batch-size", type=_positive, default=64)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--verify", default="header", choices=["header", "full", "none"],
+                   help="check the images first: header (fast, default), full (decode every file) or none; files "
+                   "that fail are skipped and listed in OUTPUT's <name>.skipped.json")
     p.add_argument("--compress", action="store_true", help="compressed .npz (OUTPUT must end in .npz)")
     p.add_argument("--plot", action="store_true",
                    help="also write OUTPUT.png: a class-coloured 2-D plot (the vectors when --dimensions 2, else UMAP)")
@@ -134,7 +137,8 @@ def _parser_curation(sub: Any) -> None:
     p.add_argument("embeddings", help="embeddings file")
     p.add_argument("query", help="index, filename (Class/file.png) or path of a new image")
     p.add_argument("--k", type=_positive, default=8)
-    p.add_argument("--model", help="backbone/checkpoint that made the embeddings (to embed a new image)")
+    p.add_argument("--model", help="backbone/checkpoint that made the embeddings: needed when QUERY is a new image file "
+                   "(it embeds it), refused otherwise")
     p.set_defaults(func=cmd_neighbors)
 
     p = sub.add_parser("outliers", help="most unusual images",
@@ -194,9 +198,17 @@ def _parser_pipeline(sub: Any) -> None:
     p.set_defaults(func=cmd_demo)
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (and exit status 2), not the whole usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print `embedlab CMD: error: MESSAGE (see embedlab CMD --help)` and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser with one subcommand per step."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog=PROG,
         description="Train, embed, visualize and compare self-supervised image embeddings. "
         "`embedlab demo` runs the whole tutorial offline.",

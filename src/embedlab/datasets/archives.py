@@ -153,9 +153,14 @@ def read_to_end(archive: Path) -> None:
         stream = tf.fileobj
         while stream.read(1 << 20):  # a compressed stream must reach its end-of-stream marker
             pass
-        compressed = type(stream).__module__ in ("gzip", "bz2", "lzma")
-        if not compressed and archive.stat().st_size < tf.offset + 2 * tarfile.BLOCKSIZE:
-            raise tarfile.ReadError("the end-of-archive blocks are missing")
+        _check_tar_end(archive, tf)
+
+
+def _check_tar_end(archive: Path, tf: tarfile.TarFile) -> None:
+    """An uncompressed tar cut at a member boundary reads as a shorter archive: its end-of-archive blocks tell."""
+    compressed = type(tf.fileobj).__module__ in ("gzip", "bz2", "lzma")
+    if not compressed and archive.stat().st_size < tf.offset + 2 * tarfile.BLOCKSIZE:
+        raise tarfile.ReadError("the end-of-archive blocks are missing")
 
 
 @contextlib.contextmanager
@@ -171,6 +176,7 @@ def _open_archive(archive: Path) -> Iterator[tuple[list[tuple[PurePosixPath, boo
     try:
         tf = tarfile.open(archive, "r:*")
         members = _tar_members(archive, tf)
+        _check_tar_end(archive, tf)
     except _DAMAGED as exc:
         raise _damaged(archive, exc) from None
     with tf:

@@ -1,0 +1,97 @@
+"""A notebook's missing inputs: the dataset prepared, a published run archive fetched over HTTP (pretrained_url)."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from embedlab import params, workflow
+from embedlab.settings import ParameterError
+
+TINY_TRAIN = {"epochs": 1, "image_size": 32, "batch_size": 8, "small_images": False, "num_workers": 0}
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A localhost HTTP server over a fresh folder: (base URL, folder)."""
+    folder = tmp_path / "published"
+    folder.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None  # type: ignore[method-assign]
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", folder
+    httpd.shutdown()
+    thread.join()
+
+
+def _notebook_params(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, notebook: str, **extra: object):
+    monkeypatch.setenv("EMBEDLAB_ROOT", str(tmp_path))
+    values = {
+        "run_dir": "runs/fresh",
+        "data_dir": "data",
+        "dataset": "fashion-mnist",
+        "limit_per_class": 3,
+        "train_if_missing": TINY_TRAIN,
+        "imagenet_model": "efficientnet_lite0",
+        "num_workers": 0,
+        **extra,
+    }
+    return params.check(values, notebook)
+
+
+def _published_run(tmp_path: Path) -> Path:
+    """A finished run (an exported, untrained backbone and its 'ssl' embeddings) as a published archive would hold."""
+    from embedlab import create_backbone, embed, export_backbone, prepare
+
+    root = prepare("fashion-mnist", tmp_path / "publisher-data", limit=3, progress=False)
+    run = tmp_path / "publisher-run"
+    backbone = create_backbone("resnet18", None, small_images=False)
+    export_backbone(backbone, run / "exported" / "backbone.pt", extra_meta={"image_size": 32})
+    embed(root, backbone, image_size=32, name="ssl", progress=False, num_workers=0).save(run / "embeddings" / "ssl.pt")
+    return run
+
+
+def test_ensure_dataset_prepares_and_records_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    p = _notebook_params(tmp_path, monkeypatch, "02")
+    root = workflow.ensure_dataset(p)
+    assert root.is_dir() and p.run.dataset_root() == root and len(list(root.glob("*/*.png"))) == 30
+    assert (root.parent / "thumbnails-64").is_dir()
+    assert "No dataset recorded" in capsys.readouterr().out
+    assert workflow.ensure_dataset(p) == root and capsys.readouterr().out == ""  # the second call finds it
+
+
+def test_pretrained_url_fetches_model_and_embeddings_instead_of_computing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: tuple[str, Path], capsys
+) -> None:
+    from embedlab import embedding, load_embeddings, training
+
+    base, folder = server
+    published = _published_run(tmp_path)
+    workflow.pack_run(published, folder / "run.zip")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("computed although the published archive holds it")
+
+    monkeypatch.setattr(training, "train", refuse)
+    monkeypatch.setattr(embedding, "embed", refuse)
+    p = _notebook_params(tmp_path, monkeypatch, "04", pretrained_url=f"{base}/run.zip")
+    found = workflow.ensure_embeddings(p, "ssl")
+    assert list(found) == ["ssl"] and "Fetching the published model" in capsys.readouterr().out
+    assert torch.equal(found["ssl"].vectors, load_embeddings(published / "embeddings" / "ssl.pt").vectors)
+    assert workflow.ensure_backbone(p).read_bytes() == (published / "exported" / "backbone.pt").read_bytes()
+    assert p.run.dataset_root().is_dir()  # the images are prepared locally: the figures need them
+
+
+def test_pack_run_needs_a_model_and_urls_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(FileNotFoundError, match="no exported/backbone.pt"):
+        workflow.pack_run(tmp_path, tmp_path / "x.zip")
+    with pytest.raises(ParameterError, match="parameter 'pretrained_url'"):
+        _notebook_params(tmp_path, monkeypatch, "03", pretrained_url="ftp://example.org/run.zip")
