@@ -146,11 +146,12 @@ def main() -> None:
         if args.rounds > 0:  # --rounds 0: only the image-size check
             rows = speed(args, root)
             first = rows[0]
+            headline = (f"embed() from PNG files runs at {first['ratio']:.3f}x ({first['measure']}) the speed "
+                        "of a bare forward pass over preloaded tensors (target >= 0.9)")
             save_result(args.json, {
                 "benchmark": "embed",
                 "kind": "speed",
-                "headline": f"embed() from PNG files runs at {first['ratio']:.3f}x ({first['measure']}) the speed of "
-                            f"a bare forward pass over preloaded tensors (target >= 0.9)",
+                "headline": headline,
                 "settings": {k: getattr(args, k) for k in ("images", "size", "batch_size", "rounds", "threads")},
                 "comparison": rows})
         if args.checkpoint is not None:

@@ -1,16 +1,19 @@
 """The GPU path, measured: training images/s by size and precision, time waiting for data, embedding images/s.
 
-On AID-sized inputs (600x600 JPEGs generated from the embedded Fashion-MNIST images, 30 classes' worth of files is
-not needed: the cost is per image), it measures:
-  * training images/s of SimCLR (ResNet18, the tutorial's recipe, through Lightning as train() runs it) at each
-    --sizes px in 32-true and in bf16-mixed (16-mixed where the GPU lacks bf16), reading the thumbnail cache;
+On AID-sized inputs (600x600 JPEGs generated from the embedded Fashion-MNIST images; the cost is per image, so
+ten classes stand in for AID's thirty), it measures:
+  * training images/s of SimCLR (ResNet18, aerial augmentations, through a Lightning Trainer as train() runs it)
+    at each --sizes px in 32-true and in bf16-mixed (16-mixed where the GPU lacks bf16), reading the thumbnail
+    cache that notebook 01 builds;
   * the share of each step spent waiting for the next batch (DataLoader: decode + augment), per --workers value;
-  * embedding images/s (embedlab.embed, ResNet18 at 224 px) reading the 600x600 JPEGs.
-Results are printed and written as JSON under benchmarks/results/ together with the machine line.
+  * embedding images/s (embedlab.embed, random-init ResNet18 at 224 px) reading the 600x600 JPEGs.
+Results are printed and written as JSON under benchmarks/results/ with the machine line. Without a GPU it runs
+on the CPU (--device cpu); GPU figures exist only where it was run on a GPU.
 
     .venv/bin/python benchmarks/bench_gpu.py                 # on a GPU machine: 64/128/224 px, 32 vs mixed
-    .venv/bin/python benchmarks/bench_gpu.py --smoke         # tiny CPU run (tests/test_bench_gpu.py), ~30 s
-    .venv/bin/python benchmarks/bench_gpu.py --device cpu --sizes 32 64 --precisions 32-true --workers 0 1 2
+    .venv/bin/python benchmarks/bench_gpu.py --smoke         # a tiny CPU run that checks the code (tests)
+    .venv/bin/python benchmarks/bench_gpu.py --device cpu --sizes 32 --precisions 32-true --workers 0 1 2 \
+        --rounds 2 --images 100 --batch-size 16 --steps 2 --warmup 1   # num_workers on a CPU
 """
 
 from __future__ import annotations
@@ -100,8 +103,17 @@ def _timing_callback(warmup: int) -> Any:
     return StepTimes()
 
 
-def train_arm(root: Path, size: int, precision: str, workers: int, batch_size: int, steps: int, warmup: int,
-              device: str, layers: int | None = None) -> dict[str, Any]:
+def train_arm(
+    root: Path,
+    size: int,
+    precision: str,
+    workers: int,
+    batch_size: int,
+    steps: int,
+    warmup: int,
+    device: str,
+    layers: int | None = None,
+) -> dict[str, Any]:
     """Train SimCLR (ResNet18, aerial preset) for warmup + steps steps on `root`; images/s and the data-wait share."""
     import pytorch_lightning as pl
 
@@ -110,40 +122,111 @@ def train_arm(root: Path, size: int, precision: str, workers: int, batch_size: i
 
     torch.manual_seed(0)
     small = _resolve_small_images("auto", size) and layers is None
-    module = SSLModule(backbone="resnet18", small_images=small, layers=layers, method="simclr", augment="aerial",
-                       image_size=size, batch_size=batch_size)
+    module = SSLModule(
+        backbone="resnet18",
+        small_images=small,
+        layers=layers,
+        method="simclr",
+        augment="aerial",
+        image_size=size,
+        batch_size=batch_size,
+    )
     dataset = ImageFolder(root, ssl_transform("aerial", size))
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
-                                         num_workers=workers, persistent_workers=workers > 0,
-                                         pin_memory=device == "cuda")
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=device == "cuda",
+    )
     timer = _timing_callback(warmup)
     with _quiet_lightning(True):
-        trainer = pl.Trainer(accelerator="gpu" if device == "cuda" else "cpu", devices=1, precision=precision,
-                             max_steps=warmup + steps, max_epochs=-1, logger=False, enable_checkpointing=False,
-                             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                             callbacks=[timer])
+        trainer = pl.Trainer(
+            accelerator="gpu" if device == "cuda" else "cpu",
+            devices=1,
+            precision=precision,
+            max_steps=warmup + steps,
+            max_epochs=-1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            callbacks=[timer],
+        )
         start = time.perf_counter()
         trainer.fit(module, loader)
         wall = time.perf_counter() - start
     measured = sum(timer.waits) + sum(timer.computes)
-    return {"size": size, "precision": precision, "num_workers": workers, "batch_size": batch_size, "layers": layers,
-            "steps_timed": len(timer.computes), "images_per_second": timer.images / measured if measured else None,
-            "data_wait_share": sum(timer.waits) / measured if measured else None,
-            "seconds_per_step": measured / max(len(timer.computes), 1), "wall_seconds_incl_startup": wall}
+    return {
+        "size": size,
+        "precision": precision,
+        "num_workers": workers,
+        "batch_size": batch_size,
+        "layers": layers,
+        "steps_timed": len(timer.computes),
+        "images_per_second": timer.images / measured if measured else None,
+        "data_wait_share": sum(timer.waits) / measured if measured else None,
+        "seconds_per_step": measured / max(len(timer.computes), 1),
+        "wall_seconds_incl_startup": wall,
+    }
 
 
 def embed_arm(raw: Path, batch_size: int, device: str, workers: int | str, size: int = 224) -> dict[str, Any]:
     """embedlab.embed of every 600x600 JPEG with a random-init ResNet18 at `size` px: images/s (after a warm-up)."""
     from embedlab.embedding import embed
 
-    embed(raw, "resnet18", weights=None, image_size=size, batch_size=batch_size, device=device, num_workers=workers,
-          limit=1, progress=False)  # warm-up: start-up, first allocation
+    embed(
+        raw,
+        "resnet18",
+        weights=None,
+        image_size=size,
+        batch_size=batch_size,
+        device=device,
+        num_workers=workers,
+        limit=1,
+        progress=False,
+    )  # warm-up: start-up, first allocation
     start = time.perf_counter()
-    emb = embed(raw, "resnet18", weights=None, image_size=size, batch_size=batch_size, device=device,
-                num_workers=workers, progress=False)
+    emb = embed(
+        raw,
+        "resnet18",
+        weights=None,
+        image_size=size,
+        batch_size=batch_size,
+        device=device,
+        num_workers=workers,
+        progress=False,
+    )
     seconds = time.perf_counter() - start
-    return {"size": size, "images": len(emb.filenames), "batch_size": batch_size, "num_workers": workers,
-            "images_per_second": len(emb.filenames) / seconds, "seconds": seconds}
+    return {
+        "size": size,
+        "images": len(emb.filenames),
+        "batch_size": batch_size,
+        "num_workers": workers,
+        "images_per_second": len(emb.filenames) / seconds,
+        "seconds": seconds,
+    }
+
+
+def headline(device: str, rows: list[dict[str, Any]], embed_row: dict[str, Any]) -> str:
+    """One line: mean training images/s and data-wait share per size, precision and workers; embedding images/s."""
+    groups: dict[tuple[int, str, int], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["size"], row["precision"], row["num_workers"]), []).append(row)
+    parts = [
+        f"{size} px {precision} {workers}w: "
+        f"{np.mean([r['images_per_second'] for r in g]):.1f} img/s, "
+        f"{100 * np.mean([r['data_wait_share'] for r in g]):.0f}% waiting for data"
+        for (size, precision, workers), g in groups.items()
+    ]
+    return (
+        f"{device}: training "
+        + "; ".join(parts)
+        + f". Embedding {embed_row['size']} px from 600x600 JPEGs: {embed_row['images_per_second']:.1f} img/s"
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -151,10 +234,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="tiny settings that run on a CPU in about 30 s")
     parser.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 224])
-    parser.add_argument("--precisions", nargs="+", default=None,
-                        help="default: 32-true and bf16-mixed (16-mixed where bf16 is missing)")
-    parser.add_argument("--workers", type=int, nargs="+", default=None,
-                        help="DataLoader workers per arm (default: what num_workers='auto' picks)")
+    parser.add_argument(
+        "--precisions", nargs="+", default=None, help="default: 32-true and bf16-mixed (16-mixed where bf16 is missing)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=None,
+        help="DataLoader workers per arm (default: what num_workers='auto' picks)",
+    )
     parser.add_argument("--images", type=int, default=2000, help="600x600 JPEGs to generate")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20, help="timed steps per arm")
@@ -193,23 +282,46 @@ def main(argv: list[str] | None = None) -> int:
                 for precision in precisions:
                     workers = args.workers or [resolve_num_workers("auto", size, "gpu" if device == "cuda" else "cpu")]
                     for w in workers:
-                        row = train_arm(caches[size], size, precision, w, args.batch_size, args.steps, args.warmup,
-                                        device, args.layers)
+                        row = train_arm(
+                            caches[size],
+                            size,
+                            precision,
+                            w,
+                            args.batch_size,
+                            args.steps,
+                            args.warmup,
+                            device,
+                            args.layers,
+                        )
                         row["round"] = round_
                         train_rows.append(row)
-                        print(f"train {size:>3} px {precision:>10} workers={w}: {row['images_per_second']:8.1f} "
-                              f"images/s, waiting for data {100 * row['data_wait_share']:5.1f}% of step time",
-                              flush=True)
+                        print(
+                            f"train {size:>3} px {precision:>10} workers={w}: {row['images_per_second']:8.1f} "
+                            f"images/s, waiting for data {100 * row['data_wait_share']:5.1f}% of step time",
+                            flush=True,
+                        )
         embed_workers: int | str = args.workers[0] if args.workers else "auto"
         embed_row = embed_arm(raw, args.embed_batch_size, device, embed_workers, args.embed_size)
-        print(f"embed {args.embed_size} px from 600x600 JPEGs: {embed_row['images_per_second']:.1f} images/s",
-              flush=True)
-    result = {"benchmark": "bench_gpu", "machine": machine, "device": device,
-              "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None, "smoke": args.smoke,
-              "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-              "train": train_rows, "embed": embed_row}
-    name = f"bench_gpu-{'smoke' if args.smoke else device}.json"
-    out = args.out or RESULTS / name
+        print(
+            f"embed {args.embed_size} px from 600x600 JPEGs: {embed_row['images_per_second']:.1f} images/s", flush=True
+        )
+    result = {
+        "benchmark": "bench_gpu",
+        "kind": "speed",
+        "machine": machine,
+        "device": device,
+        "headline": headline(device, train_rows, embed_row),
+        "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
+        "smoke": args.smoke,
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "train": train_rows,
+        "embed": embed_row,
+    }
+    # a smoke run checks the code, it measures nothing worth keeping: not under benchmarks/results/
+    default = (
+        Path(tempfile.gettempdir()) / "bench_gpu-smoke.json" if args.smoke else RESULTS / f"bench_gpu-{device}.json"
+    )
+    out = args.out or default
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")

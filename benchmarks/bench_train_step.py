@@ -134,11 +134,12 @@ def main() -> None:
                         "ratio": ratio})
         print(f"{label}: embedlab {ours_rate:.1f} pairs/s vs bare {bare_rate:.1f} pairs/s: ratio {ratio:.3f}x "
               f"(target >= 0.95) -> {'OK' if ratio >= 0.95 else 'BELOW TARGET'}")
+    headline = (f"embedlab's training step runs at {summary[0]['ratio']:.3f}x the speed of a bare torch + "
+                "lightly loop (median of rounds; target >= 0.95)")
     save_result(args.json, {
         "benchmark": "train_step",
         "kind": "speed",
-        "headline": f"embedlab's training step runs at {summary[0]['ratio']:.3f}x the speed of a bare torch + lightly "
-                    f"loop (median of rounds; target >= 0.95)",
+        "headline": headline,
         "settings": {k: getattr(args, k) for k in ("backbone", "image_size", "batch_size", "steps", "rounds",
                                                    "threads", "small_images")},
         "summary": summary,

@@ -31,8 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.list or not args.name:
         for spec in datasets.DATASETS.values():
-            print(f"{spec.name:14s} {spec.title}\n{'':14s} source:  {spec.url or 'embedded in the package'}"
-                  f"\n{'':14s} licence: {spec.license}\n{'':14s} cite:    {spec.citation}\n")
+            print(
+                f"{spec.name:14s} {spec.title}\n{'':14s} source:  {spec.url or 'embedded in the package'}"
+                f"\n{'':14s} licence: {spec.license}\n{'':14s} cite:    {spec.citation}\n"
+            )
         return 0 if args.list else 2
     try:
         root = datasets.prepare(args.name, args.data_dir, limit=args.limit, progress=not args.quiet, url=args.url)

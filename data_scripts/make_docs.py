@@ -295,9 +295,11 @@ def load_results(folder: Path = RESULTS_DIR) -> dict[str, dict[str, Any]]:
 
 
 def _embedding_label(name: str) -> str:
-    base, _, size = name.partition("@")
+    """A readable row name for results that carry no `recipe` (e.g. 'imagenet-64' -> 'ImageNet-pretrained, 64 px')."""
+    match = re.fullmatch(r"(.+?)[-@_](\d+)", name)
+    base, size = (match.group(1), match.group(2)) if match else (name, "")
     label = EMBEDDING_LABELS.get(base, base)
-    return f"{label} at {size} px" if size else label
+    return f"{label}, {size} px" if size else label
 
 
 def _minutes(seconds: float) -> str:
@@ -309,8 +311,9 @@ def demo_table(demo: Mapping[str, Any]) -> str:
     """The demo's comparison rows as a table: embedding, kNN, linear probe, cluster NMI (best kNN first)."""
     rows = sorted(demo.get("comparison", []), key=lambda r: -float(r.get("knn_accuracy", 0.0)))
     present = [(k, h) for k, h in METRIC_COLUMNS if any(k in r for r in rows)]
-    table_rows = [{"embedding": _embedding_label(str(r.get("name", "?"))), **r} for r in rows]
-    return markdown_table(table_rows, [("embedding", "embedding"), *present])
+    table_rows = [{**r, "embedding": r.get("recipe") or _embedding_label(str(r.get("name", "?")))} for r in rows]
+    kind = [("kind", "kind")] if any(r.get("kind") for r in rows) else []
+    return markdown_table(table_rows, [("embedding", "embedding"), *kind, *present])
 
 
 def readme_results(results: Mapping[str, Mapping[str, Any]]) -> str:
@@ -321,7 +324,7 @@ def readme_results(results: Mapping[str, Mapping[str, Any]]) -> str:
         images, classes = demo.get("images"), demo.get("classes")
         what = f"{images:,} Fashion-MNIST images, {classes} classes" if images and classes else "Fashion-MNIST"
         lines += [
-            f"`make demo` ({what}; every network at the same input size unless the row says otherwise):",
+            f"`make demo` ({what}; kNN and linear probe are accuracies on the held-back labels):",
             "",
             demo_table(demo),
             "",

@@ -32,8 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         root = args.root
         if root in datasets.DATASETS:
             root = datasets.prepare(root, args.data_dir, progress=not args.quiet)
-        report = datasets.make_thumbnails(root, args.size, out_root=args.out_root, workers=args.workers,
-                                          progress=not args.quiet)
+        report = datasets.make_thumbnails(
+            root, args.size, out_root=args.out_root, workers=args.workers, progress=not args.quiet
+        )
     except (datasets.DatasetError, OSError, ValueError) as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
@@ -43,8 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     print(report)
     for rel, why in report.failed:
         print(f"  unreadable: {rel}: {why}")
-    print(f"images/s: {report.images_per_second:.1f} ({report.written} images in {report.seconds:.2f} s, "
-          f"{report.skipped} already done)")
+    print(
+        f"images/s: {report.images_per_second:.1f} ({report.written} images in {report.seconds:.2f} s, "
+        f"{report.skipped} already done)"
+    )
     if report.failed:
         print(f"error: {len(report.failed)} image(s) could not be read (listed above)", file=sys.stderr)
         return 1

@@ -17,9 +17,10 @@ import argparse
 import json
 import re
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 BADGE_TAG = "stamp-badge"
@@ -48,8 +49,10 @@ def colab_url(name: str, repo_url: str | None = None) -> str:
 
 def badge_source(name: str, repo_url: str | None = None) -> str:
     """Markdown of the Open-in-Colab badge for notebooks/<name>."""
-    return (f'<a href="{colab_url(name, repo_url)}" target="_parent"><img '
-            f'src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>')
+    return (
+        f'<a href="{colab_url(name, repo_url)}" target="_parent"><img '
+        f'src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>'
+    )
 
 
 def install_line(repo_url: str | None = None) -> str:
@@ -85,7 +88,12 @@ def _has_tag(cell: dict[str, Any], tag: str) -> bool:
 
 
 def _stamp_cell(cell_type: str, source: str, tag: str, cell_id: str) -> dict[str, Any]:
-    cell: dict[str, Any] = {"cell_type": cell_type, "id": cell_id, "metadata": {"tags": [tag]}, "source": _lines(source)}
+    cell: dict[str, Any] = {
+        "cell_type": cell_type,
+        "id": cell_id,
+        "metadata": {"tags": [tag]},
+        "source": _lines(source),
+    }
     if cell_type == "code":
         cell.update(execution_count=None, outputs=[])
     return cell
@@ -94,7 +102,12 @@ def _stamp_cell(cell_type: str, source: str, tag: str, cell_id: str) -> dict[str
 def clean_cell(cell: dict[str, Any]) -> dict[str, Any]:
     """Drop outputs, execution counts and editor metadata; keep tags and the nbmake mock."""
     meta = {k: v for k, v in cell.get("metadata", {}).items() if k in KEEP_CELL_METADATA}
-    out: dict[str, Any] = {"cell_type": cell["cell_type"], "id": cell.get("id"), "metadata": meta, "source": cell["source"]}
+    out: dict[str, Any] = {
+        "cell_type": cell["cell_type"],
+        "id": cell.get("id"),
+        "metadata": meta,
+        "source": cell["source"],
+    }
     if isinstance(out["source"], str):
         out["source"] = _lines(out["source"])
     if out["id"] is None:
@@ -123,8 +136,12 @@ def stamp(nb: dict[str, Any], name: str, repo_url: str | None = None) -> dict[st
     cells.insert(title_at + 1, setup)
     cells.insert(0, badge)
     language = {"name": "python"}
-    return {"cells": cells, "metadata": {"kernelspec": KERNELSPEC, "language_info": language},
-            "nbformat": 4, "nbformat_minor": 5}
+    return {
+        "cells": cells,
+        "metadata": {"kernelspec": KERNELSPEC, "language_info": language},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
 
 
 def render(nb: dict[str, Any]) -> str:

@@ -33,9 +33,12 @@ def record_timings(pipeline_json: Path, target: Path = TIMINGS) -> dict[str, Any
     run = json.loads(Path(pipeline_json).read_text(encoding="utf-8"))
     machine = str(run.get("machine", ""))
     cores = re.search(r"(\d+) CPU cores", machine)
-    timings = {"source": "the pipeline.json of a `make demo` run", "machine": machine,
-               "cores": int(cores.group(1)) if cores else 2,
-               "seconds": {k: round(float(v), 1) for k, v in sorted(run["seconds"].items())}}
+    timings = {
+        "source": "the pipeline.json of a `make demo` run",
+        "machine": machine,
+        "cores": int(cores.group(1)) if cores else 2,
+        "seconds": {k: round(float(v), 1) for k, v in sorted(run["seconds"].items())},
+    }
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.write_text(json.dumps(timings, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     tmp.replace(target)

@@ -11,8 +11,21 @@ import pytest
 
 from embedlab import cli
 
-COMMANDS = ["download", "thumbnails", "train", "embed", "umap", "compare", "select", "neighbors", "outliers",
-            "duplicates", "classify", "run", "demo"]
+COMMANDS = [
+    "download",
+    "thumbnails",
+    "train",
+    "embed",
+    "umap",
+    "compare",
+    "select",
+    "neighbors",
+    "outliers",
+    "duplicates",
+    "classify",
+    "run",
+    "demo",
+]
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -83,8 +96,21 @@ def test_embed_help_documents_the_tool_options(capsys):
 def test_embed_pca_on_npy_with_plot_and_compress(capsys, tmp_path, images_npy):
     images, labels = images_npy
     output = tmp_path / "pixels.npz"
-    status, out, err = run_cli(capsys, "embed", images, output, "--model", "pca", "--dimensions", "2", "--plot",
-                               "--compress", "--labels", labels, "-q")
+    status, out, err = run_cli(
+        capsys,
+        "embed",
+        images,
+        output,
+        "--model",
+        "pca",
+        "--dimensions",
+        "2",
+        "--plot",
+        "--compress",
+        "--labels",
+        labels,
+        "-q",
+    )
     assert status == 0, err
     assert "36 x 2" in out
     from embedlab.embedding import load_embeddings
@@ -106,16 +132,34 @@ def test_embed_float_npy_and_a_folder_with_pca(capsys, tmp_path, images_npy, ima
     np.save(floats, (np.load(images)[..., None] / 255.0).astype(np.float32))  # (N, H, W, 1) float in [0, 1]
     status, out, err = run_cli(capsys, "embed", floats, tmp_path / "f.pt", "--dimensions", "4", "-q")
     assert status == 0 and "36 x 4" in out, err
-    status, out, err = run_cli(capsys, "embed", image_folder, tmp_path / "folder.pt", "--model", "pca",
-                               "--dimensions", "8", "-q")
+    status, out, err = run_cli(
+        capsys, "embed", image_folder, tmp_path / "folder.pt", "--model", "pca", "--dimensions", "8", "-q"
+    )
     assert status == 0 and "60 x 8" in out, err
 
 
 def test_embed_with_a_backbone_then_pca_dimensions(capsys, tmp_path, images_npy):
     images, labels = images_npy
     output = tmp_path / "cnn.npy"
-    status, out, err = run_cli(capsys, "embed", images, output, "--model", "resnet18", "--weights", "random",
-                               "--layers", "1", "--image-size", "32", "--dimensions", "5", "--labels", labels, "-q")
+    status, out, err = run_cli(
+        capsys,
+        "embed",
+        images,
+        output,
+        "--model",
+        "resnet18",
+        "--weights",
+        "random",
+        "--layers",
+        "1",
+        "--image-size",
+        "32",
+        "--dimensions",
+        "5",
+        "--labels",
+        labels,
+        "-q",
+    )
     assert status == 0 and "36 x 5" in out, err
     from embedlab.embedding import load_embeddings
 
@@ -128,8 +172,9 @@ def folder_embeddings(tmp_path_factory: pytest.TempPathFactory, image_folder: Pa
     """Two embedding sets of the same labeled folder (PCA 8 and PCA 16)."""
     folder = tmp_path_factory.mktemp("emb")
     for dims in (8, 16):
-        assert cli.main(["embed", str(image_folder), str(folder / f"pca{dims}.pt"), "--dimensions", str(dims),
-                         "-q"]) == 0
+        assert (
+            cli.main(["embed", str(image_folder), str(folder / f"pca{dims}.pt"), "--dimensions", str(dims), "-q"]) == 0
+        )
     return folder / "pca8.pt", folder / "pca16.pt"
 
 
@@ -182,8 +227,25 @@ def test_neighbors_outliers_duplicates(capsys, folder_embeddings):
         (["embed", "{images}", "{tmp}/out.pt", "--compress"], [".npz"]),
         (["embed", "{images}", "{tmp}/out.pt", "--model", "vgg99"], ["vgg99"]),
         (["embed", "{images}", "{tmp}/out.pt", "--model", "pca", "--layers", "2"], ["--layers"]),
-        (["embed", "{images}", "{tmp}/out.pt", "--model", "resnet18", "--weights", "random", "--layers", "1",
-          "--image-size", "16", "--dimensions", "500", "-q"], ["--dimensions 500"]),
+        (
+            [
+                "embed",
+                "{images}",
+                "{tmp}/out.pt",
+                "--model",
+                "resnet18",
+                "--weights",
+                "random",
+                "--layers",
+                "1",
+                "--image-size",
+                "16",
+                "--dimensions",
+                "500",
+                "-q",
+            ],
+            ["--dimensions 500"],
+        ),
         (["embed", "{folder}", "{tmp}/out.pt", "--labels", "{labels}"], ["--labels"]),
         (["select", "{tmp}/none.pt", "--n", "3"], ["not found", "none.pt"]),
         (["select", "{emb}", "--n", "999"], ["n=999", "60"]),
@@ -201,8 +263,7 @@ def test_neighbors_outliers_duplicates(capsys, folder_embeddings):
 )
 def test_bad_input_is_one_clear_line(capsys, tmp_path, images_npy, image_folder, folder_embeddings, argv, needles):
     images, labels = images_npy
-    values = {"tmp": tmp_path, "images": images, "labels": labels, "folder": image_folder,
-              "emb": folder_embeddings[0]}
+    values = {"tmp": tmp_path, "images": images, "labels": labels, "folder": image_folder, "emb": folder_embeddings[0]}
     status, _, err = run_cli(capsys, *[a.format(**values) for a in argv])
     assert_one_line_error(status, err, *needles)
 
@@ -221,8 +282,13 @@ def test_debug_shows_the_traceback(tmp_path):
 
 
 def test_console_script_error_has_no_traceback(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "embedlab.cli", "select", str(tmp_path / "x.pt"), "--n", "2"],
-                            capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "embedlab.cli", "select", str(tmp_path / "x.pt"), "--n", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 1
     assert result.stderr.strip().startswith("embedlab: error: embeddings file not found")
     assert "Traceback" not in result.stderr
@@ -238,8 +304,23 @@ def test_run_and_demo_call_the_pipeline_with_the_parameters(capsys, monkeypatch,
         return tmp_path / "index.html"
 
     monkeypatch.setattr(pipeline, "run_pipeline", fake_run_pipeline)
-    status, out, _ = run_cli(capsys, "run", "--params", "classroom", "--run-dir", "runs/x", "--notebooks", "00", "03",
-                             "-p", "epochs=3", "-p", "init=null", "-p", "dataset=eurosat")
+    status, out, _ = run_cli(
+        capsys,
+        "run",
+        "--params",
+        "classroom",
+        "--run-dir",
+        "runs/x",
+        "--notebooks",
+        "00",
+        "03",
+        "-p",
+        "epochs=3",
+        "-p",
+        "init=null",
+        "-p",
+        "dataset=eurosat",
+    )
     assert status == 0 and "index.html" in out
     assert calls[-1] == ("classroom", "runs/x", ["00", "03"], {"epochs": 3, "init": None, "dataset": "eurosat"})
     status, _, _ = run_cli(capsys, "demo")
@@ -265,20 +346,44 @@ def test_train_thumbnails_download_classify_pass_valid_arguments(capsys, monkeyp
 
         monkeypatch.setattr(module, name, fake)
 
-    checked(training, "train", SimpleNamespace(epochs=1, seconds=2.0, images_per_second=3.0, final_loss=4.0,
-                                               checkpoint=tmp_path / "c.ckpt", exported=tmp_path / "b.pt"))
-    checked(datasets, "make_thumbnails", SimpleNamespace(out_root=tmp_path, written=5, skipped=0, failed=[],
-                                                         images_per_second=9.0))
+    checked(
+        training,
+        "train",
+        SimpleNamespace(
+            epochs=1,
+            seconds=2.0,
+            images_per_second=3.0,
+            final_loss=4.0,
+            checkpoint=tmp_path / "c.ckpt",
+            exported=tmp_path / "b.pt",
+        ),
+    )
+    checked(
+        datasets,
+        "make_thumbnails",
+        SimpleNamespace(out_root=tmp_path, written=5, skipped=0, failed=[], images_per_second=9.0),
+    )
     checked(finetune, "train_classifier", SimpleNamespace(summary=lambda: "frozen classifier: test accuracy 0.5"))
-    status, out, err = run_cli(capsys, "train", image_folder, tmp_path / "run", "--epochs", "3", "--small-images",
-                               "true", "--devices", "2", "--no-knn", "-q")
+    status, out, err = run_cli(
+        capsys,
+        "train",
+        image_folder,
+        tmp_path / "run",
+        "--epochs",
+        "3",
+        "--small-images",
+        "true",
+        "--devices",
+        "2",
+        "--no-knn",
+        "-q",
+    )
     assert status == 0 and "final loss 4.000" in out, err
     assert seen["train"]["epochs"] == 3 and seen["train"]["small_images"] is True and seen["train"]["devices"] == 2
     assert seen["train"]["knn_monitor"] is False
     status, out, err = run_cli(capsys, "thumbnails", image_folder, "--size", "16", "-q")
     assert status == 0 and "5 written" in out, err
-    status, out, err = run_cli(capsys, "classify", tmp_path, image_folder, "--mode", "finetune", "--epochs", "1",
-                               "-q")
+    status, out, err = run_cli(capsys, "classify", tmp_path, image_folder, "--mode", "finetune", "--epochs", "1", "-q")
     assert status == 0 and "test accuracy" in out and seen["train_classifier"]["mode"] == "finetune", err
     status, out, err = run_cli(capsys, "download", image_folder, "-q")  # a folder: validated, root printed
     assert status == 0 and out.strip() == str(image_folder), err
@@ -286,8 +391,9 @@ def test_train_thumbnails_download_classify_pass_valid_arguments(capsys, monkeyp
 
 def test_umap_command_writes_points_figure_and_interactive_html(capsys, tmp_path, folder_embeddings, image_folder):
     out = tmp_path / "maps"
-    status, stdout, err = run_cli(capsys, "umap", folder_embeddings[0], "--method", "pca", "--image-root",
-                                  image_folder, "--output-dir", out, "-q")
+    status, stdout, err = run_cli(
+        capsys, "umap", folder_embeddings[0], "--method", "pca", "--image-root", image_folder, "--output-dir", out, "-q"
+    )
     assert status == 0, err
     points = np.load(out / "pca8-pca.npy")
     assert points.shape == (60, 2) and np.isfinite(points).all()

@@ -93,8 +93,11 @@ def rgb(color: tuple[int, int, int] = (10, 120, 230), size: tuple[int, int] = (8
 def good_folder(tmp_path) -> Path:
     """Three classes (one with a nested subfolder), jpg/png files, deliberately created out of order."""
     root = tmp_path / "ds"
-    for cls, names in {"zebra": ["b.png", "a.png", "c.jpg"], "Apple": ["2.png", "10.png"],
-                       "mango": ["x.png", "sub/y.png"]}.items():
+    for cls, names in {
+        "zebra": ["b.png", "a.png", "c.jpg"],
+        "Apple": ["2.png", "10.png"],
+        "mango": ["x.png", "sub/y.png"],
+    }.items():
         for name in names:
             save(root / cls / name, rgb())
     return root
@@ -106,8 +109,15 @@ def good_folder(tmp_path) -> Path:
 def test_image_folder_order_classes_and_filenames(good_folder):
     folder = ImageFolder(good_folder)
     assert folder.classes == ["Apple", "mango", "zebra"]
-    assert folder.filenames == ["Apple/10.png", "Apple/2.png", "mango/sub/y.png", "mango/x.png",
-                                "zebra/a.png", "zebra/b.png", "zebra/c.jpg"]
+    assert folder.filenames == [
+        "Apple/10.png",
+        "Apple/2.png",
+        "mango/sub/y.png",
+        "mango/x.png",
+        "zebra/a.png",
+        "zebra/b.png",
+        "zebra/c.jpg",
+    ]
     assert folder.labels == [0, 0, 1, 1, 2, 2, 2] and folder.targets == folder.labels
     assert folder.labeled and folder.skipped == [] and len(folder) == 7
     image, label, filename = folder[6]
@@ -117,8 +127,14 @@ def test_image_folder_order_classes_and_filenames(good_folder):
 
 def test_limit_per_class_is_balanced_and_deterministic(good_folder):
     folder = ImageFolder(good_folder, limit_per_class=2)
-    assert folder.filenames == ["Apple/10.png", "Apple/2.png", "mango/sub/y.png", "mango/x.png",
-                                "zebra/a.png", "zebra/b.png"]
+    assert folder.filenames == [
+        "Apple/10.png",
+        "Apple/2.png",
+        "mango/sub/y.png",
+        "mango/x.png",
+        "zebra/a.png",
+        "zebra/b.png",
+    ]
     assert ImageFolder(good_folder, limit_per_class=1).class_counts() == {"Apple": 1, "mango": 1, "zebra": 1}
     with pytest.raises(DatasetError, match="limit"):
         ImageFolder(good_folder, limit_per_class=0)
@@ -283,17 +299,40 @@ def test_prepare_unknown_name_and_missing_folder(tmp_path):
 
 def test_scripts_have_help_and_export_validates_the_package_copy():
     for script in ("download_dataset.py", "make_thumbnails.py", "export_fashion_mnist.py"):
-        result = subprocess.run([sys.executable, str(REPO / "data_scripts" / script), "--help"],
-                                check=False, capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [sys.executable, str(REPO / "data_scripts" / script), "--help"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode == 0 and "usage:" in result.stdout, result.stderr
-    check = subprocess.run([sys.executable, str(REPO / "data_scripts" / "export_fashion_mnist.py"), "--check-only"],
-                           check=False, capture_output=True, text=True, timeout=60)
+    check = subprocess.run(
+        [sys.executable, str(REPO / "data_scripts" / "export_fashion_mnist.py"), "--check-only"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert check.returncode == 0 and "checksums OK" in check.stdout, check.stderr
 
 
 def test_download_script_writes_fashion_mnist(tmp_path):
-    result = subprocess.run([sys.executable, str(REPO / "data_scripts" / "download_dataset.py"), "fashion-mnist",
-                             "--data-dir", str(tmp_path), "--limit", "2", "--quiet"],
-                            check=False, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "data_scripts" / "download_dataset.py"),
+            "fashion-mnist",
+            "--data-dir",
+            str(tmp_path),
+            "--limit",
+            "2",
+            "--quiet",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert "20 images in 10 classes" in result.stdout

@@ -169,3 +169,36 @@ def test_distillation_moves_the_student_towards_the_teacher(tiny_data: Path, tea
 
 def test_module_exports_its_public_names() -> None:
     assert "efficientnet_lite0" in distillation.teacher_names() and "dinov2_vitb14" in distillation.teacher_names()
+
+
+def test_cli_passes_distillation_and_its_teacher_to_train(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from embedlab import training
+    from embedlab.cli import main
+
+    seen: dict[str, Any] = {}
+
+    def fake_train(data: Path, run_dir: Path, **options: Any) -> Any:
+        seen.update(options)
+        return SimpleNamespace(
+            epochs=1, seconds=1.0, images_per_second=1.0, final_loss=1.0, checkpoint="c", exported="e"
+        )
+
+    monkeypatch.setattr(training, "train", fake_train)
+    argv = [
+        "train",
+        str(tiny_data),
+        str(tmp_path / "run"),
+        "--method",
+        "distillation",
+        "--teacher",
+        "efficientnet_lite0",
+        "--teacher-image-size",
+        "112",
+        "--quiet",
+    ]
+    assert main(argv) == 0
+    assert (seen["method"], seen["teacher"], seen["teacher_image_size"]) == ("distillation", "efficientnet_lite0", 112)

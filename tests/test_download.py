@@ -115,8 +115,9 @@ def test_normal_download_verifies_and_renames(server, tmp_path):
     url, state = server
     data = payload()
     state.files["/a.bin"] = data
-    dest = download(f"{url}/a.bin", tmp_path / "a.bin", sha256=hashlib.sha256(data).hexdigest(), size=len(data),
-                    progress=False)
+    dest = download(
+        f"{url}/a.bin", tmp_path / "a.bin", sha256=hashlib.sha256(data).hexdigest(), size=len(data), progress=False
+    )
     assert dest.read_bytes() == data
     assert not (tmp_path / "a.bin.part").exists()
     assert download(f"{url}/a.bin", dest, progress=False) == dest  # complete file: no second request
@@ -160,8 +161,11 @@ def test_resume_through_a_redirect_keeps_the_range(server, tmp_path):
     dest = download(f"{url}/api/download", tmp_path / "a.zip", retries=1, retry_wait=0, progress=False)
     assert dest.read_bytes() == data
     assert [(e["path"], e["range"], e["status"]) for e in state.log] == [
-        ("/api/download", None, 302), ("/storage/a.bin", None, 200),
-        ("/api/download", "bytes=70000-", 302), ("/storage/a.bin", "bytes=70000-", 206)]
+        ("/api/download", None, 302),
+        ("/storage/a.bin", None, 200),
+        ("/api/download", "bytes=70000-", 302),
+        ("/storage/a.bin", "bytes=70000-", 206),
+    ]
     assert sum(e["sent"] for e in state.log) == len(data)
 
 
@@ -252,8 +256,9 @@ def test_extract_zip_and_tar(tmp_path):
     assert not (target / "top/a/1.txt").exists()
 
 
-@pytest.mark.parametrize("evil", ["../evil.txt", "ok/../../evil.txt", "/tmp/embedlab-evil.txt", "C:/evil.txt",
-                                  "..\\evil.txt"])
+@pytest.mark.parametrize(
+    "evil", ["../evil.txt", "ok/../../evil.txt", "/tmp/embedlab-evil.txt", "C:/evil.txt", "..\\evil.txt"]
+)
 def test_zip_slip_is_refused_and_nothing_is_written(tmp_path, evil):
     work = tmp_path / "work"
     work.mkdir()
@@ -269,7 +274,7 @@ def test_zip_symlink_member_is_refused(tmp_path):
     archive = tmp_path / "x.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         link = zipfile.ZipInfo("link")
-        link.external_attr = (0o120777 << 16)
+        link.external_attr = 0o120777 << 16
         zf.writestr(link, "/etc/passwd")
     with pytest.raises(UnsafeArchiveError, match="symbolic link"):
         extract(archive, tmp_path / "out", progress=False)
@@ -343,15 +348,28 @@ def test_prepare_registry_name_with_url_override(server, tmp_path):
 
 def test_prepare_spec_with_checksum_and_top_folder_tar(server, tmp_path):
     url, state = server
-    members = [(f"AID/{cls}/{cls.lower()}_{i}.jpg", image_bytes("JPEG", (i * 50, 90, 200)))
-               for cls in ("Airport", "Beach") for i in range(2)]
+    members = [
+        (f"AID/{cls}/{cls.lower()}_{i}.jpg", image_bytes("JPEG", (i * 50, 90, 200)))
+        for cls in ("Airport", "Beach")
+        for i in range(2)
+    ]
     blob = make_tar(tmp_path / "aid.tar.gz", members).read_bytes()
     state.files["/aid.tar.gz"] = blob
-    spec = datasets.DatasetSpec(name="mini-aid", title="test", url=f"{url}/aid.tar.gz", filename="aid.tar.gz",
-                                sha256=hashlib.sha256(blob).hexdigest(), size=len(blob))
+    spec = datasets.DatasetSpec(
+        name="mini-aid",
+        title="test",
+        url=f"{url}/aid.tar.gz",
+        filename="aid.tar.gz",
+        sha256=hashlib.sha256(blob).hexdigest(),
+        size=len(blob),
+    )
     root = datasets.prepare(spec, tmp_path / "data", progress=False)
-    assert datasets.ImageFolder(root).filenames == ["Airport/airport_0.jpg", "Airport/airport_1.jpg",
-                                                    "Beach/beach_0.jpg", "Beach/beach_1.jpg"]
+    assert datasets.ImageFolder(root).filenames == [
+        "Airport/airport_0.jpg",
+        "Airport/airport_1.jpg",
+        "Beach/beach_0.jpg",
+        "Beach/beach_1.jpg",
+    ]
     bad = datasets.DatasetSpec(name="bad", title="test", url=f"{url}/aid.tar.gz", sha256="1" * 64)
     with pytest.raises(ChecksumError):
         datasets.prepare(bad, tmp_path / "data", progress=False)
@@ -361,7 +379,8 @@ def test_prepare_spec_with_checksum_and_top_folder_tar(server, tmp_path):
 def test_registry_has_real_sources_and_credits():
     assert set(datasets.DATASETS) == {"aid", "eurosat", "ucmerced", "fashion-mnist"}
     assert datasets.DATASETS["aid"].url == (
-        "https://www.kaggle.com/api/v1/datasets/download/jiayuanchengala/aid-scene-classification-datasets")
+        "https://www.kaggle.com/api/v1/datasets/download/jiayuanchengala/aid-scene-classification-datasets"
+    )
     assert datasets.DATASETS["eurosat"].url == "https://zenodo.org/records/7711810/files/EuroSAT_RGB.zip"
     assert datasets.DATASETS["ucmerced"].url == "http://weegee.vision.ucmerced.edu/datasets/UCMerced_LandUse.zip"
     assert datasets.DATASETS["fashion-mnist"].url is None

@@ -49,8 +49,12 @@ def test_weighted_vote_by_hand_high_temperature_follows_majority() -> None:
 
 
 def test_cosine_ignores_vector_length() -> None:
-    assert knn_accuracy(BANK * torch.tensor([[5.0], [0.1], [3.0], [1.0], [9.0]]), BANK_LABELS, QUERY * 7, [0],
-                        k=3, temperature=0.1) == 1.0
+    assert (
+        knn_accuracy(
+            BANK * torch.tensor([[5.0], [0.1], [3.0], [1.0], [9.0]]), BANK_LABELS, QUERY * 7, [0], k=3, temperature=0.1
+        )
+        == 1.0
+    )
 
 
 def test_leave_one_out_excludes_self() -> None:
@@ -148,13 +152,23 @@ def test_errors_are_clear() -> None:
 def test_compare_one_row_per_set_best_first() -> None:
     vectors, labels = _separable()
     noise = np.random.default_rng(3).normal(size=vectors.shape)
-    good = Embeddings(torch.from_numpy(vectors), [f"f{i}" for i in range(len(labels))], labels, ["a", "b", "c"],
-                      name="good")
+    good = Embeddings(
+        torch.from_numpy(vectors), [f"f{i}" for i in range(len(labels))], labels, ["a", "b", "c"], name="good"
+    )
     bad = Embeddings(torch.from_numpy(noise), good.filenames, labels, ["a", "b", "c"], name="noise")
     table = compare([bad, good], k=5)
     assert list(table["name"]) == ["good", "noise"]
-    assert list(table.columns) == ["name", "recipe", "kind", "image_size", "n", "dim", "knn_accuracy",
-                                   "linear_probe_accuracy", "cluster_nmi"]
+    assert list(table.columns) == [
+        "name",
+        "recipe",
+        "kind",
+        "image_size",
+        "n",
+        "dim",
+        "knn_accuracy",
+        "linear_probe_accuracy",
+        "cluster_nmi",
+    ]
     assert table.attrs["evaluation"] == {"knn_k": 5, "knn_temperature": 0.1, "probe_test_fraction": 0.3, "seed": 0}
     assert table.loc[0, "knn_accuracy"] == 1.0 and table.loc[0, "dim"] == 8 and table.loc[0, "n"] == 60
     assert table.loc[1, "knn_accuracy"] < 0.7
@@ -162,34 +176,71 @@ def test_compare_one_row_per_set_best_first() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ recipe names
-IMAGENET_112 = {"model": "efficientnet_lite0", "backbone": "efficientnet_lite0", "weights": "imagenet", "image_size": 112}
+IMAGENET_112 = {
+    "model": "efficientnet_lite0",
+    "backbone": "efficientnet_lite0",
+    "weights": "imagenet",
+    "image_size": 112,
+}
 
 
 def test_recipe_names_say_how_the_vectors_were_made() -> None:
     assert recipe_name(IMAGENET_112) == "ImageNet weights (no training), EfficientNet-Lite0, 112 px"
-    assert recipe_name({**IMAGENET_112, "weights": None, "image_size": 32}) == \
-        "random init (no training), EfficientNet-Lite0, 32 px"
+    assert (
+        recipe_name({**IMAGENET_112, "weights": None, "image_size": 32})
+        == "random init (no training), EfficientNet-Lite0, 32 px"
+    )
     assert recipe_name({"model": "pca", "embedding_dim": 50, "image_size": 32}) == "PCA of raw pixels (50 dims), 32 px"
     trained = {"name": "resnet18", "method": "simclr", "init": None, "image_size": 64}
     assert recipe_name(trained) == "SimCLR from random init, ResNet18, 64 px"
-    assert recipe_name({"name": "efficientnet_lite0", "method": "distillation", "init": "imagenet", "image_size": 64,
-                        "teacher": "efficientnet_lite0"}) == \
-        "Distillation of EfficientNet-Lite0 continued from ImageNet, EfficientNet-Lite0, 64 px"
+    assert (
+        recipe_name(
+            {
+                "name": "efficientnet_lite0",
+                "method": "distillation",
+                "init": "imagenet",
+                "image_size": 64,
+                "teacher": "efficientnet_lite0",
+            }
+        )
+        == "Distillation of EfficientNet-Lite0 continued from ImageNet, EfficientNet-Lite0, 64 px"
+    )
     assert recipe_name({}, "ssl") == "ssl"
 
 
 def test_describe_embeddings_reads_the_exported_backbone_json(tmp_path) -> None:
-    (tmp_path / "backbone.json").write_text(json.dumps(
-        {"name": "efficientnet_lite0", "method": "simclr", "init": "imagenet", "image_size": 32, "weights": "imagenet"}))
+    (tmp_path / "backbone.json").write_text(
+        json.dumps(
+            {
+                "name": "efficientnet_lite0",
+                "method": "simclr",
+                "init": "imagenet",
+                "image_size": 32,
+                "weights": "imagenet",
+            }
+        )
+    )
     # what embed() keeps of a trained model: no `init`, weights "file"; the sidecar of `source` fills it in
-    meta = {"model": "efficientnet_lite0", "backbone": "efficientnet_lite0", "weights": "file", "image_size": 32,
-            "method": "simclr", "source": str(tmp_path / "backbone.pt")}
+    meta = {
+        "model": "efficientnet_lite0",
+        "backbone": "efficientnet_lite0",
+        "weights": "file",
+        "image_size": 32,
+        "method": "simclr",
+        "source": str(tmp_path / "backbone.pt"),
+    }
     ssl = Embeddings(torch.zeros(4, 2), list("abcd"), [0, 0, 1, 1], ["x", "y"], name="ssl", meta=meta)
-    assert describe_embeddings("ssl", ssl) == {"recipe": "SimCLR continued from ImageNet, EfficientNet-Lite0, 32 px",
-                                               "kind": "self-supervised", "image_size": 32}
-    sets = {"imagenet": Embeddings(torch.zeros(4, 2), list("abcd"), meta=IMAGENET_112),
-            "imagenet-32": Embeddings(torch.zeros(4, 2), list("abcd"), meta={**IMAGENET_112, "image_size": 32}),
-            "pca": Embeddings(torch.zeros(4, 2), list("abcd"), meta={"model": "pca", "image_size": 32}), "ssl": ssl}
+    assert describe_embeddings("ssl", ssl) == {
+        "recipe": "SimCLR continued from ImageNet, EfficientNet-Lite0, 32 px",
+        "kind": "self-supervised",
+        "image_size": 32,
+    }
+    sets = {
+        "imagenet": Embeddings(torch.zeros(4, 2), list("abcd"), meta=IMAGENET_112),
+        "imagenet-32": Embeddings(torch.zeros(4, 2), list("abcd"), meta={**IMAGENET_112, "image_size": 32}),
+        "pca": Embeddings(torch.zeros(4, 2), list("abcd"), meta={"model": "pca", "image_size": 32}),
+        "ssl": ssl,
+    }
     assert recipe_order(sets) == ["ssl", "imagenet-32", "imagenet", "pca"]
     assert describe_embeddings("pca", sets["pca"])["kind"] == "floor"
 

@@ -15,13 +15,13 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import tomllib
 import venv
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -69,8 +69,12 @@ def _clean_venv(where: Path) -> Path:
 
 
 def _site_packages(python: Path) -> Path:
-    out = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return Path(out.stdout.strip())
 
 
@@ -79,9 +83,11 @@ def fake_wheel(folder: Path, name: str, version: str) -> Path:
     dist = re.sub(r"[-_.]+", "_", name).lower()
     path = folder / f"{dist}-{version}-py3-none-any.whl"
     info = f"{dist}-{version}.dist-info"
-    files = {f"{dist}/__init__.py": f"__version__ = {version!r}\n",
-             f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: embedlab-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    files = {
+        f"{dist}/__init__.py": f"__version__ = {version!r}\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: embedlab-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
     files[f"{info}/RECORD"] = "".join(f"{f},,\n" for f in [*files, f"{info}/RECORD"])
     with zipfile.ZipFile(path, "w") as archive:
         for member, text in files.items():
@@ -94,7 +100,7 @@ def _requirement_names(wheel: Path) -> list[str]:
     with zipfile.ZipFile(wheel) as archive:
         meta = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
         lines = archive.read(meta).decode().splitlines()
-    reqs = [l.split(":", 1)[1].strip() for l in lines if l.startswith("Requires-Dist:")]
+    reqs = [line.split(":", 1)[1].strip() for line in lines if line.startswith("Requires-Dist:")]
     return [re.match(r"[A-Za-z0-9_.-]+", r).group(0) for r in reqs if "extra ==" not in r]
 
 
@@ -109,7 +115,8 @@ def test_repository_address_lives_in_pyproject_and_stamps_every_notebook(tmp_pat
         nb = json.loads(text)
         assert text == stamp.render(stamp.stamp(nb, path.name)), f"{path.name}: run `make strip` (address drift)"
         assert f"colab.research.google.com/github/{slug}/blob/main/notebooks/{path.name}" in "".join(
-            nb["cells"][0]["source"])
+            nb["cells"][0]["source"]
+        )
         assert f"git+{url}" in _setup_install_line(path)
         for cell in nb["cells"]:
             source = "".join(cell["source"])
@@ -159,11 +166,19 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
             shutil.copy2(REPO / name, src / name)
     shutil.copytree(REPO / "src", src / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     out = tmp_path_factory.mktemp("dist")
-    build = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(src)],
-                           capture_output=True, text=True, timeout=300)
+    build = subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    check = subprocess.run([sys.executable, "-m", "twine", "check", "--strict", *map(str, out.iterdir())],
-                           capture_output=True, text=True, timeout=120)
+    check = subprocess.run(
+        [sys.executable, "-m", "twine", "check", "--strict", *map(str, out.iterdir())],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     return out
 
@@ -173,8 +188,11 @@ def _wheel(dist: Path) -> Path:
 
 
 def test_wheel_and_sdist_hold_every_module_and_the_embedded_dataset(dist: Path) -> None:
-    modules = {f"embedlab/{p.relative_to(REPO / 'src' / 'embedlab').as_posix()}"
-               for p in (REPO / "src" / "embedlab").rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    modules = {
+        f"embedlab/{p.relative_to(REPO / 'src' / 'embedlab').as_posix()}"
+        for p in (REPO / "src" / "embedlab").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
     assert any(m.endswith(".gz") for m in modules) and "embedlab/py.typed" in modules
     with zipfile.ZipFile(_wheel(dist)) as archive:
         in_wheel = set(archive.namelist())
@@ -193,8 +211,10 @@ def _notebook_script(path: Path, skip: tuple[str, ...] = ()) -> str:
     for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
         if cell["cell_type"] != "code" or any(s in "".join(cell["source"]) for s in skip):
             continue
-        lines = ["".join([l[: len(l) - len(l.lstrip())], "pass"]) if l.lstrip().startswith(("%", "!")) else l
-                 for l in "".join(cell["source"]).splitlines()]
+        lines = [
+            line[: len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith(("%", "!")) else line
+            for line in "".join(cell["source"]).splitlines()
+        ]
         parts.append("\n".join(lines))
         mock = cell["metadata"].get("nbmake", {}).get("mock", {})
         parts.extend(f"{name} = {value!r}" for name, value in mock.items())
@@ -207,23 +227,32 @@ def test_built_wheel_runs_the_quickstart_in_a_clean_venv(dist: Path, tmp_path: P
     python = _clean_venv(tmp_path / "venv")
     _pip(python, "install", "--quiet", "--no-deps", "--no-index", str(_wheel(dist)))
     # the dependencies come from the .venv, added as a plain path: its editable-install hook (.pth) is not run
-    deps = Path(sys.executable).parent.parent / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / \
-        "site-packages"
+    deps = (
+        Path(sys.executable).parent.parent
+        / "lib"
+        / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+        / "site-packages"
+    )
     (_site_packages(python) / "zz_deps.pth").write_text(f"{deps}\n", encoding="utf-8")
     work = tmp_path / "work"
     work.mkdir()
-    guard = (f"import importlib, pkgutil, sys, embedlab\nassert {str(REPO / 'src')!r} not in sys.path\n"
-             f"assert embedlab.__file__.startswith({str(tmp_path / 'venv')!r}), embedlab.__file__\n"
-             f"for m in pkgutil.iter_modules(embedlab.__path__): importlib.import_module('embedlab.' + m.name)\n"
-             f"print('EMBEDLAB FROM', embedlab.__file__)\n")
+    guard = (
+        f"import importlib, pkgutil, sys, embedlab\nassert {str(REPO / 'src')!r} not in sys.path\n"
+        f"assert embedlab.__file__.startswith({str(tmp_path / 'venv')!r}), embedlab.__file__\n"
+        f"for m in pkgutil.iter_modules(embedlab.__path__): importlib.import_module('embedlab.' + m.name)\n"
+        f"print('EMBEDLAB FROM', embedlab.__file__)\n"
+    )
     # every quickstart cell but the UMAP one (numba's first compilation alone takes ~30 s; tests/test_projection.py
     # covers it): prepare the embedded data from the wheel, train, embed, compare
     script = _notebook_script(REPO / "notebooks" / "00_quickstart.ipynb", skip=("project_all(",))
+    assert "p = params.check(" in script, "00_quickstart changed: update this smoke's size override"
+    script = script.replace(
+        "p = params.check(", "limit_per_class, batch_size = 10, 16  # smaller still: 100 images\np = params.check(", 1
+    )
     (work / "quickstart.py").write_text(guard + script + "\nprint('KNN TABLE', table.shape)\n", encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update(EMBEDLAB_ROOT=str(work), MPLBACKEND="Agg", PYTHONNOUSERSITE="1")
-    run = subprocess.run([str(python), "quickstart.py"], cwd=work, env=env, capture_output=True, text=True,
-                         timeout=600)
+    run = subprocess.run([str(python), "quickstart.py"], cwd=work, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
     assert "EMBEDLAB FROM" in run.stdout and "KNN TABLE" in run.stdout
     assert any((work / "runs").rglob("*.png")), "the quickstart saved no figure"
@@ -232,8 +261,18 @@ def test_built_wheel_runs_the_quickstart_in_a_clean_venv(dist: Path, tmp_path: P
 # --------------------------------------------------------------------------------------------- Colab's install
 def _dry_run(python: Path, index: Path, requirement: str, report: Path) -> set[str]:
     """Names pip would install or change for `requirement` against the fake index (pip's --dry-run --report)."""
-    _pip(python, "install", "--dry-run", "--quiet", "--no-index", "--find-links", str(index), "--report",
-         str(report), requirement)
+    _pip(
+        python,
+        "install",
+        "--dry-run",
+        "--quiet",
+        "--no-index",
+        "--find-links",
+        str(index),
+        "--report",
+        str(report),
+        requirement,
+    )
     return {item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]}
 
 
@@ -253,7 +292,9 @@ def test_setup_cell_install_keeps_the_runtimes_torch_and_ipykernel(dist: Path, t
     assert local != requirement, f"the setup line does not install from {url}: {line}"
     changed = _dry_run(python, index, local, tmp_path / "report.json")
     assert "embedlab" in changed and "lightly" in changed  # the dry run really resolves the package
-    assert not changed & set(PREINSTALLED), f"the setup cell would replace Colab's {sorted(changed & set(PREINSTALLED))}"
+    assert not changed & set(PREINSTALLED), (
+        f"the setup cell would replace Colab's {sorted(changed & set(PREINSTALLED))}"
+    )
     assert not changed & set(RUNNER_STACK), f"the setup cell installs the runner stack: {changed & set(RUNNER_STACK)}"
     # the check can fail: a requirement above the installed ipykernel (as the old dependency list had) shows up
     assert "ipykernel" in _dry_run(python, index, "ipykernel>=6.25", tmp_path / "control.json")

@@ -17,8 +17,19 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from embedlab.plotting import (  # noqa: E402
-    PlottingError, augmented_pairs, class_palette, classifier_curve, image_grid, interactive_scatter, loss_curve,
-    metrics_chart, nearest_neighbor_grid, samples_per_class, save_figure, scatter, side_by_side,
+    PlottingError,
+    augmented_pairs,
+    class_palette,
+    classifier_curve,
+    image_grid,
+    interactive_scatter,
+    loss_curve,
+    metrics_chart,
+    nearest_neighbor_grid,
+    samples_per_class,
+    save_figure,
+    scatter,
+    side_by_side,
 )
 
 EVIL = "<img src=x onerror=alert(1)>.png"
@@ -77,7 +88,7 @@ class FakeFolder:
     def __init__(self, n: int = 8) -> None:
         self.classes = ["cat", "dog"]
         self.labels = [i % 2 for i in range(n)]
-        self.filenames = [f"{self.classes[l]}/{i}.png" for i, l in enumerate(self.labels)]
+        self.filenames = [f"{self.classes[label]}/{i}.png" for i, label in enumerate(self.labels)]
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -88,7 +99,9 @@ class FakeFolder:
 
 def test_image_grids() -> None:
     normalised = torch.randn(3, 16, 16)  # an ImageNet-normalised tensor is shown un-normalised, clipped
-    fig = image_grid([Image.new("RGB", (10, 10)), normalised, np.zeros((8, 8), np.uint8)], titles=["a", "b", "c"], ncols=2)
+    fig = image_grid(
+        [Image.new("RGB", (10, 10)), normalised, np.zeros((8, 8), np.uint8)], titles=["a", "b", "c"], ncols=2
+    )
     assert len(fig.axes) == 4 and fig.axes[1].get_title() == "b"
     plt.close(fig)
     fig = samples_per_class(FakeFolder(), per_class=3)
@@ -130,10 +143,15 @@ def test_nearest_neighbor_grid_ranks_by_centred_similarity(tmp_path) -> None:
 
 
 def _loss_files(tmp_path, batch_size: int = 64, method: str = "simclr"):
-    (tmp_path / "loss.csv").write_text("epoch,step,loss,lr,images_per_second\n0,0,5.0,0.1,10\n0,1,4.0,0.1,10\n1,2,3.5,0.1,10\n")
-    (tmp_path / "epochs.csv").write_text("epoch,steps,loss,knn_accuracy,seconds,images_per_second\n0,2,4.5,0.3,1,10\n1,1,3.5,0.4,1,10\n")
-    (tmp_path / "config.json").write_text(json.dumps({"method": method, "batch_size": batch_size,
-                                                      "global_batch_size": batch_size}))
+    (tmp_path / "loss.csv").write_text(
+        "epoch,step,loss,lr,images_per_second\n0,0,5.0,0.1,10\n0,1,4.0,0.1,10\n1,2,3.5,0.1,10\n"
+    )
+    (tmp_path / "epochs.csv").write_text(
+        "epoch,steps,loss,knn_accuracy,seconds,images_per_second\n0,2,4.5,0.3,1,10\n1,1,3.5,0.4,1,10\n"
+    )
+    (tmp_path / "config.json").write_text(
+        json.dumps({"method": method, "batch_size": batch_size, "global_batch_size": batch_size})
+    )
     return tmp_path / "loss.csv", tmp_path / "epochs.csv"
 
 
@@ -158,11 +176,17 @@ def test_loss_curve_has_one_legend_and_the_chance_level(tmp_path) -> None:
 def _table():
     import pandas as pd
 
-    rows = [("ssl", "SimCLR continued from ImageNet, EfficientNet-Lite0, 32 px", "self-supervised", 0.85, 0.86, 0.6),
-            ("imagenet", "ImageNet weights (no training), EfficientNet-Lite0, 112 px", "ImageNet", 0.82, 0.84, 0.55),
-            ("random", "random init (no training), EfficientNet-Lite0, 32 px", "floor", 0.40, 0.45, 0.2)]
-    return pd.DataFrame([{"name": n, "recipe": r, "kind": k, "knn_accuracy": a, "linear_probe_accuracy": b,
-                          "cluster_nmi": c} for n, r, k, a, b, c in rows])
+    rows = [
+        ("ssl", "SimCLR continued from ImageNet, EfficientNet-Lite0, 32 px", "self-supervised", 0.85, 0.86, 0.6),
+        ("imagenet", "ImageNet weights (no training), EfficientNet-Lite0, 112 px", "ImageNet", 0.82, 0.84, 0.55),
+        ("random", "random init (no training), EfficientNet-Lite0, 32 px", "floor", 0.40, 0.45, 0.2),
+    ]
+    return pd.DataFrame(
+        [
+            {"name": n, "recipe": r, "kind": k, "knn_accuracy": a, "linear_probe_accuracy": b, "cluster_nmi": c}
+            for n, r, k, a, b, c in rows
+        ]
+    )
 
 
 def test_metrics_chart_panels_labels_chance_and_legend() -> None:
@@ -185,8 +209,14 @@ def test_metrics_chart_panels_labels_chance_and_legend() -> None:
 def test_classifier_curve_shows_held_out_accuracy_outside_the_curve() -> None:
     from types import SimpleNamespace
 
-    result = SimpleNamespace(history=[{"epoch": e, "loss": 2 / e, "train_accuracy": 0.5 + e / 20} for e in range(1, 6)],
-                             accuracy=0.71, probe_accuracy=0.74, chance=0.1, mode="frozen", test_images=300)
+    result = SimpleNamespace(
+        history=[{"epoch": e, "loss": 2 / e, "train_accuracy": 0.5 + e / 20} for e in range(1, 6)],
+        accuracy=0.71,
+        probe_accuracy=0.74,
+        chance=0.1,
+        mode="frozen",
+        test_images=300,
+    )
     fig = classifier_curve(result)
     left, right = fig.axes
     labels = [t.get_text() for t in right.get_legend().get_texts()]
@@ -231,12 +261,21 @@ def test_image_grid_captions_do_not_overlap_the_images_above() -> None:
 def test_interactive_scatter_offline_safe_and_toggleable(tmp_path) -> None:
     files = ["Forest/f1.png", f"Forest/{EVIL}", "Beach/b1.png", "Beach/b 2.png"]
     _write_images(tmp_path / "data", files)
-    out = interactive_scatter(np.random.default_rng(0).normal(size=(4, 2)), files, [1, 1, 0, 0], ["Beach", "Forest"],
-                              tmp_path / "data", tmp_path / "interactive" / "ssl.html", title="SSL")
+    out = interactive_scatter(
+        np.random.default_rng(0).normal(size=(4, 2)),
+        files,
+        [1, 1, 0, 0],
+        ["Beach", "Forest"],
+        tmp_path / "data",
+        tmp_path / "interactive" / "ssl.html",
+        title="SSL",
+    )
     text = out.read_text(encoding="utf-8")
     assert EVIL not in text and "<img src=x" not in text  # the raw filename never reaches the page
     assert "cdn.bokeh.org" not in text and "Bokeh.set_log_level" in text  # BokehJS inline: opens offline
-    doc = json.loads(html.unescape(re.search(r'<script type="application/json"[^>]*>(.*?)</script>', text, re.S).group(1)))
+    doc = json.loads(
+        html.unescape(re.search(r'<script type="application/json"[^>]*>(.*?)</script>', text, re.S).group(1))
+    )
     payload = json.dumps(doc)
     assert html.escape(EVIL) in payload  # escaped in the data, so the {safe} tooltip shows it as text
     assert payload.count("data:image/jpeg;base64,") == 4  # one embedded thumbnail per point
@@ -244,4 +283,6 @@ def test_interactive_scatter_offline_safe_and_toggleable(tmp_path) -> None:
     assert payload.count('"name": "GlyphRenderer"') == 2  # one renderer per class: the legend toggles classes
     assert [p.name for p in out.parent.iterdir()] == ["ssl.html"]
     with pytest.raises(PlottingError, match="3 filenames but 4 points"):
-        interactive_scatter(np.zeros((4, 2)), files[:3], [0, 0, 1, 1], ["Beach", "Forest"], tmp_path, tmp_path / "x.html")
+        interactive_scatter(
+            np.zeros((4, 2)), files[:3], [0, 0, 1, 1], ["Beach", "Forest"], tmp_path, tmp_path / "x.html"
+        )

@@ -28,20 +28,25 @@ def test_text_bar_is_sparse_inside_a_kernel_without_widgets(monkeypatch: pytest.
         assert bar.mininterval == 0.1  # tqdm's own default on a terminal
 
 
-def test_pipeline_prints_one_line_per_notebook_without_papermill_bar(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_pipeline_prints_one_line_per_notebook_without_papermill_bar(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     calls = []
     monkeypatch.setattr(pipeline, "execute_notebook", lambda nb, out, params, cwd: calls.append(nb.name))
     monkeypatch.setattr(pipeline, "write_index", lambda root, **kw: root / "index.html")
     pipeline.run_pipeline("tiny", run_dir=tmp_path / "run", notebooks=["03", "05"])
     lines = capsys.readouterr().out.splitlines()
     assert calls == ["03_embed_images.ipynb", "05_compare_with_imagenet.ipynb"]
-    assert [line.split(" done in")[0] for line in lines[1:3]] == ["[1/2] 03_embed_images", "[2/2] 05_compare_with_imagenet"]
+    assert [line.split(" done in")[0] for line in lines[1:3]] == [
+        "[1/2] 03_embed_images",
+        "[2/2] 05_compare_with_imagenet",
+    ]
     assert len(lines) == 4 and lines[-1].startswith("done in")  # header, one line per notebook, the end
 
 
-def test_execute_notebook_hides_the_kernel_tcp_warning_and_the_cell_bar(monkeypatch: pytest.MonkeyPatch,
-                                                                       tmp_path: Path) -> None:
+def test_execute_notebook_hides_the_kernel_tcp_warning_and_the_cell_bar(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     import papermill
 
     seen = {}
@@ -53,8 +58,12 @@ def test_execute_notebook_hides_the_kernel_tcp_warning_and_the_cell_bar(monkeypa
 def test_training_says_why_it_stopped() -> None:
     training = pytest.importorskip("embedlab.training")
     trainer = SimpleNamespace(global_step=300, current_epoch=6)
-    assert training.stop_reason(trainer, 7, 300, None).startswith("stopped by max_steps=300 after 300 steps (in epoch 7 of 7)")
+    assert training.stop_reason(trainer, 7, 300, None).startswith(
+        "stopped by max_steps=300 after 300 steps (in epoch 7 of 7)"
+    )
     early = SimpleNamespace(global_step=120, current_epoch=2)
-    assert training.stop_reason(early, 7, None, 600).startswith("stopped by the time cap (10.0 minutes) after 120 steps")
+    assert training.stop_reason(early, 7, None, 600).startswith(
+        "stopped by the time cap (10.0 minutes) after 120 steps"
+    )
     done = SimpleNamespace(global_step=329, current_epoch=7)
     assert training.stop_reason(done, 7, None, None) == "finished 7 epochs (329 steps)"

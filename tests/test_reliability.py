@@ -34,8 +34,22 @@ from embedlab import cli, datasets
 from embedlab.datasets import DatasetError, DatasetWarning, DownloadError, ImageFolder, download, extract
 
 REPO = Path(__file__).resolve().parents[1]
-TRAIN_ARGS = ["--epochs", "1", "--batch-size", "4", "--image-size", "16", "--layers", "1", "--no-knn",
-              "--num-workers", "0", "--accelerator", "cpu", "-q"]
+TRAIN_ARGS = [
+    "--epochs",
+    "2",
+    "--batch-size",
+    "4",
+    "--image-size",
+    "16",
+    "--layers",
+    "1",
+    "--no-knn",
+    "--num-workers",
+    "0",
+    "--accelerator",
+    "cpu",
+    "-q",
+]
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -58,6 +72,7 @@ def truncated_jpeg(path: Path, seed: int = 99) -> Path:
 def huge_png(path: Path, width: int, height: int, rows_per_block: int = 100) -> Path:
     """A valid grayscale PNG of width x height black pixels (a few hundred KB), made without deflating it all:
     one block of rows is compressed after a full flush (so it needs no history) and repeated."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -103,8 +118,13 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str
 
 def python(script: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     """Run a Python snippet in a fresh interpreter (the child we interrupt or kill)."""
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(script), *args], capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def rows(path: Path) -> list[dict[str, str]]:
@@ -144,8 +164,9 @@ def test_embed_skips_a_truncated_jpeg_and_lists_it_beside_the_output(folder_with
 
 def test_cli_embed_with_verify_full_reports_the_skip_and_succeeds(capsys, folder_with_damage: Path, tmp_path: Path):
     out = tmp_path / "pca.pt"
-    status, stdout, err = run_cli(capsys, "embed", folder_with_damage, out, "--model", "pca", "--dimensions", "4",
-                                  "--verify", "full", "-q")
+    status, stdout, err = run_cli(
+        capsys, "embed", folder_with_damage, out, "--model", "pca", "--dimensions", "4", "--verify", "full", "-q"
+    )
     assert status == 0, err
     assert "wrote 15 x 4" in stdout and "skipped 1 file(s)" in err and str(tmp_path / "pca.skipped.json") in err
     saved = torch.load(out, weights_only=True)
@@ -252,9 +273,20 @@ def test_download_script_with_a_damaged_archive_exits_1_with_one_line(tmp_path: 
     data[60:70] = b"\xff" * 10  # inside the member's data: the CRC check fails on extraction
     (tmp_path / "data" / "eurosat" / "downloads").mkdir(parents=True)
     (tmp_path / "data" / "eurosat" / "downloads" / "EuroSAT_RGB.zip").write_bytes(bytes(data))  # "downloaded"
-    result = subprocess.run([sys.executable, str(REPO / "data_scripts" / "download_dataset.py"), "eurosat",
-                             "--data-dir", str(tmp_path / "data"), "--quiet"], capture_output=True, text=True,
-                            timeout=120, check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "data_scripts" / "download_dataset.py"),
+            "eurosat",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 1
     assert "delete" in one_line(result.stderr) and "and run again" in result.stderr
 
@@ -267,13 +299,18 @@ def small_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return class_folder(tmp_path_factory.mktemp("small") / "images")
 
 
-@pytest.mark.parametrize("argv", [
-    ["embed", "{folder}", "{tmp}/x.pt", "--model", "resnet18", "--weights", "random", "--device", "banana"],
-    ["embed", "{folder}", "{tmp}/x.pt", "--model", "resnet18", "--weights", "random", "--device", "cuda:7"],
-    ["classify", "{tmp}", "{folder}", "--device", "cuda:7"],
-    ["train", "{folder}", "{tmp}/run", "--devices", "-1"],
-    ["run", "--params", "{tmp}/broken.yaml"],
-], ids=["device-banana", "embed-cuda7", "classify-cuda7", "devices-minus-1", "malformed-yaml"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["embed", "{folder}", "{tmp}/x.pt", "--model", "resnet18", "--weights", "random", "--device", "banana"],
+        ["embed", "{folder}", "{tmp}/x.pt", "--model", "resnet18", "--weights", "random", "--device", "cuda:7"],
+        ["classify", "{tmp}", "{folder}", "--device", "cuda:7"],
+        ["train", "{folder}", "{tmp}/run", "--devices", "-1"],
+        ["train", "{folder}", "{tmp}/run", "--devices", "banana", "--accelerator", "cpu"],
+        ["run", "--params", "{tmp}/broken.yaml"],
+    ],
+    ids=["device-banana", "embed-cuda7", "classify-cuda7", "devices-minus-1", "devices-banana", "malformed-yaml"],
+)
 def test_bad_options_give_one_line_and_exit_1(capsys, small_folder: Path, tmp_path: Path, argv: list[str]):
     (tmp_path / "broken.yaml").write_text("dataset: fashion-mnist\nepochs: [1, 2\n  seed: 0\n")
     status, _, err = run_cli(capsys, *[a.format(folder=small_folder, tmp=tmp_path) for a in argv])
@@ -289,8 +326,13 @@ def test_usage_errors_are_one_line_too(capsys):
 def test_make_thumbnails_script_exits_1_when_images_fail(tmp_path: Path):
     root = class_folder(tmp_path / "raw", per_class=2)
     truncated_jpeg(root / "a" / "bad.jpg")
-    result = subprocess.run([sys.executable, str(REPO / "data_scripts" / "make_thumbnails.py"), str(root),
-                             "--size", "8", "--quiet"], capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "data_scripts" / "make_thumbnails.py"), str(root), "--size", "8", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "a/bad.jpg" in result.stdout and "1 image(s) could not be read" in result.stderr
 
@@ -311,8 +353,17 @@ def test_nan_or_out_of_range_pixels_in_an_npy_input_are_refused(capsys, tmp_path
     assert status == 1 and "divide by 255" in one_line(err)
     np.save(tmp_path / "ok.npy", np.nan_to_num(images, posinf=1.0))
     np.save(tmp_path / "labels.npy", np.array([0, 1, np.nan, 1, 0, 1, 0, 1, 0, 1]))
-    status, _, err = run_cli(capsys, "embed", tmp_path / "ok.npy", tmp_path / "out.pt", "--model", "pca",
-                             "--labels", tmp_path / "labels.npy", "-q")
+    status, _, err = run_cli(
+        capsys,
+        "embed",
+        tmp_path / "ok.npy",
+        tmp_path / "out.pt",
+        "--model",
+        "pca",
+        "--labels",
+        tmp_path / "labels.npy",
+        "-q",
+    )
     assert status == 1 and "--labels must hold whole numbers" in one_line(err)
 
 
@@ -324,11 +375,14 @@ def test_validate_params_rejects_nan_and_inf(value: float):
         validate_params(learning_rate=value)
 
 
-def test_neighbors_uses_model_or_refuses_it_and_a_corrupt_model_is_one_line(capsys, small_folder: Path,
-                                                                            tmp_path: Path):
+def test_neighbors_uses_model_or_refuses_it_and_a_corrupt_model_is_one_line(capsys, small_folder: Path, tmp_path: Path):
     emb = tmp_path / "e.pt"
-    assert run_cli(capsys, "embed", small_folder, emb, "--model", "resnet18", "--weights", "random",
-                   "--image-size", "16", "-q")[0] == 0
+    assert (
+        run_cli(
+            capsys, "embed", small_folder, emb, "--model", "resnet18", "--weights", "random", "--image-size", "16", "-q"
+        )[0]
+        == 0
+    )
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"PK\x03\x04 this is not a model")
     new_image = tmp_path / "new.png"
@@ -351,8 +405,10 @@ def test_extreme_aspect_ratios_give_sane_thumbnails_and_crops(tmp_path: Path):
     Image.new("RGB", (3, 4000), (10, 200, 10)).save(root / "tall.png")
     report = datasets.make_thumbnails(tmp_path / "raw", 64, workers=1, progress=False)
     assert report.written == 2 and not report.failed
-    with Image.open(report.out_root / "strips" / "wide.png") as wide, \
-            Image.open(report.out_root / "strips" / "tall.png") as tall:
+    with (
+        Image.open(report.out_root / "strips" / "wide.png") as wide,
+        Image.open(report.out_root / "strips" / "tall.png") as tall,
+    ):
         assert wide.size == (512, 64) and tall.size == (64, 512)  # at most 8:1, the center kept
     assert datasets.open_rgb(root / "wide.png").size == (8, 1)
 
@@ -396,7 +452,8 @@ def test_peak_memory_of_embed_on_a_hostile_folder_is_bounded(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     embedded, skipped, before, after = result.stdout.split()
     assert (int(embedded), int(skipped)) == (17, 2)  # the strip is embedded (cropped); huge and cut are skipped
-    assert float(after) - float(before) < 60, result.stdout  # MB; decoding huge.png alone would take ~500
+    # MB over embedding the plain folder: measured ~50 with the budget, ~820 without it (huge.png decoded)
+    assert float(after) - float(before) < 150, result.stdout
 
 
 # ------------------------------------------------------------------------------------ 6. interrupted work
@@ -418,8 +475,9 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
-def test_ctrl_c_during_training_says_how_to_resume_and_the_logs_stay_consistent(capsys, folder_with_damage: Path,
-                                                                               tmp_path: Path):
+def test_ctrl_c_during_training_says_how_to_resume_and_the_logs_stay_consistent(
+    capsys, folder_with_damage: Path, tmp_path: Path
+):
     run = tmp_path / "run"
     child = python(INTERRUPT_TRAINING, "train", str(folder_with_damage), str(run), *TRAIN_ARGS)
     assert child.returncode == 130, child.stderr
@@ -431,7 +489,8 @@ def test_ctrl_c_during_training_says_how_to_resume_and_the_logs_stay_consistent(
     assert status == 0, err
     steps = [int(r["step"]) for r in rows(run / "loss.csv")]
     epochs = rows(run / "epochs.csv")
-    assert steps == [1, 2, 3, 4] and [int(e["steps"]) for e in epochs] == [4]  # 16 images, 4 per step, no gap
+    assert steps == list(range(1, 9)) and [int(e["steps"]) for e in epochs] == [4, 4]  # 16 images / 4 per step
+    # (two epochs: the resumed epoch 0 may not reach the damaged file again; epoch 1 sees every image)
     skipped = json.loads((run / "skipped_images.json").read_text())
     assert [s["filename"] for s in skipped["skipped"]] == ["b/zz_truncated.jpg"] and skipped["count"] == 1
 
@@ -452,8 +511,9 @@ training.train(sys.argv[1], sys.argv[2], epochs=1, batch_size=4, image_size=16, 
 """
 
 
-def test_sigkill_during_a_checkpoint_write_leaves_debris_that_the_next_start_removes(small_folder: Path,
-                                                                                       tmp_path: Path):
+def test_sigkill_during_a_checkpoint_write_leaves_debris_that_the_next_start_removes(
+    small_folder: Path, tmp_path: Path
+):
     from embedlab.training import train
 
     run = tmp_path / "run"
@@ -461,13 +521,22 @@ def test_sigkill_during_a_checkpoint_write_leaves_debris_that_the_next_start_rem
     assert child.returncode == -signal.SIGKILL
     debris = list((run / "checkpoints").glob(".last.ckpt.*.tmp"))
     assert len(debris) == 1 and not (run / "checkpoints" / "last.ckpt").exists()
-    result = train(small_folder, run, epochs=1, batch_size=4, image_size=16, layers=1, knn_monitor=False,
-                   num_workers=0, accelerator="cpu", progress=False)
+    result = train(
+        small_folder,
+        run,
+        epochs=1,
+        batch_size=4,
+        image_size=16,
+        layers=1,
+        knn_monitor=False,
+        num_workers=0,
+        accelerator="cpu",
+        progress=False,
+    )
     assert result.epochs == 1 and not list(run.rglob("*.tmp"))
 
 
-def test_a_crash_mid_epoch_saves_a_checkpoint_and_the_rerun_resumes(monkeypatch, small_folder: Path,
-                                                                    tmp_path: Path):
+def test_a_crash_mid_epoch_saves_a_checkpoint_and_the_rerun_resumes(monkeypatch, small_folder: Path, tmp_path: Path):
     import pytorch_lightning as pl
 
     from embedlab import training
@@ -479,8 +548,16 @@ def test_a_crash_mid_epoch_saves_a_checkpoint_and_the_rerun_resumes(monkeypatch,
 
     make = training._make_callbacks
     monkeypatch.setattr(training, "_make_callbacks", lambda *a, **k: [*make(*a, **k), Crash()])
-    options = {"epochs": 1, "batch_size": 4, "image_size": 16, "layers": 1, "knn_monitor": False,
-               "num_workers": 0, "accelerator": "cpu", "progress": False}
+    options = {
+        "epochs": 1,
+        "batch_size": 4,
+        "image_size": 16,
+        "layers": 1,
+        "knn_monitor": False,
+        "num_workers": 0,
+        "accelerator": "cpu",
+        "progress": False,
+    }
     run = tmp_path / "run"
     with pytest.raises(RuntimeError, match="simulated"):
         training.train(small_folder, run, **options)
@@ -530,8 +607,9 @@ def _alive(pid: int) -> bool:
 
 def _start_thumbnailer(root: Path) -> tuple[subprocess.Popen[str], list[int]]:
     """The slow thumbnail command in a child process, once its two pool workers run."""
-    child = subprocess.Popen([sys.executable, "-c", SLOW_THUMBNAILS, str(root)], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", SLOW_THUMBNAILS, str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 60
     while len(workers := _children(child.pid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -578,8 +656,17 @@ def test_saved_pt_has_labels_and_class_names_whenever_they_are_known(capsys, sma
     images = np.random.default_rng(1).integers(0, 256, (12, 8, 8), dtype=np.uint8)
     np.save(tmp_path / "x.npy", images)
     np.save(tmp_path / "y.npy", np.array([3, 10, 3, 10, 7, 7, 3, 10, 7, 3, 10, 7]))
-    status, _, err = run_cli(capsys, "embed", tmp_path / "x.npy", tmp_path / "array.pt", "--model", "pca",
-                             "--labels", tmp_path / "y.npy", "-q")
+    status, _, err = run_cli(
+        capsys,
+        "embed",
+        tmp_path / "x.npy",
+        tmp_path / "array.pt",
+        "--model",
+        "pca",
+        "--labels",
+        tmp_path / "y.npy",
+        "-q",
+    )
     assert status == 0, err
     saved = torch.load(tmp_path / "array.pt", weights_only=True)
     assert saved["class_names"] == ["3", "7", "10"] and saved["labels"].tolist()[:5] == [0, 2, 0, 2, 1]
@@ -619,7 +706,9 @@ def test_cli_doc_lists_every_command_and_option():
     for name, sub in commands.items():
         flags = {f for action in sub._actions for f in action.option_strings if f.startswith("--")} - common
         documented = set(re.findall(r"`(--[a-z][a-z-]*)", sections[name]))
-        assert flags == documented, f"{name}: missing {sorted(flags - documented)}, unknown {sorted(documented - flags)}"
+        assert flags == documented, (
+            f"{name}: missing {sorted(flags - documented)}, unknown {sorted(documented - flags)}"
+        )
     assert all(f"`{flag}`" in doc for flag in ("--quiet", "--debug"))
 
 

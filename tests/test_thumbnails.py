@@ -59,14 +59,19 @@ def test_thumbnails_sizes_formats_and_report(dataset):
     assert [rel for rel, _why in report.failed] == ["c/broken.jpg"]
     assert report.images_per_second > 0 and report.seconds > 0
     assert set(thumbs(out)) == {str(p.relative_to(dataset)) for p in dataset.rglob("*.*")} - {"c/broken.jpg"}
-    expected = {"a/00.jpg": ((48, 32), "JPEG"), "a/gray.png": ((32, 64), "PNG"),
-                "b/alpha.png": ((48, 32), "PNG"), "c/rotated.jpg": ((32, 48), "JPEG")}
+    expected = {
+        "a/00.jpg": ((48, 32), "JPEG"),
+        "a/gray.png": ((32, 64), "PNG"),
+        "b/alpha.png": ((48, 32), "PNG"),
+        "c/rotated.jpg": ((32, 48), "JPEG"),
+    }
     for rel, (size, fmt) in expected.items():
         with Image.open(out / rel) as image:
             assert (image.size, image.format, image.mode) == (size, fmt, "RGB"), rel
     folder = datasets.ImageFolder(out)  # the cache is itself a valid dataset with the same filenames
-    assert folder.filenames == [f for f in datasets.ImageFolder(dataset, verify="none").filenames
-                                if f != "c/broken.jpg"]
+    assert folder.filenames == [
+        f for f in datasets.ImageFolder(dataset, verify="none").filenames if f != "c/broken.jpg"
+    ]
 
 
 def test_thumbnail_content_matches_a_plain_resize(tmp_path):
@@ -129,8 +134,22 @@ def test_script_prints_images_per_second(tmp_path):
     (root / "k").mkdir(parents=True)
     for i in range(4):
         noise(64, 48, i).save(root / "k" / f"{i}.jpg")
-    result = subprocess.run([sys.executable, str(REPO / "data_scripts" / "make_thumbnails.py"), str(root),
-                             "--size", "24", "--workers", "1", "--quiet"], check=False, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "data_scripts" / "make_thumbnails.py"),
+            str(root),
+            "--size",
+            "24",
+            "--workers",
+            "1",
+            "--quiet",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert "images/s:" in result.stdout and "4 written" in result.stdout
     assert (tmp_path / "thumbnails-24" / "k" / "3.jpg").is_file()

@@ -31,8 +31,9 @@ def _fake_trainer() -> Any:
     return SimpleNamespace(global_step=0, should_stop=False, is_global_zero=True, world_size=1, strategy=strategy)
 
 
-def _run_steps(budget: _TimeBudget, trainer: Any, module: Any, clock: _Clock, seconds_per_step: float,
-               until: int) -> None:
+def _run_steps(
+    budget: _TimeBudget, trainer: Any, module: Any, clock: _Clock, seconds_per_step: float, until: int
+) -> None:
     while trainer.global_step < until and not trainer.should_stop:
         clock.now += seconds_per_step
         trainer.global_step += 1
@@ -107,13 +108,25 @@ class _StepClockBudget(_TimeBudget):
 
 
 @pytest.mark.slow
-def test_capped_run_warms_up_and_anneals_within_its_budget(tiny_data: Path, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_capped_run_warms_up_and_anneals_within_its_budget(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """200 epochs (1,000 steps) do not fit in 10 minutes of 30-second steps: train() plans 17 steps, warms up
     first, then anneals to lr 0 at the planned step (the hard cap never fires)."""
     monkeypatch.setattr(training, "_TimeBudget", _StepClockBudget)
-    result = train(tiny_data, tmp_path / "run", backbone="resnet18", small_images=False, layers=1, image_size=32,
-                   batch_size=8, epochs=200, progress=False, knn_monitor=False, max_time=600.0)
+    result = train(
+        tiny_data,
+        tmp_path / "run",
+        backbone="resnet18",
+        small_images=False,
+        layers=1,
+        image_size=32,
+        batch_size=8,
+        epochs=200,
+        progress=False,
+        knn_monitor=False,
+        max_time=600.0,
+    )
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     with open(result.loss_log, newline="") as handle:
         lrs = [float(r["lr"]) for r in csv.DictReader(handle)]

@@ -49,18 +49,26 @@ def _encode(*label_arrays: np.ndarray) -> tuple[list[torch.Tensor], int]:
     classes, codes = np.unique(np.concatenate(label_arrays), return_inverse=True)
     out, start = [], 0
     for array in label_arrays:
-        out.append(torch.from_numpy(codes[start:start + len(array)].astype(np.int64)))
+        out.append(torch.from_numpy(codes[start : start + len(array)].astype(np.int64)))
         start += len(array)
     return out, len(classes)
 
 
-def knn_predict(queries: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Tensor, num_classes: int, *,
-                k: int = 20, temperature: float = 0.1, exclude_self: bool = False,
-                chunk_size: int = KNN_CHUNK) -> torch.Tensor:
+def knn_predict(
+    queries: torch.Tensor,
+    bank: torch.Tensor,
+    bank_labels: torch.Tensor,
+    num_classes: int,
+    *,
+    k: int = 20,
+    temperature: float = 0.1,
+    exclude_self: bool = False,
+    chunk_size: int = KNN_CHUNK,
+) -> torch.Tensor:
     """Top-1 class per query by lightly's weighted kNN vote; inputs L2-normalised; exclude_self for leave-one-out."""
     predictions = []
     for start in range(0, len(queries), chunk_size):
-        sim = queries[start:start + chunk_size] @ bank.T  # [B, N] cosine similarities
+        sim = queries[start : start + chunk_size] @ bank.T  # [B, N] cosine similarities
         if exclude_self:
             rows = torch.arange(len(sim))
             sim[rows, rows + start] = -float("inf")
@@ -71,8 +79,16 @@ def knn_predict(queries: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Te
     return torch.cat(predictions)
 
 
-def knn_accuracy(vectors: Any, labels: Any = None, test_vectors: Any = None, test_labels: Any = None, *,
-                 k: int = 20, temperature: float = 0.1, chunk_size: int = KNN_CHUNK) -> float:
+def knn_accuracy(
+    vectors: Any,
+    labels: Any = None,
+    test_vectors: Any = None,
+    test_labels: Any = None,
+    *,
+    k: int = 20,
+    temperature: float = 0.1,
+    chunk_size: int = KNN_CHUNK,
+) -> float:
     """Weighted-kNN top-1 accuracy (cosine, k=20, T=0.1); leave-one-out (self excluded) without a test set."""
     if temperature <= 0:
         raise EvaluationError(f"temperature must be > 0, got {temperature}")
@@ -92,13 +108,15 @@ def knn_accuracy(vectors: Any, labels: Any = None, test_vectors: Any = None, tes
     k = min(k, len(bank) - 1 if loo else len(bank))
     if k < 1:
         raise EvaluationError(f"k must be >= 1, got {k}")
-    predicted = knn_predict(queries, bank, bank_codes, num_classes, k=k, temperature=temperature,
-                            exclude_self=loo, chunk_size=chunk_size)
+    predicted = knn_predict(
+        queries, bank, bank_codes, num_classes, k=k, temperature=temperature, exclude_self=loo, chunk_size=chunk_size
+    )
     return float((predicted == query_codes).double().mean())
 
 
-def linear_probe_accuracy(vectors: Any, labels: Any = None, *, test_fraction: float = 0.3, seed: int = 0,
-                          max_iter: int = 1000, C: float = 1.0) -> float:
+def linear_probe_accuracy(
+    vectors: Any, labels: Any = None, *, test_fraction: float = 0.3, seed: int = 0, max_iter: int = 1000, C: float = 1.0
+) -> float:
     """Accuracy of logistic regression on standardised frozen embeddings, on a stratified held-out split."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
@@ -115,9 +133,11 @@ def linear_probe_accuracy(vectors: Any, labels: Any = None, *, test_fraction: fl
         return 1.0  # one class: the only possible prediction is always right
     n_test = max(len(classes), round(test_fraction * len(y)))
     if counts.min() < 2 or len(y) - n_test < len(classes):
-        raise EvaluationError(f"linear probe needs >= 2 samples per class and room for a stratified "
-                              f"{test_fraction:.0%} test split; class sizes range {counts.min()}..{counts.max()} "
-                              f"for {len(classes)} classes, {len(y)} samples. Embed more images per class.")
+        raise EvaluationError(
+            f"linear probe needs >= 2 samples per class and room for a stratified "
+            f"{test_fraction:.0%} test split; class sizes range {counts.min()}..{counts.max()} "
+            f"for {len(classes)} classes, {len(y)} samples. Embed more images per class."
+        )
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=n_test, random_state=seed, stratify=y)
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, C=C))
     with warnings.catch_warnings():
@@ -141,8 +161,12 @@ def cluster_score(vectors: Any, labels: Any = None, *, seed: int = 0) -> float:
 
 
 METHOD_NAMES = {"simclr": "SimCLR", "moco": "MoCo", "byol": "BYOL", "distillation": "Distillation"}
-BACKBONE_NAMES = {"resnet18": "ResNet18", "resnet34": "ResNet34", "resnet50": "ResNet50",
-                  "efficientnet_lite0": "EfficientNet-Lite0"}
+BACKBONE_NAMES = {
+    "resnet18": "ResNet18",
+    "resnet34": "ResNet34",
+    "resnet50": "ResNet50",
+    "efficientnet_lite0": "EfficientNet-Lite0",
+}
 KINDS = ("self-supervised", "ImageNet", "floor")  # the trained model, the baselines it must beat, the floors
 
 
@@ -203,33 +227,59 @@ def describe_embeddings(name: str, embeddings: Any) -> dict[str, Any]:
     return {"recipe": recipe_name(meta, name), "kind": recipe_kind(meta, name), "image_size": meta.get("image_size")}
 
 
-def compare(embeddings: Mapping[str, Any] | Sequence[Any], *, k: int = 20, test_fraction: float = 0.3,
-            seed: int = 0) -> Any:
+def compare(
+    embeddings: Mapping[str, Any] | Sequence[Any], *, k: int = 20, test_fraction: float = 0.3, seed: int = 0
+) -> Any:
     """One row per embedding set (name, recipe, kind, image size, n, dim, kNN, linear probe, NMI), best kNN first."""
     import pandas as pd
 
-    items = list(embeddings.items()) if isinstance(embeddings, Mapping) else \
-        [(getattr(e, "name", "") or f"embeddings {i}", e) for i, e in enumerate(embeddings)]
+    items = (
+        list(embeddings.items())
+        if isinstance(embeddings, Mapping)
+        else [(getattr(e, "name", "") or f"embeddings {i}", e) for i, e in enumerate(embeddings)]
+    )
     rows = []
     for name, emb in items:
         if getattr(emb, "labels", None) is None:
             raise EvaluationError(f"compare: embeddings {name!r} have no labels (an unlabeled folder?)")
-        rows.append({"name": name, **describe_embeddings(name, emb), "n": len(emb.vectors),
-                     "dim": int(emb.vectors.shape[1]), "knn_accuracy": knn_accuracy(emb, k=k),
-                     "linear_probe_accuracy": linear_probe_accuracy(emb, test_fraction=test_fraction, seed=seed),
-                     "cluster_nmi": cluster_score(emb, seed=seed)})
-    columns = ["name", "recipe", "kind", "image_size", "n", "dim", "knn_accuracy", "linear_probe_accuracy",
-               "cluster_nmi"]
+        rows.append(
+            {
+                "name": name,
+                **describe_embeddings(name, emb),
+                "n": len(emb.vectors),
+                "dim": int(emb.vectors.shape[1]),
+                "knn_accuracy": knn_accuracy(emb, k=k),
+                "linear_probe_accuracy": linear_probe_accuracy(emb, test_fraction=test_fraction, seed=seed),
+                "cluster_nmi": cluster_score(emb, seed=seed),
+            }
+        )
+    columns = [
+        "name",
+        "recipe",
+        "kind",
+        "image_size",
+        "n",
+        "dim",
+        "knn_accuracy",
+        "linear_probe_accuracy",
+        "cluster_nmi",
+    ]
     table = pd.DataFrame(rows, columns=columns)
-    table = table.sort_values(["knn_accuracy", "linear_probe_accuracy"], ascending=False, kind="stable") \
-        .reset_index(drop=True)
-    table.attrs["evaluation"] = {"knn_k": k, "knn_temperature": 0.1, "probe_test_fraction": test_fraction,
-                                 "seed": seed}  # how it was measured: save_metrics writes it to metrics.json
+    table = table.sort_values(["knn_accuracy", "linear_probe_accuracy"], ascending=False, kind="stable").reset_index(
+        drop=True
+    )
+    table.attrs["evaluation"] = {
+        "knn_k": k,
+        "knn_temperature": 0.1,
+        "probe_test_fraction": test_fraction,
+        "seed": seed,
+    }  # how it was measured: save_metrics writes it to metrics.json
     return table
 
 
 def recipe_order(embeddings: Mapping[str, Any]) -> list[str]:
     """Names ordered for display: self-supervised first, then the ImageNet baselines by input size, then floors."""
+
     def key(name: str) -> tuple[int, int, str]:
         info = describe_embeddings(name, embeddings[name])
         return KINDS.index(info["kind"]) if info["kind"] in KINDS else len(KINDS), info["image_size"] or 0, name
@@ -237,23 +287,31 @@ def recipe_order(embeddings: Mapping[str, Any]) -> list[str]:
     return sorted(embeddings, key=key)
 
 
-def linear_probe_note(metrics_json: str | os.PathLike[str], name: str, probe_accuracy: float | None,
-                      images: int) -> str:
+def linear_probe_note(
+    metrics_json: str | os.PathLike[str], name: str, probe_accuracy: float | None, images: int
+) -> str:
     """Say how a linear probe measured elsewhere (notebook 06) relates to notebook 05's row `name` in metrics.json:
     the same images and split, or a different subset (and so a different number) and why."""
     path = Path(metrics_json)
     if probe_accuracy is None:
         return "no linear probe was measured here"
     if not path.is_file():
-        return f"linear probe here: {probe_accuracy:.3f} on {images:,} images (notebook 05 has not written {path.name} yet)"
+        return (
+            f"linear probe here: {probe_accuracy:.3f} on {images:,} images "
+            f"(notebook 05 has not written {path.name} yet)"
+        )
     metrics = json.loads(path.read_text(encoding="utf-8"))
     row = next((r for r in metrics.get("comparison", []) if r.get("name") == name), None)
     if row is None:
         return f"linear probe here: {probe_accuracy:.3f}; {path.name} has no row {name!r} to compare with"
     theirs, n = float(row["linear_probe_accuracy"]), int(row["n"])
     if n == images:
-        return (f"linear probe here {probe_accuracy:.3f}, notebook 05 {theirs:.3f}: the same {n:,} images and the "
-                f"same stratified split (a small gap comes from resizing the images slightly differently)")
-    return (f"linear probe here {probe_accuracy:.3f} on {images:,} images, notebook 05 {theirs:.3f} on all {n:,}: "
-            f"a different subset (set classifier_images_per_class=None to use the same images and split); "
-            f"fewer training images usually mean a lower probe accuracy")
+        return (
+            f"linear probe here {probe_accuracy:.3f}, notebook 05 {theirs:.3f}: the same {n:,} images and the "
+            f"same stratified split (a small gap comes from resizing the images slightly differently)"
+        )
+    return (
+        f"linear probe here {probe_accuracy:.3f} on {images:,} images, notebook 05 {theirs:.3f} on all {n:,}: "
+        f"a different subset (set classifier_images_per_class=None to use the same images and split); "
+        f"fewer training images usually mean a lower probe accuracy"
+    )

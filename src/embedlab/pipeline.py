@@ -10,7 +10,6 @@ failing notebook stops the run with a PipelineError naming it and the failing ce
 from __future__ import annotations
 
 import argparse
-import contextlib
 import html
 import json
 import os
@@ -101,8 +100,13 @@ def declared_parameters(notebook: Path) -> set[str]:
     for cell in nb["cells"]:
         if cell["cell_type"] == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
             tree = ast.parse("".join(cell["source"]))
-            return {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
-                    if isinstance(t, ast.Name)}
+            return {
+                t.id
+                for node in tree.body
+                if isinstance(node, ast.Assign)
+                for t in node.targets
+                if isinstance(t, ast.Name)
+            }
     raise PipelineError(f"{notebook.name} has no cell tagged 'parameters'")
 
 
@@ -124,8 +128,15 @@ def _failure(name: str, output: Path, error: BaseException) -> PipelineError:
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]  # hides ipykernel's start-up warning about TCP transport
 
 
-def execute_notebook(notebook: Path, output: Path, parameters: Mapping[str, Any], *, cwd: Path,
-                     progress: bool = False, kernel_name: str = KERNEL) -> None:
+def execute_notebook(
+    notebook: Path,
+    output: Path,
+    parameters: Mapping[str, Any],
+    *,
+    cwd: Path,
+    progress: bool = False,
+    kernel_name: str = KERNEL,
+) -> None:
     """Run one notebook with papermill; raise PipelineError with the notebook name on failure.
 
     progress shows papermill's per-cell bar; the pipeline keeps it off and prints one line per notebook instead.
@@ -134,18 +145,32 @@ def execute_notebook(notebook: Path, output: Path, parameters: Mapping[str, Any]
     from papermill.exceptions import PapermillExecutionError
 
     try:
-        papermill.execute_notebook(str(notebook), str(output), parameters=dict(parameters),
-                                   kernel_name=kernel_name, cwd=str(cwd), progress_bar=progress,
-                                   log_output=False, report_mode=False, extra_arguments=KERNEL_ARGUMENTS)
+        papermill.execute_notebook(
+            str(notebook),
+            str(output),
+            parameters=dict(parameters),
+            kernel_name=kernel_name,
+            cwd=str(cwd),
+            progress_bar=progress,
+            log_output=False,
+            report_mode=False,
+            extra_arguments=KERNEL_ARGUMENTS,
+        )
     except PapermillExecutionError as error:
         raise _failure(notebook.name, output, error) from None
     except Exception as error:  # kernel missing, dead kernel, timeouts: still say which notebook
         raise _failure(notebook.name, output, error) from error
 
 
-def run_pipeline(params: str | os.PathLike[str] | Mapping[str, Any] = "demo", *, run_dir: str | os.PathLike[str] | None = None,
-                 notebooks: Sequence[str] | None = None, overrides: Mapping[str, Any] | None = None,
-                 progress: bool = True, html_report: bool = True) -> Path:
+def run_pipeline(
+    params: str | os.PathLike[str] | Mapping[str, Any] = "demo",
+    *,
+    run_dir: str | os.PathLike[str] | None = None,
+    notebooks: Sequence[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    html_report: bool = True,
+) -> Path:
     """Run the notebooks in order with one parameter set into <run_dir>/notebooks/; return <run_dir>/index.html."""
     started = time.perf_counter()
     values = {**load_params(params), **dict(overrides or {})}
@@ -171,10 +196,19 @@ def run_pipeline(params: str | os.PathLike[str] | Mapping[str, Any] = "demo", *,
         with _ProgressLine(progress, f"[{i}/{len(selected)}] {notebook.stem}", t0) as line:
             execute_notebook(notebook, out_dir / notebook.name, own, cwd=out_dir)
             timings[notebook.stem] = time.perf_counter() - t0
-            line.finish(f"done in {_format_seconds(timings[notebook.stem])} "
-                        f"(total {_format_seconds(time.perf_counter() - started)})")
-        write_json(run_root / "pipeline.json", {"parameter_set": None if isinstance(params, Mapping) else str(params),
-                                                "parameters": values, "seconds": timings, "machine": machine_line()})
+            line.finish(
+                f"done in {_format_seconds(timings[notebook.stem])} "
+                f"(total {_format_seconds(time.perf_counter() - started)})"
+            )
+        write_json(
+            run_root / "pipeline.json",
+            {
+                "parameter_set": None if isinstance(params, Mapping) else str(params),
+                "parameters": values,
+                "seconds": timings,
+                "machine": machine_line(),
+            },
+        )
     index = write_index(run_root, timings=timings, parameters=values, html_notebooks=html_report)
     _say(progress, f"done in {_format_seconds(time.perf_counter() - started)}: {index}")
     return index
@@ -276,8 +310,10 @@ def _what_would_change_it(ssl: Mapping[str, Any], base: Mapping[str, Any]) -> st
     """Concrete levers when the self-supervised model does not beat the strongest baseline."""
     levers = []
     if ssl.get("image_size") and base.get("image_size") and ssl["image_size"] < base["image_size"]:
-        levers.append(f"train at a larger image size (the ImageNet network is best here at {base['image_size']} px, "
-                      f"the self-supervised model saw {ssl['image_size']} px)")
+        levers.append(
+            f"train at a larger image size (the ImageNet network is best here at {base['image_size']} px, "
+            f"the self-supervised model saw {ssl['image_size']} px)"
+        )
     levers.append("train longer (notebook 02 resumes; its kNN monitor shows whether accuracy still rises)")
     if "distillation" not in str(ssl.get("recipe", "")).lower():
         levers.append("distil the strongest baseline into the model (method='distillation')")
@@ -294,16 +330,21 @@ def describe_comparison(table: Any, *, n_classes: int | None = None, tie: float 
     against the strongest baseline (the best ImageNet row), what would change a loss, and the floors."""
     groups = _rows_by_kind(table)
     if not groups["self-supervised"] or not groups["ImageNet"]:
-        raise ValueError("the comparison table needs a self-supervised row and an ImageNet row; it has "
-                         f"{sorted(str(r['name']) for rows in groups.values() for r in rows)}")
+        raise ValueError(
+            "the comparison table needs a self-supervised row and an ImageNet row; it has "
+            f"{sorted(str(r['name']) for rows in groups.values() for r in rows)}"
+        )
     ssl, base = groups["self-supervised"][0], groups["ImageNet"][0]
-    best = max((r for rows in groups.values() for r in rows),
-               key=lambda r: (r["knn_accuracy"], r["linear_probe_accuracy"]))
+    best = max(
+        (r for rows in groups.values() for r in rows), key=lambda r: (r["knn_accuracy"], r["linear_probe_accuracy"])
+    )
     outcome = _outcome(ssl, base, tie)
-    headline = {"wins": "the self-supervised model beats the strongest baseline",
-                "loses": "the self-supervised model does NOT beat the strongest baseline",
-                "tie": "the self-supervised model and the strongest baseline are about equally good",
-                "mixed": "the self-supervised model and the strongest baseline are mixed (one metric each)"}[outcome]
+    headline = {
+        "wins": "the self-supervised model beats the strongest baseline",
+        "loses": "the self-supervised model does NOT beat the strongest baseline",
+        "tie": "the self-supervised model and the strongest baseline are about equally good",
+        "mixed": "the self-supervised model and the strongest baseline are mixed (one metric each)",
+    }[outcome]
     knn_diff = ssl["knn_accuracy"] - base["knn_accuracy"]
     probe_diff = ssl["linear_probe_accuracy"] - base["linear_probe_accuracy"]
     text = f"On this data, {headline}. Best embedding: {_quoted(best)} ({_scores(best)})"
@@ -314,8 +355,10 @@ def describe_comparison(table: Any, *, n_classes: int | None = None, tie: float 
         text += "."
         against = f"against the strongest baseline, {_quoted(base)} ({_scores(base)})"
     if best is not ssl:
-        text += (f" {_quoted(ssl)} scores {_scores(ssl)}: {_signed(knn_diff)} kNN and {_signed(probe_diff)} "
-                 f"linear probe {against}.")
+        text += (
+            f" {_quoted(ssl)} scores {_scores(ssl)}: {_signed(knn_diff)} kNN and {_signed(probe_diff)} "
+            f"linear probe {against}."
+        )
     else:
         text += f" It leads {_signed(knn_diff)} kNN and {_signed(probe_diff)} linear probe {against}."
     if outcome != "wins":
@@ -352,9 +395,11 @@ def save_metrics(path: str | os.PathLike[str], table: Any, verdict: str, **extra
     rows = [{k: _plain_value(k, v) for k, v in r.items()} for r in table.to_dict("records")]
     groups = _rows_by_kind(table)
     best = max(rows, key=lambda r: (r["knn_accuracy"], r["linear_probe_accuracy"])) if rows else None
-    summary = {"best": best["name"] if best else None,
-               "strongest_baseline": groups["ImageNet"][0]["name"] if groups["ImageNet"] else None,
-               "best_self_supervised": groups["self-supervised"][0]["name"] if groups["self-supervised"] else None}
+    summary = {
+        "best": best["name"] if best else None,
+        "strongest_baseline": groups["ImageNet"][0]["name"] if groups["ImageNet"] else None,
+        "best_self_supervised": groups["self-supervised"][0]["name"] if groups["self-supervised"] else None,
+    }
     return write_json(path, {"comparison": rows, **summary, "verdict": verdict, **dict(table.attrs), **extra})
 
 
@@ -376,18 +421,39 @@ def _notebook_html(notebook: Path, target: Path) -> Path | None:
 def _table_html(rows: Sequence[Mapping[str, Any]]) -> str:
     if not rows:
         return "<p>(no rows)</p>"
-    first = ("recipe", "name", "kind", "image_size", "parameter", "n", "dim", "knn_accuracy", "linear_probe_accuracy",
-             "cluster_nmi")
+    first = (
+        "recipe",
+        "name",
+        "kind",
+        "image_size",
+        "parameter",
+        "n",
+        "dim",
+        "knn_accuracy",
+        "linear_probe_accuracy",
+        "cluster_nmi",
+    )
     columns = [c for c in first if c in rows[0]] + [c for c in rows[0] if c not in first]
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(f'{r.get(c):.3f}' if isinstance(r.get(c), float) else str(r.get(c)))}</td>"
-                         for c in columns) + "</tr>" for r in rows)
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(f'{r.get(c):.3f}' if isinstance(r.get(c), float) else str(r.get(c)))}</td>"
+            for c in columns
+        )
+        + "</tr>"
+        for r in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def write_index(run_dir: str | os.PathLike[str], *, timings: Mapping[str, float] | None = None,
-                parameters: Mapping[str, Any] | None = None, html_notebooks: bool = True) -> Path:
+def write_index(
+    run_dir: str | os.PathLike[str],
+    *,
+    timings: Mapping[str, float] | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    html_notebooks: bool = True,
+) -> Path:
     """Write <run_dir>/index.html linking executed notebooks, figures, interactive plots and the metrics table."""
     from embedlab.plotting import (
         thumbnail_data_uri,  # matplotlib loads only when an index is written
@@ -416,25 +482,35 @@ def write_index(run_dir: str | os.PathLike[str], *, timings: Mapping[str, float]
     interactive = sorted((root / "interactive").glob("*.html"))
     if interactive:
         parts.append("<h2>Interactive plots</h2><ul>")
-        parts += [f"<li><a href='interactive/{esc(p.name)}'>{esc(p.stem)}</a> (hover for thumbnails; click the legend "
-                  f"to hide classes)</li>" for p in interactive]
+        parts += [
+            f"<li><a href='interactive/{esc(p.name)}'>{esc(p.stem)}</a> (hover for thumbnails; click the legend "
+            f"to hide classes)</li>"
+            for p in interactive
+        ]
         parts.append("</ul>")
     figures = sorted((root / "figures").glob("*.png"))
     if figures:
         parts.append("<h2>Figures</h2><div class='figures'>")
-        parts += [f"<figure><a href='figures/{esc(p.name)}'><img src='{thumbnail_data_uri(p, 360)}' "
-                  f"alt='{esc(p.stem)}'/></a>"
-                  f"<figcaption>{esc(p.stem)}</figcaption></figure>" for p in figures]
+        parts += [
+            f"<figure><a href='figures/{esc(p.name)}'><img src='{thumbnail_data_uri(p, 360)}' "
+            f"alt='{esc(p.stem)}'/></a>"
+            f"<figcaption>{esc(p.stem)}</figcaption></figure>"
+            for p in figures
+        ]
         parts.append("</div>")
     if parameters:
         parts.append("<h2>Parameters</h2>")
         parts.append(_table_html([{"parameter": k, "value": v} for k, v in sorted(parameters.items())]))
-    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
-             ".figures{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0;width:360px}"
-             "figure img{max-width:360px;border:1px solid #ddd}.verdict{font-size:1.1em}")
-    document = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>embedlab run {esc(root.name)}"
-                f"</title><style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+        ".figures{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0;width:360px}"
+        "figure img{max-width:360px;border:1px solid #ddd}.verdict{font-size:1.1em}"
+    )
+    document = (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>embedlab run {esc(root.name)}"
+        f"</title><style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
+    )
     index = root / "index.html"
     with atomic_open(index, "w", encoding="utf-8") as handle:
         handle.write(document)
@@ -452,11 +528,20 @@ def _parse_value(text: str) -> Any:
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of `python -m embedlab.pipeline` (also used by `embedlab run`)."""
     parser = argparse.ArgumentParser(prog="python -m embedlab.pipeline", description=__doc__.splitlines()[0])
-    parser.add_argument("params", nargs="?", default="demo", help="parameter set name (demo, classroom, full, tiny) or YAML file")
+    parser.add_argument(
+        "params", nargs="?", default="demo", help="parameter set name (demo, classroom, full, tiny) or YAML file"
+    )
     parser.add_argument("--run-dir", help="where results go (default: run_dir of the parameter set)")
     parser.add_argument("--only", help="comma-separated notebook prefixes, e.g. 03,04")
-    parser.add_argument("-p", "--param", nargs="+", action="append", default=[], metavar="NAME VALUE",
-                        help="override one parameter: -p epochs 5 (papermill style) or -p epochs=5 (repeatable)")
+    parser.add_argument(
+        "-p",
+        "--param",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar="NAME VALUE",
+        help="override one parameter: -p epochs 5 (papermill style) or -p epochs=5 (repeatable)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
 
@@ -473,8 +558,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"-p expects NAME VALUE or NAME=VALUE, got {' '.join(item)!r}")
         overrides[item[0]] = _parse_value(item[1])
     try:
-        index = run_pipeline(args.params, run_dir=args.run_dir, notebooks=args.only.split(",") if args.only else None,
-                             overrides=overrides, progress=not args.quiet)
+        index = run_pipeline(
+            args.params,
+            run_dir=args.run_dir,
+            notebooks=args.only.split(",") if args.only else None,
+            overrides=overrides,
+            progress=not args.quiet,
+        )
     except (PipelineError, ParameterError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -74,7 +74,9 @@ def _label_names(labels: Any, class_names: Sequence[str] | None) -> np.ndarray:
         if class_names is None:
             return array.astype(str)
         if len(array) and (array.min() < 0 or array.max() >= len(class_names)):
-            raise PlottingError(f"labels run from {array.min()} to {array.max()} but there are {len(class_names)} class names")
+            raise PlottingError(
+                f"labels run from {array.min()} to {array.max()} but there are {len(class_names)} class names"
+            )
         return np.asarray(class_names, dtype=object)[array].astype(str)
     return array.astype(str)
 
@@ -90,8 +92,15 @@ def _check_points(points: Any, n_labels: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------- scatter
-def _draw_scatter(ax: Any, points: np.ndarray, names: np.ndarray, palette: Mapping[str, str],
-                  size: float | None, alpha: float, seed: int) -> None:
+def _draw_scatter(
+    ax: Any,
+    points: np.ndarray,
+    names: np.ndarray,
+    palette: Mapping[str, str],
+    size: float | None,
+    alpha: float,
+    seed: int,
+) -> None:
     """Draw all points in one shuffled call so no class is always painted on top."""
     order = np.random.default_rng(seed).permutation(len(points))
     colours = [palette[n] for n in names[order]]
@@ -108,11 +117,19 @@ def _legend(target: Any, palette: Mapping[str, str], present: Sequence[str], *, 
     handles = [Line2D([], [], marker="o", linestyle="", color=palette[n], label=n, markersize=7) for n in present]
     ncol = 1 if len(present) <= 20 else 2
     if figure_level:
-        target.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), ncol=ncol, frameon=False,
-                      fontsize="small")
+        target.legend(
+            handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), ncol=ncol, frameon=False, fontsize="small"
+        )
     else:
-        target.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), ncol=ncol, frameon=False,
-                      fontsize="small", borderaxespad=0.0)
+        target.legend(
+            handles=handles,
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1.0),
+            ncol=ncol,
+            frameon=False,
+            fontsize="small",
+            borderaxespad=0.0,
+        )
 
 
 def annotate_classes(ax: Any, points: np.ndarray, names: np.ndarray, *, fontsize: float | None = None) -> list[Any]:
@@ -125,8 +142,11 @@ def annotate_classes(ax: Any, points: np.ndarray, names: np.ndarray, *, fontsize
     texts = []
     for name in classes:
         x, y = np.median(points[names == name], axis=0)
-        texts.append(ax.text(x, y, name, fontsize=size, ha="center", va="center", weight="bold",
-                             path_effects=outline, clip_on=True))
+        texts.append(
+            ax.text(
+                x, y, name, fontsize=size, ha="center", va="center", weight="bold", path_effects=outline, clip_on=True
+            )
+        )
     return texts
 
 
@@ -159,9 +179,20 @@ def _spread_labels(ax: Any, texts: Sequence[Any], iterations: int = 60) -> None:
                 text.set_position(to_data.transform((x, y + float(np.clip(shift, -6, 6)))))
 
 
-def scatter(points: Any, labels: Any, class_names: Sequence[str] | None = None, *, title: str = "",
-            ax: Any = None, palette: Mapping[str, str] | None = None, size: float | None = None,
-            alpha: float = 0.8, legend: bool = True, annotate: bool = True, seed: int = 0) -> Any:
+def scatter(
+    points: Any,
+    labels: Any,
+    class_names: Sequence[str] | None = None,
+    *,
+    title: str = "",
+    ax: Any = None,
+    palette: Mapping[str, str] | None = None,
+    size: float | None = None,
+    alpha: float = 0.8,
+    legend: bool = True,
+    annotate: bool = True,
+    seed: int = 0,
+) -> Any:
     """Class-coloured 2-D scatter, class names at their medians, legend outside the axes; returns the Figure."""
     import matplotlib.pyplot as plt
 
@@ -183,9 +214,18 @@ def scatter(points: Any, labels: Any, class_names: Sequence[str] | None = None, 
     return ax.figure
 
 
-def side_by_side(panels: Mapping[str, Any], labels: Any, class_names: Sequence[str] | None = None, *,
-                 ncols: int | None = None, palette: Mapping[str, str] | None = None, size: float | None = None,
-                 panel_size: float = 4.5, annotate: bool = True, seed: int = 0) -> Any:
+def side_by_side(
+    panels: Mapping[str, Any],
+    labels: Any,
+    class_names: Sequence[str] | None = None,
+    *,
+    ncols: int | None = None,
+    palette: Mapping[str, str] | None = None,
+    size: float | None = None,
+    panel_size: float = 4.5,
+    annotate: bool = True,
+    seed: int = 0,
+) -> Any:
     """One scatter panel per named 2-D projection of the same images (class names at their medians), one legend."""
     import matplotlib.pyplot as plt
 
@@ -202,7 +242,7 @@ def side_by_side(panels: Mapping[str, Any], labels: Any, class_names: Sequence[s
         _draw_scatter(ax, array, names, palette, size, 0.8, seed)
         labels[ax] = annotate_classes(ax, array, names) if annotate else []
         ax.set_title(wrap_at_commas(title, 42), fontsize=10)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     fig.tight_layout()
     for ax, texts in labels.items():
@@ -233,8 +273,15 @@ def _to_display(image: Any) -> np.ndarray:
     return array.squeeze()
 
 
-def image_grid(images: Sequence[Any], *, titles: Sequence[str] | None = None, ncols: int = 8,
-               row_labels: Sequence[str] | None = None, cell_size: float = 1.4, suptitle: str = "") -> Any:
+def image_grid(
+    images: Sequence[Any],
+    *,
+    titles: Sequence[str] | None = None,
+    ncols: int = 8,
+    row_labels: Sequence[str] | None = None,
+    cell_size: float = 1.4,
+    suptitle: str = "",
+) -> Any:
     """Grid of images (PIL, paths, arrays or normalised tensors) with optional titles; returns the Figure."""
     import matplotlib.pyplot as plt
 
@@ -285,8 +332,14 @@ def samples_per_class(dataset: Any, per_class: int = 6, *, max_classes: int = 30
     return _grid_with_blanks(images, ncols=per_class, row_labels=labels)
 
 
-def _grid_with_blanks(images: list[Any], *, ncols: int, row_labels: Sequence[str] | None = None,
-                      titles: Sequence[str] | None = None, suptitle: str = "") -> Any:
+def _grid_with_blanks(
+    images: list[Any],
+    *,
+    ncols: int,
+    row_labels: Sequence[str] | None = None,
+    titles: Sequence[str] | None = None,
+    suptitle: str = "",
+) -> Any:
     """image_grid that tolerates None entries (drawn as empty cells)."""
     from PIL import Image
 
@@ -321,8 +374,15 @@ def augmented_pairs(dataset: Any, transform: Callable[[Any], Sequence[Any]], n: 
     return image_grid(images, titles=titles, ncols=6, suptitle="original | view 1 | view 2")
 
 
-def nearest_neighbor_grid(vectors: Any, filenames: Sequence[str], image_root: str | os.PathLike[str],
-                          queries: Sequence[int], *, k: int = 5, centre: bool = True) -> Any:
+def nearest_neighbor_grid(
+    vectors: Any,
+    filenames: Sequence[str],
+    image_root: str | os.PathLike[str],
+    queries: Sequence[int],
+    *,
+    k: int = 5,
+    centre: bool = True,
+) -> Any:
     """Each row: a query image, then its k nearest neighbours (titles: rank, class, cosine similarity).
 
     With centre=True the mean vector is subtracted first: raw CNN features all point into one corner, so every raw
@@ -348,8 +408,11 @@ def nearest_neighbor_grid(vectors: Any, filenames: Sequence[str], image_root: st
         for rank, j in enumerate(top, 1):
             images.append(root / filenames[j])
             titles.append(f"#{rank} {_class_of(filenames[j])}\n{sims[j]:+.2f}")
-    what = "centred cosine similarity (mean vector subtracted; 0 = unrelated, 1 = same direction)" if centre \
+    what = (
+        "centred cosine similarity (mean vector subtracted; 0 = unrelated, 1 = same direction)"
+        if centre
         else "cosine similarity (1 = same direction)"
+    )
     return image_grid(images, titles=titles, ncols=k + 1, suptitle=f"nearest neighbours, ranked by {what}")
 
 
@@ -374,8 +437,13 @@ def contrastive_chance_level(batch_size: int) -> float:
     return float(np.log(2 * batch_size - 1))
 
 
-def loss_curve(loss_csv: str | os.PathLike[str], epochs_csv: str | os.PathLike[str] | None = None, *,
-               batch_size: int | None = None, method: str | None = None) -> Any:
+def loss_curve(
+    loss_csv: str | os.PathLike[str],
+    epochs_csv: str | os.PathLike[str] | None = None,
+    *,
+    batch_size: int | None = None,
+    method: str | None = None,
+) -> Any:
     """Training loss per step (raw and smoothed), SimCLR's chance level log(2B-1) and, when logged, the kNN monitor.
 
     batch_size and method default to the run's config.json next to loss.csv; one legend below the axes.
@@ -393,16 +461,32 @@ def loss_curve(loss_csv: str | os.PathLike[str], epochs_csv: str | os.PathLike[s
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     x = np.arange(1, len(steps) + 1)
     window = max(1, len(steps) // 20)
-    ax.plot(x, steps["loss"], color="tab:blue", alpha=0.25 if window > 1 else 1.0, linewidth=1 if window > 1 else 2,
-            label="loss per step")
+    ax.plot(
+        x,
+        steps["loss"],
+        color="tab:blue",
+        alpha=0.25 if window > 1 else 1.0,
+        linewidth=1 if window > 1 else 2,
+        label="loss per step",
+    )
     if window > 1:
-        ax.plot(x, steps["loss"].rolling(window, min_periods=1).mean(), color="tab:blue", linewidth=2,
-                label=f"loss, smoothed over {window} steps")
+        ax.plot(
+            x,
+            steps["loss"].rolling(window, min_periods=1).mean(),
+            color="tab:blue",
+            linewidth=2,
+            label=f"loss, smoothed over {window} steps",
+        )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if batch_size and method == "simclr":
         chance = contrastive_chance_level(int(batch_size))
-        ax.axhline(chance, color="gray", linestyle="--", linewidth=1,
-                   label=f"chance: log(2B−1) = {chance:.2f} (B = {batch_size})")
+        ax.axhline(
+            chance,
+            color="gray",
+            linestyle="--",
+            linewidth=1,
+            label=f"chance: log(2B−1) = {chance:.2f} (B = {batch_size})",
+        )
         ax.set_ylim(0, max(chance, float(steps["loss"].max())) * 1.05)
     ax.set_xlabel("training step")
     ax.set_ylabel("contrastive loss" if method in ("simclr", "moco", None) else "training loss")
@@ -418,8 +502,7 @@ def loss_curve(loss_csv: str | os.PathLike[str], epochs_csv: str | os.PathLike[s
             more_handles, more_labels = twin.get_legend_handles_labels()
             handles, labels = handles + more_handles, labels + more_labels
     ax.set_title("self-supervised training")
-    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False,
-               fontsize="small")
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False, fontsize="small")
     fig.tight_layout()
     return fig
 
@@ -438,13 +521,17 @@ def wrap_at_commas(text: str, width: int) -> str:
     return "\n".join(lines)
 
 
-METRIC_LABELS = {"knn_accuracy": "kNN accuracy", "linear_probe_accuracy": "linear probe accuracy",
-                 "cluster_nmi": "cluster NMI"}
+METRIC_LABELS = {
+    "knn_accuracy": "kNN accuracy",
+    "linear_probe_accuracy": "linear probe accuracy",
+    "cluster_nmi": "cluster NMI",
+}
 KIND_COLOURS = {"self-supervised": "tab:orange", "ImageNet": "tab:blue", "floor": "tab:gray"}
 
 
-def metrics_chart(table: Any, *, chance: float | None = None, title: str = "How good is each embedding?",
-                  label_width: int = 34) -> Any:
+def metrics_chart(
+    table: Any, *, chance: float | None = None, title: str = "How good is each embedding?", label_width: int = 34
+) -> Any:
     """One panel per metric (kNN, linear probe, NMI), one bar per embedding set named by its recipe, best on top.
 
     Bars are coloured by kind (self-supervised / ImageNet / floor); `chance` (1 / classes) is drawn on the two
@@ -473,8 +560,15 @@ def metrics_chart(table: Any, *, chance: float | None = None, title: str = "How 
     axes[0].set_yticks(positions, names, fontsize=8)
     kinds = [k for k in KIND_COLOURS if any(r.get("kind") == k for r in rows)]
     if kinds:
-        fig.legend([Patch(color=KIND_COLOURS[k]) for k in kinds], kinds, loc="upper center", ncol=len(kinds),
-                   bbox_to_anchor=(0.5, 0.0), frameon=False, fontsize="small")
+        fig.legend(
+            [Patch(color=KIND_COLOURS[k]) for k in kinds],
+            kinds,
+            loc="upper center",
+            ncol=len(kinds),
+            bbox_to_anchor=(0.5, 0.0),
+            frameon=False,
+            fontsize="small",
+        )
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -494,11 +588,19 @@ def classifier_curve(result: Any) -> Any:
     left.set_ylabel("cross-entropy loss")
     left.set_title("training loss")
     right.plot(epochs, [h["train_accuracy"] for h in history], color="tab:blue", label="training accuracy")
-    right.axhline(result.accuracy, color="tab:red", linestyle="--",
-                  label=f"held-out accuracy {result.accuracy:.3f} ({result.test_images} images)")
+    right.axhline(
+        result.accuracy,
+        color="tab:red",
+        linestyle="--",
+        label=f"held-out accuracy {result.accuracy:.3f} ({result.test_images} images)",
+    )
     if getattr(result, "probe_accuracy", None) is not None:
-        right.axhline(result.probe_accuracy, color="tab:green", linestyle="-.",
-                      label=f"linear probe (same split) {result.probe_accuracy:.3f}")
+        right.axhline(
+            result.probe_accuracy,
+            color="tab:green",
+            linestyle="-.",
+            label=f"linear probe (same split) {result.probe_accuracy:.3f}",
+        )
     right.axhline(result.chance, color="gray", linestyle=":", label=f"chance {result.chance:.3f}")
     right.set_ylim(0, 1.02)
     right.set_xlabel("epoch")
@@ -548,14 +650,24 @@ TOOLTIP = """
 # `{safe}` only because filename and label are html.escape'd in the data: they show as text, never run as HTML.
 
 
-def interactive_scatter(points: Any, filenames: Sequence[str], labels: Any, class_names: Sequence[str] | None,
-                        image_root: str | os.PathLike[str], out_html: str | os.PathLike[str], *, title: str = "",
-                        thumbnail_size: int = 64, point_size: float = 6.0) -> Path:
+def interactive_scatter(
+    points: Any,
+    filenames: Sequence[str],
+    labels: Any,
+    class_names: Sequence[str] | None,
+    image_root: str | os.PathLike[str],
+    out_html: str | os.PathLike[str],
+    *,
+    title: str = "",
+    thumbnail_size: int = 64,
+    point_size: float = 6.0,
+) -> Path:
     """Self-contained bokeh HTML: hover shows thumbnail, filename and class; click a legend entry to hide a class."""
     from bokeh.embed import file_html
     from bokeh.models import ColumnDataSource, HoverTool, Legend, LegendItem
     from bokeh.plotting import figure
     from bokeh.resources import INLINE
+
     from embedlab._progress import tqdm
 
     names = _label_names(labels, class_names)
@@ -564,19 +676,30 @@ def interactive_scatter(points: Any, filenames: Sequence[str], labels: Any, clas
         raise PlottingError(f"{len(filenames)} filenames but {len(array)} points")
     palette = class_palette(class_names if class_names is not None else names)
     root = Path(image_root)
-    thumbs = [thumbnail_data_uri(root / f, thumbnail_size)
-              for f in tqdm(filenames, desc="thumbnails", leave=False)]
-    plot = figure(title=title, width=900, height=700, tools="pan,wheel_zoom,box_zoom,reset,save",
-                  active_scroll="wheel_zoom", match_aspect=True)
+    thumbs = [thumbnail_data_uri(root / f, thumbnail_size) for f in tqdm(filenames, desc="thumbnails", leave=False)]
+    plot = figure(
+        title=title,
+        width=900,
+        height=700,
+        tools="pan,wheel_zoom,box_zoom,reset,save",
+        active_scroll="wheel_zoom",
+        match_aspect=True,
+    )
     items = []
     for name in sorted(set(names)):
         idx = np.flatnonzero(names == name)
-        source = ColumnDataSource({
-            "x": array[idx, 0], "y": array[idx, 1], "thumb": [thumbs[i] for i in idx],
-            "filename": [html.escape(str(filenames[i])) for i in idx], "label": [html.escape(name)] * len(idx),
-        })
-        renderer = plot.scatter("x", "y", source=source, size=point_size, color=palette[name], alpha=0.8,
-                                line_color=None)
+        source = ColumnDataSource(
+            {
+                "x": array[idx, 0],
+                "y": array[idx, 1],
+                "thumb": [thumbs[i] for i in idx],
+                "filename": [html.escape(str(filenames[i])) for i in idx],
+                "label": [html.escape(name)] * len(idx),
+            }
+        )
+        renderer = plot.scatter(
+            "x", "y", source=source, size=point_size, color=palette[name], alpha=0.8, line_color=None
+        )
         items.append(LegendItem(label=name, renderers=[renderer]))
     plot.add_tools(HoverTool(tooltips=TOOLTIP, renderers=[item.renderers[0] for item in items]))
     legend = Legend(items=items, click_policy="hide", label_text_font_size="9pt", spacing=0)

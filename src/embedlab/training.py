@@ -843,13 +843,21 @@ def stop_reason(trainer: Any, epochs: int, max_steps: int | None, max_time: floa
 def _make_trainer(epochs: int, accelerator: str, devices: int | str, num_nodes: int, strategy: str,
                   precision: str, progress: bool, max_time: float | None,
                   max_steps: int | None = None) -> pl.Trainer:
-    """A Lightning Trainer without its own logger/checkpointing (embedlab writes the CSV logs and last.ckpt)."""
-    return pl.Trainer(max_epochs=epochs, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
-                      strategy=strategy, precision=precision, logger=False, enable_checkpointing=False,
-                      enable_progress_bar=progress and live_bars(), enable_model_summary=False, log_every_n_steps=1,
-                      max_time=None if max_time is None else _dt.timedelta(seconds=float(max_time)),
-                      max_steps=-1 if max_steps is None else int(max_steps),
-                      num_sanity_val_steps=0, use_distributed_sampler=True)
+    """A Lightning Trainer without its own logger/checkpointing (embedlab writes the CSV logs and last.ckpt).
+
+    Options this machine cannot honour (devices, accelerator, strategy, precision) are a one-line TrainingError.
+    """
+    try:
+        return pl.Trainer(max_epochs=epochs, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
+                          strategy=strategy, precision=precision, logger=False, enable_checkpointing=False,
+                          enable_progress_bar=progress and live_bars(), enable_model_summary=False,
+                          log_every_n_steps=1,
+                          max_time=None if max_time is None else _dt.timedelta(seconds=float(max_time)),
+                          max_steps=-1 if max_steps is None else int(max_steps),
+                          num_sanity_val_steps=0, use_distributed_sampler=True)
+    except Exception as exc:  # noqa: BLE001 - Lightning raises TypeError, ValueError or MisconfigurationException
+        raise TrainingError(f"cannot train with accelerator={accelerator!r}, devices={devices!r}, "
+                            f"strategy={strategy!r}, precision={precision!r}: {exc}") from None
 
 
 def train(data: str | Path, run_dir: str | Path, *, method: str = "simclr", backbone: str = "resnet18",

@@ -179,7 +179,7 @@ def make_embedding(p: NotebookParams, name: str) -> Embeddings:
             root,
             settings.imagenet_model,
             weights="imagenet",
-            image_size=settings.imagenet_image_size,
+            image_size=max(settings.imagenet_image_sizes),  # notebook 03: `imagenet` is the largest size
             name=name,
             **settings.loader_args(),
         )

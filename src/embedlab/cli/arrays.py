@@ -18,7 +18,7 @@ def _check_float_images(array: Any, path: Path) -> None:
     bad_rows: list[int] = []
     low, high = np.inf, -np.inf
     for start in range(0, len(array), _CHECK_ROWS):
-        chunk = np.asarray(array[start:start + _CHECK_ROWS], dtype=np.float64)
+        chunk = np.asarray(array[start : start + _CHECK_ROWS], dtype=np.float64)
         chunk = chunk.reshape(len(chunk), -1)
         finite = np.isfinite(chunk).all(axis=1)
         bad_rows.extend(start + int(i) for i in np.flatnonzero(~finite))
@@ -26,8 +26,10 @@ def _check_float_images(array: Any, path: Path) -> None:
             low, high = min(low, float(chunk[finite].min())), max(high, float(chunk[finite].max()))
     if bad_rows:
         rows = ", ".join(map(str, bad_rows[:5])) + (", ..." if len(bad_rows) > 5 else "")
-        raise CommandError(f"{path}: {len(bad_rows)} image(s) hold NaN or infinite pixels (rows {rows}); fix or "
-                           "drop those rows (nothing was embedded)")
+        raise CommandError(
+            f"{path}: {len(bad_rows)} image(s) hold NaN or infinite pixels (rows {rows}); fix or "
+            "drop those rows (nothing was embedded)"
+        )
     if low < 0.0 or high > 1.0:
         hint = " (0..255 data: divide by 255 or save it as uint8)" if high <= 255.0 and low >= 0.0 else ""
         raise CommandError(f"{path}: float pixels range from {low:g} to {high:g}; expected [0, 1]{hint}")
@@ -41,8 +43,10 @@ def _integer_labels(labels: Any) -> Any:
     if values.dtype.kind in "iub":
         return values.astype(np.int64)
     if values.dtype.kind != "f" or not np.isfinite(values).all() or not (values == np.round(values)).all():
-        raise CommandError(f"--labels must hold whole numbers, one per image (got dtype {values.dtype} with "
-                           "non-integer, NaN or infinite values)")
+        raise CommandError(
+            f"--labels must hold whole numbers, one per image (got dtype {values.dtype} with "
+            "non-integer, NaN or infinite values)"
+        )
     return values.astype(np.int64)
 
 
@@ -79,6 +83,7 @@ class ArrayImages:
         """Write every image as <folder>/<label or 'images'>/<row>.png and return the folder."""
         import numpy as np
         from PIL import Image
+
         from embedlab._progress import tqdm
 
         for row in tqdm(range(len(self.array)), desc=f"unpack {self.path.name}", disable=not progress, unit="img"):
@@ -107,5 +112,6 @@ class ArrayImages:
             labels = np.searchsorted(values, self.labels[rows[order]])
             class_names = [str(v) for v in values]
         meta = {**emb.meta, "data_root": str(self.path)}
-        return Embeddings(emb.vectors[order], [f"{r:0{width}d}" for r in rows[order]], labels, class_names,
-                          emb.name, meta)
+        return Embeddings(
+            emb.vectors[order], [f"{r:0{width}d}" for r in rows[order]], labels, class_names, emb.name, meta
+        )

@@ -76,7 +76,8 @@ def _dataset_root(name_or_path: str, data_dir: str, limit: int | None, progress:
 
     if name_or_path not in datasets.DATASETS and not Path(name_or_path).exists():
         raise FileNotFoundError(
-            f"{name_or_path!r} is neither a dataset name ({', '.join(sorted(datasets.DATASETS))}) nor an existing folder"
+            f"{name_or_path!r} is neither a dataset name ({', '.join(sorted(datasets.DATASETS))}) "
+            "nor an existing folder"
         )
     return datasets.prepare(name_or_path, data_dir, limit=limit, progress=progress)
 

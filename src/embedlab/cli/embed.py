@@ -1,4 +1,4 @@
-"""The embed command: images (folder, .npy array or dataset name) to saved vectors, optionally PCA-reduced and plotted."""
+"""The embed command: images (a folder, a .npy array or a dataset name) to saved vectors, plus PCA and a plot."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from embedlab.cli.arrays import NPY_IMAGES, ArrayImages
 from embedlab.cli.common import EMBED_MODELS_HELP, CommandError, _dataset_root, _say
+
 
 def _embed_input(args: argparse.Namespace) -> tuple[Any, ArrayImages | None]:
     """INPUT as a dataset root folder, plus the ArrayImages when it was a .npy array."""
@@ -51,12 +52,21 @@ def _embed_model(args: argparse.Namespace, data: Any) -> Any:
 
     name = args.name or Path(args.output).stem
     if args.model == "pca":
-        emb = embedding.embed_pca(data, dimensions=args.dimensions or 50, image_size=args.image_size or 32,
-                                  limit=args.limit, seed=args.seed, name=name, progress=not args.quiet,
-                                  verify=args.verify)
+        emb = embedding.embed_pca(
+            data,
+            dimensions=args.dimensions or 50,
+            image_size=args.image_size or 32,
+            limit=args.limit,
+            seed=args.seed,
+            name=name,
+            progress=not args.quiet,
+            verify=args.verify,
+        )
         if emb.dim < (args.dimensions or 50):
-            print(f"note: PCA kept {emb.dim} components: there are fewer images or pixels than "
-                  f"{args.dimensions or 50}", file=sys.stderr)
+            print(
+                f"note: PCA kept {emb.dim} components: there are fewer images or pixels than {args.dimensions or 50}",
+                file=sys.stderr,
+            )
         return emb
     import torch
 
@@ -65,9 +75,18 @@ def _embed_model(args: argparse.Namespace, data: Any) -> Any:
     if args.model in models.BACKBONE_NAMES:
         weights = None if args.weights == "random" else args.weights
         model = models.create_backbone(args.model, weights, small_images=args.small_images, layers=args.layers)
-    emb = embedding.embed(data, model, weights=None if args.weights == "random" else args.weights,
-                          image_size=args.image_size, batch_size=args.batch_size, device=args.device,
-                          limit=args.limit, name=name, progress=not args.quiet, verify=args.verify)
+    emb = embedding.embed(
+        data,
+        model,
+        weights=None if args.weights == "random" else args.weights,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        device=args.device,
+        limit=args.limit,
+        name=name,
+        progress=not args.quiet,
+        verify=args.verify,
+    )
     if args.dimensions:
         emb = _pca_reduce(emb, args.dimensions, args.seed)
     return emb
@@ -85,8 +104,9 @@ def _pca_reduce(emb: Any, dimensions: int, seed: int) -> Any:
         raise CommandError(f"--dimensions {dimensions} is more than min(images, features) = {min(vectors.shape)}")
     reduced = PCA(n_components=dimensions, random_state=seed).fit_transform(vectors)
     meta = {**emb.meta, "pca_dimensions": dimensions, "embedding_dim_before_pca": int(vectors.shape[1])}
-    return Embeddings(torch.from_numpy(reduced.astype("float32")), emb.filenames, emb.labels, emb.class_names,
-                      emb.name, meta)
+    return Embeddings(
+        torch.from_numpy(reduced.astype("float32")), emb.filenames, emb.labels, emb.class_names, emb.name, meta
+    )
 
 
 def _plot_embeddings(emb: Any, path: Path, seed: int, quiet: bool) -> Path:
@@ -132,8 +152,11 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if skipped:
         from embedlab.embedding import skipped_path
 
-        print(f"skipped {len(skipped)} file(s) that could not be used (no vectors for them): listed in "
-              f"{skipped_path(output)}", file=sys.stderr)
+        print(
+            f"skipped {len(skipped)} file(s) that could not be used (no vectors for them): listed in "
+            f"{skipped_path(output)}",
+            file=sys.stderr,
+        )
     if args.plot:
         figure = _plot_embeddings(emb, output.with_suffix(".png"), args.seed, args.quiet)
         _say(f"wrote plot {figure}")

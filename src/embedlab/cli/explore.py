@@ -9,6 +9,7 @@ from typing import Any
 
 from embedlab.cli.common import CommandError, _load, _say, _write_lines
 
+
 def _umap_dir(embeddings_path: Path, output_dir: str | None) -> Path:
     """Default output: run_dir/umap for run_dir/embeddings/<name>.pt, else the embeddings' own folder."""
     if output_dir:
@@ -27,18 +28,27 @@ def cmd_umap(args: argparse.Namespace) -> int:
         path = Path(path_text)
         emb = _load(path_text)
         out = _umap_dir(path, args.output_dir)
-        points = projection.project(emb.numpy(), args.method, seed=args.seed, n_neighbors=args.n_neighbors,
-                                    min_dist=args.min_dist)
+        points = projection.project(
+            emb.numpy(), args.method, seed=args.seed, n_neighbors=args.n_neighbors, min_dist=args.min_dist
+        )
         stem = path.stem if args.method == "umap" else f"{path.stem}-{args.method}"
         saved = projection.save_points(points, out / f"{stem}.npy")
         labels = emb.labels if emb.labels is not None else np.zeros(len(emb), dtype=int)
         classes = emb.class_names if emb.labels is not None else ["images"]
-        figure = plotting.save_figure(plotting.scatter(points, labels, classes, title=f"{emb.name} ({args.method})"),
-                                      out / f"{stem}.png")
+        figure = plotting.save_figure(
+            plotting.scatter(points, labels, classes, title=f"{emb.name} ({args.method})"), out / f"{stem}.png"
+        )
         _say(f"{saved}\n{figure}")
         if args.image_root:
-            html = plotting.interactive_scatter(points, emb.filenames, labels, classes, args.image_root,
-                                                out / f"{stem}.html", title=f"{emb.name} ({args.method})")
+            html = plotting.interactive_scatter(
+                points,
+                emb.filenames,
+                labels,
+                classes,
+                args.image_root,
+                out / f"{stem}.html",
+                title=f"{emb.name} ({args.method})",
+            )
             _say(str(html))
     return 0
 
@@ -104,12 +114,16 @@ def _neighbors_model(args: argparse.Namespace, emb: Any, query: Any) -> Any:
     new_image = isinstance(query, str) and query not in emb.filenames and Path(query).is_file()
     if args.model is None:
         if new_image:
-            raise CommandError(f"{query} is a new image: give --model (the backbone or checkpoint that made "
-                               f"{args.embeddings}) to embed it")
+            raise CommandError(
+                f"{query} is a new image: give --model (the backbone or checkpoint that made "
+                f"{args.embeddings}) to embed it"
+            )
         return None
     if not new_image:
-        raise CommandError(f"--model is only used to embed a new image file given as QUERY; {query!r} is already "
-                           "in the embeddings: drop --model")
+        raise CommandError(
+            f"--model is only used to embed a new image file given as QUERY; {query!r} is already "
+            "in the embeddings: drop --model"
+        )
     from embedlab import models
 
     if args.model in models.BACKBONE_NAMES:

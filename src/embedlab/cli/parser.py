@@ -12,6 +12,7 @@ from embedlab.cli.explore import cmd_compare, cmd_duplicates, cmd_neighbors, cmd
 from embedlab.cli.run import cmd_demo, cmd_run
 from embedlab.settings import TrainSettings, add_arguments
 
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     """Options every command takes."""
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
@@ -24,9 +25,12 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def _parser_download(sub: Any) -> None:
-    p = sub.add_parser("download", help="download and prepare a dataset",
-                       description="Download, verify and extract a dataset (aid, eurosat, ucmerced) or write the "
-                       "embedded fashion-mnist; prints the dataset root (class subfolders). Resumes partial downloads.")
+    p = sub.add_parser(
+        "download",
+        help="download and prepare a dataset",
+        description="Download, verify and extract a dataset (aid, eurosat, ucmerced) or write the "
+        "embedded fashion-mnist; prints the dataset root (class subfolders). Resumes partial downloads.",
+    )
     p.add_argument("dataset", help="aid, eurosat, ucmerced, fashion-mnist, or an image folder to validate")
     _add_data_dir(p)
     p.add_argument("--limit", type=_positive, help="images per class (fashion-mnist subsets)")
@@ -34,8 +38,11 @@ def _parser_download(sub: Any) -> None:
 
 
 def _parser_thumbnails(sub: Any) -> None:
-    p = sub.add_parser("thumbnails", help="build the thumbnail cache",
-                       description="Write resized copies (shorter side SIZE px) of every image, same relative paths.")
+    p = sub.add_parser(
+        "thumbnails",
+        help="build the thumbnail cache",
+        description="Write resized copies (shorter side SIZE px) of every image, same relative paths.",
+    )
     p.add_argument("dataset", help="dataset name or dataset root folder")
     _add_data_dir(p)
     p.add_argument("--size", type=_positive, default=64, help="thumbnail size in pixels (default: 64)")
@@ -45,9 +52,12 @@ def _parser_thumbnails(sub: Any) -> None:
 
 
 def _parser_train(sub: Any) -> None:
-    p = sub.add_parser("train", help="train a self-supervised model",
-                       description="Train SimCLR (or another method) on the unlabeled images; writes "
-                       "RUN_DIR/checkpoints/last.ckpt and RUN_DIR/exported/backbone.pt. Re-running resumes.")
+    p = sub.add_parser(
+        "train",
+        help="train a self-supervised model",
+        description="Train SimCLR (or another method) on the unlabeled images; writes "
+        "RUN_DIR/checkpoints/last.ckpt and RUN_DIR/exported/backbone.pt. Re-running resumes.",
+    )
     p.add_argument("data", help="dataset name or image folder")
     p.add_argument("run_dir", help="run directory for checkpoints, exported backbone and logs")
     _add_data_dir(p)
@@ -58,37 +68,57 @@ def _parser_train(sub: Any) -> None:
 
 
 def _parser_embed(sub: Any) -> None:
-    p = sub.add_parser("embed", help="embed images into vectors",
-                       description="Embed every image of INPUT and save the vectors, filenames and labels to OUTPUT "
-                       "(.pt, .npy + .json sidecar, or .npz). INPUT is an image folder (class subfolders), a .npy "
-                       "array of images (N,H,W) or (N,H,W,C), uint8 or float in [0, 1], or a dataset name "
-                       "(fashion-mnist, aid, ...).",
-                       epilog="examples:\n  embedlab embed images.npy out.npz --model pca --dimensions 2 --plot\n"
-                       "  embedlab embed fashion-mnist fm.pt --model resnet18 --weights random --image-size 32\n"
-                       "  embedlab embed data/aid/raw aid.pt --model runs/aid/exported/backbone.pt",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "embed",
+        help="embed images into vectors",
+        description="Embed every image of INPUT and save the vectors, filenames and labels to OUTPUT "
+        "(.pt, .npy + .json sidecar, or .npz). INPUT is an image folder (class subfolders), a .npy "
+        "array of images (N,H,W) or (N,H,W,C), uint8 or float in [0, 1], or a dataset name "
+        "(fashion-mnist, aid, ...).",
+        epilog="examples:\n  embedlab embed images.npy out.npz --model pca --dimensions 2 --plot\n"
+        "  embedlab embed fashion-mnist fm.pt --model resnet18 --weights random --image-size 32\n"
+        "  embedlab embed data/aid/raw aid.pt --model runs/aid/exported/backbone.pt",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("input", help="image folder, .npy image array, or dataset name")
     p.add_argument("output", help="output file: .pt, .npy or .npz")
     p.add_argument("--model", default="pca", help=f"{EMBED_MODELS_HELP} (default: pca)")
-    p.add_argument("--weights", default="imagenet", choices=["imagenet", "random"],
-                   help="weights for a backbone name (default: imagenet; needs the weights file offline)")
-    p.add_argument("--dimensions", type=_positive,
-                   help="output dimensions: PCA components for --model pca (default 50); for other models the "
-                   "embeddings are projected with PCA to N dimensions after embedding (default: keep all)")
+    p.add_argument(
+        "--weights",
+        default="imagenet",
+        choices=["imagenet", "random"],
+        help="weights for a backbone name (default: imagenet; needs the weights file offline)",
+    )
+    p.add_argument(
+        "--dimensions",
+        type=_positive,
+        help="output dimensions: PCA components for --model pca (default 50); for other models the "
+        "embeddings are projected with PCA to N dimensions after embedding (default: keep all)",
+    )
     p.add_argument("--layers", type=_positive, help="truncate a named backbone after N stages (ResNet 1-4)")
     p.add_argument("--small-images", action="store_true", help="CIFAR-style stem for a named backbone (<= 64 px)")
-    p.add_argument("--image-size", type=_positive,
-                   help="resize to this size (default: the size stored with a checkpoint, 224 for names, 32 for pca)")
+    p.add_argument(
+        "--image-size",
+        type=_positive,
+        help="resize to this size (default: the size stored with a checkpoint, 224 for names, 32 for pca)",
+    )
     p.add_argument("--labels", help="a .npy of integer labels for a .npy INPUT (colours in --plot)")
     p.add_argument("--limit", type=_positive, help="images per class")
     p.add_argument("--batch-size", type=_positive, default=64)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--verify", default="header", choices=["header", "full", "none"],
-                   help="check the images first: header (fast, default), full (decode every file) or none; files "
-                   "that fail are skipped and listed in OUTPUT's <name>.skipped.json")
+    p.add_argument(
+        "--verify",
+        default="header",
+        choices=["header", "full", "none"],
+        help="check the images first: header (fast, default), full (decode every file) or none; files "
+        "that fail are skipped and listed in OUTPUT's <name>.skipped.json",
+    )
     p.add_argument("--compress", action="store_true", help="compressed .npz (OUTPUT must end in .npz)")
-    p.add_argument("--plot", action="store_true",
-                   help="also write OUTPUT.png: a class-coloured 2-D plot (the vectors when --dimensions 2, else UMAP)")
+    p.add_argument(
+        "--plot",
+        action="store_true",
+        help="also write OUTPUT.png: a class-coloured 2-D plot (the vectors when --dimensions 2, else UMAP)",
+    )
     p.add_argument("--name", help="name stored with the embeddings (default: OUTPUT's stem)")
     p.add_argument("--seed", type=int, default=0, help="seed for PCA / UMAP / random-init weights (default: 0)")
     _add_data_dir(p)
@@ -96,10 +126,13 @@ def _parser_embed(sub: Any) -> None:
 
 
 def _parser_umap(sub: Any) -> None:
-    p = sub.add_parser("umap", help="2-D projection, figure and interactive HTML",
-                       description="Reduce embeddings to 2-D (UMAP by default) and save <name>.npy and <name>.png "
-                       "(in RUN_DIR/umap for RUN_DIR/embeddings/<name>.pt); with --image-root also <name>.html, an "
-                       "interactive plot that shows each image on hover.")
+    p = sub.add_parser(
+        "umap",
+        help="2-D projection, figure and interactive HTML",
+        description="Reduce embeddings to 2-D (UMAP by default) and save <name>.npy and <name>.png "
+        "(in RUN_DIR/umap for RUN_DIR/embeddings/<name>.pt); with --image-root also <name>.html, an "
+        "interactive plot that shows each image on hover.",
+    )
     p.add_argument("embeddings", nargs="+", help="embeddings files (.pt/.npy/.npz)")
     p.add_argument("--output-dir", help="where to write (default: see above)")
     p.add_argument("--method", default="umap", choices=["umap", "pca", "tsne"])
@@ -111,9 +144,12 @@ def _parser_umap(sub: Any) -> None:
 
 
 def _parser_compare(sub: Any) -> None:
-    p = sub.add_parser("compare", help="kNN / linear-probe / clustering scores side by side",
-                       description="Score several embedding sets of the same labeled images: kNN accuracy, linear "
-                       "probe accuracy and k-means NMI, best first.")
+    p = sub.add_parser(
+        "compare",
+        help="kNN / linear-probe / clustering scores side by side",
+        description="Score several embedding sets of the same labeled images: kNN accuracy, linear "
+        "probe accuracy and k-means NMI, best first.",
+    )
     p.add_argument("embeddings", nargs="+", help="embeddings files with labels")
     p.add_argument("--k", type=_positive, default=20, help="neighbours for kNN accuracy (default: 20)")
     p.add_argument("--seed", type=int, default=0)
@@ -122,36 +158,51 @@ def _parser_compare(sub: Any) -> None:
 
 
 def _parser_curation(sub: Any) -> None:
-    p = sub.add_parser("select", help="pick a diverse subset (e.g. what to label first)",
-                       description="Pick N images that cover the embedding space (greedy farthest-point / k-center "
-                       "on cosine distance) and list their filenames, in the order picked.")
+    p = sub.add_parser(
+        "select",
+        help="pick a diverse subset (e.g. what to label first)",
+        description="Pick N images that cover the embedding space (greedy farthest-point / k-center "
+        "on cosine distance) and list their filenames, in the order picked.",
+    )
     p.add_argument("embeddings", help="embeddings file")
     p.add_argument("--n", type=_positive, required=True, help="how many images to pick")
     p.add_argument("--seed", type=int, default=0, help="chooses the first image (default: 0)")
     p.add_argument("--output", help="write the filenames here (default: stdout)")
     p.set_defaults(func=cmd_select)
 
-    p = sub.add_parser("neighbors", help="most similar images to one image",
-                       description="Print the K nearest neighbours (cosine distance) of QUERY: an image index, an "
-                       "embedded filename, or a new image file (needs --model).")
+    p = sub.add_parser(
+        "neighbors",
+        help="most similar images to one image",
+        description="Print the K nearest neighbours (cosine distance) of QUERY: an image index, an "
+        "embedded filename, or a new image file (needs --model).",
+    )
     p.add_argument("embeddings", help="embeddings file")
     p.add_argument("query", help="index, filename (Class/file.png) or path of a new image")
     p.add_argument("--k", type=_positive, default=8)
-    p.add_argument("--model", help="backbone/checkpoint that made the embeddings: needed when QUERY is a new image file "
-                   "(it embeds it), refused otherwise")
+    p.add_argument(
+        "--model",
+        help="backbone/checkpoint that made the embeddings: needed when QUERY is a new image file "
+        "(it embeds it), refused otherwise",
+    )
     p.set_defaults(func=cmd_neighbors)
 
-    p = sub.add_parser("outliers", help="most unusual images",
-                       description="List the N images farthest from their K-th nearest neighbour (score, filename).")
+    p = sub.add_parser(
+        "outliers",
+        help="most unusual images",
+        description="List the N images farthest from their K-th nearest neighbour (score, filename).",
+    )
     p.add_argument("embeddings", help="embeddings file")
     p.add_argument("--n", type=_positive, default=20)
     p.add_argument("--k", type=_positive, default=5)
     p.add_argument("--output", help="write here (default: stdout)")
     p.set_defaults(func=cmd_outliers)
 
-    p = sub.add_parser("duplicates", help="groups of near-duplicate images",
-                       description="Group images with cosine similarity >= THRESHOLD (transitively); one group per "
-                       "line, tab-separated filenames, largest groups first.")
+    p = sub.add_parser(
+        "duplicates",
+        help="groups of near-duplicate images",
+        description="Group images with cosine similarity >= THRESHOLD (transitively); one group per "
+        "line, tab-separated filenames, largest groups first.",
+    )
     p.add_argument("embeddings", help="embeddings file")
     p.add_argument("--threshold", type=float, default=0.95)
     p.add_argument("--output", help="write here (default: stdout)")
@@ -159,14 +210,21 @@ def _parser_curation(sub: Any) -> None:
 
 
 def _parser_classify(sub: Any) -> None:
-    p = sub.add_parser("classify", help="train a classifier on the exported backbone",
-                       description="Backbone (RUN_DIR/exported/backbone.pt, a .pt or a .ckpt) + linear head, trained "
-                       "on a labeled dataset; prints held-out accuracy next to the frozen-embedding linear probe.")
+    p = sub.add_parser(
+        "classify",
+        help="train a classifier on the exported backbone",
+        description="Backbone (RUN_DIR/exported/backbone.pt, a .pt or a .ckpt) + linear head, trained "
+        "on a labeled dataset; prints held-out accuracy next to the frozen-embedding linear probe.",
+    )
     p.add_argument("backbone", help="run directory, exported backbone.pt or checkpoint")
     p.add_argument("data", help="labeled dataset name or folder")
     _add_data_dir(p)
-    p.add_argument("--mode", default="frozen", choices=["frozen", "finetune"],
-                   help="frozen: train the head only; finetune: all weights (default: frozen)")
+    p.add_argument(
+        "--mode",
+        default="frozen",
+        choices=["frozen", "finetune"],
+        help="frozen: train the head only; finetune: all weights (default: frozen)",
+    )
     p.add_argument("--epochs", type=_positive, help="default: 50 (frozen, cheap) / 2 (finetune)")
     p.add_argument("--batch-size", type=_positive, default=64)
     p.add_argument("--learning-rate", type=float, default=1e-3)
@@ -179,22 +237,35 @@ def _parser_classify(sub: Any) -> None:
 
 
 def _parser_pipeline(sub: Any) -> None:
-    p = sub.add_parser("run", help="run the notebooks in order with a parameter set",
-                       description="Run notebooks 00-06 with papermill and a parameter set (demo, classroom, full, "
-                       "or a YAML file) into RUN_DIR/notebooks, and write an index page.")
+    p = sub.add_parser(
+        "run",
+        help="run the notebooks in order with a parameter set",
+        description="Run notebooks 00-06 with papermill and a parameter set (demo, classroom, full, "
+        "or a YAML file) into RUN_DIR/notebooks, and write an index page.",
+    )
     p.add_argument("--params", "-f", default="demo", help="demo, classroom, full or a YAML file (default: demo)")
     p.add_argument("--run-dir", help="override the run directory of the parameter set")
     p.add_argument("--notebooks", nargs="+", help="only these notebooks (names or numbers)")
-    p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="override one parameter (repeatable), e.g. -p epochs=5")
+    p.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one parameter (repeatable), e.g. -p epochs=5",
+    )
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("demo", help="the whole tutorial, offline and CPU-sized",
-                       description="Run every notebook with the demo parameters (the embedded fashion-mnist, small "
-                       "and fast); the same as `embedlab run --params demo`.")
+    p = sub.add_parser(
+        "demo",
+        help="the whole tutorial, offline and CPU-sized",
+        description="Run every notebook with the demo parameters (the embedded fashion-mnist, small "
+        "and fast); the same as `embedlab run --params demo`.",
+    )
     p.add_argument("--run-dir", help="override the run directory")
-    p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="override one parameter (repeatable)")
+    p.add_argument(
+        "-p", "--param", action="append", default=[], metavar="NAME=VALUE", help="override one parameter (repeatable)"
+    )
     p.set_defaults(func=cmd_demo)
 
 
@@ -217,8 +288,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_parser_download, _parser_thumbnails, _parser_train, _parser_embed, _parser_umap, _parser_compare,
-                _parser_curation, _parser_classify, _parser_pipeline):
+    for add in (
+        _parser_download,
+        _parser_thumbnails,
+        _parser_train,
+        _parser_embed,
+        _parser_umap,
+        _parser_compare,
+        _parser_curation,
+        _parser_classify,
+        _parser_pipeline,
+    ):
         add(sub)
     for choice in sub.choices.values():
         _add_common(choice)

@@ -8,6 +8,7 @@ from typing import Any
 
 from embedlab.cli.common import CommandError, _say
 
+
 def _parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     """NAME=VALUE pairs, values parsed as YAML (so 3 is an int, true a bool, null None)."""
     import yaml
@@ -28,8 +29,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run all notebooks in order with a parameter set (papermill) and print the index page."""
     from embedlab import pipeline
 
-    index = pipeline.run_pipeline(args.params, run_dir=args.run_dir, notebooks=args.notebooks or None,
-                                  overrides=_parse_overrides(args.param) or None, progress=not args.quiet)
+    index = pipeline.run_pipeline(
+        args.params,
+        run_dir=args.run_dir,
+        notebooks=args.notebooks or None,
+        overrides=_parse_overrides(args.param) or None,
+        progress=not args.quiet,
+    )
     _say(f"done: open {index}")
     return 0
 

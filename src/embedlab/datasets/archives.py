@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import lzma
 import logging
+import lzma
 import os
 import re
 import shutil
@@ -16,9 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from embedlab._progress import tqdm
-
 from embedlab._io import atomic_open, write_json
+from embedlab._progress import tqdm
 from embedlab.datasets.errors import DatasetError, UnsafeArchiveError
 from embedlab.datasets.images import _image_extensions, _visible
 
@@ -86,8 +85,7 @@ def extract(archive: str | os.PathLike[str], target: str | os.PathLike[str], *, 
             if not (resolved / rel).resolve().is_relative_to(resolved):
                 raise UnsafeArchiveError(f"{archive}: member {rel} would be written outside {target}")
         try:
-            for rel, is_dir, info in tqdm(members, desc=f"extract {archive.name}", unit="file",
-                                          disable=not progress):
+            for rel, is_dir, info in tqdm(members, desc=f"extract {archive.name}", unit="file", disable=not progress):
                 out = target / rel
                 if is_dir:
                     out.mkdir(parents=True, exist_ok=True)
@@ -102,7 +100,14 @@ def extract(archive: str | os.PathLike[str], target: str | os.PathLike[str], *, 
     return target
 
 
-DAMAGED_ARCHIVE_ERRORS = _DAMAGED = (EOFError, tarfile.TarError, zipfile.BadZipFile, zlib.error, lzma.LZMAError, OSError)
+DAMAGED_ARCHIVE_ERRORS = _DAMAGED = (
+    EOFError,
+    tarfile.TarError,
+    zipfile.BadZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    OSError,
+)
 _ARCHIVE_MAGIC = (b"PK\x03\x04", b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
 _ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tbz2", ".tar.bz2", ".txz", ".tar.xz")
 
@@ -110,8 +115,9 @@ _ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tbz2", ".tar.bz2", ".t
 def _damaged(archive: Path, exc: BaseException) -> DatasetError:
     """The one-line error for an archive that is cut short or corrupt."""
     reason = " ".join(str(exc).split()) or type(exc).__name__
-    return DatasetError(f"{archive} is incomplete or damaged ({type(exc).__name__}: {reason}): "
-                        f"delete {archive} and run again")
+    return DatasetError(
+        f"{archive} is incomplete or damaged ({type(exc).__name__}: {reason}): delete {archive} and run again"
+    )
 
 
 def looks_like_archive(path: str | os.PathLike[str]) -> bool:
@@ -171,8 +177,9 @@ def _open_archive(archive: Path) -> Iterator[tuple[list[tuple[PurePosixPath, boo
             yield _zip_members(archive, zf), zf.open
         return
     if not tarfile.is_tarfile(archive):
-        raise DatasetError(f"{archive} is neither a zip nor a tar archive (or is cut short): delete {archive} "
-                           "and run again")
+        raise DatasetError(
+            f"{archive} is neither a zip nor a tar archive (or is cut short): delete {archive} and run again"
+        )
     try:
         tf = tarfile.open(archive, "r:*")
         members = _tar_members(archive, tf)
@@ -180,10 +187,12 @@ def _open_archive(archive: Path) -> Iterator[tuple[list[tuple[PurePosixPath, boo
     except _DAMAGED as exc:
         raise _damaged(archive, exc) from None
     with tf:
+
         def read(member: tarfile.TarInfo) -> Any:
             handle = tf.extractfile(member)
             assert handle is not None
             return handle
+
         yield members, read
 
 

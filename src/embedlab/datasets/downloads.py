@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from embedlab._progress import tqdm
-
 from embedlab.datasets.archives import DAMAGED_ARCHIVE_ERRORS, looks_like_archive, read_to_end
 from embedlab.datasets.errors import ChecksumError, DownloadError
 
@@ -83,14 +82,14 @@ class _Interrupted(Exception):
 def _prove_complete(part: Path) -> None:
     """Without a known length, accept an archive only when it reads to its end; else resume (an _Interrupted)."""
     if not looks_like_archive(part):
-        logger.warning("%s: the server sent no length and the file is not an archive: completeness not checked",
-                       part)
+        logger.warning("%s: the server sent no length and the file is not an archive: completeness not checked", part)
         return
     try:
         read_to_end(part)
     except DAMAGED_ARCHIVE_ERRORS as exc:
-        raise _Interrupted(f"no length was sent and the archive does not read to its end: "
-                           f"{type(exc).__name__}: {exc}") from exc
+        raise _Interrupted(
+            f"no length was sent and the archive does not read to its end: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _fetch(url: str, part: Path, *, size: int | None, progress: bool, timeout: float, chunk_size: int) -> bool:
@@ -126,8 +125,9 @@ def _fetch(url: str, part: Path, *, size: int | None, progress: bool, timeout: f
         return _receive(response, part, have, url=url, size=size, progress=progress, chunk_size=chunk_size)
 
 
-def _receive(response: Any, part: Path, have: int, *, url: str, size: int | None, progress: bool,
-             chunk_size: int) -> bool:
+def _receive(
+    response: Any, part: Path, have: int, *, url: str, size: int | None, progress: bool, chunk_size: int
+) -> bool:
     """Write the response body to ``part``: append on 206 at the right offset, else rewrite from zero.
 
     Returns True when the length was stated (Content-Length, or the total of a 206's Content-Range) and met.
@@ -145,8 +145,18 @@ def _receive(response: Any, part: Path, have: int, *, url: str, size: int | None
     expected = int(length) if length is not None and length.isdigit() else None
     total = start + expected if expected is not None else size
     received = 0
-    with open(part, mode) as handle, tqdm(total=total, initial=start, unit="B", unit_scale=True,
-                                          unit_divisor=1024, desc=part.name[:-5], disable=not progress) as bar:
+    with (
+        open(part, mode) as handle,
+        tqdm(
+            total=total,
+            initial=start,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=part.name[:-5],
+            disable=not progress,
+        ) as bar,
+    ):
         try:
             while chunk := response.read(chunk_size):
                 handle.write(chunk)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+
 class DatasetError(Exception):
     """A dataset cannot be found, downloaded, extracted or read; the message names the path or URL."""
 

@@ -12,16 +12,24 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from embedlab._progress import tqdm
 
 from embedlab._io import atomic_path, remove_stale_temps, write_json
+from embedlab._progress import tqdm
 from embedlab.datasets.errors import DatasetError
 
 logger = logging.getLogger(__name__)
 
 FASHION_MNIST_CLASSES: tuple[str, ...] = (
-    "T-shirt_top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle_boot",
+    "T-shirt_top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle_boot",
 )
 
 _PREPARED_MARKER = ".prepared.json"
@@ -35,7 +43,7 @@ def _read_idx(data: bytes, expected_magic: int, what: str) -> np.ndarray:
     if magic != expected_magic:
         raise DatasetError(f"{what}: IDX magic number {magic}, expected {expected_magic}")
     ndim = magic & 0xFF
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     offset = 4 + 4 * ndim
     count = int(np.prod(dims))
     if len(data) - offset != count:

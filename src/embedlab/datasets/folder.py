@@ -15,6 +15,7 @@ from PIL import Image
 from embedlab.datasets.errors import DatasetError, DatasetWarning
 from embedlab.datasets.images import _probe, _visible, open_rgb
 
+
 def _check_limit(limit: int | None) -> None:
     """Refuse a limit that would select nothing."""
     if limit is not None and (not isinstance(limit, int) or limit < 1):
@@ -87,7 +88,9 @@ class ImageFolder:
             examples = "; ".join(f"{rel} ({why})" for rel, why in self.skipped[:3])
             warnings.warn(
                 f"{self.root}: skipped {len(self.skipped)} file(s) that are not usable images, e.g. {examples}. "
-                "The list is in .skipped.", DatasetWarning, stacklevel=2,
+                "The list is in .skipped.",
+                DatasetWarning,
+                stacklevel=2,
             )
 
     def _scan(self, verify: str) -> dict[str, list[str]]:
@@ -151,8 +154,10 @@ class ImageFolder:
         for step in range(1, tries):
             with contextlib.suppress(DatasetError):
                 return open_rgb(self.root / self.filenames[(index + step) % len(self)])
-        raise DatasetError(f"{self.root / self.filenames[index]} and the {tries - 1} images after it cannot be "
-                           "decoded: check the folder (ImageFolder(..., verify='full') lists every bad file)")
+        raise DatasetError(
+            f"{self.root / self.filenames[index]} and the {tries - 1} images after it cannot be "
+            "decoded: check the folder (ImageFolder(..., verify='full') lists every bad file)"
+        )
 
     @property
     def targets(self) -> list[int]:
@@ -181,8 +186,10 @@ class ImageFolder:
         return chosen
 
     def __repr__(self) -> str:
-        return (f"ImageFolder(root={str(self.root)!r}, images={len(self)}, classes={len(self.classes)}, "
-                f"skipped={len(self.skipped)})")
+        return (
+            f"ImageFolder(root={str(self.root)!r}, images={len(self)}, classes={len(self.classes)}, "
+            f"skipped={len(self.skipped)})"
+        )
 
 
 def _check_folder(root: str | os.PathLike[str]) -> Path:

@@ -69,8 +69,10 @@ def _budget_problem(width: int, height: int, max_pixels: int) -> str | None:
     """Why an image of width x height is too large to decode (None when it fits)."""
     if width * height <= max_pixels:
         return None
-    return (f"{width}x{height} = {width * height / 1e6:.0f} Mpx is over the per-image budget of "
-            f"{max_pixels / 1e6:.0f} Mpx (embedlab.datasets.images.MAX_PIXELS)")
+    return (
+        f"{width}x{height} = {width * height / 1e6:.0f} Mpx is over the per-image budget of "
+        f"{max_pixels / 1e6:.0f} Mpx (embedlab.datasets.images.MAX_PIXELS)"
+    )
 
 
 def limit_aspect(image: Image.Image, max_aspect: float = MAX_ASPECT) -> Image.Image:

@@ -9,9 +9,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from embedlab._progress import tqdm
-
 from embedlab._io import atomic_path, write_json
+from embedlab._progress import tqdm
 from embedlab.datasets.archives import _EXTRACTED_MARKER, extract, find_image_root
 from embedlab.datasets.downloads import _filename_from_url, download, file_sha256
 from embedlab.datasets.errors import DatasetError, DownloadError
@@ -19,6 +18,7 @@ from embedlab.datasets.fashion_mnist import _PREPARED_MARKER, _prepare_fashion_m
 from embedlab.datasets.folder import ImageFolder, _check_limit
 
 logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class DatasetSpec:
@@ -193,8 +193,17 @@ def _prepare_download(spec: DatasetSpec, base: Path, *, progress: bool) -> Path:
     shutil.rmtree(staging, ignore_errors=True)
     (raw / _EXTRACTED_MARKER).unlink(missing_ok=True)
     counts = {d.name: sum(1 for f in d.rglob("*") if f.is_file()) for d in sorted(raw.iterdir()) if d.is_dir()}
-    write_json(marker, {"dataset": spec.name, "url": spec.url, "archive": archive.name, "classes": counts,
-                        "archive_size": archive.stat().st_size, "archive_sha256": file_sha256(archive)})
+    write_json(
+        marker,
+        {
+            "dataset": spec.name,
+            "url": spec.url,
+            "archive": archive.name,
+            "classes": counts,
+            "archive_size": archive.stat().st_size,
+            "archive_sha256": file_sha256(archive),
+        },
+    )
     return raw
 
 

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from embedlab._progress import tqdm
 
 from embedlab._io import atomic_path, remove_stale_temps
+from embedlab._progress import tqdm
 from embedlab.datasets.errors import DatasetError, DatasetWarning
 from embedlab.datasets.folder import _check_folder, _walk_files
 from embedlab.datasets.images import open_rgb
+
 
 def thumbnail_root(root: str | os.PathLike[str], size: int) -> Path:
     """Where the thumbnails of a dataset root go: ``<root>/../thumbnails-<size>``."""
@@ -44,8 +45,10 @@ class ThumbnailReport:
     images_per_second: float = 0.0
 
     def __str__(self) -> str:
-        return (f"thumbnails-{self.size}: {self.written} written, {self.skipped} up to date, "
-                f"{len(self.failed)} unreadable, {self.images_per_second:.0f} images/s -> {self.out_root}")
+        return (
+            f"thumbnails-{self.size}: {self.written} written, {self.skipped} up to date, "
+            f"{len(self.failed)} unreadable, {self.images_per_second:.0f} images/s -> {self.out_root}"
+        )
 
 
 _MIN_JOBS_FOR_POOL = 16
@@ -108,7 +111,7 @@ def _thumbnail_jobs(root: Path, out_root: Path) -> tuple[list[tuple[str, str, st
 
 def _batches(items: list[Any], size: int) -> Iterable[list[Any]]:
     """Consecutive slices of ``items`` of at most ``size`` elements."""
-    return (items[i:i + size] for i in range(0, len(items), size))
+    return (items[i : i + size] for i in range(0, len(items), size))
 
 
 def make_thumbnails(
@@ -138,8 +141,10 @@ def make_thumbnails(
     if len(jobs) < _MIN_JOBS_FOR_POOL:  # starting processes costs more than a handful of images
         workers = 1
     started = time.perf_counter()
-    with tqdm(total=len(jobs), desc=f"thumbnails-{size}", unit="img", disable=not progress or not jobs) as bar, \
-            contextlib.closing(_run_batches(jobs, size, workers)) as batches:
+    with (
+        tqdm(total=len(jobs), desc=f"thumbnails-{size}", unit="img", disable=not progress or not jobs) as bar,
+        contextlib.closing(_run_batches(jobs, size, workers)) as batches,
+    ):
         for results in batches:
             for rel, error in results:
                 if error is None:
@@ -151,8 +156,9 @@ def make_thumbnails(
     report.images_per_second = report.written / report.seconds if report.written and report.seconds > 0 else 0.0
     if report.failed:
         examples = "; ".join(f"{rel} ({why})" for rel, why in report.failed[:3])
-        warnings.warn(f"{root}: {len(report.failed)} image(s) could not be read, e.g. {examples}",
-                      DatasetWarning, stacklevel=2)
+        warnings.warn(
+            f"{root}: {len(report.failed)} image(s) could not be read, e.g. {examples}", DatasetWarning, stacklevel=2
+        )
     return report
 
 
@@ -163,8 +169,9 @@ def _run_batches(jobs: list[tuple[str, str, str]], size: int, workers: int) -> I
         for chunk in _batches(jobs, batch):
             yield _thumbnail_batch(chunk, size)
         return
-    pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, initializer=_worker_init,
-                                                  initargs=(os.getpid(),))
+    pool = concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers, initializer=_worker_init, initargs=(os.getpid(),)
+    )
     try:
         futures = [pool.submit(_thumbnail_batch, chunk, size) for chunk in _batches(jobs, batch)]
         for future in concurrent.futures.as_completed(futures):
