@@ -110,9 +110,9 @@ def open_rgb(path: str | os.PathLike[str], size: int | None = None, *, max_pixel
     """
     try:
         return _decode(path, size, MAX_PIXELS if max_pixels is None else max_pixels)
-    except _OverBudget as exc:
+    except (_OverBudget, Image.DecompressionBombError) as exc:  # too large, not damaged
         raise DatasetError(f"cannot decode image {path}: {exc}; resize the file or raise the budget") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except (OSError, ValueError, SyntaxError) as exc:
         raise DatasetError(
             f"cannot decode image {path}: {exc}. The file is damaged: delete or replace it "
             "(verify='full' finds all such files up front)."
@@ -126,10 +126,10 @@ def _probe(path: str, full: bool, max_pixels: int | None = None) -> str | None:
         with Image.open(path) as image:
             if image.width < 1 or image.height < 1:
                 return "image has no pixels"
-            reducible = 64 if image.format == "JPEG" else 1  # a JPEG can decode at 1/8 scale per side
-            problem = _budget_problem(image.width, image.height, budget * reducible)
+            scale = 8 if image.format == "JPEG" else 1  # a JPEG can decode at 1/8 scale per side
+            problem = _budget_problem(math.ceil(image.width / scale), math.ceil(image.height / scale), budget)
             if problem:
-                return problem
+                return problem + (" even at 1/8 scale" if scale > 1 else "")
         if full:
             _decode(path, None, budget)
         return None
