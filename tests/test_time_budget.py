@@ -141,8 +141,8 @@ def test_capped_run_warms_up_and_anneals_within_its_budget(
 
 
 def test_num_workers_auto_follows_the_measured_rule() -> None:
-    """On CPU the step is compute-bound (benchmarks/bench_gpu.py --workers): 0 workers on <= 2 cores; on a GPU
-    the data pipeline is the bottleneck, so every core gets a worker even on Colab's 2 vCPUs."""
+    """On a <= 2-core CPU no workers (measured: ~1% of the step waits for data, bench_gpu-cpu-workers.json); on a
+    GPU every core gets one, up to 8 (the step is fast there, so decoding is expected to limit it)."""
     assert training.resolve_num_workers("auto", 64, "cpu", cpus=2) == 0
     assert training.resolve_num_workers("auto", 224, "cpu", cpus=2) == 0
     assert training.resolve_num_workers("auto", 64, "gpu", cpus=2) == 2

@@ -646,9 +646,11 @@ def resolve_num_workers(num_workers: int | str, image_size: int, accelerator: st
                         cpus: int | None = None) -> int:
     """'auto' -> DataLoader worker processes for training, from measurements (benchmarks/bench_gpu.py --workers).
 
-    On a GPU the step is fast and decoding + augmenting is the bottleneck: every core gets a worker, up to 8 (also
-    on Colab's 2 vCPUs). On CPU the step itself uses every core: with 2 cores or fewer workers only compete with it
-    (measured: slower at 32-128 px), so 0; with more cores half of them decode (min(8, cpus // 2); not measured).
+    On CPU the step itself uses every core and waiting for data is small (measured on 2 cores at 32 px: about 1% of
+    the step with 0 workers, benchmarks/results/bench_gpu-cpu-workers.json), so with 2 cores or fewer there are no
+    workers to compete with it; with more cores half of them decode (min(8, cpus // 2); not measured). On a GPU the
+    step is fast and decoding + augmenting becomes the bottleneck: every core gets a worker, up to 8, also on
+    Colab's 2 vCPUs (not measured: no GPU run yet).
     """
     if num_workers != "auto":
         if not isinstance(num_workers, int) or num_workers < 0:
