@@ -238,6 +238,15 @@ def test_class_names_at_cluster_medians() -> None:
     fig = side_by_side({"a": points, "b": points * 2}, [0, 0, 0, 1, 1, 1], ["Beach", "Forest"], annotate=False)
     assert not fig.axes[0].texts
     plt.close(fig)
+    crowded = np.array([[0, 0], [0.01, 0], [10, 10], [10.01, 10]], np.float32)  # both medians at the edges
+    fig = scatter(crowded, [0, 0, 1, 1], ["A very long class name", "Another long class name"])
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    frame = ax.get_window_extent()
+    for text in ax.texts:  # no label cut off by the frame
+        box = text.get_window_extent()
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+    plt.close(fig)
 
 
 def test_save_figure_path_does_not_echo_in_a_notebook(tmp_path) -> None:

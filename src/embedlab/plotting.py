@@ -153,13 +153,14 @@ def annotate_classes(ax: Any, points: np.ndarray, names: np.ndarray, *, fontsize
 def _spread_labels(ax: Any, texts: Sequence[Any], iterations: int = 60) -> None:
     """Nudge overlapping labels apart vertically (a few pixels at a time) so 30 class names stay readable.
 
-    Call it once the figure's layout is final: it works in display coordinates."""
-    if len(texts) < 2:
+    Call it once the figure's layout is final: it works in display coordinates. Labels end inside the axes."""
+    if not texts:
         return
     ax.autoscale_view()
     renderer = ax.figure.canvas.get_renderer()
     to_data = ax.transData.inverted()
-    for _ in range(iterations):
+    _keep_inside(ax, texts, renderer)
+    for _ in range(iterations if len(texts) > 1 else 0):
         boxes = [t.get_window_extent(renderer) for t in texts]
         shifts = np.zeros(len(texts))
         for i in range(len(texts)):
@@ -177,6 +178,20 @@ def _spread_labels(ax: Any, texts: Sequence[Any], iterations: int = 60) -> None:
             if shift:
                 x, y = ax.transData.transform(text.get_position())
                 text.set_position(to_data.transform((x, y + float(np.clip(shift, -6, 6)))))
+        _keep_inside(ax, texts, renderer)
+
+
+def _keep_inside(ax: Any, texts: Sequence[Any], renderer: Any, margin: float = 2.0) -> None:
+    """Move labels that stick out of the axes (a cluster at the edge) back inside, so none is cut off."""
+    frame = ax.get_window_extent(renderer)
+    to_data = ax.transData.inverted()
+    for text in texts:
+        box = text.get_window_extent(renderer)
+        dx = max(0.0, frame.x0 + margin - box.x0) - max(0.0, box.x1 - (frame.x1 - margin))
+        dy = max(0.0, frame.y0 + margin - box.y0) - max(0.0, box.y1 - (frame.y1 - margin))
+        if dx or dy:
+            x, y = ax.transData.transform(text.get_position())
+            text.set_position(to_data.transform((x + dx, y + dy)))
 
 
 def scatter(
