@@ -484,7 +484,7 @@ def import_run(run_dir: Path) -> list[Path]:
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
     pipeline = json.loads(pipeline_path.read_text(encoding="utf-8"))
     seconds = {k: round(float(v), 1) for k, v in pipeline.get("seconds", {}).items()}
-    machine = metrics.get("machine") or pipeline.get("machine")
+    machine = pipeline.get("machine") or metrics.get("machine")  # the pipeline's line names CPU, torch and GPU
     if not machine:
         raise SystemExit(f"make_docs: {pipeline_path} records no machine; rerun the demo with this version")
     result = {
