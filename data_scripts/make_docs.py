@@ -316,6 +316,23 @@ def demo_table(demo: Mapping[str, Any]) -> str:
     return markdown_table(table_rows, [("embedding", "embedding"), *kind, *present])
 
 
+def _verdict_headline(verdict: Any) -> str:
+    """One sentence from a benchmark's structured verdict (best recipe vs strongest baseline), else ''."""
+    keys = ("best_recipe", "best_recipe_knn", "strongest_baseline", "strongest_baseline_knn")
+    if not isinstance(verdict, Mapping) or not all(k in verdict for k in keys):
+        return ""
+    gain = 100 * (float(verdict["best_recipe_knn"]) - float(verdict["strongest_baseline_knn"]))
+    text = (
+        f"best recipe {verdict['best_recipe']}: kNN {float(verdict['best_recipe_knn']):.3f} vs the strongest "
+        f"baseline, {verdict['strongest_baseline']}: {float(verdict['strongest_baseline_knn']):.3f} "
+        f"({gain:+.1f} points"
+    )
+    if "target_points" in verdict:
+        met = "met" if verdict.get("target_met") else "not met"
+        text += f"; target {float(verdict['target_points']):+.1f}: {met}"
+    return text + ")"
+
+
 def readme_results(results: Mapping[str, Mapping[str, Any]]) -> str:
     """The README's results section body: the demo table, its machine and time, and each result's headline."""
     lines: list[str] = []
@@ -346,11 +363,11 @@ def readme_results(results: Mapping[str, Mapping[str, Any]]) -> str:
             "--from-run runs/demo`."
         )
     for name, result in results.items():
-        headline = result.get("headline")
+        headline = result.get("headline") or _verdict_headline(result.get("verdict"))
         if name == "demo" or not headline or result.get("kind") == "speed":
             continue  # speed benchmarks depend on the machine's load: docs/benchmarks.md shows them with it
         machine = without_load(str(result.get("machine", "machine not recorded")))
-        lines.append(f"- `{name}`: {escape_markdown(str(headline))} (machine: {machine}).")
+        lines.append(f"- `benchmarks/results/{name}.json`: {escape_markdown(str(headline))} (machine: {machine}).")
     lines += ["", "Every benchmark, its command and its full table: [docs/benchmarks.md](docs/benchmarks.md)."]
     return "\n".join(lines)
 
