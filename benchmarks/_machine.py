@@ -29,9 +29,11 @@ def machine_info() -> str:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (GPU throughput not measured)"
-    return (f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC | {cpu_model()} | {os.cpu_count()} logical CPUs "
-            f"({usable} usable) | load avg {load} | torch {torch.__version__} ({torch.get_num_threads()} threads) | "
-            f"GPU: {gpu}")
+    return (
+        f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC | {cpu_model()} | {os.cpu_count()} logical CPUs "
+        f"({usable} usable) | load avg {load} | torch {torch.__version__} ({torch.get_num_threads()} threads) | "
+        f"GPU: {gpu}"
+    )
 
 
 def save_result(path: str | os.PathLike[str] | None, result: dict[str, Any]) -> None:

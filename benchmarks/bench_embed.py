@@ -59,15 +59,13 @@ def bare_forward(model: torch.nn.Module, images: torch.Tensor, batch_size: int) 
     """The model alone over preloaded batches; returns the number of images."""
     with torch.inference_mode():
         for i in range(0, len(images), batch_size):
-            model(images[i:i + batch_size])
+            model(images[i : i + batch_size])
     return len(images)
 
 
-def from_disk(root: Path, model: torch.nn.Module, size: int, batch_size: int, limit: int,
-              workers: int | str) -> int:
+def from_disk(root: Path, model: torch.nn.Module, size: int, batch_size: int, limit: int, workers: int | str) -> int:
     """embed() reading the PNG files; returns the number of images."""
-    emb = embed(root, model, image_size=size, batch_size=batch_size, limit=limit, num_workers=workers,
-                progress=False)
+    emb = embed(root, model, image_size=size, batch_size=batch_size, limit=limit, num_workers=workers, progress=False)
     return len(emb)
 
 
@@ -76,31 +74,47 @@ def speed(args: argparse.Namespace, root: Path) -> list[dict[str, object]]:
     limit = -(-args.images // 10)
     model = create_backbone("resnet18", None).eval().to(memory_format=torch.channels_last)
     images = preload(root, args.size, limit)
-    print(f"{len(images)} Fashion-MNIST PNGs (28 px on disk) embedded at {args.size} px, resnet18, "
-          f"batch {args.batch_size}")
+    print(
+        f"{len(images)} Fashion-MNIST PNGs (28 px on disk) embedded at {args.size} px, resnet18, "
+        f"batch {args.batch_size}"
+    )
     bare_forward(model, images[: args.batch_size], args.batch_size)  # warm-up (allocator, kernels)
     arms: dict[str, Callable[[], int]] = {
         f"embed(num_workers={w})": (lambda w=w: from_disk(root, model, args.size, args.batch_size, limit, w))
-        for w in args.workers}
+        for w in args.workers
+    }
     arms["bare forward"] = lambda: bare_forward(model, images, args.batch_size)
     runs: dict[str, list[tuple[float, float]]] = {name: [] for name in arms}
     names = list(arms)
     for r in range(args.rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:  # rotate the order: no position bias
+        for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order: no position bias
             runs[name].append(timed(arms[name]))
-        print(f"  round {r + 1}: " + " | ".join(f"{n} {runs[n][-1][0]:6.1f} img/s ({runs[n][-1][1]:6.1f}/cpu-s)"
-                                              for n in names))
+        print(
+            f"  round {r + 1}: "
+            + " | ".join(f"{n} {runs[n][-1][0]:6.1f} img/s ({runs[n][-1][1]:6.1f}/cpu-s)" for n in names)
+        )
     bare = runs["bare forward"]
     rows: list[dict[str, object]] = []
     for name in names[:-1]:
         for i, kind in enumerate(("wall-clock", "CPU-time")):
             a, b = statistics.median(x[i] for x in runs[name]), statistics.median(x[i] for x in bare)
             ratios = [x[i] / y[i] for x, y in zip(runs[name], bare)]
-            print(f"{name} vs bare forward, {kind}: {a:.1f} vs {b:.1f} img/s -> ratio {a / b:.3f} "
-                  f"(median of per-round ratios {statistics.median(ratios):.3f}, range "
-                  f"{min(ratios):.3f}..{max(ratios):.3f}; target >= 0.9)")
-            rows.append({"arm": name, "measure": kind, "embed_images_per_s": a, "bare_images_per_s": b,
-                         "ratio": a / b, "lowest_round_ratio": min(ratios), "highest_round_ratio": max(ratios)})
+            print(
+                f"{name} vs bare forward, {kind}: {a:.1f} vs {b:.1f} img/s -> ratio {a / b:.3f} "
+                f"(median of per-round ratios {statistics.median(ratios):.3f}, range "
+                f"{min(ratios):.3f}..{max(ratios):.3f}; target >= 0.9)"
+            )
+            rows.append(
+                {
+                    "arm": name,
+                    "measure": kind,
+                    "embed_images_per_s": a,
+                    "bare_images_per_s": b,
+                    "ratio": a / b,
+                    "lowest_round_ratio": min(ratios),
+                    "highest_round_ratio": max(ratios),
+                }
+            )
     return rows
 
 
@@ -111,8 +125,10 @@ def image_size_check(args: argparse.Namespace, root: Path) -> None:
     limit = -(-args.images // 10)
     default = embed(root, args.checkpoint, limit=limit, progress=False)
     print(f"checkpoint {args.checkpoint}: stored image_size={stored}; embed() used {default.meta['image_size']}")
-    print(f"  kNN accuracy (leave-one-out, k=20) at the stored {default.meta['image_size']} px: "
-          f"{knn_accuracy(default):.3f}")
+    print(
+        f"  kNN accuracy (leave-one-out, k=20) at the stored {default.meta['image_size']} px: "
+        f"{knn_accuracy(default):.3f}"
+    )
     for size in args.other_sizes:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # the size-mismatch warning is the point here
@@ -127,15 +143,29 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--workers", nargs="+", default=["auto"],
-                        help="num_workers for embed(): 'auto' or numbers; several values = several arms")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads for both A and B (default: "
-                        "torch's); 1 thread makes CPU-time numbers robust on a busy machine (no spin-waiting)")
+    parser.add_argument(
+        "--workers",
+        nargs="+",
+        default=["auto"],
+        help="num_workers for embed(): 'auto' or numbers; several values = several arms",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads for both A and B (default: "
+        "torch's); 1 thread makes CPU-time numbers robust on a busy machine (no spin-waiting)",
+    )
     parser.add_argument("--data-dir", type=Path, default=None, help="default: a temporary folder")
     parser.add_argument("--checkpoint", type=Path, default=None, help="a training checkpoint for the size check")
     parser.add_argument("--json", help="also write the speed results here, e.g. benchmarks/results/embed.json")
-    parser.add_argument("--other-sizes", type=int, nargs="*", default=[224],
-                        help="sizes to compare with the stored one (a small-images stem at 224 px is slow)")
+    parser.add_argument(
+        "--other-sizes",
+        type=int,
+        nargs="*",
+        default=[224],
+        help="sizes to compare with the stored one (a small-images stem at 224 px is slow)",
+    )
     args = parser.parse_args()
     args.workers = [w if w == "auto" else int(w) for w in args.workers]
     if args.threads:
@@ -146,14 +176,20 @@ def main() -> None:
         if args.rounds > 0:  # --rounds 0: only the image-size check
             rows = speed(args, root)
             first = rows[0]
-            headline = (f"embed() from PNG files runs at {first['ratio']:.3f}x ({first['measure']}) the speed "
-                        "of a bare forward pass over preloaded tensors (target >= 0.9)")
-            save_result(args.json, {
-                "benchmark": "embed",
-                "kind": "speed",
-                "headline": headline,
-                "settings": {k: getattr(args, k) for k in ("images", "size", "batch_size", "rounds", "threads")},
-                "comparison": rows})
+            headline = (
+                f"embed() from PNG files runs at {first['ratio']:.3f}x ({first['measure']}) the speed "
+                "of a bare forward pass over preloaded tensors (target >= 0.9)"
+            )
+            save_result(
+                args.json,
+                {
+                    "benchmark": "embed",
+                    "kind": "speed",
+                    "headline": headline,
+                    "settings": {k: getattr(args, k) for k in ("images", "size", "batch_size", "rounds", "threads")},
+                    "comparison": rows,
+                },
+            )
         if args.checkpoint is not None:
             image_size_check(args, root)
 

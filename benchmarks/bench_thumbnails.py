@@ -48,8 +48,10 @@ def decode_rate(files: list[Path], size: int, draft: bool) -> float:
 
 def headline(result: dict, size: int) -> str:
     """One sentence for the docs: thumbnails per second by worker count and the gain from draft decoding."""
-    rates = ", ".join(f"{r['images_per_s']:.0f} images/s with {r['workers']} process{'es' * (r['workers'] > 1)}"
-                      for r in result["runs"])
+    rates = ", ".join(
+        f"{r['images_per_s']:.0f} images/s with {r['workers']} process{'es' * (r['workers'] > 1)}"
+        for r in result["runs"]
+    )
     draft, full = (d["images_per_s"] for d in result["decode"])
     return f"make_thumbnails at {size} px: {rates}; JPEG draft decoding {draft / full:.1f}x faster than a full decode"
 
@@ -61,15 +63,21 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64, help="thumbnail size (default: %(default)s)")
     parser.add_argument("--json", help="also write the results here, e.g. benchmarks/results/thumbnails.json")
     args = parser.parse_args()
-    result: dict = {"benchmark": "thumbnails", "kind": "speed", "settings": {"count": args.count, "size": args.size},
-                    "runs": []}
+    result: dict = {
+        "benchmark": "thumbnails",
+        "kind": "speed",
+        "settings": {"count": args.count, "size": args.size},
+        "runs": [],
+    }
     work = Path(tempfile.mkdtemp(prefix="embedlab-bench-"))
     try:
         raw = work / "raw"
         make_images(raw, args.count)
         files = sorted(raw.rglob("*.jpg"))
-        print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-              f"Python {platform.python_version()}, Pillow {Image.__version__}, load avg {os.getloadavg()[0]:.1f}")
+        print(
+            f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+            f"Python {platform.python_version()}, Pillow {Image.__version__}, load avg {os.getloadavg()[0]:.1f}"
+        )
         start = time.perf_counter()
         folder = datasets.ImageFolder(raw)
         result["scan_seconds"] = time.perf_counter() - start
@@ -79,20 +87,33 @@ def main() -> None:
         for draft in (True, False, True, False):
             rates[draft].append(decode_rate(sample, args.size, draft))
         with_draft, without = np.mean(rates[True]), np.mean(rates[False])
-        print(f"decode+resize, 1 process: draft {with_draft:.0f} img/s, full decode {without:.0f} img/s "
-              f"({with_draft / without:.1f}x)")
-        result["decode"] = [{"decode": "draft (reduced-scale JPEG)", "images_per_s": with_draft},
-                            {"decode": "full", "images_per_s": without}]
+        print(
+            f"decode+resize, 1 process: draft {with_draft:.0f} img/s, full decode {without:.0f} img/s "
+            f"({with_draft / without:.1f}x)"
+        )
+        result["decode"] = [
+            {"decode": "draft (reduced-scale JPEG)", "images_per_s": with_draft},
+            {"decode": "full", "images_per_s": without},
+        ]
         for workers in (1, os.cpu_count() or 1):
             out = work / f"thumbnails-w{workers}"
             report = datasets.make_thumbnails(raw, args.size, out_root=out, workers=workers, progress=False)
-            print(f"make_thumbnails size={args.size} workers={workers}: {report.written} images in "
-                  f"{report.seconds:.2f} s = {report.images_per_second:.0f} images/s")
+            print(
+                f"make_thumbnails size={args.size} workers={workers}: {report.written} images in "
+                f"{report.seconds:.2f} s = {report.images_per_second:.0f} images/s"
+            )
             again = datasets.make_thumbnails(raw, args.size, out_root=out, workers=workers, progress=False)
             print(f"  rerun: {again.written} written, {again.skipped} skipped")
-            result["runs"].append({"workers": workers, "images": report.written, "seconds": report.seconds,
-                                   "images_per_s": report.images_per_second, "rerun_written": again.written,
-                                   "rerun_skipped": again.skipped})
+            result["runs"].append(
+                {
+                    "workers": workers,
+                    "images": report.written,
+                    "seconds": report.seconds,
+                    "images_per_s": report.images_per_second,
+                    "rerun_written": again.written,
+                    "rerun_skipped": again.skipped,
+                }
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.json:

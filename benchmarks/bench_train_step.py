@@ -25,9 +25,14 @@ WARMUP_STEPS = 2
 def make_batches(n: int, batch_size: int, image_size: int, seed: int = 0) -> list[tuple[Any, ...]]:
     """Pre-augmented batches shaped like the DataLoader's: ([view0, view1], labels, filenames)."""
     gen = torch.Generator().manual_seed(seed)
-    return [([torch.randn(batch_size, 3, image_size, image_size, generator=gen) for _ in range(2)],
-             torch.zeros(batch_size, dtype=torch.long), [f"c/{i}.png" for i in range(batch_size)])
-            for _ in range(n)]
+    return [
+        (
+            [torch.randn(batch_size, 3, image_size, image_size, generator=gen) for _ in range(2)],
+            torch.zeros(batch_size, dtype=torch.long),
+            [f"c/{i}.png" for i in range(batch_size)],
+        )
+        for _ in range(n)
+    ]
 
 
 class _ListDataset(torch.utils.data.Dataset):
@@ -56,8 +61,13 @@ def run_embedlab(batches: list[tuple[Any, ...]], args: argparse.Namespace) -> fl
             times.append(time.perf_counter())
 
     torch.manual_seed(0)
-    module = SSLModule(backbone=args.backbone, small_images=args.small_images, image_size=args.image_size,
-                       learning_rate=0.06 * args.batch_size / 128, batch_size=args.batch_size)
+    module = SSLModule(
+        backbone=args.backbone,
+        small_images=args.small_images,
+        image_size=args.image_size,
+        learning_rate=0.06 * args.batch_size / 128,
+        batch_size=args.batch_size,
+    )
     loader = torch.utils.data.DataLoader(_ListDataset(batches), batch_size=None, shuffle=False)
     with _quiet_lightning(True):
         trainer = _make_trainer(1, "cpu", 1, 1, "auto", "32-true", False, None)
@@ -115,8 +125,10 @@ def main() -> None:
         parser.error(f"--steps must be more than the {WARMUP_STEPS} warm-up steps")
     torch.set_num_threads(args.threads)
     print(machine_info())
-    print(f"SimCLR {args.backbone} small_images={args.small_images} {args.image_size} px, batch {args.batch_size} "
-          f"pairs, {args.steps} steps/round ({WARMUP_STEPS} warm-up), {args.rounds} rounds A B A B, float32 CPU")
+    print(
+        f"SimCLR {args.backbone} small_images={args.small_images} {args.image_size} px, batch {args.batch_size} "
+        f"pairs, {args.steps} steps/round ({WARMUP_STEPS} warm-up), {args.rounds} rounds A B A B, float32 CPU"
+    )
     batches = make_batches(args.steps, args.batch_size, args.image_size)
     ours: list[float] = []
     bare: list[float] = []
@@ -124,27 +136,42 @@ def main() -> None:
         for name, fn, out in (("embedlab", run_embedlab, ours), ("bare torch+lightly", run_bare, bare)):
             seconds = fn(batches, args)
             out.append(seconds)
-            print(f"  round {r + 1} {name:>19}: {seconds:6.3f} s/step  {args.batch_size / seconds:7.1f} pairs/s",
-                  flush=True)
+            print(
+                f"  round {r + 1} {name:>19}: {seconds:6.3f} s/step  {args.batch_size / seconds:7.1f} pairs/s",
+                flush=True,
+            )
     summary = []
     for label, pick in (("median of rounds", statistics.median), ("best round (least disturbed)", min)):
         ours_rate, bare_rate = args.batch_size / pick(ours), args.batch_size / pick(bare)
         ratio = ours_rate / bare_rate
-        summary.append({"estimate": label, "embedlab_pairs_per_s": ours_rate, "bare_pairs_per_s": bare_rate,
-                        "ratio": ratio})
-        print(f"{label}: embedlab {ours_rate:.1f} pairs/s vs bare {bare_rate:.1f} pairs/s: ratio {ratio:.3f}x "
-              f"(target >= 0.95) -> {'OK' if ratio >= 0.95 else 'BELOW TARGET'}")
-    headline = (f"embedlab's training step runs at {summary[0]['ratio']:.3f}x the speed of a bare torch + "
-                "lightly loop (median of rounds; target >= 0.95)")
-    save_result(args.json, {
-        "benchmark": "train_step",
-        "kind": "speed",
-        "headline": headline,
-        "settings": {k: getattr(args, k) for k in ("backbone", "image_size", "batch_size", "steps", "rounds",
-                                                   "threads", "small_images")},
-        "summary": summary,
-        "rounds": [{"round": i + 1, "embedlab_s_per_step": a, "bare_s_per_step": b}
-                   for i, (a, b) in enumerate(zip(ours, bare))]})
+        summary.append(
+            {"estimate": label, "embedlab_pairs_per_s": ours_rate, "bare_pairs_per_s": bare_rate, "ratio": ratio}
+        )
+        print(
+            f"{label}: embedlab {ours_rate:.1f} pairs/s vs bare {bare_rate:.1f} pairs/s: ratio {ratio:.3f}x "
+            f"(target >= 0.95) -> {'OK' if ratio >= 0.95 else 'BELOW TARGET'}"
+        )
+    headline = (
+        f"embedlab's training step runs at {summary[0]['ratio']:.3f}x the speed of a bare torch + "
+        "lightly loop (median of rounds; target >= 0.95)"
+    )
+    save_result(
+        args.json,
+        {
+            "benchmark": "train_step",
+            "kind": "speed",
+            "headline": headline,
+            "settings": {
+                k: getattr(args, k)
+                for k in ("backbone", "image_size", "batch_size", "steps", "rounds", "threads", "small_images")
+            },
+            "summary": summary,
+            "rounds": [
+                {"round": i + 1, "embedlab_s_per_step": a, "bare_s_per_step": b}
+                for i, (a, b) in enumerate(zip(ours, bare))
+            ],
+        },
+    )
     print("On a shared machine the best-round ratio is the better estimate of the overhead; on an idle one both agree.")
     print(f"end: {machine_info()}")
 

@@ -36,7 +36,7 @@ def read_idx(path: Path) -> np.ndarray:
     if magic not in (2049, 2051):
         raise ValueError(f"{path}: IDX magic {magic}, expected 2049 (labels) or 2051 (images)")
     ndim = magic & 0xFF
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     offset = 4 + 4 * ndim
     if len(data) - offset != int(np.prod(dims)):
         raise ValueError(f"{path}: header says {dims} but {len(data) - offset} bytes follow")
@@ -73,7 +73,9 @@ def copy_atomic(src: Path, dst: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Validate the source files, copy them into the package, validate the copies."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help=f"folder with the .gz files ({DEFAULT_SOURCE})")
+    parser.add_argument(
+        "--source", type=Path, default=DEFAULT_SOURCE, help=f"folder with the .gz files ({DEFAULT_SOURCE})"
+    )
     parser.add_argument("--dest", type=Path, default=DEFAULT_DEST, help="package data folder (default: %(default)s)")
     parser.add_argument("--check-only", action="store_true", help="only validate the files already in --dest")
     args = parser.parse_args(argv)

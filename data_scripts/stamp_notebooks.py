@@ -65,9 +65,11 @@ def setup_source(repo_url: str | None = None) -> str:
     return f"""\
 # Setup: on Colab install embedlab (about a minute); locally `make venv` already did. Then print versions.
 import sys
+
 if "google.colab" in sys.modules:
     {install_line(repo_url)}
 import embedlab
+
 embedlab.params.show_versions()"""
 
 

@@ -37,8 +37,9 @@ def find_chromium() -> str | None:
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(find_chromium() is None,
-                       reason="headless chromium not installed (apt-get install chromium; CI installs it)"),
+    pytest.mark.skipif(
+        find_chromium() is None, reason="headless chromium not installed (apt-get install chromium; CI installs it)"
+    ),
 ]
 
 
@@ -102,18 +103,32 @@ def browser(tmp_path: Path) -> Iterator[DevTools]:
     """A fresh headless Chromium (own profile in tmp_path) and a DevTools client of its page; killed afterwards."""
     profile = tmp_path / "profile"
     command = [
-        find_chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--disable-background-networking", "--no-first-run", "--no-default-browser-check",
-        "--disable-component-update", "--disable-sync", "--disable-extensions", "--mute-audio",
-        "--remote-debugging-port=0", "--remote-allow-origins=*", f"--user-data-dir={profile}",
-        "--window-size=1200,900", "about:blank",
+        find_chromium(),
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        "--mute-audio",
+        "--remote-debugging-port=0",
+        "--remote-allow-origins=*",
+        f"--user-data-dir={profile}",
+        "--window-size=1200,900",
+        "about:blank",
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     client = None
     try:
         port_file = profile / "DevToolsActivePort"
-        port = wait_for(lambda: port_file.is_file() and port_file.read_text().split("\n")[0].strip(),
-                        "chromium to open its DevTools port")
+        port = wait_for(
+            lambda: port_file.is_file() and port_file.read_text().split("\n")[0].strip(),
+            "chromium to open its DevTools port",
+        )
 
         def page_target() -> str | None:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as response:
@@ -146,7 +161,9 @@ function deepAll(selector, root = document) {
 }
 """
 
-PLOT_GEOMETRY = DEEP_ALL + """
+PLOT_GEOMETRY = (
+    DEEP_ALL
+    + """
 (() => {
   const view = Object.values(Bokeh.index)[0];
   const frame = view.frame;
@@ -156,19 +173,27 @@ PLOT_GEOMETRY = DEEP_ALL + """
           canvas_left: canvas.left, canvas_top: canvas.top};
 })()
 """
+)
 
 
 def point_position(devtools: DevTools, x: float, y: float) -> tuple[float, float]:
     """Viewport pixel of data point (x, y): the frame's own scales plus the canvas offset."""
-    return tuple(devtools.evaluate(DEEP_ALL + f"""
+    return tuple(
+        devtools.evaluate(
+            DEEP_ALL
+            + f"""
 (() => {{
   const view = Object.values(Bokeh.index)[0];
   const canvas = deepAll('canvas').map(c => c.getBoundingClientRect()).find(r => r.width > 100);
   return [canvas.left + view.frame.x_scale.compute({x}), canvas.top + view.frame.y_scale.compute({y})];
-}})()"""))
+}})()"""
+        )
+    )
 
 
-TOOLTIP_STATE = DEEP_ALL + """
+TOOLTIP_STATE = (
+    DEEP_ALL
+    + """
 (() => {
   const images = deepAll('img').filter(img => img.src.startsWith('data:image/') && img.offsetParent !== null);
   const box = images.length ? images[0].parentElement : null;
@@ -177,6 +202,7 @@ TOOLTIP_STATE = DEEP_ALL + """
           xss: typeof window.__xss};
 })()
 """
+)
 
 
 def hover(devtools: DevTools, position: tuple[float, float], expected_text: str) -> dict[str, Any]:
@@ -199,26 +225,35 @@ def scatter_html(tmp_path: Path) -> tuple[Path, np.ndarray, list[str]]:
     from embedlab import plotting
 
     root = tmp_path / "images"
-    filenames = ["cats/a.png", "cats/b.png", "dogs/c.png", "dogs/d.png", "dogs/e.png", "birds/f.png",
-                 f"birds/{EVIL_NAME}"]
-    colors = [(200, 40, 40), (220, 80, 60), (40, 160, 40), (60, 200, 90), (20, 120, 20), (40, 40, 200),
-              (240, 200, 0)]
+    filenames = [
+        "cats/a.png",
+        "cats/b.png",
+        "dogs/c.png",
+        "dogs/d.png",
+        "dogs/e.png",
+        "birds/f.png",
+        f"birds/{EVIL_NAME}",
+    ]
+    colors = [(200, 40, 40), (220, 80, 60), (40, 160, 40), (60, 200, 90), (20, 120, 20), (40, 40, 200), (240, 200, 0)]
     for name, color in zip(filenames, colors):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (24, 24), color).save(root / name)
     assert (root / "birds" / EVIL_NAME).is_file()
     points = np.array([[0, 0], [1, 0], [0, 1], [1, 1], [0.5, 0.5], [0.2, 0.8], [0.8, 0.2]], dtype=float)
     labels = [1, 1, 2, 2, 2, 0, 0]
-    out = plotting.interactive_scatter(points, filenames, labels, ["birds", "cats", "dogs"], root,
-                                       tmp_path / "scatter.html", title="browser test")
+    out = plotting.interactive_scatter(
+        points, filenames, labels, ["birds", "cats", "dogs"], root, tmp_path / "scatter.html", title="browser test"
+    )
     return out, points, filenames
 
 
 def open_page(devtools: DevTools, html: Path) -> dict[str, Any]:
     """Load the page, wait until bokeh has laid out the plot, return the plot frame geometry."""
     devtools.send("Page.navigate", url=html.resolve().as_uri())
-    ready = ("typeof Bokeh !== 'undefined' && Object.values(Bokeh.index).length > 0 && "
-             "Object.values(Bokeh.index)[0].frame.bbox.width > 100")
+    ready = (
+        "typeof Bokeh !== 'undefined' && Object.values(Bokeh.index).length > 0 && "
+        "Object.values(Bokeh.index)[0].frame.bbox.width > 100"
+    )
     wait_for(lambda: devtools.evaluate(ready), "bokeh to render the plot")
     return devtools.evaluate(PLOT_GEOMETRY)
 
@@ -232,7 +267,7 @@ def test_points_are_drawn_and_hover_shows_thumbnail_and_filename(browser, scatte
         """Saturated pixels inside the plot frame (inset past its grey outline): only the dots are coloured."""
         shot = np.asarray(browser.screenshot(), dtype=int)
         top, left = int(frame["top"]) + 3, int(frame["left"]) + 3
-        area = shot[top:int(frame["top"] + frame["height"]) - 3, left:int(frame["left"] + frame["width"]) - 3]
+        area = shot[top : int(frame["top"] + frame["height"]) - 3, left : int(frame["left"] + frame["width"]) - 3]
         return int((area.max(axis=2) - area.min(axis=2) > 60).sum())
 
     drawn = wait_for(lambda: coloured_pixels() > 7 * 15, "the points to be drawn")  # 7 dots, ~29 px each

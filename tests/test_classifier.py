@@ -38,8 +38,7 @@ def test_split_matches_the_linear_probe_split():
 
 def test_frozen_classifier_on_exported_backbone_beats_chance(tmp_path, fashion_root):
     export_run(tmp_path)
-    result = finetune.train_classifier(tmp_path, fashion_root, mode="frozen", epochs=40, batch_size=64,
-                                       progress=False)
+    result = finetune.train_classifier(tmp_path, fashion_root, mode="frozen", epochs=40, batch_size=64, progress=False)
     assert result.test_images == 60 and result.train_images == 140
     assert result.chance == pytest.approx(0.1)
     assert result.accuracy > 3 * result.chance, result.summary()  # 10 classes: chance is 0.10
@@ -54,8 +53,9 @@ def test_frozen_classifier_on_exported_backbone_beats_chance(tmp_path, fashion_r
 def test_finetune_mode_updates_the_backbone(tmp_path, fashion_root):
     exported = export_run(tmp_path, layers=1)
     before = models.load_backbone(exported).state_dict()["layer1.0.conv1.weight"].clone()
-    result = finetune.train_classifier(exported, fashion_root, mode="finetune", epochs=1, batch_size=32,
-                                       probe=False, progress=False)
+    result = finetune.train_classifier(
+        exported, fashion_root, mode="finetune", epochs=1, batch_size=32, probe=False, progress=False
+    )
     after = result.model.backbone.state_dict()["layer1.0.conv1.weight"]
     assert not torch.equal(before, after)
     assert result.mode == "finetune" and len(result.history) == 1 and 0.0 <= result.accuracy <= 1.0

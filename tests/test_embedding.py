@@ -77,9 +77,20 @@ def test_embed_checkpoint_uses_training_size_and_warns_on_override(image_root: P
     backbone = create_backbone("resnet18", layers=1)
     state = {f"backbone.{k}": v for k, v in backbone.state_dict().items()}
     ckpt = tmp_path / "last.ckpt"
-    torch.save({"state_dict": state, "hyper_parameters": {"backbone": "resnet18", "small_images": False,
-                                                          "layers": 1, "image_size": 48, "method": "simclr",
-                                                          "augment": "natural"}}, ckpt)
+    torch.save(
+        {
+            "state_dict": state,
+            "hyper_parameters": {
+                "backbone": "resnet18",
+                "small_images": False,
+                "layers": 1,
+                "image_size": 48,
+                "method": "simclr",
+                "augment": "natural",
+            },
+        },
+        ckpt,
+    )
     emb = embed(image_root, ckpt, limit=2, progress=False)
     assert emb.meta["image_size"] == 48 and emb.name == "simclr_resnet18" and len(emb) == 6
     with pytest.warns(UserWarning, match="trained at 48 px but is embedded at 64 px"):
@@ -111,8 +122,14 @@ def test_embed_pca_baseline(image_root: Path) -> None:
 def _sample() -> Embeddings:
     """A small hand-made embedding set with labels and metadata."""
     vectors = torch.arange(24, dtype=torch.float32).reshape(6, 4) / 7
-    return Embeddings(vectors, [f"{c}/{i}.jpg" for c in ("A", "B") for i in range(3)], np.array([0, 0, 0, 1, 1, 1]),
-                      ["A", "B"], name="demo", meta={"image_size": 64, "model": "resnet18"})
+    return Embeddings(
+        vectors,
+        [f"{c}/{i}.jpg" for c in ("A", "B") for i in range(3)],
+        np.array([0, 0, 0, 1, 1, 1]),
+        ["A", "B"],
+        name="demo",
+        meta={"image_size": 64, "model": "resnet18"},
+    )
 
 
 def _assert_same(a: Embeddings, b: Embeddings) -> None:

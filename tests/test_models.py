@@ -31,8 +31,9 @@ def _embed(backbone: Backbone, size: int = 32, n: int = 1) -> torch.Tensor:
         return backbone(x)
 
 
-@pytest.mark.parametrize(("name", "dim"), [("resnet18", 512), ("resnet34", 512), ("resnet50", 2048),
-                                           ("efficientnet_lite0", 1280)])
+@pytest.mark.parametrize(
+    ("name", "dim"), [("resnet18", 512), ("resnet34", 512), ("resnet50", 2048), ("efficientnet_lite0", 1280)]
+)
 def test_embedding_dimension_random_init(name: str, dim: int) -> None:
     backbone = create_backbone(name)
     out = _embed(backbone)
@@ -117,8 +118,7 @@ def test_resnet_imagenet_without_cache_raises_with_path(tmp_path: Path, monkeypa
     assert calls == ["https://download.pytorch.org/models/resnet18-f37072fd.pth"]
 
 
-def test_resnet_imagenet_uses_cached_file_without_download(tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resnet_imagenet_uses_cached_file_without_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(torch.hub, "_hub_dir", None)
     monkeypatch.setattr(models, "_download_file", lambda url, target: pytest.fail("must not download"))
@@ -133,8 +133,9 @@ def test_resnet_imagenet_uses_cached_file_without_download(tmp_path: Path,
 
 def test_export_loads_into_plain_torchvision(tmp_path: Path) -> None:
     backbone = create_backbone("resnet18").eval()
-    path = export_backbone(backbone, tmp_path / "exported" / "backbone.pt", extra_meta={"image_size": 64,
-                                                                                       "method": "simclr"})
+    path = export_backbone(
+        backbone, tmp_path / "exported" / "backbone.pt", extra_meta={"image_size": 64, "method": "simclr"}
+    )
     m = torchvision.models.resnet18()
     m.fc = nn.Identity()
     m.load_state_dict(torch.load(path, weights_only=True))
@@ -147,14 +148,18 @@ def test_export_loads_into_plain_torchvision(tmp_path: Path) -> None:
     assert meta["normalization"]["mean"] == [0.485, 0.456, 0.406]
 
 
-@pytest.mark.parametrize(("name", "options"), [("resnet18", {"small_images": True, "layers": 2}),
-                                               ("efficientnet_lite0", {"layers": 4})])
+@pytest.mark.parametrize(
+    ("name", "options"), [("resnet18", {"small_images": True, "layers": 2}), ("efficientnet_lite0", {"layers": 4})]
+)
 def test_export_load_round_trip(tmp_path: Path, name: str, options: dict) -> None:
     backbone = create_backbone(name, **options).eval()
     path = export_backbone(backbone, tmp_path / "backbone.pt", extra_meta={"image_size": 32})
     loaded = load_backbone(path)
-    assert (loaded.name, loaded.small_images, loaded.layers) == (name, options.get("small_images", False),
-                                                                 options["layers"])
+    assert (loaded.name, loaded.small_images, loaded.layers) == (
+        name,
+        options.get("small_images", False),
+        options["layers"],
+    )
     assert loaded.meta["image_size"] == 32
     x = torch.randn(1, 3, 32, 32)
     with torch.inference_mode():
@@ -172,15 +177,31 @@ def _fake_lightning_checkpoint(path: Path, net: Backbone, **hparams: object) -> 
     """Write a checkpoint shaped like training.train's: hyper_parameters + 'backbone.*' state_dict keys."""
     state = {f"backbone.{k}": v for k, v in net.state_dict().items()}
     state["projection_head.layers.0.weight"] = torch.zeros(4, 4)
-    torch.save({"epoch": 3, "global_step": 30, "state_dict": state, "pytorch-lightning_version": "2.6.6",
-                "hyper_parameters": hparams}, path)
+    torch.save(
+        {
+            "epoch": 3,
+            "global_step": 30,
+            "state_dict": state,
+            "pytorch-lightning_version": "2.6.6",
+            "hyper_parameters": hparams,
+        },
+        path,
+    )
     return path
 
 
 def test_load_lightning_checkpoint(tmp_path: Path) -> None:
     backbone = create_backbone("resnet18", small_images=True, layers=3).eval()
-    path = _fake_lightning_checkpoint(tmp_path / "last.ckpt", backbone, backbone="resnet18", small_images=True,
-                                      layers=3, image_size=32, method="simclr", augment="grayscale")
+    path = _fake_lightning_checkpoint(
+        tmp_path / "last.ckpt",
+        backbone,
+        backbone="resnet18",
+        small_images=True,
+        layers=3,
+        image_size=32,
+        method="simclr",
+        augment="grayscale",
+    )
     loaded = load_backbone(path)
     assert loaded.meta["image_size"] == 32 and loaded.meta["method"] == "simclr" and loaded.meta["epoch"] == 3
     assert not loaded.training

@@ -12,26 +12,37 @@ import torch
 
 from embedlab.params import MissingInputError, ParameterError, RunPaths, resolve_path, validate_params
 from embedlab.pipeline import (
-    PipelineError, describe_comparison, execute_notebook, load_params, main, notebooks_dir, pipeline_notebooks,
-    run_pipeline, save_metrics, write_index,
+    PipelineError,
+    describe_comparison,
+    execute_notebook,
+    load_params,
+    main,
+    notebooks_dir,
+    pipeline_notebooks,
+    run_pipeline,
+    save_metrics,
+    write_index,
 )
 
 
 # ------------------------------------------------------------------------------------------------ parameters
-@pytest.mark.parametrize("name, value, message", [
-    ("dataset", "imagenet-21k", "parameter 'dataset': unknown dataset 'imagenet-21k'"),
-    ("epochs", -1, "parameter 'epochs': expected an integer >= 1, got -1"),
-    ("epochs", "5", "parameter 'epochs': expected an integer >= 1, got '5' (str)"),
-    ("epochs", True, "parameter 'epochs'"),
-    ("batch_size", 2.5, "parameter 'batch_size'"),
-    ("limit_per_class", 0, "parameter 'limit_per_class'"),
-    ("learning_rate", 0, "parameter 'learning_rate': expected a number > 0.0 or None"),
-    ("backbone", "vgg16", "parameter 'backbone': expected one of 'resnet18'"),
-    ("small_images", "yes", "parameter 'small_images'"),
-    ("augment", "medical", "parameter 'augment'"),
-    ("run_dir", "", "parameter 'run_dir': expected a non-empty string"),
-    ("imagenet_model", None, "parameter 'imagenet_model'"),
-])
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("dataset", "imagenet-21k", "parameter 'dataset': unknown dataset 'imagenet-21k'"),
+        ("epochs", -1, "parameter 'epochs': expected an integer >= 1, got -1"),
+        ("epochs", "5", "parameter 'epochs': expected an integer >= 1, got '5' (str)"),
+        ("epochs", True, "parameter 'epochs'"),
+        ("batch_size", 2.5, "parameter 'batch_size'"),
+        ("limit_per_class", 0, "parameter 'limit_per_class'"),
+        ("learning_rate", 0, "parameter 'learning_rate': expected a number > 0.0 or None"),
+        ("backbone", "vgg16", "parameter 'backbone': expected one of 'resnet18'"),
+        ("small_images", "yes", "parameter 'small_images'"),
+        ("augment", "medical", "parameter 'augment'"),
+        ("run_dir", "", "parameter 'run_dir': expected a non-empty string"),
+        ("imagenet_model", None, "parameter 'imagenet_model'"),
+    ],
+)
 def test_bad_parameters_name_the_parameter(name: str, value: object, message: str) -> None:
     with pytest.raises(ParameterError, match=message.replace("(", r"\(").replace(")", r"\)")):
         validate_params(**{name: value})
@@ -41,8 +52,16 @@ def test_good_parameters_and_path_resolution(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("EMBEDLAB_ROOT", str(tmp_path))
     folder = tmp_path / "my_images"
     folder.mkdir()
-    p = validate_params(dataset="my_images", run_dir="runs/x", data_dir=str(tmp_path / "abs"), epochs=3,
-                        limit_per_class=None, learning_rate=1, small_images="auto", extra_name=[1])
+    p = validate_params(
+        dataset="my_images",
+        run_dir="runs/x",
+        data_dir=str(tmp_path / "abs"),
+        epochs=3,
+        limit_per_class=None,
+        learning_rate=1,
+        small_images="auto",
+        extra_name=[1],
+    )
     assert p["dataset"] == str(folder) and p["run_dir"] == tmp_path / "runs" / "x"
     assert p["data_dir"] == tmp_path / "abs" and p["learning_rate"] == 1.0 and p["extra_name"] == [1]
     assert validate_params(dataset="aid")["dataset"] == "aid"
@@ -72,16 +91,31 @@ SSL = "SimCLR continued from ImageNet, EfficientNet-Lite0, 32 px"
 
 
 def _row(name: str, recipe: str, kind: str, size: int, knn: float, probe: float) -> dict:
-    return {"name": name, "recipe": recipe, "kind": kind, "image_size": size, "knn_accuracy": knn,
-            "linear_probe_accuracy": probe, "cluster_nmi": 0.5}
+    return {
+        "name": name,
+        "recipe": recipe,
+        "kind": kind,
+        "image_size": size,
+        "knn_accuracy": knn,
+        "linear_probe_accuracy": probe,
+        "cluster_nmi": 0.5,
+    }
 
 
-def _table(ssl: tuple[float, float], imagenet: tuple[float, float], random: float = 0.3,
-           small_imagenet: tuple[float, float] = (0.5, 0.5)) -> pd.DataFrame:
-    rows = [_row("ssl", SSL, "self-supervised", 32, *ssl),
-            _row("imagenet", "ImageNet weights (no training), EfficientNet-Lite0, 112 px", "ImageNet", 112, *imagenet),
-            _row("imagenet-32", "ImageNet weights (no training), EfficientNet-Lite0, 32 px", "ImageNet", 32, *small_imagenet),
-            _row("random", "random init (no training), EfficientNet-Lite0, 32 px", "floor", 32, random, random)]
+def _table(
+    ssl: tuple[float, float],
+    imagenet: tuple[float, float],
+    random: float = 0.3,
+    small_imagenet: tuple[float, float] = (0.5, 0.5),
+) -> pd.DataFrame:
+    rows = [
+        _row("ssl", SSL, "self-supervised", 32, *ssl),
+        _row("imagenet", "ImageNet weights (no training), EfficientNet-Lite0, 112 px", "ImageNet", 112, *imagenet),
+        _row(
+            "imagenet-32", "ImageNet weights (no training), EfficientNet-Lite0, 32 px", "ImageNet", 32, *small_imagenet
+        ),
+        _row("random", "random init (no training), EfficientNet-Lite0, 32 px", "floor", 32, random, random),
+    ]
     return pd.DataFrame(rows)
 
 
@@ -89,8 +123,10 @@ def test_verdict_is_computed_against_the_strongest_baseline() -> None:
     # the 32 px ImageNet row (0.5) is beaten; the 112 px one (0.75) is not: the verdict must say "does NOT beat"
     text = describe_comparison(_table((0.70, 0.72), (0.75, 0.80)), n_classes=10)
     assert text.startswith("On this data, the self-supervised model does NOT beat the strongest baseline.")
-    assert "Best embedding: “ImageNet weights (no training), EfficientNet-Lite0, 112 px” (kNN 0.750, linear probe " \
-           "0.800), the strongest baseline." in text
+    assert (
+        "Best embedding: “ImageNet weights (no training), EfficientNet-Lite0, 112 px” (kNN 0.750, linear probe "
+        "0.800), the strongest baseline." in text
+    )
     assert f"“{SSL}” scores kNN 0.700, linear probe 0.720: −0.050 kNN and −0.080 linear probe against it." in text
     assert "What would change it: train at a larger image size (the ImageNet network is best here at 112 px" in text
     assert "method='distillation'" in text and "Until then, embed this data with “ImageNet weights" in text
@@ -99,8 +135,12 @@ def test_verdict_is_computed_against_the_strongest_baseline() -> None:
 
 def test_verdict_outcomes_follow_the_numbers() -> None:
     win = describe_comparison(_table((0.85, 0.86), (0.80, 0.82)))
-    assert win.startswith("On this data, the self-supervised model beats the strongest baseline. Best embedding: "
-                          f"“{SSL}” (kNN 0.850") and "What would change it" not in win
+    assert (
+        win.startswith(
+            f"On this data, the self-supervised model beats the strongest baseline. Best embedding: “{SSL}” (kNN 0.850"
+        )
+        and "What would change it" not in win
+    )
     assert "It leads +0.050 kNN and +0.040 linear probe against the strongest baseline" in win
     assert "Floors: the self-supervised model beats “random init" in win
     assert "about equally good" in describe_comparison(_table((0.700, 0.700), (0.705, 0.702)))
@@ -111,8 +151,12 @@ def test_verdict_outcomes_follow_the_numbers() -> None:
 
 
 def test_verdict_leads_with_the_best_row_even_a_floor() -> None:
-    table = pd.concat([_table((0.79, 0.78), (0.74, 0.69)),
-                       pd.DataFrame([_row("pca", "PCA of raw pixels (50 dims), 32 px", "floor", 32, 0.804, 0.80)])])
+    table = pd.concat(
+        [
+            _table((0.79, 0.78), (0.74, 0.69)),
+            pd.DataFrame([_row("pca", "PCA of raw pixels (50 dims), 32 px", "floor", 32, 0.804, 0.80)]),
+        ]
+    )
     text = describe_comparison(table)
     assert "Best embedding: “PCA of raw pixels (50 dims), 32 px” (kNN 0.804" in text
     assert "is below “PCA of raw pixels (50 dims), 32 px” (kNN 0.804)" in text
@@ -152,8 +196,13 @@ def test_parameter_sets_and_overrides_fail_before_running(tmp_path: Path) -> Non
 def test_bad_parameter_fails_in_the_parameters_step_through_papermill(tmp_path: Path) -> None:
     notebook = notebooks_dir() / "01_download_data.ipynb"
     with pytest.raises(PipelineError) as info:
-        execute_notebook(notebook, tmp_path / "out.ipynb", {"dataset": "no-such-dataset", "run_dir": str(tmp_path)},
-                         cwd=tmp_path, progress=False)
+        execute_notebook(
+            notebook,
+            tmp_path / "out.ipynb",
+            {"dataset": "no-such-dataset", "run_dir": str(tmp_path)},
+            cwd=tmp_path,
+            progress=False,
+        )
     message = str(info.value)
     assert "notebook 01_download_data.ipynb failed" in message
     assert "ParameterError: parameter 'dataset': unknown dataset 'no-such-dataset'" in message
@@ -177,8 +226,13 @@ def test_command_line_overrides(monkeypatch: pytest.MonkeyPatch, capsys: pytest.
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The whole pipeline with tiny.yaml, executed once through papermill (about 2-4 minutes on 2 busy cores)."""
     base = tmp_path_factory.mktemp("pipeline")
-    index = run_pipeline("tiny", run_dir=base / "run", overrides={"data_dir": str(base / "data")}, progress=False,
-                         notebooks=["01", "02", "03", "04", "05"])  # 06 runs under nbmake; this keeps the test short
+    index = run_pipeline(
+        "tiny",
+        run_dir=base / "run",
+        overrides={"data_dir": str(base / "data")},
+        progress=False,
+        notebooks=["01", "02", "03", "04", "05"],
+    )  # 06 runs under nbmake; this keeps the test short
     assert index == base / "run" / "index.html"
     return base / "run"
 
@@ -190,7 +244,14 @@ def test_tiny_pipeline_writes_every_result(tiny_run: Path) -> None:
     assert {p.stem for p in (tiny_run / "embeddings").glob("*.pt")} >= {"ssl", "imagenet", "random", "pca"}
     assert {p.stem for p in (tiny_run / "umap").glob("*.npy")} >= {"ssl", "imagenet", "random", "pca"}
     figures = {p.stem for p in (tiny_run / "figures").glob("*.png")}
-    assert {"samples_per_class", "augmented_pairs", "loss_curve", "umap_ssl", "compare_umap", "compare_metrics"} <= figures
+    assert {
+        "samples_per_class",
+        "augmented_pairs",
+        "loss_curve",
+        "umap_ssl",
+        "compare_umap",
+        "compare_metrics",
+    } <= figures
     assert {p.stem for p in (tiny_run / "interactive").glob("*.html")} >= {"ssl", "imagenet"}
     executed = sorted(p.name[:2] for p in (tiny_run / "notebooks").glob("*.ipynb"))
     assert executed[:5] == ["01", "02", "03", "04", "05"]

@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from embedlab.projection import (
-    ProjectionError, Projector, load_or_project, load_points, project, project_all, save_points,
+    ProjectionError,
+    Projector,
+    load_or_project,
+    load_points,
+    project,
+    project_all,
+    save_points,
 )
 
 

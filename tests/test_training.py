@@ -20,8 +20,16 @@ from embedlab import training
 from embedlab.training import SSLModule, TrainingError, ssl_transform, train
 
 # Tiny and fast: the stem + first stage of a standard-stem ResNet18 on 32 px images.
-FAST: dict[str, Any] = {"backbone": "resnet18", "small_images": False, "layers": 1, "image_size": 32,
-                        "batch_size": 8, "epochs": 1, "progress": False, "knn_images": 40}
+FAST: dict[str, Any] = {
+    "backbone": "resnet18",
+    "small_images": False,
+    "layers": 1,
+    "image_size": 32,
+    "batch_size": 8,
+    "epochs": 1,
+    "progress": False,
+    "knn_images": 40,
+}
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +74,9 @@ def _batch(tiny_data: Path, method: str, n: int = 8) -> tuple[list[torch.Tensor]
 def test_method_training_step_updates_weights(tiny_data: Path, method: str) -> None:
     """Each method's loss is finite and one SGD step on it changes the backbone (and only trainable parts)."""
     torch.manual_seed(0)
-    module = SSLModule(backbone="resnet18", small_images=False, layers=2, method=method, image_size=32,
-                       learning_rate=0.1, batch_size=8)
+    module = SSLModule(
+        backbone="resnet18", small_images=False, layers=2, method=method, image_size=32, learning_rate=0.1, batch_size=8
+    )
     module._total_steps = 10
     module.log = lambda *args, **kwargs: None  # no Trainer attached in this unit test
     before = {k: v.clone() for k, v in module.backbone.state_dict().items()}
@@ -76,8 +85,9 @@ def test_method_training_step_updates_weights(tiny_data: Path, method: str) -> N
     assert torch.isfinite(loss)
     loss.backward()
     optimizer.step()
-    changed = [k for k, v in module.backbone.state_dict().items()
-               if v.is_floating_point() and not torch.equal(v, before[k])]
+    changed = [
+        k for k, v in module.backbone.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])
+    ]
     assert "conv1.weight" in changed and "layer2.1.conv2.weight" in changed
     if method in ("moco", "byol"):
         assert not any(p.requires_grad for p in module.momentum_backbone.parameters())
@@ -90,8 +100,13 @@ def test_train_writes_run_directory(trained_run: tuple[Path, training.TrainResul
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     hparams = ckpt["hyper_parameters"]
     assert {k: hparams[k] for k in ("backbone", "small_images", "layers", "image_size", "method", "augment")} == {
-        "backbone": "resnet18", "small_images": False, "layers": None, "image_size": 32, "method": "simclr",
-        "augment": "natural"}
+        "backbone": "resnet18",
+        "small_images": False,
+        "layers": None,
+        "image_size": 32,
+        "method": "simclr",
+        "augment": "natural",
+    }
     assert any(k.startswith("backbone.layer4.") for k in ckpt["state_dict"])
     assert ckpt["embedlab"]["epochs_completed"] == 1
     steps = _rows(run / "loss.csv")
@@ -145,8 +160,9 @@ def test_resume_continues_and_finished_run_returns_quickly(tiny_data: Path, tmp_
     assert again.epochs == 2 and again.final_loss == result.final_loss
 
 
-def test_resume_with_other_backbone_is_a_clear_error(trained_run: tuple[Path, training.TrainResult],
-                                                      tiny_data: Path) -> None:
+def test_resume_with_other_backbone_is_a_clear_error(
+    trained_run: tuple[Path, training.TrainResult], tiny_data: Path
+) -> None:
     """A checkpoint of another backbone/method names both, and no tensor shapes."""
     with pytest.raises(TrainingError) as info:
         train(tiny_data, trained_run[0], **{**FAST, "backbone": "efficientnet_lite0", "epochs": 3})
@@ -156,8 +172,9 @@ def test_resume_with_other_backbone_is_a_clear_error(trained_run: tuple[Path, tr
         train(tiny_data, trained_run[0], **{**FAST, "method": "byol", "epochs": 3})
 
 
-def test_keyboard_interrupt_saves_checkpoint_then_resumes(tiny_data: Path, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_keyboard_interrupt_saves_checkpoint_then_resumes(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Ctrl+C mid-epoch saves last.ckpt and raises KeyboardInterrupt; the rerun finishes the epoch."""
     original = SSLModule.training_step
 
@@ -184,8 +201,18 @@ def test_init_imagenet_efficientnet_lite0(tiny_data: Path, tmp_path: Path) -> No
     imagenet = create_backbone("efficientnet_lite0", "imagenet", layers=3).state_dict()
     module = SSLModule(backbone="efficientnet_lite0", init="imagenet", layers=3, image_size=32)
     assert torch.equal(module.backbone.state_dict()["_conv_stem.weight"], imagenet["_conv_stem.weight"])
-    result = train(tiny_data, tmp_path / "lite", **{**FAST, "backbone": "efficientnet_lite0", "init": "imagenet",
-                                                   "layers": 3, "augment": "grayscale", "freeze_bn": True})
+    result = train(
+        tiny_data,
+        tmp_path / "lite",
+        **{
+            **FAST,
+            "backbone": "efficientnet_lite0",
+            "init": "imagenet",
+            "layers": 3,
+            "augment": "grayscale",
+            "freeze_bn": True,
+        },
+    )
     trained = load_backbone(result.exported).state_dict()
     stem, start = trained["_conv_stem.weight"], imagenet["_conv_stem.weight"]
     assert not torch.equal(stem, start)
@@ -210,8 +237,13 @@ def test_ddp_two_cpu_processes(tiny_data: Path, tmp_path: Path) -> None:
     script = tmp_path / "ddp_train.py"
     script.write_text(textwrap.dedent(DDP_SCRIPT))
     run = tmp_path / "ddp"
-    proc = subprocess.run([sys.executable, str(script), str(tiny_data), str(run)], capture_output=True,
-                          text=True, timeout=240, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tiny_data), str(run)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     config = json.loads((run / "config.json").read_text())
     assert config["world_size"] == 2 and config["global_batch_size"] == 8
@@ -222,19 +254,21 @@ def test_ddp_two_cpu_processes(tiny_data: Path, tmp_path: Path) -> None:
     assert "RESULT" in proc.stdout
 
 
-@pytest.mark.parametrize(("options", "match"), [
-    ({"method": "simsiam"}, "Unknown method 'simsiam'"),
-    ({"augment": "medical"}, "Unknown augment 'medical'"),
-    ({"backbone": "vgg16"}, "Unknown backbone 'vgg16'"),
-    ({"init": "places365"}, "Unknown init 'places365'"),
-    ({"epochs": 0}, "epochs=0"),
-    ({"batch_size": 1}, "batch_size=1"),
-    ({"learning_rate": -1.0}, "learning_rate=-1.0"),
-    ({"num_workers": -2}, "num_workers=-2"),
-    ({"max_steps": 0}, "max_steps=0"),
-])
-def test_bad_options_are_clear_errors(tiny_data: Path, tmp_path: Path, options: dict[str, Any],
-                                      match: str) -> None:
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"method": "simsiam"}, "Unknown method 'simsiam'"),
+        ({"augment": "medical"}, "Unknown augment 'medical'"),
+        ({"backbone": "vgg16"}, "Unknown backbone 'vgg16'"),
+        ({"init": "places365"}, "Unknown init 'places365'"),
+        ({"epochs": 0}, "epochs=0"),
+        ({"batch_size": 1}, "batch_size=1"),
+        ({"learning_rate": -1.0}, "learning_rate=-1.0"),
+        ({"num_workers": -2}, "num_workers=-2"),
+        ({"max_steps": 0}, "max_steps=0"),
+    ],
+)
+def test_bad_options_are_clear_errors(tiny_data: Path, tmp_path: Path, options: dict[str, Any], match: str) -> None:
     """Each bad option raises TrainingError naming it, before any training."""
     with pytest.raises(TrainingError, match=match):
         train(tiny_data, tmp_path / "run", **{**FAST, **options})

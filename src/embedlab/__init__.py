@@ -123,9 +123,20 @@ _EXPORTS: dict[str, str] = {
 }
 
 _SUBMODULES = (
-    "datasets", "models", "training", "embedding", "projection",
-    "evaluation", "plotting", "curation", "finetune", "pipeline", "cli", "params",
-    "settings", "workflow",
+    "datasets",
+    "models",
+    "training",
+    "embedding",
+    "projection",
+    "evaluation",
+    "plotting",
+    "curation",
+    "finetune",
+    "pipeline",
+    "cli",
+    "params",
+    "settings",
+    "workflow",
 )
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])

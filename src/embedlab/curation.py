@@ -284,7 +284,9 @@ def _embed_new_images(images: Sequence[Any], model: Any, image_size: int | None)
         elif isinstance(image, (np.ndarray, torch.Tensor)):
             image = Image.fromarray(_to_uint8(np.asarray(image)))
         if not isinstance(image, Image.Image):
-            raise CurationError(f"cannot use a {type(image).__name__} as a query; pass an index, filename, vector or image")
+            raise CurationError(
+                f"cannot use a {type(image).__name__} as a query; pass an index, filename, vector or image"
+            )
         batch.append(prepare(image.convert("RGB")))
     backbone.eval()
     device = next(backbone.parameters()).device
@@ -412,9 +414,7 @@ class _UnionFind:
             self.parent[max(root_a, root_b)] = min(root_a, root_b)
 
 
-def near_duplicates(
-    data: VectorsLike, *, threshold: float = 0.95, progress: bool = True
-) -> list[list[int]]:
+def near_duplicates(data: VectorsLike, *, threshold: float = 0.95, progress: bool = True) -> list[list[int]]:
     """Group images whose cosine similarity is >= `threshold` (linked transitively), to find repeated photos.
 
     Returns groups of 2+ image indices, each sorted ascending; groups sorted largest first, then by first index.
@@ -512,7 +512,7 @@ def _kmeans_once(matrix: torch.Tensor, k: int, generator: torch.Generator, max_i
     centers = _kmeans_plus_plus(matrix, k, generator)
     labels = torch.full((matrix.shape[0],), -1, dtype=torch.int64)
     iteration = 0
-    for iteration in range(1, max_iter + 1):
+    for iteration in range(1, max_iter + 1):  # noqa: B007 (the count is reported after the loop)
         similarity, new_labels = (matrix @ centers.T).max(dim=1)
         if torch.equal(new_labels, labels):
             break
@@ -617,5 +617,6 @@ def show_neighbors(
     captions = [f"#{rank} d={d:.3f}" for rank, d in enumerate(neighbors.distances[query], 1)]
     if query_index is not None:
         indices, captions = [query_index, *indices], ["query", *captions]
-    return show_images(names, indices, image_root, captions=captions, columns=len(indices) if len(indices) <= 9 else 8,
-                       title=title)
+    return show_images(
+        names, indices, image_root, captions=captions, columns=len(indices) if len(indices) <= 9 else 8, title=title
+    )

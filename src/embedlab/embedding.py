@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from embedlab._progress import tqdm
 
 from embedlab._io import atomic_open, atomic_path, remove_stale_temps, write_json
+from embedlab._progress import tqdm
 
 SAVE_FORMATS = (".pt", ".npy", ".npz")
 
@@ -98,9 +98,13 @@ def npy_sidecar(path: str | os.PathLike[str]) -> Path:
 
 def _fields(emb: Embeddings) -> dict[str, Any]:
     """Everything except the vectors, as plain Python values."""
-    return {"filenames": list(emb.filenames),
-            "labels": None if emb.labels is None else [int(x) for x in emb.labels],
-            "class_names": emb.class_names, "name": emb.name, "meta": _plain(emb.meta)}
+    return {
+        "filenames": list(emb.filenames),
+        "labels": None if emb.labels is None else [int(x) for x in emb.labels],
+        "class_names": emb.class_names,
+        "name": emb.name,
+        "meta": _plain(emb.meta),
+    }
 
 
 def skipped_path(path: str | os.PathLike[str]) -> Path:
@@ -113,8 +117,9 @@ def _write_skipped(emb: Embeddings, path: Path) -> None:
     """Write the skipped-images list (count + files + reasons) beside the embeddings, or remove an old one."""
     skipped = emb.meta.get("skipped_images") or []
     if skipped:
-        write_json(path, {"embeddings": path.name.replace(".skipped.json", ""), "count": len(skipped),
-                          "skipped": skipped})
+        write_json(
+            path, {"embeddings": path.name.replace(".skipped.json", ""), "count": len(skipped), "skipped": skipped}
+        )
     else:
         path.unlink(missing_ok=True)
 
@@ -138,8 +143,12 @@ def save_embeddings(emb: Embeddings, path: str | os.PathLike[str], *, compress: 
             np.save(handle, emb.numpy())
         write_json(npy_sidecar(path), {"format": "embedlab-embeddings", "vectors": path.name, **_fields(emb)})
     else:
-        arrays: dict[str, np.ndarray] = {"vectors": emb.numpy(), "filenames": np.asarray(emb.filenames, dtype=str),
-                                         "name": np.asarray(emb.name), "meta": np.asarray(json.dumps(_plain(emb.meta)))}
+        arrays: dict[str, np.ndarray] = {
+            "vectors": emb.numpy(),
+            "filenames": np.asarray(emb.filenames, dtype=str),
+            "name": np.asarray(emb.name),
+            "meta": np.asarray(json.dumps(_plain(emb.meta))),
+        }
         if emb.labels is not None:
             arrays["labels"] = emb.labels
         if emb.class_names is not None:
@@ -154,16 +163,25 @@ def _load_pt(path: Path) -> Embeddings:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        raise EmbeddingsError(f"{path} is not a readable embeddings .pt file ({type(exc).__name__}); "
-                              f"it may be corrupt or not saved by embedlab/LightlyTrain.") from None
+        raise EmbeddingsError(
+            f"{path} is not a readable embeddings .pt file ({type(exc).__name__}); "
+            f"it may be corrupt or not saved by embedlab/LightlyTrain."
+        ) from None
     if not isinstance(data, Mapping) or "embeddings" not in data or "filenames" not in data:
         keys = list(data)[:5] if isinstance(data, Mapping) else type(data).__name__
-        raise EmbeddingsError(f"{path} is not an embeddings file: expected a dict with 'embeddings' and "
-                              f"'filenames', found {keys}. (A model checkpoint? Use embed(data, model=path).)")
+        raise EmbeddingsError(
+            f"{path} is not an embeddings file: expected a dict with 'embeddings' and "
+            f"'filenames', found {keys}. (A model checkpoint? Use embed(data, model=path).)"
+        )
     labels = data.get("labels")
-    return Embeddings(vectors=data["embeddings"], filenames=list(data["filenames"]),
-                      labels=None if labels is None else np.asarray(labels), class_names=data.get("class_names"),
-                      name=str(data.get("name") or path.stem), meta=dict(data.get("meta") or {}))
+    return Embeddings(
+        vectors=data["embeddings"],
+        filenames=list(data["filenames"]),
+        labels=None if labels is None else np.asarray(labels),
+        class_names=data.get("class_names"),
+        name=str(data.get("name") or path.stem),
+        meta=dict(data.get("meta") or {}),
+    )
 
 
 def _load_npy(path: Path) -> Embeddings:
@@ -174,17 +192,24 @@ def _load_npy(path: Path) -> Embeddings:
         raise EmbeddingsError(f"{path} is not a readable .npy array ({exc}).") from None
     sidecar = npy_sidecar(path)
     if not sidecar.is_file():
-        warnings.warn(f"{path}: no sidecar {sidecar.name} with filenames; using row numbers as filenames.",
-                      stacklevel=3)
-        return Embeddings(vectors=torch.from_numpy(vectors), filenames=[str(i) for i in range(len(vectors))],
-                          name=path.stem)
+        warnings.warn(
+            f"{path}: no sidecar {sidecar.name} with filenames; using row numbers as filenames.", stacklevel=3
+        )
+        return Embeddings(
+            vectors=torch.from_numpy(vectors), filenames=[str(i) for i in range(len(vectors))], name=path.stem
+        )
     try:
         info = json.loads(sidecar.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise EmbeddingsError(f"sidecar {sidecar} of {path} is not valid JSON ({exc}).") from None
-    return Embeddings(vectors=torch.from_numpy(vectors), filenames=info.get("filenames", []),
-                      labels=info.get("labels"), class_names=info.get("class_names"),
-                      name=info.get("name") or path.stem, meta=info.get("meta") or {})
+    return Embeddings(
+        vectors=torch.from_numpy(vectors),
+        filenames=info.get("filenames", []),
+        labels=info.get("labels"),
+        class_names=info.get("class_names"),
+        name=info.get("name") or path.stem,
+        meta=info.get("meta") or {},
+    )
 
 
 def _load_npz(path: Path) -> Embeddings:
@@ -192,13 +217,18 @@ def _load_npz(path: Path) -> Embeddings:
     try:
         with np.load(path, allow_pickle=False) as data:
             if "vectors" not in data or "filenames" not in data:
-                raise EmbeddingsError(f"{path} is not an embeddings .npz: expected arrays 'vectors' and "
-                                      f"'filenames', found {list(data.keys())[:5]}.")
-            return Embeddings(vectors=torch.from_numpy(data["vectors"]), filenames=data["filenames"].tolist(),
-                              labels=data.get("labels"),
-                              class_names=data["class_names"].tolist() if "class_names" in data else None,
-                              name=str(data["name"]) if "name" in data else path.stem,
-                              meta=json.loads(str(data["meta"])) if "meta" in data else {})
+                raise EmbeddingsError(
+                    f"{path} is not an embeddings .npz: expected arrays 'vectors' and "
+                    f"'filenames', found {list(data.keys())[:5]}."
+                )
+            return Embeddings(
+                vectors=torch.from_numpy(data["vectors"]),
+                filenames=data["filenames"].tolist(),
+                labels=data.get("labels"),
+                class_names=data["class_names"].tolist() if "class_names" in data else None,
+                name=str(data["name"]) if "name" in data else path.stem,
+                meta=json.loads(str(data["meta"])) if "meta" in data else {},
+            )
     except EmbeddingsError:
         raise
     except Exception as exc:  # noqa: BLE001 - zip/format errors of a damaged file
@@ -212,8 +242,10 @@ def load_embeddings(path: str | os.PathLike[str]) -> Embeddings:
     if suffix not in SAVE_FORMATS:
         raise EmbeddingsError(f"cannot load embeddings from {path}: expected a {', '.join(SAVE_FORMATS)} file")
     if not path.is_file():
-        raise EmbeddingsError(f"embeddings file not found: {path}. Run the embedding step (notebook 03 / "
-                              f"embedlab.embed(...).save(path)) first.")
+        raise EmbeddingsError(
+            f"embeddings file not found: {path}. Run the embedding step (notebook 03 / "
+            f"embedlab.embed(...).save(path)) first."
+        )
     return {".pt": _load_pt, ".npy": _load_npy, ".npz": _load_npz}[suffix](path)
 
 
@@ -300,8 +332,14 @@ def embedding_transform(image_size: int, backbone: Any = None) -> Callable[[Any]
     from embedlab.models import normalization
 
     mean, std = normalization(backbone)
-    return transforms.Compose([transforms.Resize(image_size), transforms.CenterCrop(image_size),
-                               transforms.ToTensor(), transforms.Normalize(mean, std)])
+    return transforms.Compose(
+        [
+            transforms.Resize(image_size),
+            transforms.CenterCrop(image_size),
+            transforms.ToTensor(),
+            transforms.Normalize(mean, std),
+        ]
+    )
 
 
 class _Normalize(torch.nn.Module):
@@ -325,8 +363,7 @@ def _dataset(data: Any, size: int, limit: int | None, verify: str = "header") ->
     if isinstance(data, (str, os.PathLike)):
         return FolderImages(ImageFolder(data, limit_per_class=limit, verify=verify), size)
     if not all(hasattr(data, a) for a in ("root", "filenames", "labels", "classes")):
-        raise EmbeddingsError(f"data must be a dataset folder or an embedlab ImageFolder, not "
-                              f"{type(data).__name__}")
+        raise EmbeddingsError(f"data must be a dataset folder or an embedlab ImageFolder, not {type(data).__name__}")
     if limit is None:
         return FolderImages(data, size)
     taken: dict[int, int] = {}
@@ -349,13 +386,16 @@ def _resolve_model(model: Any, weights: str | None) -> tuple[Any, str]:
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
         if not path.exists():
-            raise EmbeddingsError(f"model {str(model)!r} is neither a backbone name "
-                                  f"({', '.join(models.BACKBONE_NAMES)}) nor an existing file.")
+            raise EmbeddingsError(
+                f"model {str(model)!r} is neither a backbone name "
+                f"({', '.join(models.BACKBONE_NAMES)}) nor an existing file."
+            )
         backbone = models.load_backbone(path)
         method = backbone.meta.get("method")
         return backbone, f"{method}_{backbone.name}" if method else path.stem
-    raise EmbeddingsError(f"model must be a backbone name, a checkpoint/backbone path or a Backbone, "
-                          f"not {type(model).__name__}")
+    raise EmbeddingsError(
+        f"model must be a backbone name, a checkpoint/backbone path or a Backbone, not {type(model).__name__}"
+    )
 
 
 def resolve_image_size(backbone: Any, image_size: int | None) -> int:
@@ -366,9 +406,12 @@ def resolve_image_size(backbone: Any, image_size: int | None) -> int:
     if image_size is None:
         return int(stored or DEFAULT_IMAGE_SIZE)
     if stored and int(stored) != int(image_size):
-        warnings.warn(f"{backbone.name} was trained at {stored} px but is embedded at {image_size} px; "
-                      f"quality usually drops (measured: kNN 0.74 -> 0.60 for 64 px embedded at 224). "
-                      f"Leave image_size=None to use {stored}.", stacklevel=3)
+        warnings.warn(
+            f"{backbone.name} was trained at {stored} px but is embedded at {image_size} px; "
+            f"quality usually drops (measured: kNN 0.74 -> 0.60 for 64 px embedded at 224). "
+            f"Leave image_size=None to use {stored}.",
+            stacklevel=3,
+        )
     return int(image_size)
 
 
@@ -381,8 +424,14 @@ def default_num_workers(device: torch.device) -> int:
 def _loader(dataset: Any, batch_size: int, device: torch.device, num_workers: int | str) -> Any:
     """Ordered DataLoader; pinned memory and persistent workers on CUDA."""
     workers = default_num_workers(device) if num_workers == "auto" else int(num_workers)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                                       pin_memory=device.type == "cuda", drop_last=False)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        drop_last=False,
+    )
 
 
 def _batches(loader: Any, batch_size: int, pad: bool) -> Iterator[tuple[torch.Tensor, int, Any, list[str], list[str]]]:
@@ -400,14 +449,25 @@ def _report_skipped(skipped: list[tuple[str, str]], root: Any) -> list[dict[str,
         from embedlab.datasets import DatasetWarning
 
         examples = "; ".join(f"{name} ({why[:120]})" for name, why in skipped[:3])
-        warnings.warn(f"{root}: skipped {len(skipped)} file(s) that could not be used, e.g. {examples}. They have "
-                      "no vector; the list is in meta['skipped_images'] and, once saved, in <name>.skipped.json.",
-                      DatasetWarning, stacklevel=3)
+        warnings.warn(
+            f"{root}: skipped {len(skipped)} file(s) that could not be used, e.g. {examples}. They have "
+            "no vector; the list is in meta['skipped_images'] and, once saved, in <name>.skipped.json.",
+            DatasetWarning,
+            stacklevel=3,
+        )
     return [{"filename": name, "reason": why} for name, why in skipped]
 
 
-def _forward_all(backbone: torch.nn.Module, loader: Any, device: torch.device, *, total: int, compile: bool,
-                 progress: bool, desc: str) -> tuple[torch.Tensor, list[int], list[str]]:
+def _forward_all(
+    backbone: torch.nn.Module,
+    loader: Any,
+    device: torch.device,
+    *,
+    total: int,
+    compile: bool,
+    progress: bool,
+    desc: str,
+) -> tuple[torch.Tensor, list[int], list[str]]:
     """Run the backbone over all batches (inference mode, channels_last, bf16 autocast on CUDA only)."""
     from embedlab.models import normalization
 
@@ -420,8 +480,9 @@ def _forward_all(backbone: torch.nn.Module, loader: Any, device: torch.device, *
         backbone.train(was_training)  # a caller's model (e.g. mid-training) gets its mode back
 
 
-def _run_batches(net: torch.nn.Module, loader: Any, device: torch.device, *, total: int, compile: bool,
-                 progress: bool, desc: str) -> tuple[torch.Tensor, list[int], list[str]]:
+def _run_batches(
+    net: torch.nn.Module, loader: Any, device: torch.device, *, total: int, compile: bool, progress: bool, desc: str
+) -> tuple[torch.Tensor, list[int], list[str]]:
     """The inference loop of _forward_all: one forward per batch, vectors gathered on the CPU.
 
     Rows whose image failed to decode are dropped and appended to ``loader.dataset.skipped``.
@@ -441,8 +502,11 @@ def _run_batches(net: torch.nn.Module, loader: Any, device: torch.device, *, tot
             filenames.extend(batch_files[i] for i in keep)
             bar.update(n)
     if not filenames:
-        raise EmbeddingsError("no images to embed (the dataset is empty)" if not skipped else
-                              f"none of the {len(skipped)} images could be decoded, e.g. {skipped[0][1]}")
+        raise EmbeddingsError(
+            "no images to embed (the dataset is empty)"
+            if not skipped
+            else f"none of the {len(skipped)} images could be decoded, e.g. {skipped[0][1]}"
+        )
     return torch.cat(outputs), labels, filenames
 
 
@@ -451,10 +515,21 @@ def _class_info(dataset: FolderImages) -> tuple[list[str] | None, bool]:
     return (dataset.classes or None), dataset.labeled
 
 
-def embed(data: Any, model: Any = "resnet18", *, weights: str | None = "imagenet", image_size: int | None = None,
-          batch_size: int = 64, device: str | torch.device = "auto", num_workers: int | str = "auto",
-          limit: int | None = None, name: str | None = None, progress: bool = True,
-          compile: bool = False, verify: str = "header") -> Embeddings:
+def embed(
+    data: Any,
+    model: Any = "resnet18",
+    *,
+    weights: str | None = "imagenet",
+    image_size: int | None = None,
+    batch_size: int = 64,
+    device: str | torch.device = "auto",
+    num_workers: int | str = "auto",
+    limit: int | None = None,
+    name: str | None = None,
+    progress: bool = True,
+    compile: bool = False,
+    verify: str = "header",
+) -> Embeddings:
     """Embed every image of a folder/ImageFolder with a named backbone, checkpoint, exported backbone or Backbone.
 
     image_size None uses the size stored with the checkpoint/exported backbone (its training size), else 224.
@@ -471,22 +546,49 @@ def embed(data: Any, model: Any = "resnet18", *, weights: str | None = "imagenet
     loader = _loader(dataset, batch_size, dev, num_workers)
     name = name or default_name
     start = time.perf_counter()
-    vectors, labels, filenames = _forward_all(backbone, loader, dev, total=len(dataset), compile=compile,
-                                              progress=progress, desc=f"embed {name}")
+    vectors, labels, filenames = _forward_all(
+        backbone, loader, dev, total=len(dataset), compile=compile, progress=progress, desc=f"embed {name}"
+    )
     seconds = time.perf_counter() - start
     class_names, labeled = _class_info(dataset)
-    meta = {"model": str(model) if not hasattr(model, "name") else model.name, "backbone": backbone.name,
-            "weights": backbone.weights, "image_size": size, "embedding_dim": int(vectors.shape[1]),
-            "device": str(dev), "batch_size": batch_size, "num_workers": loader.num_workers,
-            "compile": compile, "seconds": round(seconds, 3), "images_per_second": round(len(vectors) / seconds, 2),
-            "data_root": str(dataset.root), "skipped_images": _report_skipped(dataset.skipped, dataset.root),
-            **{k: v for k, v in backbone.meta.items() if k in ("method", "augment", "epoch", "source")}}
-    return Embeddings(vectors=vectors, filenames=filenames, labels=np.asarray(labels) if labeled else None,
-                      class_names=class_names if labeled else None, name=name, meta=meta)
+    meta = {
+        "model": str(model) if not hasattr(model, "name") else model.name,
+        "backbone": backbone.name,
+        "weights": backbone.weights,
+        "image_size": size,
+        "embedding_dim": int(vectors.shape[1]),
+        "device": str(dev),
+        "batch_size": batch_size,
+        "num_workers": loader.num_workers,
+        "compile": compile,
+        "seconds": round(seconds, 3),
+        "images_per_second": round(len(vectors) / seconds, 2),
+        "data_root": str(dataset.root),
+        "skipped_images": _report_skipped(dataset.skipped, dataset.root),
+        **{k: v for k, v in backbone.meta.items() if k in ("method", "augment", "epoch", "source")},
+    }
+    return Embeddings(
+        vectors=vectors,
+        filenames=filenames,
+        labels=np.asarray(labels) if labeled else None,
+        class_names=class_names if labeled else None,
+        name=name,
+        meta=meta,
+    )
 
 
-def embed_pca(data: Any, *, dimensions: int = 50, image_size: int = 32, limit: int | None = None, seed: int = 0,
-              name: str = "pca", batch_size: int = 256, progress: bool = True, verify: str = "header") -> Embeddings:
+def embed_pca(
+    data: Any,
+    *,
+    dimensions: int = 50,
+    image_size: int = 32,
+    limit: int | None = None,
+    seed: int = 0,
+    name: str = "pca",
+    batch_size: int = 256,
+    progress: bool = True,
+    verify: str = "header",
+) -> Embeddings:
     """Raw-pixel baseline: resize/center-crop to image_size, flatten, PCA to `dimensions` (fewer if N or D is).
 
     Unusable files are skipped and reported as in embed().
@@ -496,8 +598,7 @@ def embed_pca(data: Any, *, dimensions: int = 50, image_size: int = 32, limit: i
     dataset = _dataset(data, image_size, limit, verify)
     loader = _loader(dataset, batch_size, torch.device("cpu"), 0)
     rows, labels, filenames = [], [], []
-    for images, batch_labels, batch_files, errors in tqdm(loader, desc=f"load pixels for {name}",
-                                                          disable=not progress):
+    for images, batch_labels, batch_files, errors in tqdm(loader, desc=f"load pixels for {name}", disable=not progress):
         keep = [i for i, error in enumerate(errors) if not error]
         dataset.skipped.extend((batch_files[i], errors[i]) for i, error in enumerate(errors) if error)
         rows.append(images[keep].reshape(len(keep), -1).float().div_(255.0).numpy())
@@ -511,9 +612,20 @@ def embed_pca(data: Any, *, dimensions: int = 50, image_size: int = 32, limit: i
     pca = PCA(n_components=components, random_state=seed)
     vectors = pca.fit_transform(pixels).astype(np.float32)
     class_names, labeled = _class_info(dataset)
-    meta = {"model": "pca", "image_size": image_size, "embedding_dim": components, "seed": seed,
-            "explained_variance": round(float(pca.explained_variance_ratio_.sum()), 4),
-            "data_root": str(dataset.root), "skipped_images": _report_skipped(dataset.skipped, dataset.root)}
-    return Embeddings(vectors=torch.from_numpy(vectors), filenames=filenames,
-                      labels=np.asarray(labels) if labeled else None, class_names=class_names if labeled else None,
-                      name=name, meta=meta)
+    meta = {
+        "model": "pca",
+        "image_size": image_size,
+        "embedding_dim": components,
+        "seed": seed,
+        "explained_variance": round(float(pca.explained_variance_ratio_.sum()), 4),
+        "data_root": str(dataset.root),
+        "skipped_images": _report_skipped(dataset.skipped, dataset.root),
+    }
+    return Embeddings(
+        vectors=torch.from_numpy(vectors),
+        filenames=filenames,
+        labels=np.asarray(labels) if labeled else None,
+        class_names=class_names if labeled else None,
+        name=name,
+        meta=meta,
+    )

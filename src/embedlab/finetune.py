@@ -62,10 +62,14 @@ class ClassifierResult:
 
     def summary(self) -> str:
         """One line for a notebook or the command line."""
-        probe = f", linear probe on frozen embeddings {self.probe_accuracy:.3f}" if self.probe_accuracy is not None else ""
-        return (f"{self.mode} classifier: test accuracy {self.accuracy:.3f} on {self.test_images} images "
-                f"(chance {self.chance:.3f}{probe}; {self.epochs} epochs, {self.train_images} training images, "
-                f"{self.seconds:.0f} s)")
+        probe = (
+            f", linear probe on frozen embeddings {self.probe_accuracy:.3f}" if self.probe_accuracy is not None else ""
+        )
+        return (
+            f"{self.mode} classifier: test accuracy {self.accuracy:.3f} on {self.test_images} images "
+            f"(chance {self.chance:.3f}{probe}; {self.epochs} epochs, {self.train_images} training images, "
+            f"{self.seconds:.0f} s)"
+        )
 
 
 def stratified_split(labels: Sequence[int], test_fraction: float = 0.3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -144,8 +148,11 @@ def _transforms(backbone: nn.Module, image_size: int) -> tuple[Any, Any]:
     mean, std = models.normalization(backbone) if hasattr(backbone, "name") else models.normalization()
     normalize = [transforms.ToTensor(), transforms.Normalize(mean, std)]
     train = transforms.Compose(
-        [transforms.RandomResizedCrop(image_size, scale=(0.7, 1.0), antialias=True),
-         transforms.RandomHorizontalFlip(), *normalize]
+        [
+            transforms.RandomResizedCrop(image_size, scale=(0.7, 1.0), antialias=True),
+            transforms.RandomHorizontalFlip(),
+            *normalize,
+        ]
     )
     test = transforms.Compose([transforms.Resize((image_size, image_size), antialias=True), *normalize])
     return train, test
@@ -169,8 +176,9 @@ def _evaluate(model: Classifier, loader: Any, device: torch.device) -> float:
     return correct / max(total, 1)
 
 
-def _frozen_features(backbone: nn.Module, folder: Any, transform: Any, device: torch.device,
-                     batch_size: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+def _frozen_features(
+    backbone: nn.Module, folder: Any, transform: Any, device: torch.device, batch_size: int, progress: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Embed every image of `folder` with the unchanged backbone (for the linear-probe reference)."""
     from embedlab._progress import tqdm
 
@@ -186,8 +194,16 @@ def _frozen_features(backbone: nn.Module, folder: Any, transform: Any, device: t
     return torch.cat(features).numpy(), torch.cat(labels).numpy()
 
 
-def _fit(model: Classifier, loader: Any, params: list[dict[str, Any]], epochs: int, device: torch.device,
-         step: Any, desc: str, progress: bool) -> list[dict[str, float]]:
+def _fit(
+    model: Classifier,
+    loader: Any,
+    params: list[dict[str, Any]],
+    epochs: int,
+    device: torch.device,
+    step: Any,
+    desc: str,
+    progress: bool,
+) -> list[dict[str, float]]:
     """Minimize cross-entropy with AdamW + cosine decay; `step(batch)` returns (logits, targets) for one batch."""
     from embedlab._progress import tqdm
 
@@ -214,40 +230,77 @@ def _fit(model: Classifier, loader: Any, params: list[dict[str, Any]], epochs: i
     return history
 
 
-def _train_frozen(model: Classifier, features: np.ndarray, labels: np.ndarray, train_idx: np.ndarray,
-                  test_idx: np.ndarray, *, epochs: int, batch_size: int, learning_rate: float, seed: int,
-                  device: torch.device, progress: bool) -> tuple[list[dict[str, float]], float]:
+def _train_frozen(
+    model: Classifier,
+    features: np.ndarray,
+    labels: np.ndarray,
+    train_idx: np.ndarray,
+    test_idx: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    device: torch.device,
+    progress: bool,
+) -> tuple[list[dict[str, float]], float]:
     """Train only the head on cached frozen features (one backbone pass in total); return history, test accuracy."""
     x = torch.as_tensor(features)
     y = torch.as_tensor(labels, dtype=torch.int64)
     train = torch.utils.data.TensorDataset(x[train_idx], y[train_idx])
-    loader = torch.utils.data.DataLoader(train, batch_size=batch_size, shuffle=True,
-                                         generator=torch.Generator().manual_seed(seed))
+    loader = torch.utils.data.DataLoader(
+        train, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
+    )
     model.head.train()
-    history = _fit(model, loader, [{"params": model.head.parameters(), "lr": learning_rate}], epochs, device,
-                   lambda batch: (model.head(batch[0]), batch[1]), "frozen backbone: head", progress)
+    history = _fit(
+        model,
+        loader,
+        [{"params": model.head.parameters(), "lr": learning_rate}],
+        epochs,
+        device,
+        lambda batch: (model.head(batch[0]), batch[1]),
+        "frozen backbone: head",
+        progress,
+    )
     model.head.eval()
     with torch.inference_mode():
         predicted = model.head(x[test_idx].to(device)).argmax(1).cpu()
     return history, float((predicted == y[test_idx]).float().mean())
 
 
-def _train_finetune(model: Classifier, folder: Any, transforms_: tuple[Any, Any], train_idx: np.ndarray,
-                    test_idx: np.ndarray, *, epochs: int, batch_size: int, learning_rate: float, seed: int,
-                    device: torch.device, progress: bool) -> tuple[list[dict[str, float]], float]:
+def _train_finetune(
+    model: Classifier,
+    folder: Any,
+    transforms_: tuple[Any, Any],
+    train_idx: np.ndarray,
+    test_idx: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    device: torch.device,
+    progress: bool,
+) -> tuple[list[dict[str, float]], float]:
     """Train backbone (at lr/10) and head on augmented images; return history, test accuracy."""
     train_tf, test_tf = transforms_
     loader = torch.utils.data.DataLoader(
-        _Transformed(folder, train_idx, train_tf), batch_size=batch_size, shuffle=True,
-        generator=torch.Generator().manual_seed(seed), drop_last=len(train_idx) > batch_size,
+        _Transformed(folder, train_idx, train_tf),
+        batch_size=batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+        drop_last=len(train_idx) > batch_size,
     )
     for parameter in model.parameters():
         parameter.requires_grad_(True)
     model.train()
-    params = [{"params": model.head.parameters(), "lr": learning_rate},
-              {"params": model.backbone.parameters(), "lr": learning_rate / 10}]
-    history = _fit(model, loader, params, epochs, device, lambda batch: (model(batch[0]), batch[1]),
-                   "fine-tuning", progress)
+    params = [
+        {"params": model.head.parameters(), "lr": learning_rate},
+        {"params": model.backbone.parameters(), "lr": learning_rate / 10},
+    ]
+    history = _fit(
+        model, loader, params, epochs, device, lambda batch: (model(batch[0]), batch[1]), "fine-tuning", progress
+    )
     test_loader = torch.utils.data.DataLoader(_Transformed(folder, test_idx, test_tf), batch_size=batch_size)
     return history, _evaluate(model, test_loader, device)
 
@@ -280,8 +333,9 @@ def train_classifier(
         raise FinetuneError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     epochs = epochs if epochs is not None else (50 if mode == "frozen" else 2)
     if epochs < 1 or batch_size < 1 or not learning_rate > 0:
-        raise FinetuneError(f"epochs, batch_size and learning_rate must be positive, got {epochs}, {batch_size}, "
-                            f"{learning_rate}")
+        raise FinetuneError(
+            f"epochs, batch_size and learning_rate must be positive, got {epochs}, {batch_size}, {learning_rate}"
+        )
     started = time.perf_counter()
     torch.manual_seed(seed)
     folder = _dataset(data, limit_per_class)
@@ -302,10 +356,17 @@ def train_classifier(
     if probe:
         from embedlab import evaluation
 
-        probe_accuracy = float(evaluation.linear_probe_accuracy(features, labels, test_fraction=test_fraction,
-                                                                seed=seed))
-    options: dict[str, Any] = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                               "seed": seed, "device": run_device, "progress": progress}
+        probe_accuracy = float(
+            evaluation.linear_probe_accuracy(features, labels, test_fraction=test_fraction, seed=seed)
+        )
+    options: dict[str, Any] = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "seed": seed,
+        "device": run_device,
+        "progress": progress,
+    }
     if mode == "frozen":
         for parameter in net.parameters():
             parameter.requires_grad_(False)

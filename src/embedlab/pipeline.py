@@ -222,8 +222,25 @@ def machine_line() -> str:
     gpu = ""
     if "torch" in sys.modules:
         torch = sys.modules["torch"]
-        gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return f"{platform.system()} {platform.machine()}, {cores} CPU cores{gpu}, Python {platform.python_version()}"
+        gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
+    return (
+        f"{_cpu_model()}, {cores} CPU cores{gpu}, {platform.system()} {platform.machine()}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def _cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what platform knows: speeds differ by model."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def _say(progress: bool, message: str) -> None:

@@ -79,17 +79,19 @@ def _aerial_view(image_size: int, min_scale: float) -> Callable[[Any], torch.Ten
     from lightly.transforms import GaussianBlur
 
     norm = _normalize_dict()
-    return T.Compose([
-        T.RandomResizedCrop(image_size, scale=(min_scale, 1.0)),
-        T.RandomHorizontalFlip(),
-        T.RandomVerticalFlip(),
-        RandomRightAngleRotation(),
-        T.RandomApply([T.ColorJitter(0.4, 0.4, 0.3, 0.05)], p=0.8),
-        T.RandomGrayscale(p=0.1),
-        GaussianBlur(sigmas=(0.1, 2.0), prob=_blur_prob(image_size, 0.3)),
-        T.ToTensor(),
-        T.Normalize(norm["mean"], norm["std"]),
-    ])
+    return T.Compose(
+        [
+            T.RandomResizedCrop(image_size, scale=(min_scale, 1.0)),
+            T.RandomHorizontalFlip(),
+            T.RandomVerticalFlip(),
+            RandomRightAngleRotation(),
+            T.RandomApply([T.ColorJitter(0.4, 0.4, 0.3, 0.05)], p=0.8),
+            T.RandomGrayscale(p=0.1),
+            GaussianBlur(sigmas=(0.1, 2.0), prob=_blur_prob(image_size, 0.3)),
+            T.ToTensor(),
+            T.Normalize(norm["mean"], norm["std"]),
+        ]
+    )
 
 
 def _grayscale_view(image_size: int, min_scale: float) -> Callable[[Any], torch.Tensor]:
@@ -97,13 +99,15 @@ def _grayscale_view(image_size: int, min_scale: float) -> Callable[[Any], torch.
     import torchvision.transforms as T
 
     norm = _normalize_dict()
-    return T.Compose([
-        T.RandomResizedCrop(image_size, scale=(min_scale, 1.0)),
-        T.RandomHorizontalFlip(),
-        T.RandomApply([T.ColorJitter(brightness=0.4, contrast=0.4)], p=0.5),
-        T.ToTensor(),
-        T.Normalize(norm["mean"], norm["std"]),
-    ])
+    return T.Compose(
+        [
+            T.RandomResizedCrop(image_size, scale=(min_scale, 1.0)),
+            T.RandomHorizontalFlip(),
+            T.RandomApply([T.ColorJitter(brightness=0.4, contrast=0.4)], p=0.5),
+            T.ToTensor(),
+            T.Normalize(norm["mean"], norm["std"]),
+        ]
+    )
 
 
 def _natural_views(image_size: int, method: str, min_scale: float) -> list[Callable[[Any], torch.Tensor]]:
@@ -111,22 +115,37 @@ def _natural_views(image_size: int, method: str, min_scale: float) -> list[Calla
     if method == "byol":
         from lightly.transforms.byol_transform import BYOLView1Transform, BYOLView2Transform
 
-        return [BYOLView1Transform(input_size=image_size, min_scale=min_scale,
-                                   gaussian_blur=_blur_prob(image_size, 1.0), normalize=_normalize_dict()),
-                BYOLView2Transform(input_size=image_size, min_scale=min_scale,
-                                   gaussian_blur=_blur_prob(image_size, 0.1), normalize=_normalize_dict())]
+        return [
+            BYOLView1Transform(
+                input_size=image_size,
+                min_scale=min_scale,
+                gaussian_blur=_blur_prob(image_size, 1.0),
+                normalize=_normalize_dict(),
+            ),
+            BYOLView2Transform(
+                input_size=image_size,
+                min_scale=min_scale,
+                gaussian_blur=_blur_prob(image_size, 0.1),
+                normalize=_normalize_dict(),
+            ),
+        ]
     from lightly.transforms.simclr_transform import SimCLRViewTransform
 
-    view = SimCLRViewTransform(input_size=image_size, min_scale=min_scale,
-                               gaussian_blur=_blur_prob(image_size, 0.5), normalize=_normalize_dict())
+    view = SimCLRViewTransform(
+        input_size=image_size,
+        min_scale=min_scale,
+        gaussian_blur=_blur_prob(image_size, 0.5),
+        normalize=_normalize_dict(),
+    )
     return [view, view]
 
 
 _DEFAULT_MIN_SCALE = {"natural": 0.08, "aerial": 0.2, "grayscale": 0.2}
 
 
-def ssl_transform(preset: str = "natural", image_size: int = 64, *, method: str = "simclr",
-                  min_scale: float | None = None) -> Callable[[Any], list[torch.Tensor]]:
+def ssl_transform(
+    preset: str = "natural", image_size: int = 64, *, method: str = "simclr", min_scale: float | None = None
+) -> Callable[[Any], list[torch.Tensor]]:
     """PIL image -> two augmented, normalised views (a lightly MultiViewTransform) for self-supervised training.
 
     Presets: "natural" (SimCLR's: crops, flips, colour jitter, grayscale, blur), "aerial" (flips both ways and
@@ -153,8 +172,9 @@ def eval_transform(image_size: int) -> Callable[[Any], torch.Tensor]:
     import torchvision.transforms as T
 
     norm = _normalize_dict()
-    return T.Compose([T.Resize(image_size), T.CenterCrop(image_size), T.ToTensor(),
-                      T.Normalize(norm["mean"], norm["std"])])
+    return T.Compose(
+        [T.Resize(image_size), T.CenterCrop(image_size), T.ToTensor(), T.Normalize(norm["mean"], norm["std"])]
+    )
 
 
 def _check_choice(what: str, value: Any, choices: Sequence[str]) -> None:
@@ -184,13 +204,28 @@ def _lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
 class SSLModule(pl.LightningModule):
     """A backbone (`self.backbone`, an embedlab Backbone) plus a lightly head and loss for one SSL method."""
 
-    def __init__(self, backbone: str = "resnet18", init: str | None = None, small_images: bool = False,
-                 layers: int | None = None, method: str = "simclr", augment: str = "natural",
-                 image_size: int = 64, learning_rate: float = 0.06, batch_size: int = 128,
-                 warmup_epochs: float = 1.0, temperature: float = 0.5, weight_decay: float = 5e-4,
-                 memory_bank_size: int = 4096, distributed: bool = False, freeze_bn: bool = False,
-                 backbone_lr_scale: float = 1.0, teacher: str | None = None,
-                 teacher_image_size: int | None = None, queue_size: int = 1024) -> None:
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        init: str | None = None,
+        small_images: bool = False,
+        layers: int | None = None,
+        method: str = "simclr",
+        augment: str = "natural",
+        image_size: int = 64,
+        learning_rate: float = 0.06,
+        batch_size: int = 128,
+        warmup_epochs: float = 1.0,
+        temperature: float = 0.5,
+        weight_decay: float = 5e-4,
+        memory_bank_size: int = 4096,
+        distributed: bool = False,
+        freeze_bn: bool = False,
+        backbone_lr_scale: float = 1.0,
+        teacher: str | None = None,
+        teacher_image_size: int | None = None,
+        queue_size: int = 1024,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         from embedlab.models import create_backbone
@@ -200,17 +235,24 @@ class SSLModule(pl.LightningModule):
             from embedlab.distillation import DEFAULT_TEACHER, Distiller, default_teacher_image_size
 
             name = teacher or DEFAULT_TEACHER
-            self.distiller = Distiller(self.backbone.embedding_dim, name,
-                                       teacher_image_size or default_teacher_image_size(name, image_size),
-                                       queue_size)
+            self.distiller = Distiller(
+                self.backbone.embedding_dim,
+                name,
+                teacher_image_size or default_teacher_image_size(name, image_size),
+                queue_size,
+            )
         else:
             self._build_method(method, self.backbone.embedding_dim, temperature, memory_bank_size, distributed)
 
     def _build_method(self, method: str, dim: int, temperature: float, bank: int, distributed: bool) -> None:
         """Projection head(s), momentum copies and loss for the chosen method (lightly's building blocks)."""
         from lightly.loss import NegativeCosineSimilarity, NTXentLoss
-        from lightly.models.modules import (BYOLPredictionHead, BYOLProjectionHead, MoCoProjectionHead,
-                                            SimCLRProjectionHead)
+        from lightly.models.modules import (
+            BYOLPredictionHead,
+            BYOLProjectionHead,
+            MoCoProjectionHead,
+            SimCLRProjectionHead,
+        )
         from lightly.models.utils import deactivate_requires_grad
 
         hidden = max(512, dim)
@@ -219,8 +261,9 @@ class SSLModule(pl.LightningModule):
             self.criterion = NTXentLoss(temperature=temperature, gather_distributed=distributed)
         elif method == "moco":
             self.projection_head = MoCoProjectionHead(dim, hidden, 128)
-            self.criterion = NTXentLoss(temperature=temperature, memory_bank_size=(bank, 128),
-                                        gather_distributed=distributed)
+            self.criterion = NTXentLoss(
+                temperature=temperature, memory_bank_size=(bank, 128), gather_distributed=distributed
+            )
         else:  # byol
             self.projection_head = BYOLProjectionHead(dim, 2 * hidden, 256)
             self.prediction_head = BYOLPredictionHead(256, 2 * hidden, 256)
@@ -273,8 +316,7 @@ class SSLModule(pl.LightningModule):
         if method == "distillation":  # one view, as LightlyTrain: the teacher's embedding of it is the target
             return self.distiller(self.backbone, x0)
         if method == "simclr":
-            return self.criterion(self.projection_head(self.backbone(x0)),
-                                  self.projection_head(self.backbone(x1)))
+            return self.criterion(self.projection_head(self.backbone(x0)), self.projection_head(self.backbone(x1)))
         from lightly.models.utils import update_momentum
 
         m = self._momentum()
@@ -292,8 +334,10 @@ class SSLModule(pl.LightningModule):
         views = batch[0]
         loss = self._loss(views[0], views[1])
         if not torch.isfinite(loss):
-            raise TrainingError(f"loss became {loss.item()} at step {self.global_step}: lower learning_rate "
-                                f"(now {self.hparams.learning_rate}) or use precision=32.")
+            raise TrainingError(
+                f"loss became {loss.item()} at step {self.global_step}: lower learning_rate "
+                f"(now {self.hparams.learning_rate}) or use precision=32."
+            )
         self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=views[0].shape[0])
         return loss
 
@@ -315,7 +359,8 @@ class SSLModule(pl.LightningModule):
         self._warmup_steps = min(int(round(self.hparams.warmup_epochs * per_epoch)), total // 10)
         # read at every step: a time budget (_TimeBudget) may shorten the schedule once throughput is measured
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: _lr_factor(s, self._total_steps, self._warmup_steps))
+            optimizer, lambda s: _lr_factor(s, self._total_steps, self._warmup_steps)
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
@@ -327,14 +372,16 @@ class _Recorder:
     interrupted midway, so the log continues without a gap) and the epochs it completed.
     """
 
-    def __init__(self, run_dir: Path, resume_epoch: int, resume_step: int | None = None,
-                 dataset: Any = None) -> None:
+    def __init__(self, run_dir: Path, resume_epoch: int, resume_step: int | None = None, dataset: Any = None) -> None:
         self.loss_path = run_dir / "loss.csv"
         self.epoch_path = run_dir / "epochs.csv"
         self.skipped_path = run_dir / SKIPPED_IMAGES
         steps = _read_csv(self.loss_path)
-        self.steps = ([r for r in steps if int(float(r["epoch"])) < resume_epoch] if resume_step is None else
-                      [r for r in steps if int(float(r["step"])) <= resume_step])
+        self.steps = (
+            [r for r in steps if int(float(r["epoch"])) < resume_epoch]
+            if resume_step is None
+            else [r for r in steps if int(float(r["step"])) <= resume_step]
+        )
         self.epochs = [r for r in _read_csv(self.epoch_path) if int(float(r["epoch"])) < resume_epoch]
         self.resume_epoch = resume_epoch
         self.root = Path(dataset.root) if dataset is not None else None
@@ -353,16 +400,25 @@ class _Recorder:
             except DatasetError as exc:
                 reason = " ".join(str(exc).split())
             self.skipped[name] = reason
-            warnings.warn(f"skipped {name} ({reason}); training goes on without it. All skipped files are "
-                          f"listed in {self.skipped_path}.", DatasetWarning, stacklevel=2)
+            warnings.warn(
+                f"skipped {name} ({reason}); training goes on without it. All skipped files are "
+                f"listed in {self.skipped_path}.",
+                DatasetWarning,
+                stacklevel=2,
+            )
 
     def flush(self) -> None:
         """Write both CSV files (and the skipped-images list, when there is one) atomically."""
         _write_csv(self.loss_path, LOSS_FIELDS, self.steps)
         _write_csv(self.epoch_path, EPOCH_FIELDS, self.epochs)
         if self.skipped:
-            write_json(self.skipped_path, {"count": len(self.skipped),
-                                           "skipped": [{"filename": f, "reason": r} for f, r in self.skipped.items()]})
+            write_json(
+                self.skipped_path,
+                {
+                    "count": len(self.skipped),
+                    "skipped": [{"filename": f, "reason": r} for f, r in self.skipped.items()],
+                },
+            )
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -381,9 +437,11 @@ def _write_csv(path: Path, fields: Sequence[str], rows: Sequence[dict[str, Any]]
         writer.writerows(rows)
 
 
-def _make_callbacks(run_dir: Path, recorder: _Recorder, knn_data: tuple[torch.Tensor, torch.Tensor] | None,
-                    verbose: bool) -> list[Any]:
+def _make_callbacks(
+    run_dir: Path, recorder: _Recorder, knn_data: tuple[torch.Tensor, torch.Tensor] | None, verbose: bool
+) -> list[Any]:
     """Step/epoch logging + kNN monitor, and atomic last.ckpt saving (every epoch and on interrupt)."""
+
     class LogAndMonitor(pl.Callback):
         """Record loss, lr and images/s per step; loss, kNN accuracy and time per epoch."""
 
@@ -392,23 +450,25 @@ def _make_callbacks(run_dir: Path, recorder: _Recorder, knn_data: tuple[torch.Te
             self.epoch_start = self.last_time
             self.epoch_images = 0
             # Lightning resumes an interrupted epoch without on_train_epoch_start: its logged steps count here
-            self.epoch_losses: list[float] = [float(r["loss"]) for r in recorder.steps
-                                              if int(float(r["epoch"])) >= recorder.resume_epoch]
-            self.knn_history: list[float] = [float(r["knn_accuracy"]) for r in recorder.epochs
-                                              if r.get("knn_accuracy") not in (None, "")]
+            self.epoch_losses: list[float] = [
+                float(r["loss"]) for r in recorder.steps if int(float(r["epoch"])) >= recorder.resume_epoch
+            ]
+            self.knn_history: list[float] = [
+                float(r["knn_accuracy"]) for r in recorder.epochs if r.get("knn_accuracy") not in (None, "")
+            ]
 
         def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
             self.last_time = self.epoch_start = time.perf_counter()
             # an epoch resumed midway already has steps in the log: count them in this epoch's row
             self.epoch_images = 0
-            self.epoch_losses = [float(r["loss"]) for r in recorder.steps
-                                 if int(float(r["epoch"])) == trainer.current_epoch]
+            self.epoch_losses = [
+                float(r["loss"]) for r in recorder.steps if int(float(r["epoch"])) == trainer.current_epoch
+            ]
 
         def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
             self.step_lr = trainer.optimizers[0].param_groups[-1]["lr"]  # the heads' lr (= learning_rate x schedule)
 
-        def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
-                               batch_idx: int) -> None:
+        def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
             now = time.perf_counter()
             images = int(batch[0][0].shape[0]) * trainer.world_size
             speed = images / max(now - self.last_time, 1e-9)
@@ -421,9 +481,15 @@ def _make_callbacks(run_dir: Path, recorder: _Recorder, knn_data: tuple[torch.Te
                 from embedlab.datasets import SUBSTITUTED
 
                 recorder.skip([f for f, label in zip(batch[2], batch[1].tolist()) if label == SUBSTITUTED])
-                recorder.steps.append({"epoch": trainer.current_epoch, "step": trainer.global_step,
-                                       "loss": f"{loss:.6f}", "lr": f"{self.step_lr:.6g}",
-                                       "images_per_second": f"{speed:.2f}"})
+                recorder.steps.append(
+                    {
+                        "epoch": trainer.current_epoch,
+                        "step": trainer.global_step,
+                        "loss": f"{loss:.6f}",
+                        "lr": f"{self.step_lr:.6g}",
+                        "images_per_second": f"{speed:.2f}",
+                    }
+                )
 
         def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
             seconds = time.perf_counter() - self.epoch_start
@@ -433,16 +499,24 @@ def _make_callbacks(run_dir: Path, recorder: _Recorder, knn_data: tuple[torch.Te
             if not trainer.is_global_zero:
                 return
             mean_loss = float(np.mean(self.epoch_losses)) if self.epoch_losses else float("nan")
-            recorder.epochs.append({"epoch": trainer.current_epoch, "steps": len(self.epoch_losses),
-                                    "loss": f"{mean_loss:.6f}",
-                                    "knn_accuracy": "" if knn is None else f"{knn:.4f}",
-                                    "seconds": f"{seconds:.2f}",
-                                    "images_per_second": f"{self.epoch_images / max(seconds, 1e-9):.2f}"})
+            recorder.epochs.append(
+                {
+                    "epoch": trainer.current_epoch,
+                    "steps": len(self.epoch_losses),
+                    "loss": f"{mean_loss:.6f}",
+                    "knn_accuracy": "" if knn is None else f"{knn:.4f}",
+                    "seconds": f"{seconds:.2f}",
+                    "images_per_second": f"{self.epoch_images / max(seconds, 1e-9):.2f}",
+                }
+            )
             recorder.flush()
             if verbose:
                 knn_text = "" if knn is None else f", kNN accuracy (k={KNN_K}) {knn:.4f}"
-                print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: loss {mean_loss:.4f}{knn_text}, "
-                      f"{seconds:.0f} s", flush=True)
+                print(
+                    f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: loss {mean_loss:.4f}{knn_text}, "
+                    f"{seconds:.0f} s",
+                    flush=True,
+                )
 
     class AtomicLastCheckpoint(pl.Callback):
         """Save checkpoints/last.ckpt atomically after every epoch, and on KeyboardInterrupt or a crash."""
@@ -486,8 +560,12 @@ def _make_callbacks(run_dir: Path, recorder: _Recorder, knn_data: tuple[torch.Te
                 warnings.warn(f"could not save a checkpoint after {type(exception).__name__}: {error}", stacklevel=2)
                 return
             if not self.interrupted:
-                print(f"\ntraining stopped by {type(exception).__name__}: progress saved to {self.path}; fix the "
-                      f"cause and run the same training again (same run_dir) to resume.", file=sys.stderr, flush=True)
+                print(
+                    f"\ntraining stopped by {type(exception).__name__}: progress saved to {self.path}; fix the "
+                    f"cause and run the same training again (same run_dir) to resume.",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     return [LogAndMonitor(), AtomicLastCheckpoint()]
 
@@ -502,9 +580,15 @@ class _TimeBudget(pl.Callback):
     warmup + cosine schedule to them, so a capped run still warms up and anneals (Lightning's max_time stays the
     hard safety net). At each epoch end the plan is shortened if the measured pace would overrun the budget."""
 
-    def __init__(self, budget_s: float, verbose: bool, started: float | None = None,
-                 calibration_steps: int = BUDGET_CALIBRATION_STEPS, safety: float = BUDGET_SAFETY,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self,
+        budget_s: float,
+        verbose: bool,
+        started: float | None = None,
+        calibration_steps: int = BUDGET_CALIBRATION_STEPS,
+        safety: float = BUDGET_SAFETY,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.budget_s, self.verbose = float(budget_s), verbose
         self.started = 0.0 if started is None else started
         self._start_on_train = started is None
@@ -541,9 +625,11 @@ class _TimeBudget(pl.Callback):
                 self.steps_per_second = (s1 - s0) / max(t1 - t0, 1e-9)
                 self.planned_steps = self._fit(trainer, pl_module, self.steps_per_second)
                 if self.verbose and trainer.is_global_zero:
-                    print(f"time budget {self.budget_s / 60:.1f} min: measured {self.steps_per_second:.2f} steps/s "
-                          f"-> planned {self.planned_steps} steps (warmup + cosine schedule fitted to them)",
-                          flush=True)
+                    print(
+                        f"time budget {self.budget_s / 60:.1f} min: measured {self.steps_per_second:.2f} steps/s "
+                        f"-> planned {self.planned_steps} steps (warmup + cosine schedule fitted to them)",
+                        flush=True,
+                    )
         if self.planned_steps is not None and trainer.global_step >= self.planned_steps:
             trainer.should_stop = True
 
@@ -560,13 +646,21 @@ class _TimeBudget(pl.Callback):
 
     def summary(self) -> dict[str, Any]:
         """The plan, for config.json."""
-        return {"time_budget_seconds": self.budget_s, "planned_steps": self.planned_steps,
-                "calibrated_steps_per_second": self.steps_per_second}
+        return {
+            "time_budget_seconds": self.budget_s,
+            "planned_steps": self.planned_steps,
+            "calibrated_steps_per_second": self.steps_per_second,
+        }
 
 
 # --------------------------------------------------------------------------------------------- kNN monitor
-def _knn_subset(root: Path, image_size: int, limit: int | None, seed: int, max_images: int,
-                ) -> tuple[torch.Tensor, torch.Tensor] | None:
+def _knn_subset(
+    root: Path,
+    image_size: int,
+    limit: int | None,
+    seed: int,
+    max_images: int,
+) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Decode (once) up to `max_images` images for the per-epoch kNN monitor; None when there are no labels."""
     from embedlab.datasets import ImageFolder
 
@@ -594,8 +688,12 @@ def _knn_monitor(module: nn.Module, data: tuple[torch.Tensor, torch.Tensor], bat
     module.eval()
     device = next(module.backbone.parameters()).device
     try:
-        vectors = torch.cat([module.backbone(images[i:i + batch_size].to(device)).float().cpu()
-                             for i in range(0, len(images), batch_size)])
+        vectors = torch.cat(
+            [
+                module.backbone(images[i : i + batch_size].to(device)).float().cpu()
+                for i in range(0, len(images), batch_size)
+            ]
+        )
     finally:
         module.train(was_training)  # SSLModule.train re-applies freeze_bn
     return float(knn_accuracy(vectors, labels.numpy(), k=KNN_K))
@@ -628,8 +726,7 @@ def resolve_accelerator(accelerator: str) -> str:
     if accelerator == "auto":
         return "gpu" if torch.cuda.is_available() else "cpu"
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise TrainingError(f"accelerator={accelerator!r} but no CUDA GPU is visible; use accelerator='cpu' "
-                            f"or 'auto'.")
+        raise TrainingError(f"accelerator={accelerator!r} but no CUDA GPU is visible; use accelerator='cpu' or 'auto'.")
     return accelerator
 
 
@@ -642,8 +739,9 @@ def resolve_precision(precision: str | int, accelerator: str) -> str:
     return "32-true"
 
 
-def resolve_num_workers(num_workers: int | str, image_size: int, accelerator: str = "cpu", *,
-                        cpus: int | None = None) -> int:
+def resolve_num_workers(
+    num_workers: int | str, image_size: int, accelerator: str = "cpu", *, cpus: int | None = None
+) -> int:
     """'auto' -> DataLoader worker processes for training, from measurements (benchmarks/bench_gpu.py --workers).
 
     On CPU the step itself uses every core and waiting for data is small (measured on 2 cores at 32 px: about 1% of
@@ -672,9 +770,18 @@ def _resolve_small_images(small_images: bool | str, image_size: int) -> bool:
     return small_images
 
 
-def _validate(method: str, backbone: str, augment: str, epochs: int, batch_size: int, image_size: int,
-              init: str | None, learning_rate: float | None, backbone_lr_scale: float = 1.0,
-              max_steps: int | None = None) -> None:
+def _validate(
+    method: str,
+    backbone: str,
+    augment: str,
+    epochs: int,
+    batch_size: int,
+    image_size: int,
+    init: str | None,
+    learning_rate: float | None,
+    backbone_lr_scale: float = 1.0,
+    max_steps: int | None = None,
+) -> None:
     """Clear errors for bad options before anything heavy happens."""
     from embedlab.models import BACKBONE_NAMES
 
@@ -704,8 +811,10 @@ def _check_teacher(method: str, teacher: str, teacher_image_size: int | None) ->
     from embedlab.distillation import teacher_names
 
     if str(teacher) not in teacher_names() and not Path(str(teacher)).expanduser().is_file():
-        raise TrainingError(f"Unknown teacher {teacher!r}: use one of {', '.join(teacher_names())}, or the path of "
-                            f"an exported backbone (.pt).")
+        raise TrainingError(
+            f"Unknown teacher {teacher!r}: use one of {', '.join(teacher_names())}, or the path of "
+            f"an exported backbone (.pt)."
+        )
     if teacher_image_size is not None and (not isinstance(teacher_image_size, int) or teacher_image_size < 8):
         raise TrainingError(f"teacher_image_size={teacher_image_size!r}: use None or an integer of at least 8.")
     return str(teacher)
@@ -728,15 +837,19 @@ def _open_dataset(data: str | Path, transform: Any, limit: int | None, verify: s
 
     root = Path(data)
     if not root.is_dir():
-        raise TrainingError(f"Dataset folder not found: {root}. Prepare it first, e.g. "
-                            f"embedlab.prepare('fashion-mnist', 'data') (notebook 01).")
+        raise TrainingError(
+            f"Dataset folder not found: {root}. Prepare it first, e.g. "
+            f"embedlab.prepare('fashion-mnist', 'data') (notebook 01)."
+        )
     try:
         dataset = ImageFolder(root, transform, limit_per_class=limit, verify=verify, on_error="substitute")
     except (DatasetError, OSError) as exc:
         raise TrainingError(f"Cannot train on {root}: {exc}") from None
     if len(dataset) < 2:
-        raise TrainingError(f"{root} holds {len(dataset)} usable image(s); self-supervised training needs at "
-                            f"least 2 (expected class subfolders with images).")
+        raise TrainingError(
+            f"{root} holds {len(dataset)} usable image(s); self-supervised training needs at "
+            f"least 2 (expected class subfolders with images)."
+        )
     return dataset
 
 
@@ -746,10 +859,15 @@ def _fit_batch_size(batch_size: int, n_images: int, world_size: int) -> int:
     if batch_size <= per_device:
         return batch_size
     if per_device < 2:
-        raise TrainingError(f"{n_images} images are too few for {world_size} device(s): each needs a batch of "
-                            f"at least 2. Use fewer devices or more images.")
-    warnings.warn(f"batch_size={batch_size} is larger than the dataset ({n_images} images over {world_size} "
-                  f"device(s)); using batch_size={per_device}.", stacklevel=3)
+        raise TrainingError(
+            f"{n_images} images are too few for {world_size} device(s): each needs a batch of "
+            f"at least 2. Use fewer devices or more images."
+        )
+    warnings.warn(
+        f"batch_size={batch_size} is larger than the dataset ({n_images} images over {world_size} "
+        f"device(s)); using batch_size={per_device}.",
+        stacklevel=3,
+    )
     return per_device
 
 
@@ -758,8 +876,9 @@ def _read_checkpoint_info(path: Path) -> tuple[dict[str, Any], int, int]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
-        raise TrainingError(f"{path} is not a readable checkpoint ({type(exc).__name__}); delete it to start "
-                            f"over.") from None
+        raise TrainingError(
+            f"{path} is not a readable checkpoint ({type(exc).__name__}); delete it to start over."
+        ) from None
     hparams = dict(ckpt.get("hyper_parameters") or {})
     info = ckpt.get("embedlab") or {}
     done = int(info.get("epochs_completed", ckpt.get("epoch", 0)))
@@ -772,8 +891,10 @@ def _check_compatible(path: Path, saved: dict[str, Any], wanted: dict[str, Any])
     if diff:
         have = ", ".join(f"{k}={saved[k]!r}" for k in _STRUCTURAL if k in saved)
         want = ", ".join(f"{k}={wanted[k]!r}" for k in _STRUCTURAL)
-        raise TrainingError(f"{path} was trained with {have}, but this run asks for {want}. Use another run_dir "
-                            f"(or delete {path.parent}) to train the new model.")
+        raise TrainingError(
+            f"{path} was trained with {have}, but this run asks for {want}. Use another run_dir "
+            f"(or delete {path.parent}) to train the new model."
+        )
 
 
 @contextmanager
@@ -802,11 +923,18 @@ def _result_from_files(run_dir: Path, epochs: int, exported: Path) -> TrainResul
     seconds = sum(float(r["seconds"]) for r in rows)
     images = sum(float(r["images_per_second"]) * float(r["seconds"]) for r in rows)
     knn = [float(r["knn_accuracy"]) for r in rows if r.get("knn_accuracy")]
-    return TrainResult(run_dir=run_dir, checkpoint=run_dir / "checkpoints" / CHECKPOINT_NAME, exported=exported,
-                       loss_log=run_dir / "loss.csv", epochs=epochs,
-                       final_loss=float(steps[-1]["loss"]) if steps else float("nan"), seconds=seconds,
-                       images_per_second=images / seconds if seconds > 0 else 0.0, knn_history=knn,
-                       epoch_log=run_dir / "epochs.csv")
+    return TrainResult(
+        run_dir=run_dir,
+        checkpoint=run_dir / "checkpoints" / CHECKPOINT_NAME,
+        exported=exported,
+        loss_log=run_dir / "loss.csv",
+        epochs=epochs,
+        final_loss=float(steps[-1]["loss"]) if steps else float("nan"),
+        seconds=seconds,
+        images_per_second=images / seconds if seconds > 0 else 0.0,
+        knn_history=knn,
+        epoch_log=run_dir / "epochs.csv",
+    )
 
 
 def _export(module: Any, run_dir: Path, meta: dict[str, Any]) -> Path:
@@ -823,55 +951,112 @@ def _export_from_checkpoint(ckpt: Path, run_dir: Path, meta: dict[str, Any]) -> 
     return export_backbone(load_backbone(ckpt), run_dir / "exported" / "backbone.pt", extra_meta=meta)
 
 
-def stop_reason(trainer: Any, epochs: int, max_steps: int | None, max_time: float | None,
-                planned_steps: int | None = None) -> str:
+def stop_reason(
+    trainer: Any, epochs: int, max_steps: int | None, max_time: float | None, planned_steps: int | None = None
+) -> str:
     """One line saying why training ended: all epochs, the max_steps budget, the time plan or the max_time cap."""
     step = int(trainer.global_step)
     epoch = int(trainer.current_epoch)
-    if (planned_steps is not None and step >= planned_steps and epoch < epochs
-            and (max_steps is None or planned_steps < max_steps)):
-        return (f"stopped as planned after {step} steps (in epoch {min(epoch + 1, epochs)} of {epochs}): what fits "
-                f"in the {max_time / 60:.1f}-minute budget at the measured speed, schedule annealed; rerun to "
-                f"continue from the checkpoint")
+    if (
+        planned_steps is not None
+        and step >= planned_steps
+        and epoch < epochs
+        and (max_steps is None or planned_steps < max_steps)
+    ):
+        return (
+            f"stopped as planned after {step} steps (in epoch {min(epoch + 1, epochs)} of {epochs}): what fits "
+            f"in the {max_time / 60:.1f}-minute budget at the measured speed, schedule annealed; rerun to "
+            f"continue from the checkpoint"
+        )
     if max_steps is not None and step >= max_steps:
-        return (f"stopped by max_steps={max_steps} after {step} steps (in epoch {min(epoch + 1, epochs)} of "
-                f"{epochs}): the planned budget, not an interruption")
+        return (
+            f"stopped by max_steps={max_steps} after {step} steps (in epoch {min(epoch + 1, epochs)} of "
+            f"{epochs}): the planned budget, not an interruption"
+        )
     if epoch < epochs and max_time is not None:
-        return (f"stopped by the time cap ({max_time / 60:.1f} minutes) after {step} steps, {epoch} of {epochs} "
-                f"epochs: rerun to continue from the checkpoint")
+        return (
+            f"stopped by the time cap ({max_time / 60:.1f} minutes) after {step} steps, {epoch} of {epochs} "
+            f"epochs: rerun to continue from the checkpoint"
+        )
     return f"finished {epochs} epochs ({step} steps)"
 
 
-def _make_trainer(epochs: int, accelerator: str, devices: int | str, num_nodes: int, strategy: str,
-                  precision: str, progress: bool, max_time: float | None,
-                  max_steps: int | None = None) -> pl.Trainer:
+def _make_trainer(
+    epochs: int,
+    accelerator: str,
+    devices: int | str,
+    num_nodes: int,
+    strategy: str,
+    precision: str,
+    progress: bool,
+    max_time: float | None,
+    max_steps: int | None = None,
+) -> pl.Trainer:
     """A Lightning Trainer without its own logger/checkpointing (embedlab writes the CSV logs and last.ckpt).
 
     Options this machine cannot honour (devices, accelerator, strategy, precision) are a one-line TrainingError.
     """
     try:
-        return pl.Trainer(max_epochs=epochs, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
-                          strategy=strategy, precision=precision, logger=False, enable_checkpointing=False,
-                          enable_progress_bar=progress and live_bars(), enable_model_summary=False,
-                          log_every_n_steps=1,
-                          max_time=None if max_time is None else _dt.timedelta(seconds=float(max_time)),
-                          max_steps=-1 if max_steps is None else int(max_steps),
-                          num_sanity_val_steps=0, use_distributed_sampler=True)
+        return pl.Trainer(
+            max_epochs=epochs,
+            accelerator=accelerator,
+            devices=devices,
+            num_nodes=num_nodes,
+            strategy=strategy,
+            precision=precision,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=progress and live_bars(),
+            enable_model_summary=False,
+            log_every_n_steps=1,
+            max_time=None if max_time is None else _dt.timedelta(seconds=float(max_time)),
+            max_steps=-1 if max_steps is None else int(max_steps),
+            num_sanity_val_steps=0,
+            use_distributed_sampler=True,
+        )
     except Exception as exc:  # noqa: BLE001 - Lightning raises TypeError, ValueError or MisconfigurationException
-        raise TrainingError(f"cannot train with accelerator={accelerator!r}, devices={devices!r}, "
-                            f"strategy={strategy!r}, precision={precision!r}: {exc}") from None
+        raise TrainingError(
+            f"cannot train with accelerator={accelerator!r}, devices={devices!r}, "
+            f"strategy={strategy!r}, precision={precision!r}: {exc}"
+        ) from None
 
 
-def train(data: str | Path, run_dir: str | Path, *, method: str = "simclr", backbone: str = "resnet18",
-          init: str | None = None, small_images: bool | str = "auto", layers: int | None = None,
-          augment: str = "natural", epochs: int = 10, batch_size: int = 128, image_size: int = 64,
-          learning_rate: float | None = None, warmup_epochs: float = 1, precision: str | int = "auto",
-          accelerator: str = "auto", devices: int | str = 1, num_nodes: int = 1, strategy: str = "auto",
-          num_workers: int | str = "auto", seed: int = 0, limit: int | None = None, knn_monitor: bool = True,
-          progress: bool = True, temperature: float = 0.5, min_scale: float | None = None,
-          max_time: float | None = None, knn_images: int = KNN_MONITOR_IMAGES, freeze_bn: bool = False,
-          backbone_lr_scale: float = 1.0, max_steps: int | None = None, teacher: str = "dinov2_vitb14",
-          teacher_image_size: int | None = None, verify: str = "header") -> TrainResult:
+def train(
+    data: str | Path,
+    run_dir: str | Path,
+    *,
+    method: str = "simclr",
+    backbone: str = "resnet18",
+    init: str | None = None,
+    small_images: bool | str = "auto",
+    layers: int | None = None,
+    augment: str = "natural",
+    epochs: int = 10,
+    batch_size: int = 128,
+    image_size: int = 64,
+    learning_rate: float | None = None,
+    warmup_epochs: float = 1,
+    precision: str | int = "auto",
+    accelerator: str = "auto",
+    devices: int | str = 1,
+    num_nodes: int = 1,
+    strategy: str = "auto",
+    num_workers: int | str = "auto",
+    seed: int = 0,
+    limit: int | None = None,
+    knn_monitor: bool = True,
+    progress: bool = True,
+    temperature: float = 0.5,
+    min_scale: float | None = None,
+    max_time: float | None = None,
+    knn_images: int = KNN_MONITOR_IMAGES,
+    freeze_bn: bool = False,
+    backbone_lr_scale: float = 1.0,
+    max_steps: int | None = None,
+    teacher: str = "dinov2_vitb14",
+    teacher_image_size: int | None = None,
+    verify: str = "header",
+) -> TrainResult:
     """Train a self-supervised backbone on the images under `data`; results go to `run_dir` (resumable).
 
     batch_size is per device; learning_rate None = 0.06 x global batch / 128 (SGD, warmup + cosine per step).
@@ -886,14 +1071,14 @@ def train(data: str | Path, run_dir: str | Path, *, method: str = "simclr", back
     Damaged images never end a run: they are skipped and listed in run_dir/skipped_images.json (verify="full"
     decodes every file before training). Ctrl+C or a crash saves last.ckpt; a rerun resumes where it stopped.
     """
-    _validate(method, backbone, augment, epochs, batch_size, image_size, init, learning_rate, backbone_lr_scale,
-              max_steps)
+    _validate(
+        method, backbone, augment, epochs, batch_size, image_size, init, learning_rate, backbone_lr_scale, max_steps
+    )
     run_dir = Path(run_dir)
     ckpt_path = run_dir / "checkpoints" / CHECKPOINT_NAME
     small = _resolve_small_images(small_images, image_size)
     teacher_name = _check_teacher(method, teacher, teacher_image_size)
-    wanted = {"backbone": backbone, "method": method, "small_images": small, "layers": layers,
-              "teacher": teacher_name}
+    wanted = {"backbone": backbone, "method": method, "small_images": small, "layers": layers, "teacher": teacher_name}
     if _is_rank_zero():  # temporary files of a write that was killed (SIGKILL) in an earlier run
         for folder in (run_dir, ckpt_path.parent, run_dir / "exported"):
             remove_stale_temps(folder, recursive=False)
@@ -901,8 +1086,7 @@ def train(data: str | Path, run_dir: str | Path, *, method: str = "simclr", back
     if ckpt_path.is_file():
         saved, done, resume_step = _read_checkpoint_info(ckpt_path)
         _check_compatible(ckpt_path, saved, wanted)
-    meta = {"image_size": image_size, "method": method, "augment": augment, "init": init,
-            "epochs": max(done, epochs)}
+    meta = {"image_size": image_size, "method": method, "augment": augment, "init": init, "epochs": max(done, epochs)}
     if done >= epochs:  # finished earlier: return the existing result quickly
         exported = run_dir / "exported" / "backbone.pt"
         if not exported.is_file():
@@ -913,41 +1097,85 @@ def train(data: str | Path, run_dir: str | Path, *, method: str = "simclr", back
     prec = resolve_precision(precision, accel)
     workers = resolve_num_workers(num_workers, image_size, accel)
     pl.seed_everything(seed, workers=True, verbose=False)
-    dataset = _open_dataset(data, ssl_transform(augment, image_size, method=method, min_scale=min_scale), limit,
-                            verify)
+    dataset = _open_dataset(data, ssl_transform(augment, image_size, method=method, min_scale=min_scale), limit, verify)
     with _quiet_lightning(True):
         trainer = _make_trainer(epochs, accel, devices, num_nodes, strategy, prec, progress, max_time, max_steps)
     world = trainer.world_size
     per_device = _fit_batch_size(batch_size, len(dataset), world)
     lr = learning_rate if learning_rate is not None else default_learning_rate(method, per_device, world)
     module = SSLModule(
-        backbone=backbone, init=init, small_images=small, layers=layers, method=method, augment=augment,
-        image_size=image_size, learning_rate=lr, batch_size=per_device, warmup_epochs=float(warmup_epochs),
-        temperature=float(temperature), distributed=world > 1, freeze_bn=bool(freeze_bn),
-        backbone_lr_scale=float(backbone_lr_scale), teacher=teacher_name, teacher_image_size=teacher_image_size,
-        queue_size=_queue_size(len(dataset)))
-    loader = torch.utils.data.DataLoader(dataset, batch_size=per_device, shuffle=True, drop_last=True,
-                                         num_workers=workers, persistent_workers=workers > 0,
-                                         pin_memory=accel in ("gpu", "cuda"))
-    knn_data = (_knn_subset(Path(data), image_size, limit, seed, knn_images)
-                if knn_monitor and _is_rank_zero() else None)
+        backbone=backbone,
+        init=init,
+        small_images=small,
+        layers=layers,
+        method=method,
+        augment=augment,
+        image_size=image_size,
+        learning_rate=lr,
+        batch_size=per_device,
+        warmup_epochs=float(warmup_epochs),
+        temperature=float(temperature),
+        distributed=world > 1,
+        freeze_bn=bool(freeze_bn),
+        backbone_lr_scale=float(backbone_lr_scale),
+        teacher=teacher_name,
+        teacher_image_size=teacher_image_size,
+        queue_size=_queue_size(len(dataset)),
+    )
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=per_device,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=accel in ("gpu", "cuda"),
+    )
+    knn_data = _knn_subset(Path(data), image_size, limit, seed, knn_images) if knn_monitor and _is_rank_zero() else None
     recorder = _Recorder(run_dir, done, resume_step, dataset)
     callbacks = _make_callbacks(run_dir, recorder, knn_data, verbose=progress)
     trainer.callbacks.extend(callbacks)
     budget = _TimeBudget(max_time, verbose=progress) if max_time is not None else None
     if budget is not None:
         trainer.callbacks.append(budget)
-    config = {"data": str(Path(data).resolve()), "run_dir": str(run_dir.resolve()), "method": method,
-              "backbone": backbone, "init": init, "small_images": small, "layers": layers, "augment": augment,
-              "epochs": epochs, "batch_size": per_device, "global_batch_size": per_device * world,
-              "image_size": image_size, "learning_rate": lr, "warmup_epochs": warmup_epochs, "precision": prec,
-              "accelerator": accel, "devices": devices, "num_nodes": num_nodes, "strategy": strategy,
-              "world_size": world, "num_workers": workers, "seed": seed, "limit": limit,
-              "temperature": temperature, "min_scale": min_scale, "max_time": max_time, "max_steps": max_steps,
-              "freeze_bn": freeze_bn, "backbone_lr_scale": backbone_lr_scale, "teacher": teacher_name,
-              "teacher_image_size": teacher_image_size,
-              "num_images": len(dataset), "classes": len(dataset.classes), "resumed_from_epoch": done,
-              "torch": torch.__version__, "pytorch_lightning": pl.__version__}
+    config = {
+        "data": str(Path(data).resolve()),
+        "run_dir": str(run_dir.resolve()),
+        "method": method,
+        "backbone": backbone,
+        "init": init,
+        "small_images": small,
+        "layers": layers,
+        "augment": augment,
+        "epochs": epochs,
+        "batch_size": per_device,
+        "global_batch_size": per_device * world,
+        "image_size": image_size,
+        "learning_rate": lr,
+        "warmup_epochs": warmup_epochs,
+        "precision": prec,
+        "accelerator": accel,
+        "devices": devices,
+        "num_nodes": num_nodes,
+        "strategy": strategy,
+        "world_size": world,
+        "num_workers": workers,
+        "seed": seed,
+        "limit": limit,
+        "temperature": temperature,
+        "min_scale": min_scale,
+        "max_time": max_time,
+        "max_steps": max_steps,
+        "freeze_bn": freeze_bn,
+        "backbone_lr_scale": backbone_lr_scale,
+        "teacher": teacher_name,
+        "teacher_image_size": teacher_image_size,
+        "num_images": len(dataset),
+        "classes": len(dataset.classes),
+        "resumed_from_epoch": done,
+        "torch": torch.__version__,
+        "pytorch_lightning": pl.__version__,
+    }
     if _is_rank_zero():
         write_json(run_dir / "config.json", config)
     sigint = signal.getsignal(signal.SIGINT)
@@ -958,8 +1186,10 @@ def train(data: str | Path, run_dir: str | Path, *, method: str = "simclr", back
         if callbacks[1].interrupted:  # Lightning turns Ctrl+C into sys.exit(1): give the notebook a clean interrupt
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGINT, sigint)  # Lightning ignores Ctrl+C from then on: give it back
-            raise KeyboardInterrupt(f"training interrupted at step {trainer.global_step}: progress saved to "
-                                    f"{ckpt_path}; run the same training again (same run_dir) to resume") from None
+            raise KeyboardInterrupt(
+                f"training interrupted at step {trainer.global_step}: progress saved to "
+                f"{ckpt_path}; run the same training again (same run_dir) to resume"
+            ) from None
         raise
     completed = min(int(trainer.current_epoch), epochs)
     planned = budget.planned_steps if budget is not None else None
