@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import platform
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else what platform knows."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+from embedlab.pipeline import cpu_model  # the CPU's model name: the same words as the demo's machine line
 
 
 def machine_info() -> str:

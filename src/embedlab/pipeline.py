@@ -224,12 +224,12 @@ def machine_line() -> str:
         torch = sys.modules["torch"]
         gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
     return (
-        f"{_cpu_model()}, {cores} CPU cores{gpu}, {platform.system()} {platform.machine()}, "
+        f"{cpu_model()}, {cores} CPU cores{gpu}, {platform.system()} {platform.machine()}, "
         f"Python {platform.python_version()}"
     )
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo (Linux), else what platform knows: speeds differ by model."""
     import platform
 
