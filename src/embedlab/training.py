@@ -744,7 +744,7 @@ def resolve_num_workers(
 ) -> int:
     """'auto' -> DataLoader worker processes for training, from measurements (benchmarks/bench_gpu.py --workers).
 
-    On CPU the step itself uses every core and waiting for data is small (measured on 2 cores at 32 px: about 1% of
+    On CPU the step itself uses every core and waiting for data is small (measured on 2 cores at 32 px: about 3% of
     the step with 0 workers, benchmarks/results/bench_gpu-cpu-workers.json), so with 2 cores or fewer there are no
     workers to compete with it; with more cores half of them decode (min(8, cpus // 2); not measured). On a GPU the
     step is fast and decoding + augmenting becomes the bottleneck: every core gets a worker, up to 8, also on
