@@ -6,11 +6,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from embedlab import distillation
 from embedlab.distillation import DistillationError, Distiller, distillation_loss, load_teacher, queue_size_for
@@ -29,21 +27,6 @@ FAST: dict[str, Any] = {
     "knn_images": 40,
     "method": "distillation",
 }
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """40 Fashion-MNIST images (4 classes x 10) as 32 px PNGs in <root>/<class>/<file>."""
-    from embedlab.datasets import load_fashion_mnist
-
-    images, labels = load_fashion_mnist()
-    root = tmp_path_factory.mktemp("tiny") / "raw"
-    for cls in range(4):
-        folder = root / f"class{cls}"
-        folder.mkdir(parents=True)
-        for j, idx in enumerate(np.flatnonzero(labels == cls)[:10]):
-            Image.fromarray(images[idx]).resize((32, 32)).save(folder / f"{j}.png")
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from embedlab import training
 from embedlab.training import _TimeBudget, train
@@ -77,20 +75,6 @@ def test_slow_epoch_ends_shorten_the_plan() -> None:
     trainer.should_stop, trainer.global_step = False, budget.planned_steps - 1
     budget.on_train_epoch_end(trainer, module)
     assert trainer.should_stop and budget.planned_steps == trainer.global_step
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """40 Fashion-MNIST images (4 classes x 10) as 32 px PNGs."""
-    from embedlab.datasets import load_fashion_mnist
-
-    images, labels = load_fashion_mnist()
-    root = tmp_path_factory.mktemp("budget") / "raw"
-    for cls in range(4):
-        (root / f"c{cls}").mkdir(parents=True)
-        for j, idx in enumerate(np.flatnonzero(labels == cls)[:10]):
-            Image.fromarray(images[idx]).resize((32, 32)).save(root / f"c{cls}" / f"{j}.png")
-    return root
 
 
 class _StepClockBudget(_TimeBudget):

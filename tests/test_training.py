@@ -33,21 +33,6 @@ FAST: dict[str, Any] = {
 
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """40 Fashion-MNIST images (4 classes x 10) as 32 px PNGs in <root>/<class>/<file>."""
-    from embedlab.datasets import load_fashion_mnist
-
-    images, labels = load_fashion_mnist()
-    root = tmp_path_factory.mktemp("tiny") / "raw"
-    for cls in range(4):
-        folder = root / f"class{cls}"
-        folder.mkdir(parents=True)
-        for j, idx in enumerate(np.flatnonzero(labels == cls)[:10]):
-            Image.fromarray(images[idx]).resize((32, 32)).save(folder / f"{j}.png")
-    return root
-
-
-@pytest.fixture(scope="module")
 def trained_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, training.TrainResult]:
     """One epoch of SimCLR with a full ResNet18 on the tiny data (shared by the output and export tests)."""
     run = tmp_path_factory.mktemp("runs") / "simclr"
