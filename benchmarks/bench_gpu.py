@@ -117,21 +117,18 @@ def train_arm(
     """Train SimCLR (ResNet18, aerial preset) for warmup + steps steps on `root`; images/s and the data-wait share."""
     import pytorch_lightning as pl
 
-    from embedlab.datasets import ImageFolder
-    from embedlab.training import SSLModule, _quiet_lightning, _resolve_small_images, ssl_transform
+    from embedlab.settings import TrainSettings
+    from embedlab.training import build_module, open_dataset
+    from embedlab.training.callbacks import quiet_lightning
+    from embedlab.training.module import resolve_small_images
 
     torch.manual_seed(0)
-    small = _resolve_small_images("auto", size) and layers is None
-    module = SSLModule(
-        backbone="resnet18",
-        small_images=small,
-        layers=layers,
-        method="simclr",
-        augment="aerial",
-        image_size=size,
-        batch_size=batch_size,
+    small = resolve_small_images("auto", size) and layers is None
+    settings = TrainSettings(
+        backbone="resnet18", small_images=small, layers=layers, augment="aerial", image_size=size, batch_size=batch_size
     )
-    dataset = ImageFolder(root, ssl_transform("aerial", size))
+    module = build_module(settings)
+    dataset = open_dataset(root, settings)
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,
@@ -142,7 +139,7 @@ def train_arm(
         pin_memory=device == "cuda",
     )
     timer = _timing_callback(warmup)
-    with _quiet_lightning(True):
+    with quiet_lightning():
         trainer = pl.Trainer(
             accelerator="gpu" if device == "cuda" else "cpu",
             devices=1,
@@ -266,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     precisions = args.precisions or ["32-true", mixed_precision(device)]
-    from embedlab.training import resolve_num_workers
+    from embedlab.runtime import train_workers
 
     machine = machine_info()
     print(machine, flush=True)
@@ -280,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         for round_ in range(args.rounds):
             for size in args.sizes:
                 for precision in precisions:
-                    workers = args.workers or [resolve_num_workers("auto", size, "gpu" if device == "cuda" else "cpu")]
+                    workers = args.workers or [train_workers("auto", "gpu" if device == "cuda" else "cpu")]
                     for w in workers:
                         row = train_arm(
                             caches[size],

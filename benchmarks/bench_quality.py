@@ -153,32 +153,15 @@ def baseline_rows(root: Path, sizes: list[int]) -> list[dict[str, Any]]:
 
 def measure_step_seconds(root: Path, options: dict[str, Any], steps: int) -> float:
     """Seconds per training step of a recipe: a few real steps (augmentation, forward, backward, SGD)."""
-    from embedlab.datasets import ImageFolder
-    from embedlab.distillation import queue_size_for
-    from embedlab.training import SSLModule, ssl_transform
+    from embedlab.settings import TrainSettings
+    from embedlab.training import build_module, open_dataset
 
     torch.manual_seed(0)
-    module = SSLModule(
-        backbone=options["backbone"],
-        init=options["init"],
-        small_images=options["small_images"],
-        method=options["method"],
-        image_size=options["image_size"],
-        batch_size=options["batch_size"],
-        temperature=options.get("temperature", 0.5),
-        freeze_bn=options["freeze_bn"],
-        teacher=options.get("teacher"),
-        teacher_image_size=options.get("teacher_image_size"),
-        queue_size=queue_size_for(1000),
-    )
+    settings = TrainSettings.from_mapping(options)
+    module = build_module(settings, num_images=1000)
     module.log = lambda *a, **k: None  # no Trainer here
     module.train()
-    folder = ImageFolder(
-        root,
-        ssl_transform(
-            options["augment"], options["image_size"], method=options["method"], min_scale=options["min_scale"]
-        ),
-    )
+    folder = open_dataset(root, settings)
     loader = torch.utils.data.DataLoader(folder, batch_size=options["batch_size"], shuffle=True, drop_last=True)
     optimizer = torch.optim.SGD([p for p in module.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
     times = []
@@ -268,10 +251,10 @@ def run_recipe(
 
 def _steps_done(run_dir: Path) -> int:
     """Optimizer steps a run took (rows of its loss.csv)."""
-    import csv
+    from embedlab.rundir import RunDir
+    from embedlab.training.logs import read_csv
 
-    with open(run_dir / "loss.csv", newline="") as handle:
-        return sum(1 for _ in csv.DictReader(handle))
+    return len(read_csv(RunDir(run_dir).loss_log))
 
 
 def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:

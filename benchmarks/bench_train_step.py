@@ -52,7 +52,9 @@ def run_embedlab(batches: list[tuple[Any, ...]], args: argparse.Namespace) -> fl
     """Steady-state seconds per step through SSLModule + the Trainer settings train() uses."""
     import pytorch_lightning as pl
 
-    from embedlab.training import SSLModule, _make_trainer, _quiet_lightning
+    from embedlab.settings import TrainSettings
+    from embedlab.training import build_module, build_trainer
+    from embedlab.training.callbacks import quiet_lightning
 
     times: list[float] = []
 
@@ -61,16 +63,20 @@ def run_embedlab(batches: list[tuple[Any, ...]], args: argparse.Namespace) -> fl
             times.append(time.perf_counter())
 
     torch.manual_seed(0)
-    module = SSLModule(
+    settings = TrainSettings(
         backbone=args.backbone,
         small_images=args.small_images,
         image_size=args.image_size,
         learning_rate=0.06 * args.batch_size / 128,
         batch_size=args.batch_size,
+        epochs=1,
+        precision="32-true",
+        progress=False,
     )
+    module = build_module(settings)
     loader = torch.utils.data.DataLoader(_ListDataset(batches), batch_size=None, shuffle=False)
-    with _quiet_lightning(True):
-        trainer = _make_trainer(1, "cpu", 1, 1, "auto", "32-true", False, None)
+    with quiet_lightning():
+        trainer = build_trainer(settings, "cpu")
         trainer.callbacks.append(Clock())
         trainer.fit(module, loader)
     return (times[-1] - times[WARMUP_STEPS - 1]) / (len(times) - WARMUP_STEPS)
@@ -82,7 +88,7 @@ def run_bare(batches: list[tuple[Any, ...]], args: argparse.Namespace) -> float:
     from lightly.models.modules import SimCLRProjectionHead
 
     from embedlab.models import create_backbone
-    from embedlab.training import _lr_factor
+    from embedlab.training import lr_factor
 
     torch.manual_seed(0)
     backbone = create_backbone(args.backbone, small_images=args.small_images)
@@ -91,7 +97,7 @@ def run_bare(batches: list[tuple[Any, ...]], args: argparse.Namespace) -> float:
     params = [*backbone.parameters(), *head.parameters()]
     optimizer = torch.optim.SGD(params, lr=0.06 * args.batch_size / 128, momentum=0.9, weight_decay=5e-4)
     total, warm = len(batches), len(batches)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, total, warm))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warm))
     backbone.train()
     head.train()
     times: list[float] = []

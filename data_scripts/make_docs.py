@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "src"))  # the embedlab of this checkout, installe
 RESULTS_DIR = REPO / "benchmarks" / "results"
 DEMO_RESULT = RESULTS_DIR / "demo.json"
 DEMO_FIGURE = REPO / "docs" / "images" / "demo_compare_umap.png"
-DEMO_FIGURE_SOURCE = "figures/compare_umap.png"  # written by notebook 05 into the run directory
+DEMO_FIGURE_SOURCE = "compare_umap"  # the figure notebook 05 writes into the run (RunDir.figure)
 FIGURE_MAX_WIDTH = 1000
 README = REPO / "README.md"
 TEACHING_DOC = REPO / "docs" / "teaching.md"
@@ -420,6 +420,54 @@ def _results_for(script: Path, results: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _demo_section(demo: Mapping[str, Any] | None) -> list[str]:
+    """The benchmarks page's section on the demo run: its result and the time per notebook."""
+    out = [
+        "## The demo (`make demo`)",
+        "",
+        "The whole tutorial (notebooks 01 → 06 via papermill, `notebooks/params/demo.yaml`) on the embedded "
+        "Fashion-MNIST, offline. `benchmarks/results/demo.json` is copied from `runs/demo/metrics.json` and "
+        "`runs/demo/pipeline.json` by `python data_scripts/make_docs.py --from-run runs/demo`.",
+        "",
+    ]
+    if not demo:
+        return [*out, "No result committed yet.", ""]
+    out += render_result({k: v for k, v in demo.items() if k != "seconds"})
+    if isinstance(demo.get("seconds"), dict):
+        out += [
+            "Time per notebook:",
+            "",
+            markdown_table([{"notebook": k, "time": _minutes(float(v))} for k, v in demo["seconds"].items()]),
+            "",
+        ]
+    return out
+
+
+def _script_section(script: Path, names: list[str], results: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The benchmarks page's section on one bench_*.py: its command, what it measures, its latest results."""
+    summary, _, details = _bench_docstring(script).partition("\n\n")
+    out = [
+        f"## `{script.name}`",
+        "",
+        escape_markdown(summary.replace("\n", " ")),
+        "",
+        "```bash",
+        f"python benchmarks/{script.name}",
+        "```",
+        "",
+    ]
+    if details.strip():
+        out += [escape_markdown(details.strip()), ""]
+    if not names:
+        out += ["Latest result: none committed yet.", ""]
+    for name in names:
+        out += [f"### Latest result: `benchmarks/results/{name}.json`", ""]
+        if results[name].get("command"):
+            out += [f"Command: `{results[name]['command']}`", ""]
+        out += render_result(results[name])
+    return out
+
+
 def benchmarks_markdown(results: Mapping[str, Mapping[str, Any]]) -> str:
     """docs/benchmarks.md: one section per benchmark script (command, what it measures, latest result)."""
     scripts = sorted((REPO / "benchmarks").glob("bench_*.py"))
@@ -437,51 +485,12 @@ def benchmarks_markdown(results: Mapping[str, Mapping[str, Any]]) -> str:
     ]
     out += [f"- [`{s.name}`](#{github_anchor(f'`{s.name}`')})" for s in scripts]
     out.append("")
-    demo = results.get("demo")
-    out += [
-        "## The demo (`make demo`)",
-        "",
-        "The whole tutorial (notebooks 01 → 06 via papermill, `notebooks/params/demo.yaml`) on the embedded "
-        "Fashion-MNIST, offline. `benchmarks/results/demo.json` is copied from `runs/demo/metrics.json` and "
-        "`runs/demo/pipeline.json` by `python data_scripts/make_docs.py --from-run runs/demo`.",
-        "",
-    ]
-    if demo:
-        out += render_result({k: v for k, v in demo.items() if k != "seconds"})
-        if isinstance(demo.get("seconds"), dict):
-            out += [
-                "Time per notebook:",
-                "",
-                markdown_table([{"notebook": k, "time": _minutes(float(v))} for k, v in demo["seconds"].items()]),
-                "",
-            ]
-    else:
-        out += ["No result committed yet.", ""]
+    out += _demo_section(results.get("demo"))
     claimed = {"demo"}
     for script in scripts:
-        doc = _bench_docstring(script)
-        summary, _, details = doc.partition("\n\n")
-        out += [
-            f"## `{script.name}`",
-            "",
-            escape_markdown(summary.replace("\n", " ")),
-            "",
-            "```bash",
-            f"python benchmarks/{script.name}",
-            "```",
-            "",
-        ]
-        if details.strip():
-            out += [escape_markdown(details.strip()), ""]
         names = _results_for(script, results)
         claimed.update(names)
-        if not names:
-            out += ["Latest result: none committed yet.", ""]
-        for name in names:
-            out += [f"### Latest result: `benchmarks/results/{name}.json`", ""]
-            if results[name].get("command"):
-                out += [f"Command: `{results[name]['command']}`", ""]
-            out += render_result(results[name])
+        out += _script_section(script, names, results)
     for name in sorted(set(results) - claimed):
         out += [f"## `benchmarks/results/{name}.json`", ""]
         if results[name].get("command"):
@@ -494,9 +503,11 @@ def benchmarks_markdown(results: Mapping[str, Mapping[str, Any]]) -> str:
 def import_run(run_dir: Path) -> list[Path]:
     """Copy a finished demo run's metrics, timings and side-by-side UMAP into the repository; return what changed."""
     from embedlab._io import atomic_path, write_json
+    from embedlab.rundir import RunDir
 
-    metrics_path, pipeline_path = run_dir / "metrics.json", run_dir / "pipeline.json"
-    for needed in (metrics_path, pipeline_path, run_dir / DEMO_FIGURE_SOURCE):
+    run = RunDir(run_dir)
+    metrics_path, pipeline_path = run.metrics, run.pipeline_record
+    for needed in (metrics_path, pipeline_path, run.figure(DEMO_FIGURE_SOURCE)):
         if not needed.is_file():
             raise SystemExit(f"make_docs: {needed} is missing: run `make demo` (or the pipeline) to the end first")
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
@@ -515,7 +526,7 @@ def import_run(run_dir: Path) -> list[Path]:
     write_json(DEMO_RESULT, result)
     from PIL import Image
 
-    with Image.open(run_dir / DEMO_FIGURE_SOURCE) as image:
+    with Image.open(run.figure(DEMO_FIGURE_SOURCE)) as image:
         image = image.convert("RGB")
         if image.width > FIGURE_MAX_WIDTH:
             image = image.resize(

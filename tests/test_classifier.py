@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from embedlab import datasets, finetune, models
-from embedlab.finetune import FinetuneError
+from embedlab import classifier, datasets, models
+from embedlab.classifier import FinetuneError
 
 
 @pytest.fixture(scope="module")
@@ -28,17 +28,19 @@ def export_run(run_dir: Path, *, layers: int | None = None) -> Path:
 
 def test_split_matches_the_linear_probe_split():
     labels = np.repeat(np.arange(4), 10)
-    train, test = finetune.stratified_split(labels, 0.3, seed=1)
+    train, test = classifier.stratified_split(labels, 0.3, seed=1)
     assert len(test) == 12 and len(train) == 28 and not set(train) & set(test)
     assert np.bincount(labels[test]).tolist() == [3, 3, 3, 3]
-    np.testing.assert_array_equal(finetune.stratified_split(labels, 0.3, seed=1)[1], test)
+    np.testing.assert_array_equal(classifier.stratified_split(labels, 0.3, seed=1)[1], test)
     with pytest.raises(FinetuneError, match="at least 2 images per class"):
-        finetune.stratified_split([0, 1, 1, 1], 0.3)
+        classifier.stratified_split([0, 1, 1, 1], 0.3)
 
 
 def test_frozen_classifier_on_exported_backbone_beats_chance(tmp_path, fashion_root):
     export_run(tmp_path)
-    result = finetune.train_classifier(tmp_path, fashion_root, mode="frozen", epochs=40, batch_size=64, progress=False)
+    result = classifier.train_classifier(
+        tmp_path, fashion_root, mode="frozen", epochs=40, batch_size=64, progress=False
+    )
     assert result.test_images == 60 and result.train_images == 140
     assert result.chance == pytest.approx(0.1)
     assert result.accuracy > 3 * result.chance, result.summary()  # 10 classes: chance is 0.10
@@ -53,7 +55,7 @@ def test_frozen_classifier_on_exported_backbone_beats_chance(tmp_path, fashion_r
 def test_finetune_mode_updates_the_backbone(tmp_path, fashion_root):
     exported = export_run(tmp_path, layers=1)
     before = models.load_backbone(exported).state_dict()["layer1.0.conv1.weight"].clone()
-    result = finetune.train_classifier(
+    result = classifier.train_classifier(
         exported, fashion_root, mode="finetune", epochs=1, batch_size=32, probe=False, progress=False
     )
     after = result.model.backbone.state_dict()["layer1.0.conv1.weight"]
@@ -64,9 +66,15 @@ def test_finetune_mode_updates_the_backbone(tmp_path, fashion_root):
 
 def test_clear_errors(tmp_path, fashion_root):
     with pytest.raises(FileNotFoundError, match="exported"):
-        finetune.train_classifier(tmp_path, fashion_root, progress=False)
+        classifier.train_classifier(tmp_path, fashion_root, progress=False)
     export_run(tmp_path)
     with pytest.raises(FinetuneError, match="mode"):
-        finetune.train_classifier(tmp_path, fashion_root, mode="linear", progress=False)
+        classifier.train_classifier(tmp_path, fashion_root, mode="linear", progress=False)
     with pytest.raises(FileNotFoundError, match="dataset folder"):
-        finetune.train_classifier(tmp_path, tmp_path / "nowhere", progress=False)
+        classifier.train_classifier(tmp_path, tmp_path / "nowhere", progress=False)
+
+
+def test_old_finetune_module_still_imports():
+    from embedlab import finetune
+
+    assert finetune.train_classifier is classifier.train_classifier and finetune.FinetuneError is FinetuneError

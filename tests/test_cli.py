@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from embedlab import cli
+from embedlab.settings import CurationSettings, TrainSettings
 
 COMMANDS = [
     "download",
@@ -180,18 +181,18 @@ def folder_embeddings(tmp_path_factory: pytest.TempPathFactory, image_folder: Pa
 
 def test_select_writes_a_diverse_subset(capsys, tmp_path, folder_embeddings):
     listing = tmp_path / "subset.txt"
-    status, _, err = run_cli(capsys, "select", folder_embeddings[0], "--n", "7", "--output", listing)
+    status, _, err = run_cli(capsys, "select", folder_embeddings[0], "--subset-size", "7", "--output", listing)
     assert status == 0, err
     names = listing.read_text().split()
     assert len(names) == 7 == len(set(names)) and all("/" in name for name in names)
     assert "cover" in err
-    status, out, _ = run_cli(capsys, "select", folder_embeddings[0], "--n", "7", "-q")
+    status, out, _ = run_cli(capsys, "select", folder_embeddings[0], "--subset-size", "7", "-q")
     assert out.split() == names  # deterministic, stdout by default
 
 
 def test_compare_prints_and_saves_a_table(capsys, tmp_path, folder_embeddings):
     table = tmp_path / "metrics.csv"
-    status, out, err = run_cli(capsys, "compare", *folder_embeddings, "--k", "5", "--output", table)
+    status, out, err = run_cli(capsys, "compare", *folder_embeddings, "--knn-k", "5", "--output", table)
     assert status == 0, err
     assert "pca8" in out and "pca16" in out and "knn" in out.lower()
     import pandas as pd
@@ -205,15 +206,15 @@ def test_neighbors_outliers_duplicates(capsys, folder_embeddings):
     from embedlab.embedding import load_embeddings
 
     emb = load_embeddings(emb_path)
-    status, out, err = run_cli(capsys, "neighbors", emb_path, emb.filenames[3], "--k", "3")
+    status, out, err = run_cli(capsys, "neighbors", emb_path, emb.filenames[3], "--neighbors-k", "3")
     assert status == 0, err
     assert emb.filenames[3] not in out and len(out.strip().splitlines()) == 4  # header + 3 rows
-    status, out, _ = run_cli(capsys, "neighbors", emb_path, "3", "--k", "3")
+    status, out, _ = run_cli(capsys, "neighbors", emb_path, "3", "--neighbors-k", "3")
     assert status == 0 and len(out.strip().splitlines()) == 4
     status, out, _ = run_cli(capsys, "outliers", emb_path, "--n", "4", "-q")
     scores = [float(line.split("\t")[0]) for line in out.strip().splitlines()]
     assert len(scores) == 4 and scores == sorted(scores, reverse=True)
-    status, out, _ = run_cli(capsys, "duplicates", emb_path, "--threshold", "1.0", "-q")
+    status, out, _ = run_cli(capsys, "duplicates", emb_path, "--duplicate-threshold", "1.0", "-q")
     assert status == 0 and out.strip() == ""  # no two fashion-mnist images are identical
 
 
@@ -247,18 +248,24 @@ def test_neighbors_outliers_duplicates(capsys, folder_embeddings):
             ["--dimensions 500"],
         ),
         (["embed", "{folder}", "{tmp}/out.pt", "--labels", "{labels}"], ["--labels"]),
-        (["select", "{tmp}/none.pt", "--n", "3"], ["not found", "none.pt"]),
-        (["select", "{emb}", "--n", "999"], ["n=999", "60"]),
+        (["select", "{tmp}/none.pt", "--subset-size", "3"], ["not found", "none.pt"]),
+        (["select", "{emb}", "--subset-size", "999"], ["n=999", "60"]),
         (["neighbors", "{emb}", "Nope/none.png"], ["Nope/none.png"]),
         (["neighbors", "{emb}", "600"], ["out of range"]),
         (["compare", "{tmp}/a.pt"], ["a.pt"]),
         (["compare", "{images}"], ["embeddings", "images.npy"]),
-        (["duplicates", "{emb}", "--threshold", "3"], ["threshold"]),
+        (["duplicates", "{emb}", "--duplicate-threshold", "3"], ["--duplicate-threshold", "got 3"]),
+        (["embed", "{images}", "{tmp}/out.pt", "--embed-batch-size", "0"], ["--embed-batch-size", "got 0"]),
+        (["umap", "{emb}", "--projection", "mds"], ["--projection", "'mds'"]),
+        (["train", "{folder}", "{tmp}/run", "--epochs", "2.5"], ["--epochs", "got 2.5"]),
+        (["classify", "{tmp}", "{folder}", "--classifier-mode", "all"], ["--classifier-mode"]),
+        (["download", "fashion-mnist", "--limit-per-class", "0"], ["--limit-per-class"]),
         (["train", "{tmp}/nowhere", "{tmp}/run"], ["nowhere"]),
         (["classify", "{tmp}", "{folder}"], ["exported", "backbone.pt"]),
         (["thumbnails", "{tmp}/nowhere"], ["nowhere"]),
         (["download", "imagenet-22k"], ["imagenet-22k"]),
         (["run", "-p", "epochs"], ["NAME=VALUE"]),
+        (["run", "-p", "a", "b", "c"], ["NAME=VALUE", "a b c"]),
     ],
 )
 def test_bad_input_is_one_clear_line(capsys, tmp_path, images_npy, image_folder, folder_embeddings, argv, needles):
@@ -277,13 +284,13 @@ def test_debug_shows_the_traceback(tmp_path):
     from embedlab.curation import CurationError
 
     with pytest.raises(FileNotFoundError):
-        cli.main(["select", str(tmp_path / "none.pt"), "--n", "3", "--debug"])
+        cli.main(["select", str(tmp_path / "none.pt"), "--debug"])
     assert issubclass(CurationError, ValueError)  # our own errors are caught at the top like ValueError
 
 
 def test_console_script_error_has_no_traceback(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "embedlab.cli", "select", str(tmp_path / "x.pt"), "--n", "2"],
+        [sys.executable, "-m", "embedlab.cli", "select", str(tmp_path / "x.pt"), "--subset-size", "2"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -325,6 +332,13 @@ def test_run_and_demo_call_the_pipeline_with_the_parameters(capsys, monkeypatch,
     assert calls[-1] == ("classroom", "runs/x", ["00", "03"], {"epochs": 3, "init": None, "dataset": "eurosat"})
     status, _, _ = run_cli(capsys, "demo")
     assert status == 0 and calls[-1] == ("demo", None, None, None)
+    # the spelling of `python -m embedlab.pipeline` (README): a positional set, --only 03,04, -p NAME VALUE
+    status, _, err = run_cli(capsys, "run", "tiny", "--only", "03,04", "-p", "epochs", "80", "-p", "min_scale=0.5")
+    assert status == 0 and calls[-1] == ("tiny", None, ["03", "04"], {"epochs": 80, "min_scale": 0.5}), err
+    from embedlab.pipeline.__main__ import main as pipeline_main
+
+    assert pipeline_main(["classroom", "-p", "seed", "none", "-q"]) == 0
+    assert calls[-1] == ("classroom", None, None, {"seed": None})
 
 
 def test_train_thumbnails_download_classify_pass_valid_arguments(capsys, monkeypatch, tmp_path, image_folder):
@@ -332,7 +346,7 @@ def test_train_thumbnails_download_classify_pass_valid_arguments(capsys, monkeyp
     import inspect
     from types import SimpleNamespace
 
-    from embedlab import datasets, finetune, training
+    from embedlab import classifier, datasets, training
 
     seen = {}
 
@@ -363,7 +377,7 @@ def test_train_thumbnails_download_classify_pass_valid_arguments(capsys, monkeyp
         "make_thumbnails",
         SimpleNamespace(out_root=tmp_path, written=5, skipped=0, failed=[], images_per_second=9.0),
     )
-    checked(finetune, "train_classifier", SimpleNamespace(summary=lambda: "frozen classifier: test accuracy 0.5"))
+    checked(classifier, "train_classifier", SimpleNamespace(summary=lambda: "frozen classifier: test accuracy 0.5"))
     status, out, err = run_cli(
         capsys,
         "train",
@@ -379,12 +393,16 @@ def test_train_thumbnails_download_classify_pass_valid_arguments(capsys, monkeyp
         "-q",
     )
     assert status == 0 and "final loss 4.000" in out, err
-    assert seen["train"]["epochs"] == 3 and seen["train"]["small_images"] is True and seen["train"]["devices"] == 2
-    assert seen["train"]["knn_monitor"] is False
-    status, out, err = run_cli(capsys, "thumbnails", image_folder, "--size", "16", "-q")
+    settings = seen["train"]["settings"]  # one TrainSettings, built and checked from the options
+    assert (settings.epochs, settings.small_images, settings.devices, settings.knn_monitor) == (3, True, 2, False)
+    assert settings.batch_size == TrainSettings().batch_size  # options not given: the settings' defaults
+    status, out, err = run_cli(capsys, "thumbnails", image_folder, "--thumbnail-size", "16", "-q")
     assert status == 0 and "5 written" in out, err
-    status, out, err = run_cli(capsys, "classify", tmp_path, image_folder, "--mode", "finetune", "--epochs", "1", "-q")
+    status, out, err = run_cli(
+        capsys, "classify", tmp_path, image_folder, "--classifier-mode", "finetune", "--classifier-epochs", "1", "-q"
+    )
     assert status == 0 and "test accuracy" in out and seen["train_classifier"]["mode"] == "finetune", err
+    assert seen["train_classifier"]["batch_size"] == CurationSettings().classifier_batch_size
     status, out, err = run_cli(capsys, "download", image_folder, "-q")  # a folder: validated, root printed
     assert status == 0 and out.strip() == str(image_folder), err
 
@@ -392,7 +410,16 @@ def test_train_thumbnails_download_classify_pass_valid_arguments(capsys, monkeyp
 def test_umap_command_writes_points_figure_and_interactive_html(capsys, tmp_path, folder_embeddings, image_folder):
     out = tmp_path / "maps"
     status, stdout, err = run_cli(
-        capsys, "umap", folder_embeddings[0], "--method", "pca", "--image-root", image_folder, "--output-dir", out, "-q"
+        capsys,
+        "umap",
+        folder_embeddings[0],
+        "--projection",
+        "pca",
+        "--image-root",
+        image_folder,
+        "--output-dir",
+        out,
+        "-q",
     )
     assert status == 0, err
     points = np.load(out / "pca8-pca.npy")
@@ -401,3 +428,42 @@ def test_umap_command_writes_points_figure_and_interactive_html(capsys, tmp_path
     html = (out / "pca8-pca.html").read_text(encoding="utf-8")
     assert "Bokeh" in html and "data:image/jpeg;base64," in html
     assert str(out / "pca8-pca.html") in stdout
+
+
+def test_options_that_are_settings_come_from_the_settings(capsys, monkeypatch, folder_embeddings):
+    """Every option named like a settings field is generated from it: its default is the settings' default."""
+    import argparse
+
+    from embedlab import curation
+    from embedlab.settings import parse_text
+
+    commands = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    generated = 0
+    for name, sub in commands.items():
+        for fields in (sub.get_default("settings_fields") or {}).values():
+            for action in sub._actions:
+                if action.dest in fields:
+                    assert action.type is parse_text and action.default is argparse.SUPPRESS, (name, action.dest)
+                    generated += 1
+    assert generated >= 40
+    seen = {}
+    monkeypatch.setattr(curation, "near_duplicates", lambda emb, **kw: seen.update(kw) or [])
+    status, _, err = run_cli(capsys, "duplicates", folder_embeddings[0], "-q")
+    assert status == 0 and seen["threshold"] == CurationSettings().duplicate_threshold == 0.97, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "dest", "value"),
+    [
+        (["thumbnails", "fashion-mnist", "--size", "32"], "thumbnail_size", 32),
+        (["compare", "a.pt", "--k", "5"], "knn_k", 5),
+        (["duplicates", "a.pt", "--threshold", "0.9"], "duplicate_threshold", 0.9),
+        (["umap", "a.pt", "--method", "pca", "--min-dist", "0.2"], "projection", "pca"),
+        (["classify", "run", "data", "--mode", "finetune"], "classifier_mode", "finetune"),
+    ],
+)
+def test_short_option_spellings_still_work(argv: list[str], dest: str, value: object) -> None:
+    """Each generated option also takes the command's short spelling declared with its setting (`--k`, `--size`)."""
+    from embedlab.cli.parser import build_parser
+
+    assert getattr(build_parser().parse_args(argv), dest) == value

@@ -74,7 +74,7 @@ def test_neighbors_by_filename_by_vector_and_by_several_queries():
 def test_neighbors_chunked_search_matches_one_block(monkeypatch):
     vectors, _ = clustered(per_class=20)
     whole = curation.nearest_neighbors(vectors, list(range(100)), k=5)
-    monkeypatch.setattr(curation, "_CHUNK_ELEMENTS", 7 * vectors.shape[0])  # 7 queries per chunk
+    monkeypatch.setattr(curation.inputs, "_CHUNK_ELEMENTS", 7 * vectors.shape[0])  # 7 queries per chunk
     chunked = curation.nearest_neighbors(vectors, list(range(100)), k=5)
     np.testing.assert_array_equal(whole.indices, chunked.indices)
 
@@ -134,7 +134,7 @@ def test_near_duplicates_chunked_matches_and_threshold_is_checked(monkeypatch):
     vectors, _ = clustered(per_class=8, spread=0.001)
     whole = curation.near_duplicates(vectors, threshold=0.99)
     assert [len(g) for g in whole] == [8] * 5
-    monkeypatch.setattr(curation, "_CHUNK_ELEMENTS", 3 * vectors.shape[0])
+    monkeypatch.setattr(curation.inputs, "_CHUNK_ELEMENTS", 3 * vectors.shape[0])
     assert curation.near_duplicates(vectors, threshold=0.99) == whole
     with pytest.raises(CurationError, match="threshold"):
         curation.near_duplicates(vectors, threshold=1.5)
@@ -253,3 +253,12 @@ def test_center_spreads_cosine_similarities_and_keeps_metadata():
     np.testing.assert_allclose(centred.vectors.mean(0).numpy(), 0, atol=1e-5)
     assert centred.filenames[3] == "c0/3.png" and centred.meta["centered"] is True
     assert isinstance(curation.center(vectors), np.ndarray)
+
+
+def test_near_duplicates_default_threshold_is_the_settings_default():
+    import inspect
+
+    from embedlab.settings import CurationSettings
+
+    default = inspect.signature(curation.near_duplicates).parameters["threshold"].default
+    assert default == CurationSettings().duplicate_threshold == curation.DUPLICATE_THRESHOLD

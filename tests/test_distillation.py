@@ -103,12 +103,17 @@ def test_dinov2_without_network_fails_with_advice(monkeypatch: pytest.MonkeyPatc
 
 
 def test_dinov2_teacher_size_must_be_a_multiple_of_its_patches() -> None:
-    with pytest.raises(DistillationError, match="multiple of 14"):
-        Distiller(64, "dinov2_vits14", teacher_image_size=100, queue_size=16)
+    from embedlab.settings import ParameterError, TrainSettings
+
+    with pytest.raises(ParameterError, match="multiple of 14"):
+        TrainSettings(method="distillation", teacher="dinov2_vits14", teacher_image_size=100)
+    assert TrainSettings(method="simclr", teacher="dinov2_vits14", teacher_image_size=100).teacher_image_size == 100
 
 
 def test_unknown_teacher_is_a_clear_error(tiny_data: Path, tmp_path: Path) -> None:
-    with pytest.raises(TrainingError, match="Unknown teacher 'vit_huge'"):
+    from embedlab.settings import ParameterError
+
+    with pytest.raises(ParameterError, match="unknown teacher 'vit_huge'"):
         train(tiny_data, tmp_path / "run", teacher="vit_huge", **FAST)
     with pytest.raises(DistillationError, match="Unknown teacher"):
         load_teacher("vit_huge")
@@ -119,7 +124,7 @@ def test_train_distillation_offline_writes_a_resumable_run(tiny_data: Path, teac
     result = train(tiny_data, run, teacher=str(teacher_file), **FAST)
     assert result.exported.is_file() and math.isfinite(result.final_loss)
     state = torch.load(result.checkpoint, map_location="cpu", weights_only=False)["state_dict"]
-    assert "distiller.queue" in state and "distiller.projection_head.weight" in state
+    assert "method.distiller.queue" in state and "method.distiller.projection_head.weight" in state
     assert not any("teacher" in key for key in state)  # the teacher is rebuilt from its name, never saved
     resumed = train(tiny_data, run, teacher=str(teacher_file), **{**FAST, "epochs": 2})
     assert resumed.epochs == 2
@@ -164,8 +169,8 @@ def test_cli_passes_distillation_and_its_teacher_to_train(
 
     seen: dict[str, Any] = {}
 
-    def fake_train(data: Path, run_dir: Path, **options: Any) -> Any:
-        seen.update(options)
+    def fake_train(data: Path, run_dir: Path, settings: Any = None, **options: Any) -> Any:
+        seen.update({**(settings.options() if settings is not None else {}), **options})
         return SimpleNamespace(
             epochs=1, seconds=1.0, images_per_second=1.0, final_loss=1.0, checkpoint="c", exported="e"
         )

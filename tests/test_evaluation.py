@@ -192,7 +192,7 @@ def test_recipe_names_say_how_the_vectors_were_made() -> None:
     )
     assert recipe_name({"model": "pca", "embedding_dim": 50, "image_size": 32}) == "PCA of raw pixels (50 dims), 32 px"
     trained = {"name": "resnet18", "method": "simclr", "init": None, "image_size": 64}
-    assert recipe_name(trained) == "SimCLR from random init, ResNet18, 64 px"
+    assert recipe_name(trained) == "SimCLR from random init, ResNet-18, 64 px"  # the registry's display name
     assert (
         recipe_name(
             {

@@ -16,13 +16,13 @@ from embedlab.pipeline import (
     describe_comparison,
     execute_notebook,
     load_params,
-    main,
     notebooks_dir,
     pipeline_notebooks,
     run_pipeline,
     save_metrics,
     write_index,
 )
+from embedlab.pipeline.__main__ import main
 
 
 # ------------------------------------------------------------------------------------------------ parameters
@@ -217,9 +217,8 @@ def test_command_line_overrides(monkeypatch: pytest.MonkeyPatch, capsys: pytest.
     assert main(["tiny", "-p", "epochs", "3", "-p", "init=null", "--only", "03,04", "--run-dir", "r"]) == 0
     assert seen["overrides"] == {"epochs": 3, "init": None} and seen["notebooks"] == ["03", "04"]
     assert seen["params"] == "tiny" and seen["run_dir"] == "r"
-    with pytest.raises(SystemExit):
-        main(["tiny", "-p", "epochs"])
-    assert "-p expects NAME VALUE or NAME=VALUE" in capsys.readouterr().err
+    assert main(["tiny", "-p", "epochs"]) == 1  # the same command as `embedlab run`: one line, status 1
+    assert "embedlab: error: -p expects NAME=VALUE or NAME VALUE" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

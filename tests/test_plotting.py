@@ -115,8 +115,24 @@ def test_image_grids() -> None:
 
 
 def test_augmented_pairs_with_real_ssl_transform() -> None:
-    training = pytest.importorskip("embedlab.training")
-    fig = augmented_pairs(FakeFolder(), training.ssl_transform("grayscale", 16), n=2)
+    transforms = pytest.importorskip("embedlab.transforms")
+    fig = augmented_pairs(FakeFolder(), transforms.ssl_transform("grayscale", 16), n=2)
+    assert sum(ax.get_title() == "view 2" for ax in fig.axes) == 2
+    plt.close(fig)
+
+
+def test_augmented_pairs_calls_a_one_view_transform_twice() -> None:
+    calls = []
+
+    def one_view(image):
+        calls.append(image)
+        return [torch.full((3, 8, 8), float(len(calls)))]  # distillation's transform: a list of one view
+
+    fig = augmented_pairs(FakeFolder(), one_view, n=2)
+    assert len(calls) == 4 and sum(ax.get_title() == "view 2" for ax in fig.axes) == 2
+    plt.close(fig)
+    transforms = pytest.importorskip("embedlab.transforms")
+    fig = augmented_pairs(FakeFolder(), transforms.ssl_transform("grayscale", 16, method="distillation"), n=2)
     assert sum(ax.get_title() == "view 2" for ax in fig.axes) == 2
     plt.close(fig)
 

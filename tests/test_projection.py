@@ -13,6 +13,7 @@ from embedlab.projection import (
     load_points,
     project,
     project_all,
+    reduce_pca,
     save_points,
 )
 
@@ -88,3 +89,11 @@ def test_points_roundtrip_and_load_or_project(tmp_path) -> None:
         load_points(path, expected_rows=10)
     again = load_or_project(x[:10], path, method="pca")  # stale size -> recomputed and overwritten
     assert again.shape == (10, 2) and load_points(path).shape == (10, 2)
+
+
+def test_reduce_pca_caps_components_at_the_data_and_reports_variance_kept() -> None:
+    vectors = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)
+    reduced, kept = reduce_pca(vectors, 50)
+    assert reduced.shape == (5, 5) and reduced.dtype == np.float32 and kept == pytest.approx(1.0)
+    again, _ = reduce_pca(torch.from_numpy(vectors), 2, seed=0)
+    np.testing.assert_allclose(again, reduced[:, :2], atol=1e-5)

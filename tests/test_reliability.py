@@ -319,8 +319,8 @@ def test_bad_options_give_one_line_and_exit_1(capsys, small_folder: Path, tmp_pa
 
 
 def test_usage_errors_are_one_line_too(capsys):
-    status, _, err = run_cli(capsys, "embed", "in.npy", "out.pt", "--batch-size", "0")
-    assert status == 2 and one_line(err).startswith("embedlab embed: error: argument --batch-size")
+    status, _, err = run_cli(capsys, "embed", "in.npy", "out.pt", "--dimensions", "0")
+    assert status == 2 and one_line(err).startswith("embedlab embed: error: argument --dimensions")
 
 
 def test_make_thumbnails_script_exits_1_when_images_fail(tmp_path: Path):
@@ -469,8 +469,8 @@ class Interrupt(pl.Callback):
         if trainer.global_step == 3:
             os.kill(os.getpid(), signal.SIGINT)  # Ctrl+C, delivered at a chosen step
 
-make = training._make_callbacks
-training._make_callbacks = lambda *a, **k: [*make(*a, **k), Interrupt()]
+make = training.run.make_callbacks
+training.run.make_callbacks = lambda *a, **k: [*make(*a, **k), Interrupt()]
 sys.exit(cli.main(sys.argv[1:]))
 """
 
@@ -546,8 +546,8 @@ def test_a_crash_mid_epoch_saves_a_checkpoint_and_the_rerun_resumes(monkeypatch,
             if trainer.global_step == 2:
                 raise RuntimeError("simulated out-of-memory")
 
-    make = training._make_callbacks
-    monkeypatch.setattr(training, "_make_callbacks", lambda *a, **k: [*make(*a, **k), Crash()])
+    make = training.run.make_callbacks
+    monkeypatch.setattr(training.run, "make_callbacks", lambda *a, **k: [*make(*a, **k), Crash()])
     options = {
         "epochs": 1,
         "batch_size": 4,
@@ -562,7 +562,7 @@ def test_a_crash_mid_epoch_saves_a_checkpoint_and_the_rerun_resumes(monkeypatch,
     with pytest.raises(RuntimeError, match="simulated"):
         training.train(small_folder, run, **options)
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 2
-    monkeypatch.setattr(training, "_make_callbacks", make)
+    monkeypatch.setattr(training.run, "make_callbacks", make)
     training.train(small_folder, run, **options)
     assert [int(r["step"]) for r in rows(run / "loss.csv")] == [1, 2, 3, 4]
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import inspect
 import types
-from dataclasses import MISSING, fields
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -19,31 +18,17 @@ from embedlab.settings import (
 )
 
 
-def _train_options() -> dict[str, inspect.Parameter]:
+def test_train_takes_the_settings_object_or_keywords(tiny_data: Path, tmp_path: Path) -> None:
+    """train(data, run, settings) and train(data, run, **options) are the same run; options change the settings."""
     from embedlab.training import train
 
-    return {n: p for n, p in inspect.signature(train).parameters.items() if p.kind is p.KEYWORD_ONLY}
-
-
-def test_train_settings_mirror_every_train_option() -> None:
-    options = _train_options()
-    own = {f.name: f for f in fields(TrainSettings)}
-    assert set(own) == set(options), (
-        f"train() and TrainSettings drifted apart: only in train(): {sorted(set(options) - set(own))}; "
-        f"only in TrainSettings: {sorted(set(own) - set(options))}. Add the option to both."
-    )
-    for name, option in options.items():
-        assert own[name].default is not MISSING, name
-        assert own[name].default == option.default, (
-            f"{name}: train() default {option.default!r}, TrainSettings default {own[name].default!r}"
-        )
-        assert own[name].metadata.get("check") is not None, f"TrainSettings.{name} has no check"
-
-
-def test_default_train_settings_are_accepted_by_train_signature() -> None:
-    from embedlab.training import train
-
-    inspect.signature(train).bind("data", "run", **TrainSettings().options())  # raises on any unknown option
+    settings = TrainSettings(epochs=1, batch_size=8, image_size=16, layers=1, knn_monitor=False, progress=False)
+    result = train(tiny_data, tmp_path / "a", settings, augment="grayscale")
+    config = params.RunDir(tmp_path / "a").read_config()
+    assert result.epochs == 1 and config["augment"] == "grayscale" and config["epochs"] == 1
+    assert config["small_images"] is True and config["learning_rate"] == pytest.approx(0.06 * 8 / 128)
+    with pytest.raises(ParameterError, match="unknown TrainSettings option"):
+        train(tiny_data, tmp_path / "b", settings, epoch=2)
 
 
 @pytest.mark.parametrize("cls", ALL_SETTINGS, ids=lambda c: c.__name__)
@@ -79,11 +64,13 @@ def test_bad_values_fail_with_the_parameter_named(cls: type, name: str, value: o
         cls(**{name: value})
 
 
-def test_known_names_come_from_the_stage_modules() -> None:
-    from embedlab.training import METHODS
+def test_known_names_come_from_the_registry() -> None:
+    from embedlab.registry import BACKBONES, METHODS
 
-    for method in METHODS:  # a method added to training is accepted without touching the settings
+    for method in METHODS:  # a registered method is accepted without touching the settings
         assert TrainSettings(method=method).method == method
+    for backbone in BACKBONES:
+        assert TrainSettings(backbone=backbone).backbone == backbone
 
 
 def test_check_builds_typed_settings_per_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from embedlab import training
-from embedlab.training import _TimeBudget, train
+from embedlab import runtime, training
+from embedlab.training import TimeBudget, train
 
 
 class _Clock:
@@ -30,7 +30,7 @@ def _fake_trainer() -> Any:
 
 
 def _run_steps(
-    budget: _TimeBudget, trainer: Any, module: Any, clock: _Clock, seconds_per_step: float, until: int
+    budget: TimeBudget, trainer: Any, module: Any, clock: _Clock, seconds_per_step: float, until: int
 ) -> None:
     while trainer.global_step < until and not trainer.should_stop:
         clock.now += seconds_per_step
@@ -40,35 +40,35 @@ def _run_steps(
 
 def test_plan_fits_the_schedule_to_the_measured_speed() -> None:
     clock, trainer = _Clock(), _fake_trainer()
-    module = SimpleNamespace(_total_steps=1000, _warmup_steps=100)
-    budget = _TimeBudget(60.0, verbose=False, started=0.0, calibration_steps=3, safety=0.85, clock=clock)
+    module = SimpleNamespace(total_steps=1000, warmup_steps=100)
+    budget = TimeBudget(60.0, verbose=False, started=0.0, calibration_steps=3, safety=0.85, clock=clock)
     clock.now = 1.0  # set-up before the first step
     _run_steps(budget, trainer, module, clock, 0.5, until=1000)
     # timed steps 1..4 at 0.5 s -> 2 steps/s; at t=3 s, 57 s remain: 4 + int(0.85 * 57 * 2) = 100 steps
     assert budget.steps_per_second == pytest.approx(2.0)
     assert budget.planned_steps == 4 + int(0.85 * 57 * 2)
-    assert module._total_steps == budget.planned_steps and module._warmup_steps == budget.planned_steps // 10
+    assert module.total_steps == budget.planned_steps and module.warmup_steps == budget.planned_steps // 10
     assert trainer.should_stop and trainer.global_step == budget.planned_steps
     assert clock.now <= 60.0
 
 
 def test_plan_leaves_a_run_that_fits_alone() -> None:
     clock, trainer = _Clock(), _fake_trainer()
-    module = SimpleNamespace(_total_steps=50, _warmup_steps=5)
-    budget = _TimeBudget(600.0, verbose=False, started=0.0, clock=clock)
+    module = SimpleNamespace(total_steps=50, warmup_steps=5)
+    budget = TimeBudget(600.0, verbose=False, started=0.0, clock=clock)
     _run_steps(budget, trainer, module, clock, 0.5, until=50)
-    assert budget.planned_steps == 50 and module._total_steps == 50 and module._warmup_steps == 5
+    assert budget.planned_steps == 50 and module.total_steps == 50 and module.warmup_steps == 5
 
 
 def test_slow_epoch_ends_shorten_the_plan() -> None:
     clock, trainer = _Clock(), _fake_trainer()
-    module = SimpleNamespace(_total_steps=1000, _warmup_steps=10)
-    budget = _TimeBudget(100.0, verbose=False, started=0.0, calibration_steps=3, safety=0.85, clock=clock)
+    module = SimpleNamespace(total_steps=1000, warmup_steps=10)
+    budget = TimeBudget(100.0, verbose=False, started=0.0, calibration_steps=3, safety=0.85, clock=clock)
     _run_steps(budget, trainer, module, clock, 0.5, until=20)
     first_plan = budget.planned_steps
     clock.now += 30.0  # an epoch end (kNN monitor, checkpoint) far slower than the steps
     budget.on_train_epoch_end(trainer, module)
-    assert budget.planned_steps < first_plan and module._total_steps == budget.planned_steps
+    assert budget.planned_steps < first_plan and module.total_steps == budget.planned_steps
     _run_steps(budget, trainer, module, clock, 0.5, until=1000)
     assert trainer.global_step == budget.planned_steps and clock.now <= 100.0
     clock.now += 200.0  # past the budget at an epoch end: stop there, before another step
@@ -77,7 +77,7 @@ def test_slow_epoch_ends_shorten_the_plan() -> None:
     assert trainer.should_stop and budget.planned_steps == trainer.global_step
 
 
-class _StepClockBudget(_TimeBudget):
+class _StepClockBudget(TimeBudget):
     """The real planner on a clock where every training step takes 30 s: the plan is the same on any machine."""
 
     SECONDS_PER_STEP = 30.0
@@ -97,7 +97,7 @@ def test_capped_run_warms_up_and_anneals_within_its_budget(
 ) -> None:
     """200 epochs (1,000 steps) do not fit in 10 minutes of 30-second steps: train() plans 17 steps, warms up
     first, then anneals to lr 0 at the planned step (the hard cap never fires)."""
-    monkeypatch.setattr(training, "_TimeBudget", _StepClockBudget)
+    monkeypatch.setattr(training.run, "TimeBudget", _StepClockBudget)
     result = train(
         tiny_data,
         tmp_path / "run",
@@ -127,8 +127,8 @@ def test_capped_run_warms_up_and_anneals_within_its_budget(
 def test_num_workers_auto_follows_the_measured_rule() -> None:
     """On a <= 2-core CPU no workers (measured: ~1% of the step waits for data, bench_gpu-cpu-workers.json); on a
     GPU every core gets one, up to 8 (the step is fast there, so decoding is expected to limit it)."""
-    assert training.resolve_num_workers("auto", 64, "cpu", cpus=2) == 0
-    assert training.resolve_num_workers("auto", 224, "cpu", cpus=2) == 0
-    assert training.resolve_num_workers("auto", 64, "gpu", cpus=2) == 2
-    assert training.resolve_num_workers("auto", 64, "gpu", cpus=16) == 8
-    assert training.resolve_num_workers(3, 32, "gpu", cpus=2) == 3
+    assert runtime.train_workers("auto", "cpu", cpus=2) == 0
+    assert runtime.train_workers("auto", "cpu", cpus=2) == 0
+    assert runtime.train_workers("auto", "gpu", cpus=2) == 2
+    assert runtime.train_workers("auto", "gpu", cpus=16) == 8
+    assert runtime.train_workers(3, "gpu", cpus=2) == 3

@@ -17,6 +17,8 @@ import torch
 from PIL import Image
 
 from embedlab import training
+from embedlab.registry import METHODS
+from embedlab.settings import ParameterError, TrainSettings
 from embedlab.training import SSLModule, TrainingError, ssl_transform, train
 
 # Tiny and fast: the stem + first stage of a standard-stem ResNet18 on 32 px images.
@@ -46,23 +48,31 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 def _batch(tiny_data: Path, method: str, n: int = 8) -> tuple[list[torch.Tensor], torch.Tensor, list[str]]:
-    """A collated batch of two views, as the DataLoader gives it to training_step."""
+    """A collated batch of the method's views, as the DataLoader gives it to training_step."""
     from embedlab.datasets import ImageFolder
 
     folder = ImageFolder(tiny_data, ssl_transform("grayscale", 32, method=method))
     items = [folder[i * 5] for i in range(n)]
-    views = [torch.stack([item[0][v] for item in items]) for v in range(2)]
+    views = [torch.stack([item[0][v] for item in items]) for v in range(METHODS[method].num_views)]
     return views, torch.tensor([item[1] for item in items]), [item[2] for item in items]
 
 
-@pytest.mark.parametrize("method", ["simclr", "moco", "byol"])
+@pytest.mark.parametrize("method", list(METHODS))
 def test_method_training_step_updates_weights(tiny_data: Path, method: str) -> None:
     """Each method's loss is finite and one SGD step on it changes the backbone (and only trainable parts)."""
     torch.manual_seed(0)
-    module = SSLModule(
-        backbone="resnet18", small_images=False, layers=2, method=method, image_size=32, learning_rate=0.1, batch_size=8
+    settings = TrainSettings(
+        backbone="resnet18",
+        small_images=False,
+        layers=2,
+        method=method,
+        image_size=32,
+        learning_rate=0.1,
+        batch_size=8,
+        teacher="efficientnet_lite0",  # offline (used by distillation only)
     )
-    module._total_steps = 10
+    module = SSLModule(settings)
+    module.total_steps = 10
     module.log = lambda *args, **kwargs: None  # no Trainer attached in this unit test
     before = {k: v.clone() for k, v in module.backbone.state_dict().items()}
     optimizer = torch.optim.SGD([p for p in module.parameters() if p.requires_grad], lr=0.1)
@@ -75,7 +85,7 @@ def test_method_training_step_updates_weights(tiny_data: Path, method: str) -> N
     ]
     assert "conv1.weight" in changed and "layer2.1.conv2.weight" in changed
     if method in ("moco", "byol"):
-        assert not any(p.requires_grad for p in module.momentum_backbone.parameters())
+        assert not any(p.requires_grad for p in module.method.momentum_backbone.parameters())
 
 
 def test_train_writes_run_directory(trained_run: tuple[Path, training.TrainResult]) -> None:
@@ -153,6 +163,21 @@ def test_resume_with_other_backbone_is_a_clear_error(
         train(tiny_data, trained_run[0], **{**FAST, "backbone": "efficientnet_lite0", "epochs": 3})
     message = str(info.value)
     assert "resnet18" in message and "efficientnet_lite0" in message and "size mismatch" not in message
+
+
+@pytest.mark.parametrize(
+    "change", [{"augment": "grayscale"}, {"init": "imagenet"}, {"temperature": 0.1}, {"min_scale": 0.5}]
+)
+def test_a_finished_run_is_never_returned_for_another_recipe(
+    trained_run: tuple[Path, training.TrainResult], tiny_data: Path, change: dict[str, Any]
+) -> None:
+    """Changing the recipe in the same run_dir (an exercise's "try augment='grayscale'") names what differs instead of
+    silently returning the finished run; epochs, batch size and budgets may change."""
+    ((name, value),) = change.items()
+    with pytest.raises(TrainingError, match=f"{name}=.*{value!r}.*new run_dir"):
+        train(tiny_data, trained_run[0], **{**FAST, "layers": None, **change})
+    same_recipe = {**FAST, "layers": None, "batch_size": 4, "knn_images": 20}
+    assert train(tiny_data, trained_run[0], **same_recipe).epochs == 1
     with pytest.raises(TrainingError, match="method='byol'"):
         train(tiny_data, trained_run[0], **{**FAST, "method": "byol", "epochs": 3})
 
@@ -184,7 +209,7 @@ def test_init_imagenet_efficientnet_lite0(tiny_data: Path, tmp_path: Path) -> No
     from embedlab.models import create_backbone, load_backbone
 
     imagenet = create_backbone("efficientnet_lite0", "imagenet", layers=3).state_dict()
-    module = SSLModule(backbone="efficientnet_lite0", init="imagenet", layers=3, image_size=32)
+    module = SSLModule(TrainSettings(backbone="efficientnet_lite0", init="imagenet", layers=3, image_size=32))
     assert torch.equal(module.backbone.state_dict()["_conv_stem.weight"], imagenet["_conv_stem.weight"])
     result = train(
         tiny_data,
@@ -235,28 +260,29 @@ def test_ddp_two_cpu_processes(tiny_data: Path, tmp_path: Path) -> None:
     steps = _rows(run / "loss.csv")
     assert len(steps) == 5  # 40 images over 2 processes x 4 per batch
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert ckpt["embedlab"]["epochs_completed"] == 1 and ckpt["hyper_parameters"]["distributed"] is True
+    assert ckpt["embedlab"]["epochs_completed"] == 1 and ckpt["hyper_parameters"]["world_size"] == 2
     assert "RESULT" in proc.stdout
 
 
 @pytest.mark.parametrize(
     ("options", "match"),
     [
-        ({"method": "simsiam"}, "Unknown method 'simsiam'"),
-        ({"augment": "medical"}, "Unknown augment 'medical'"),
-        ({"backbone": "vgg16"}, "Unknown backbone 'vgg16'"),
-        ({"init": "places365"}, "Unknown init 'places365'"),
-        ({"epochs": 0}, "epochs=0"),
-        ({"batch_size": 1}, "batch_size=1"),
-        ({"learning_rate": -1.0}, "learning_rate=-1.0"),
-        ({"num_workers": -2}, "num_workers=-2"),
-        ({"max_steps": 0}, "max_steps=0"),
+        ({"method": "simsiam"}, "parameter 'method'.*'simsiam'"),
+        ({"augment": "medical"}, "parameter 'augment'.*'medical'"),
+        ({"backbone": "vgg16"}, "parameter 'backbone'.*'vgg16'"),
+        ({"init": "places365"}, "parameter 'init'.*'places365'"),
+        ({"epochs": 0}, "parameter 'epochs'"),
+        ({"batch_size": 1}, "parameter 'batch_size'"),
+        ({"learning_rate": -1.0}, "parameter 'learning_rate'"),
+        ({"num_workers": -2}, "parameter 'num_workers'"),
+        ({"max_steps": 0}, "parameter 'max_steps'"),
     ],
 )
 def test_bad_options_are_clear_errors(tiny_data: Path, tmp_path: Path, options: dict[str, Any], match: str) -> None:
-    """Each bad option raises TrainingError naming it, before any training."""
-    with pytest.raises(TrainingError, match=match):
+    """Each bad option raises the settings' ParameterError naming it, before anything is read or written."""
+    with pytest.raises(ParameterError, match=match):
         train(tiny_data, tmp_path / "run", **{**FAST, **options})
+    assert not (tmp_path / "run").exists()
 
 
 def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
@@ -295,7 +321,7 @@ def test_ssl_transform_gives_two_normalised_views(preset: str, method: str) -> N
 
 def test_grayscale_preset_keeps_gray_images_gray() -> None:
     """The grayscale preset never adds colour: the three channels stay equal before normalisation."""
-    from embedlab.models import IMAGENET_MEAN, IMAGENET_STD
+    from embedlab.registry import IMAGENET_MEAN, IMAGENET_STD
 
     image = Image.fromarray(np.random.default_rng(1).integers(0, 255, (32, 32), dtype=np.uint8)).convert("RGB")
     mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
@@ -307,14 +333,17 @@ def test_grayscale_preset_keeps_gray_images_gray() -> None:
 
 def test_resolvers() -> None:
     """precision/accelerator/num_workers 'auto' choose sensible values on this CPU box."""
-    assert training.resolve_precision("auto", "cpu") == "32-true"
-    assert training.resolve_precision("16-mixed", "gpu") == "16-mixed"
+    from embedlab import runtime
+    from embedlab.training import lr_factor
+
+    assert runtime.resolve_precision("auto", "cpu") == "32-true"
+    assert runtime.resolve_precision("16-mixed", "gpu") == "16-mixed"
     if not torch.cuda.is_available():
-        assert training.resolve_accelerator("auto") == "cpu"
-        with pytest.raises(TrainingError, match="no CUDA GPU"):
-            training.resolve_accelerator("gpu")
-    assert training.resolve_num_workers(3, 32) == 3
-    assert 0 <= training.resolve_num_workers("auto", 32) <= 8
-    assert training._lr_factor(0, 100, 10) == pytest.approx(0.1)
-    assert training._lr_factor(10, 100, 10) == pytest.approx(1.0)
-    assert training._lr_factor(99, 100, 10) == pytest.approx(0.0)
+        assert runtime.resolve_accelerator("auto") == "cpu"
+        with pytest.raises(ParameterError, match="no CUDA GPU"):
+            runtime.resolve_accelerator("gpu")
+    assert runtime.train_workers(3) == 3
+    assert 0 <= runtime.train_workers("auto") <= 8
+    assert lr_factor(0, 100, 10) == pytest.approx(0.1)
+    assert lr_factor(10, 100, 10) == pytest.approx(1.0)
+    assert lr_factor(99, 100, 10) == pytest.approx(0.0)

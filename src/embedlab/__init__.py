@@ -40,11 +40,23 @@ _EXPORTS: dict[str, str] = {
     "WeightsUnavailableError": "models",
     "BackboneLoadError": "models",
     "normalization": "models",
+    "resolve_backbone": "models",
+    # registry (methods, backbones, augmentation presets by name; torch-free)
+    "register_method": "registry",
+    "METHODS": "registry",
+    "BACKBONES": "registry",
+    # methods (one file per method on a shared base)
+    "Method": "methods.base",
+    "MethodContext": "methods.base",
+    # transforms (the SSL view presets and the one evaluation transform)
+    "ssl_transform": "transforms",
+    "eval_transform": "transforms",
     # training
     "train": "training",
     "TrainResult": "training",
-    "ssl_transform": "training",
     "TrainingError": "training",
+    # the run directory (every file of a run)
+    "RunDir": "rundir",
     # embedding
     "Embeddings": "embedding",
     "embed": "embedding",
@@ -95,11 +107,11 @@ _EXPORTS: dict[str, str] = {
     "Neighbors": "curation",
     "Clusters": "curation",
     "CurationError": "curation",
-    # finetune (classifier on the exported backbone)
-    "train_classifier": "finetune",
-    "Classifier": "finetune",
-    "ClassifierResult": "finetune",
-    "FinetuneError": "finetune",
+    # classifier (on the exported backbone)
+    "train_classifier": "classifier",
+    "Classifier": "classifier",
+    "ClassifierResult": "classifier",
+    "FinetuneError": "classifier",
     # pipeline
     "run_pipeline": "pipeline",
     "PipelineError": "pipeline",
@@ -123,16 +135,22 @@ _EXPORTS: dict[str, str] = {
 }
 
 _SUBMODULES = (
+    "registry",
+    "rundir",
+    "runtime",
+    "transforms",
     "datasets",
     "models",
+    "methods",
     "training",
     "embedding",
     "projection",
     "evaluation",
     "plotting",
     "curation",
-    "finetune",
+    "classifier",
     "pipeline",
+    "report",
     "cli",
     "params",
     "settings",

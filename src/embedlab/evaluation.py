@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from embedlab.registry import BACKBONES, METHODS
+
 KNN_CHUNK = 1024  # query rows per similarity block: [1024, N] floats at a time
 
 
@@ -147,38 +149,41 @@ def linear_probe_accuracy(
 
 
 def cluster_score(vectors: Any, labels: Any = None, *, seed: int = 0) -> float:
-    """NMI between k-means clusters (k = number of classes, on L2-normalised vectors) and the labels."""
-    from sklearn.cluster import KMeans
+    """NMI between k-means clusters (`curation.kmeans_clusters`, cosine, k = number of classes) and the labels."""
     from sklearn.metrics import normalized_mutual_info_score
 
-    x = torch.nn.functional.normalize(_vectors(vectors), dim=1).numpy()
+    from embedlab.curation import kmeans_clusters
+
+    x = _vectors(vectors)
     y = _labels(labels, vectors, len(x), "cluster_score")
     k = len(np.unique(y))
     if len(x) < k:
         raise EvaluationError(f"cluster_score: {len(x)} vectors for {k} classes")
-    clusters = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(x)
-    return float(normalized_mutual_info_score(y, clusters))
+    clusters = kmeans_clusters(x, k, seed=seed, n_init=10)
+    return float(normalized_mutual_info_score(y, clusters.labels))
 
 
-METHOD_NAMES = {"simclr": "SimCLR", "moco": "MoCo", "byol": "BYOL", "distillation": "Distillation"}
-BACKBONE_NAMES = {
-    "resnet18": "ResNet18",
-    "resnet34": "ResNet34",
-    "resnet50": "ResNet50",
-    "efficientnet_lite0": "EfficientNet-Lite0",
-}
 KINDS = ("self-supervised", "ImageNet", "floor")  # the trained model, the baselines it must beat, the floors
 
 
-def _pretty_backbone(name: Any) -> str:
-    """EfficientNet-Lite0 rather than efficientnet_lite0 (unknown names pass through)."""
-    return BACKBONE_NAMES.get(str(name), str(name))
+def _backbone_title(name: Any) -> str:
+    """The registry's display name (EfficientNet-Lite0 rather than efficientnet_lite0); unknown names pass through."""
+    spec = BACKBONES.get(str(name))
+    return spec.display_name if spec else str(name)
+
+
+def _method_title(name: Any) -> str:
+    """The registry's display name of a method (SimCLR rather than simclr); unknown names pass through."""
+    spec = METHODS.get(str(name))
+    return spec.display_name if spec else str(name)
 
 
 def _training_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
     """An embedding set's metadata merged over its exported backbone's backbone.json (init, teacher...)."""
+    from embedlab.models import sidecar_path
+
     source = meta.get("source")
-    sidecar = Path(str(source)).with_suffix(".json") if source else None
+    sidecar = sidecar_path(str(source)) if source else None
     if sidecar is None or not sidecar.is_file():
         return dict(meta)
     try:
@@ -208,14 +213,14 @@ def recipe_name(meta: Mapping[str, Any], name: str = "") -> str:
         return name
     size = meta.get("image_size")
     px = f", {size} px" if size else ""
-    backbone = _pretty_backbone(meta.get("backbone") or meta.get("name") or meta.get("model") or name)
+    backbone = _backbone_title(meta.get("backbone") or meta.get("name") or meta.get("model") or name)
     if meta.get("model") == "pca":
         return f"PCA of raw pixels ({meta.get('embedding_dim', '?')} dims){px}"
     method = meta.get("method")
     if method:
         start = "continued from ImageNet" if meta.get("init") == "imagenet" else "from random init"
-        teacher = f" of {_pretty_backbone(meta['teacher'])}" if meta.get("teacher") else ""
-        return f"{METHOD_NAMES.get(str(method), str(method))}{teacher} {start}, {backbone}{px}"
+        teacher = f" of {_backbone_title(meta['teacher'])}" if meta.get("teacher") else ""
+        return f"{_method_title(method)}{teacher} {start}, {backbone}{px}"
     if meta.get("weights") == "imagenet":
         return f"ImageNet weights (no training), {backbone}{px}"
     return f"random init (no training), {backbone}{px}"

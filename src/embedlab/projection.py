@@ -38,6 +38,22 @@ def as_array(vectors: Any) -> np.ndarray:
     return array
 
 
+def pca_reducer(components: int, seed: int = 0) -> Any:
+    """The one PCA of embedlab (sklearn's, seeded): 2-D maps, the raw-pixel baseline and `reduce_pca` all use it."""
+    from sklearn.decomposition import PCA
+
+    return PCA(n_components=components, random_state=seed)
+
+
+def reduce_pca(vectors: Any, dimensions: int, *, seed: int = 0) -> tuple[np.ndarray, float]:
+    """[N, D] vectors (array, tensor or Embeddings) -> ([N, k] float32, share of the variance kept), with
+    k = min(dimensions, N, D) and at least 1: fewer components when there are fewer images or features."""
+    array = as_array(vectors)
+    pca = pca_reducer(max(1, min(int(dimensions), *array.shape)), seed)
+    reduced = np.asarray(pca.fit_transform(array), dtype=np.float32)
+    return reduced, float(pca.explained_variance_ratio_.sum())
+
+
 class Projector:
     """A 2-D reducer fitted on one embedding set; `name` says which, so it is never reused on another set."""
 
@@ -72,9 +88,7 @@ class Projector:
     def _make_reducer(self, n: int) -> Any:
         """Build the underlying reducer, clamping neighbourhood sizes for tiny N."""
         if self.method == "pca":
-            from sklearn.decomposition import PCA
-
-            return PCA(n_components=2, random_state=self.seed)
+            return pca_reducer(2, self.seed)
         if self.method == "tsne":
             from sklearn.manifold import TSNE
 

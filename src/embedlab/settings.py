@@ -1,11 +1,13 @@
 """Typed, checked settings: one frozen dataclass per stage, shared by the notebooks, the CLI and the library.
 
 Each field carries its check (type and range) in its metadata, so a bad value fails when the settings are made,
-with a one-line ParameterError naming the parameter. `TrainSettings` mirrors `embedlab.training.train`'s keyword
-options one to one (a test keeps the two in step), so `train(data, run_dir, **settings.options())` is the call.
+with a one-line ParameterError naming the parameter. This is the only declaration, check and help of every option:
+`train(data, run_dir, settings)` and the other stages take these objects and check nothing again, and the CLI's
+options are generated from them.
 
-Only the standard library is imported at module level; the lists of valid names (datasets, backbones, methods)
-are read from the stage modules when a value is checked, so those modules stay the single source of truth.
+Only the standard library is imported: the lists of valid names (methods, backbones, augmentation presets,
+teachers) come from the torch-free `embedlab.registry`; dataset names and verify modes from `embedlab.datasets`,
+which imports no torch either.
 """
 
 from __future__ import annotations
@@ -18,11 +20,16 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from embedlab.registry import (
+    AUGMENT_PRESETS,
+    DINOV2_PATCH,
+    DINOV2_TEACHERS,
+    backbone_names,
+    method_names,
+    teacher_names,
+)
+
 ROOT_ENV = "EMBEDLAB_ROOT"
-KNOWN_DATASETS = ("aid", "eurosat", "ucmerced", "fashion-mnist")
-KNOWN_BACKBONES = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0")
-KNOWN_METHODS = ("simclr", "moco", "byol", "distillation")
-KNOWN_AUGMENTS = ("natural", "aerial", "grayscale")
 PROJECTION_METHODS = ("umap", "pca", "tsne")
 CLASSIFIER_MODES = ("frozen", "finetune")
 
@@ -170,23 +177,23 @@ def _min_scale(name: str, value: Any) -> float | None:
     return None if value is None else _fraction(name, value)
 
 
-def _known(module: str, attr: str, fallback: tuple[str, ...]) -> Callable[[], tuple[str, ...]]:
-    """Names from a stage module (the source of truth), read when a value is checked; the fallback if absent."""
+def _dataset_names() -> tuple[str, ...]:
+    """The registered dataset names (embedlab.datasets imports no torch)."""
+    from embedlab.datasets import DATASETS
 
-    def names() -> tuple[str, ...]:
-        import importlib
+    return tuple(DATASETS)
 
-        try:
-            return tuple(getattr(importlib.import_module(f"embedlab.{module}"), attr))
-        except (ImportError, AttributeError):
-            return fallback
 
-    return names
+def _verify_modes() -> tuple[str, ...]:
+    """How thoroughly images are checked before use (embedlab.datasets.VERIFY_MODES)."""
+    from embedlab.datasets import VERIFY_MODES
+
+    return tuple(VERIFY_MODES)
 
 
 def _dataset(name: str, value: Any) -> str:
     text = _str(name, value)
-    names = _known("datasets", "DATASETS", KNOWN_DATASETS)()
+    names = _dataset_names()
     if text in names:
         return text
     folder = resolve_path(text)
@@ -198,14 +205,26 @@ def _dataset(name: str, value: Any) -> str:
     )
 
 
-_backbone = _choice(_known("models", "BACKBONE_NAMES", KNOWN_BACKBONES))
-_method = _choice(_known("training", "METHODS", KNOWN_METHODS))
-_augment = _choice(_known("training", "AUGMENT_PRESETS", KNOWN_AUGMENTS))
+def _teacher(name: str, value: Any) -> str:
+    """A distillation teacher: a registered name or the path of an exported backbone / checkpoint."""
+    text = _str(name, value)
+    if text in teacher_names() or Path(text).expanduser().is_file():
+        return text
+    raise ParameterError(
+        f"parameter {name!r}: unknown teacher {text!r}; use one of {', '.join(teacher_names())} "
+        f"or the path of an exported backbone (.pt) or checkpoint (.ckpt)"
+    )
 
 
-def setting(default: Any, check: Check | None, help: str = "") -> Any:  # noqa: A002 - argparse's word
-    """A dataclass field whose value `check(name, value)` cleans or rejects; `help` documents it (CLI, docs)."""
-    return field(default=default, metadata={"check": check, "help": help})
+_backbone = _choice(backbone_names)
+_method = _choice(method_names)
+_augment = _choice(AUGMENT_PRESETS)
+
+
+def setting(default: Any, check: Check | None, help: str = "", cli: str | None = None) -> Any:  # noqa: A002
+    """A dataclass field whose value `check(name, value)` cleans or rejects; `help` documents it (CLI, docs);
+    `cli` is the command's short spelling (`--k` for knn_k), accepted beside `--field-name`."""
+    return field(default=default, metadata={"check": check, "help": help, "cli": cli})
 
 
 # --------------------------------------------------------------------------------------------- the base class
@@ -262,14 +281,14 @@ class DataSettings(Settings):
     stage: ClassVar[str] = "data"
     dataset: str = setting("aid", _dataset, "aid | eurosat | ucmerced | fashion-mnist | an image folder")
     data_dir: Path = setting("data", _path, "where datasets are stored (relative: from the project root)")
-    limit_per_class: int | None = setting(None, _int(1, optional=True), "images per class; None: all")
-    thumbnail_size: int = setting(64, _int(8, 1024), "the thumbnail cache's short side in pixels")
+    limit_per_class: int | None = setting(None, _int(1, optional=True), "images per class; None: all", cli="limit")
+    thumbnail_size: int = setting(64, _int(8, 1024), "the thumbnail cache's short side in pixels", cli="size")
     seed: int = setting(0, _int(0), "seed for the image sample shown")
 
 
 @dataclass(frozen=True)
 class TrainSettings(Settings):
-    """Every option of `embedlab.training.train` (same names, same defaults; tests/test_settings.py checks it)."""
+    """Every option of a training run (`embedlab.train(data, run_dir, settings)`); config.json records them."""
 
     stage: ClassVar[str] = "train"
     method: str = setting("simclr", _method, "self-supervised method")
@@ -302,15 +321,24 @@ class TrainSettings(Settings):
     freeze_bn: bool = setting(False, _bool, "keep the backbone's BatchNorm statistics fixed")
     backbone_lr_scale: float = setting(1.0, _float(0.0), "backbone learning rate relative to the heads")
     max_steps: int | None = setting(None, _int(1, optional=True), "optimizer steps; the schedule fits them")
-    teacher: str = setting("dinov2_vitb14", _str, "method 'distillation': the teacher (a name or a weights file)")
+    teacher: str = setting("dinov2_vitb14", _teacher, "method 'distillation': the teacher (a name or a weights file)")
     teacher_image_size: int | None = setting(
         None, _int(16, 1024, optional=True), "the teacher's input size; None: its default"
     )
     verify: str = setting(
         "header",
-        _choice(_known("datasets", "VERIFY_MODES", ("header", "full", "none"))),
+        _choice(_verify_modes),
         "check images before training: header (fast), full (decode every file) or none",
     )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        size = self.teacher_image_size
+        if self.method == "distillation" and self.teacher in DINOV2_TEACHERS and size and size % DINOV2_PATCH:
+            raise ParameterError(
+                f"parameter 'teacher_image_size': expected a multiple of {DINOV2_PATCH} for a DINOv2 teacher "
+                f"(its patch size), e.g. 224, got {size!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -323,7 +351,7 @@ class EmbedSettings(Settings):
     imagenet_image_sizes: tuple[int, ...] = setting(
         (64, 112, 224), _int_list(16, 1024), "input sizes to embed with it; the best is the baseline"
     )
-    embed_batch_size: int = setting(64, _int(1), "images per batch")
+    embed_batch_size: int = setting(64, _int(1), "images per batch", cli="batch-size")
     pca_dimensions: int = setting(50, _int(2), "components of the raw-pixel PCA baseline")
     num_workers: int | str = setting("auto", _workers, "data-loading processes")
     seed: int = setting(0, _int(0), "seed of the random-init and PCA baselines")
@@ -338,9 +366,11 @@ class ProjectionSettings(Settings):
     """2-D maps of the embeddings (notebooks 04 and 05)."""
 
     stage: ClassVar[str] = "projection"
-    projection: str = setting("umap", _choice(PROJECTION_METHODS), "umap | pca | tsne")
-    umap_n_neighbors: int = setting(15, _int(2), "bigger: more global structure; smaller: more local detail")
-    umap_min_dist: float = setting(0.1, _float(0.0), "how tightly points may pack together")
+    projection: str = setting("umap", _choice(PROJECTION_METHODS), "umap | pca | tsne", cli="method")
+    umap_n_neighbors: int = setting(
+        15, _int(2), "bigger: more global structure; smaller: more local detail", cli="n-neighbors"
+    )
+    umap_min_dist: float = setting(0.1, _float(0.0), "how tightly points may pack together", cli="min-dist")
     seed: int = setting(0, _int(0), "seed of the reducer")
 
     def projector_args(self) -> dict[str, Any]:
@@ -358,7 +388,7 @@ class CompareSettings(Settings):
     """Grading the embeddings with the held-back labels (notebook 05)."""
 
     stage: ClassVar[str] = "compare"
-    knn_k: int = setting(20, _int(1), "neighbours that vote in the kNN accuracy")
+    knn_k: int = setting(20, _int(1), "neighbours that vote in the kNN accuracy", cli="k")
     seed: int = setting(0, _int(0), "seed of the linear probe's split")
 
 
@@ -368,14 +398,18 @@ class CurationSettings(Settings):
 
     stage: ClassVar[str] = "curation"
     embedding_name: str = setting("ssl", _str, "which embedding set: ssl | imagenet | random | pca")
-    neighbors_k: int = setting(8, _int(1), "neighbours shown per query")
-    outlier_k: int = setting(5, _int(1), "outlier score: cosine distance to the k-th neighbour")
-    duplicate_threshold: float = setting(0.97, _fraction, "cosine similarity for near-duplicates, in (0, 1]")
-    subset_size: int = setting(60, _int(1), "images in the diverse subset")
-    classifier_mode: str = setting("frozen", _choice(CLASSIFIER_MODES), "frozen (head only) | finetune")
-    classifier_epochs: int | None = setting(None, _int(1, optional=True), "None: 50 frozen, 2 finetune")
-    classifier_batch_size: int = setting(64, _int(1), "images per batch")
-    classifier_images_per_class: int | None = setting(None, _int(2, optional=True), "None: all labelled images")
+    neighbors_k: int = setting(8, _int(1), "neighbours shown per query", cli="k")
+    outlier_k: int = setting(5, _int(1), "outlier score: cosine distance to the k-th neighbour", cli="k")
+    duplicate_threshold: float = setting(
+        0.97, _fraction, "cosine similarity for near-duplicates, in (0, 1]", cli="threshold"
+    )
+    subset_size: int = setting(60, _int(1), "images in the diverse subset", cli="n")
+    classifier_mode: str = setting("frozen", _choice(CLASSIFIER_MODES), "frozen (head only) | finetune", cli="mode")
+    classifier_epochs: int | None = setting(None, _int(1, optional=True), "None: 50 frozen, 2 finetune", cli="epochs")
+    classifier_batch_size: int = setting(64, _int(1), "images per batch", cli="batch-size")
+    classifier_images_per_class: int | None = setting(
+        None, _int(2, optional=True), "None: all labelled images", cli="limit"
+    )
     seed: int = setting(0, _int(0), "seed")
 
 
@@ -414,8 +448,10 @@ def add_arguments(parser: Any, cls: type[Settings], *, skip: tuple[str, ...] = (
 
     for f in fields(cls):
         if f.name not in skip:
+            short = f.metadata.get("cli")
             parser.add_argument(
                 f"--{f.name.replace('_', '-')}",
+                *((f"--{short}",) if short else ()),
                 dest=f.name,
                 type=parse_text,
                 default=argparse.SUPPRESS,

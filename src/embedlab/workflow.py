@@ -21,6 +21,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from embedlab.rundir import PUBLISHED, RunDir
 from embedlab.settings import EmbedSettings, TrainSettings
 
 if TYPE_CHECKING:
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from embedlab.params import NotebookParams
 
 EMBEDDING_NAMES = ("ssl", "imagenet", "random", "pca")
-PUBLISHED = ("exported", "embeddings", "umap", "config.json")  # what a published run archive holds
 
 
 def _say(message: str) -> None:
@@ -103,15 +103,17 @@ def pack_run(run_dir: str | Path, archive: str | Path) -> Path:
 
     from embedlab._io import atomic_path
 
-    root = Path(run_dir)
+    run = RunDir(Path(run_dir).resolve())
+    root = run.root
+    if not run.exported.is_file():
+        missing = run.exported.relative_to(root).as_posix()
+        raise FileNotFoundError(f"{root} has no {missing}: train the model (notebook 02) before packing")
     files = sorted(
         f
         for name in PUBLISHED
         for f in ([root / name] if (root / name).is_file() else (root / name).rglob("*"))
         if f.is_file()
     )
-    if not (root / "exported" / "backbone.pt").is_file():
-        raise FileNotFoundError(f"{root} has no exported/backbone.pt: train the model (notebook 02) before packing")
     with atomic_path(archive) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         for f in files:
             zf.write(f, f.relative_to(root).as_posix())

@@ -4,8 +4,10 @@ Each subcommand is a thin wrapper over the package functions the notebooks call.
 file, a bad value) print one line, `embedlab: error: ...`, and exit with status 1; `--debug` shows the traceback.
 Heavy imports (torch, umap) happen inside the commands, so `embedlab --help` is instant.
 
-Files: common.py (shared helpers), arrays.py (.npy input), data.py (download, thumbnails, train, classify),
-embed.py, explore.py (umap, compare, select, neighbors, outliers, duplicates), run.py (run, demo), parser.py.
+Options that are fields of a stage's settings (embedlab.settings) are generated from them: same name, default,
+help and check. Files: common.py (shared helpers), arrays.py (.npy input), data.py (download, thumbnails),
+train.py, classify.py, embed.py, explore.py (umap, compare, select, neighbors, outliers, duplicates),
+run.py (run, demo), parser.py.
 """
 
 from __future__ import annotations

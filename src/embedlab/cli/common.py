@@ -1,12 +1,17 @@
-"""What every command shares: the one-line error type, argparse value types, loading inputs, printing results."""
+"""What every command shares: the one-line error, options made from the settings, loading inputs, printing."""
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from embedlab.settings import ParameterError, Settings, add_arguments
+
+S = TypeVar("S", bound=Settings)
 
 PROG = "embedlab"
 EMBED_MODELS_HELP = "pca, a backbone name (resnet18, resnet34, resnet50, efficientnet_lite0) or a checkpoint path"
@@ -17,7 +22,7 @@ class CommandError(Exception):
 
 
 def _int_at_least(minimum: int) -> Callable[[str], int]:
-    """argparse type: a whole number >= `minimum`, with a one-line message otherwise."""
+    """argparse type of an option with no settings field: a whole number >= `minimum`, one-line message otherwise."""
 
     def parse(text: str) -> int:
         try:
@@ -32,20 +37,35 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
 
 
 _positive = _int_at_least(1)
-_non_negative = _int_at_least(0)
 
 
-def _workers(text: str) -> int | str:
-    """argparse type: 'auto' or an integer >= 0."""
-    return text if text == "auto" else _non_negative(text)
+def add_settings(parser: argparse.ArgumentParser, cls: type[Settings], *names: str) -> None:
+    """Options `--field-name` for the fields `names` of `cls`: help, default and check come from the settings."""
+    unknown = set(names) - set(cls.names())
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no field(s) {sorted(unknown)}")
+    add_arguments(parser, cls, skip=tuple(n for n in cls.names() if n not in names))
+    chosen = dict(parser.get_default("settings_fields") or {})
+    parser.set_defaults(settings_fields={**chosen, cls.__name__: names})
 
 
-def _small_images(text: str) -> bool | str:
-    """argparse type: auto / true / false."""
-    lowered = text.lower()
-    if lowered in ("auto", "true", "false"):
-        return {"auto": "auto", "true": True, "false": False}[lowered]
-    raise argparse.ArgumentTypeError(f"expected auto, true or false, got {text!r}")
+def settings_from(args: argparse.Namespace, cls: type[S], **values: Any) -> S:
+    """The `cls` settings from the options add_settings gave the command (plus `values`), checked; a bad value is
+    a one-line CommandError naming the option."""
+    names = (getattr(args, "settings_fields", None) or {}).get(cls.__name__, ())
+    given = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    try:
+        return cls.from_mapping({**given, **values})
+    except ParameterError as error:
+        raise CommandError(_OPTION_NAME.sub(_option_flag, str(error), count=1)) from None
+
+
+_OPTION_NAME = re.compile(r"^parameter '(\w+)'")
+
+
+def _option_flag(match: re.Match[str]) -> str:
+    """`parameter 'batch_size'` -> `--batch-size`: the error names the option the user typed."""
+    return "--" + match.group(1).replace("_", "-")
 
 
 def _say(message: str) -> None:
@@ -67,7 +87,14 @@ def _load(path: str) -> Any:
         raise CommandError(f"{path} is not a usable embeddings file: {error}") from error
 
 
-def _dataset_root(name_or_path: str, data_dir: str, limit: int | None, progress: bool) -> Path:
+def _data_dir(args: argparse.Namespace) -> Path:
+    """The command's --data-dir (DataSettings.data_dir: a relative path counts from the project root)."""
+    from embedlab.settings import DataSettings
+
+    return settings_from(args, DataSettings).data_dir
+
+
+def _dataset_root(name_or_path: str, data_dir: str | Path, limit: int | None, progress: bool) -> Path:
     """A dataset name (downloaded/prepared into data_dir) or an image folder -> the dataset root."""
     from embedlab import datasets
 

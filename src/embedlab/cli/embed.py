@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from embedlab.cli.arrays import NPY_IMAGES, ArrayImages
-from embedlab.cli.common import EMBED_MODELS_HELP, CommandError, _dataset_root, _say
+from embedlab.cli.common import EMBED_MODELS_HELP, CommandError, _data_dir, _dataset_root, _say, settings_from
+from embedlab.settings import EmbedSettings
 
 
 def _embed_input(args: argparse.Namespace) -> tuple[Any, ArrayImages | None]:
@@ -27,7 +28,7 @@ def _embed_input(args: argparse.Namespace) -> tuple[Any, ArrayImages | None]:
         return source, ArrayImages(source, labels)
     if args.labels:
         raise CommandError("--labels is only for a .npy INPUT (folders take their labels from class subfolders)")
-    return _dataset_root(args.input, args.data_dir, None, not args.quiet), None
+    return _dataset_root(args.input, _data_dir(args), None, not args.quiet), None
 
 
 def _check_model_option(args: argparse.Namespace) -> None:
@@ -46,7 +47,7 @@ def _check_model_option(args: argparse.Namespace) -> None:
         raise CommandError("--layers applies to a backbone name; a checkpoint keeps the layers it was trained with")
 
 
-def _embed_model(args: argparse.Namespace, data: Any) -> Any:
+def _embed_model(args: argparse.Namespace, settings: EmbedSettings, data: Any) -> Any:
     """Run the chosen model over the input and return Embeddings (PCA dims applied for non-PCA models)."""
     from embedlab import embedding, models
 
@@ -57,7 +58,7 @@ def _embed_model(args: argparse.Namespace, data: Any) -> Any:
             dimensions=args.dimensions or 50,
             image_size=args.image_size or 32,
             limit=args.limit,
-            seed=args.seed,
+            seed=settings.seed,
             name=name,
             progress=not args.quiet,
             verify=args.verify,
@@ -70,7 +71,7 @@ def _embed_model(args: argparse.Namespace, data: Any) -> Any:
         return emb
     import torch
 
-    torch.manual_seed(args.seed)  # random-init weights are reproducible too
+    torch.manual_seed(settings.seed)  # random-init weights are reproducible too
     model: Any = args.model
     if args.model in models.BACKBONE_NAMES:
         weights = None if args.weights == "random" else args.weights
@@ -80,7 +81,8 @@ def _embed_model(args: argparse.Namespace, data: Any) -> Any:
         model,
         weights=None if args.weights == "random" else args.weights,
         image_size=args.image_size,
-        batch_size=args.batch_size,
+        batch_size=settings.embed_batch_size,
+        num_workers=settings.num_workers,
         device=args.device,
         limit=args.limit,
         name=name,
@@ -88,25 +90,22 @@ def _embed_model(args: argparse.Namespace, data: Any) -> Any:
         verify=args.verify,
     )
     if args.dimensions:
-        emb = _pca_reduce(emb, args.dimensions, args.seed)
+        emb = _pca_reduce(emb, args.dimensions, settings.seed)
     return emb
 
 
 def _pca_reduce(emb: Any, dimensions: int, seed: int) -> Any:
     """Project embeddings to `dimensions` with PCA (fitted on these embeddings)."""
     import torch
-    from sklearn.decomposition import PCA
 
     from embedlab.embedding import Embeddings
+    from embedlab.projection import reduce_pca
 
-    vectors = emb.numpy()
-    if dimensions > min(vectors.shape):
-        raise CommandError(f"--dimensions {dimensions} is more than min(images, features) = {min(vectors.shape)}")
-    reduced = PCA(n_components=dimensions, random_state=seed).fit_transform(vectors)
-    meta = {**emb.meta, "pca_dimensions": dimensions, "embedding_dim_before_pca": int(vectors.shape[1])}
-    return Embeddings(
-        torch.from_numpy(reduced.astype("float32")), emb.filenames, emb.labels, emb.class_names, emb.name, meta
-    )
+    if dimensions > min(emb.vectors.shape):
+        raise CommandError(f"--dimensions {dimensions} is more than min(images, features) = {min(emb.vectors.shape)}")
+    reduced, _ = reduce_pca(emb, dimensions, seed=seed)
+    meta = {**emb.meta, "pca_dimensions": dimensions, "embedding_dim_before_pca": int(emb.vectors.shape[1])}
+    return Embeddings(torch.from_numpy(reduced), emb.filenames, emb.labels, emb.class_names, emb.name, meta)
 
 
 def _plot_embeddings(emb: Any, path: Path, seed: int, quiet: bool) -> Path:
@@ -137,15 +136,16 @@ def cmd_embed(args: argparse.Namespace) -> int:
         raise CommandError("--compress writes a compressed .npz: give an OUTPUT ending in .npz")
     if args.dimensions is not None and args.plot and args.dimensions < 2:
         raise CommandError("--plot needs at least 2 dimensions")
+    settings = settings_from(args, EmbedSettings)  # bad values fail before any work
     _check_model_option(args)
     data, array = _embed_input(args)
     if array is None:
-        emb = _embed_model(args, data)
+        emb = _embed_model(args, settings, data)
     else:
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="embedlab-npy-") as folder:
-            emb = array.restore(_embed_model(args, array.write_folder(Path(folder), not args.quiet)))
+            emb = array.restore(_embed_model(args, settings, array.write_folder(Path(folder), not args.quiet)))
     emb.save(output, compress=args.compress)
     _say(f"wrote {len(emb)} x {emb.dim} embeddings to {output}")
     skipped = emb.meta.get("skipped_images") or []
@@ -158,6 +158,6 @@ def cmd_embed(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if args.plot:
-        figure = _plot_embeddings(emb, output.with_suffix(".png"), args.seed, args.quiet)
+        figure = _plot_embeddings(emb, output.with_suffix(".png"), settings.seed, args.quiet)
         _say(f"wrote plot {figure}")
     return 0

@@ -7,15 +7,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from embedlab.cli.common import CommandError, _load, _say, _write_lines
+from embedlab.cli.common import CommandError, _load, _say, _write_lines, settings_from
+from embedlab.rundir import RunDir
+from embedlab.settings import CompareSettings, CurationSettings, ProjectionSettings
 
 
 def _umap_dir(embeddings_path: Path, output_dir: str | None) -> Path:
-    """Default output: run_dir/umap for run_dir/embeddings/<name>.pt, else the embeddings' own folder."""
+    """Default output: the run's umap folder for <run>/embeddings/<name>.pt, else the embeddings' own folder."""
     if output_dir:
         return Path(output_dir)
-    parent = embeddings_path.parent
-    return parent.parent / "umap" if parent.name == "embeddings" else parent
+    parent = embeddings_path.resolve().parent
+    run = RunDir(parent.parent)
+    return run.umap_dir if parent == run.embeddings_dir else embeddings_path.parent
 
 
 def cmd_umap(args: argparse.Namespace) -> int:
@@ -24,19 +27,19 @@ def cmd_umap(args: argparse.Namespace) -> int:
 
     from embedlab import plotting, projection
 
+    settings = settings_from(args, ProjectionSettings)
+    method = settings.projection
     for path_text in args.embeddings:
         path = Path(path_text)
         emb = _load(path_text)
         out = _umap_dir(path, args.output_dir)
-        points = projection.project(
-            emb.numpy(), args.method, seed=args.seed, n_neighbors=args.n_neighbors, min_dist=args.min_dist
-        )
-        stem = path.stem if args.method == "umap" else f"{path.stem}-{args.method}"
+        points = projection.project(emb.numpy(), **settings.projector_args())
+        stem = path.stem if method == "umap" else f"{path.stem}-{method}"
         saved = projection.save_points(points, out / f"{stem}.npy")
         labels = emb.labels if emb.labels is not None else np.zeros(len(emb), dtype=int)
         classes = emb.class_names if emb.labels is not None else ["images"]
         figure = plotting.save_figure(
-            plotting.scatter(points, labels, classes, title=f"{emb.name} ({args.method})"), out / f"{stem}.png"
+            plotting.scatter(points, labels, classes, title=f"{emb.name} ({method})"), out / f"{stem}.png"
         )
         _say(f"{saved}\n{figure}")
         if args.image_root:
@@ -47,7 +50,7 @@ def cmd_umap(args: argparse.Namespace) -> int:
                 classes,
                 args.image_root,
                 out / f"{stem}.html",
-                title=f"{emb.name} ({args.method})",
+                title=f"{emb.name} ({method})",
             )
             _say(str(html))
     return 0
@@ -57,12 +60,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """Print kNN / linear-probe / cluster scores of several embedding sets, best first."""
     from embedlab import evaluation
 
+    settings = settings_from(args, CompareSettings)
     loaded = {}
     for path in args.embeddings:
         emb = _load(path)
         key = emb.name or Path(path).stem
         loaded[key if key not in loaded else Path(path).stem] = emb
-    table = evaluation.compare(loaded, k=args.k, seed=args.seed)
+    table = evaluation.compare(loaded, k=settings.knn_k, seed=settings.seed)
     _say(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.output:
         _save_table(table, Path(args.output))
@@ -99,13 +103,14 @@ def cmd_select(args: argparse.Namespace) -> int:
     """Pick a diverse subset (farthest-point sampling) and list its filenames."""
     from embedlab import curation
 
+    settings = settings_from(args, CurationSettings)
     emb = _load(args.embeddings)
-    picked = curation.select_diverse(emb, args.n, seed=args.seed, progress=not args.quiet)
+    picked = curation.select_diverse(emb, settings.subset_size, seed=settings.seed, progress=not args.quiet)
     lines = [emb.filenames[i] for i in picked]
     _write_lines(args.output, lines)
     if emb.labels is not None and not args.quiet:
         covered = len({int(emb.labels[i]) for i in picked})
-        print(f"the {args.n} images cover {covered} of {len(set(emb.labels.tolist()))} classes", file=sys.stderr)
+        print(f"the {len(picked)} images cover {covered} of {len(set(emb.labels.tolist()))} classes", file=sys.stderr)
     return 0
 
 
@@ -137,9 +142,10 @@ def cmd_neighbors(args: argparse.Namespace) -> int:
     """Print the k nearest neighbours of an image (index, filename or image file)."""
     from embedlab import curation
 
+    settings = settings_from(args, CurationSettings)
     emb = _load(args.embeddings)
     query: Any = int(args.query) if args.query.lstrip("-").isdigit() else args.query
-    found = curation.nearest_neighbors(emb, query, k=args.k, model=_neighbors_model(args, emb, query))
+    found = curation.nearest_neighbors(emb, query, k=settings.neighbors_k, model=_neighbors_model(args, emb, query))
     _say(found.table(0).to_string(index=False))
     return 0
 
@@ -148,8 +154,9 @@ def cmd_outliers(args: argparse.Namespace) -> int:
     """List the most unusual images (largest distance to their k-th neighbour)."""
     from embedlab import curation
 
+    settings = settings_from(args, CurationSettings)
     emb = _load(args.embeddings)
-    scores = curation.outlier_scores(emb, k=args.k, progress=not args.quiet)
+    scores = curation.outlier_scores(emb, k=settings.outlier_k, progress=not args.quiet)
     order = scores.argsort()[::-1][: args.n]
     _write_lines(args.output, [f"{scores[i]:.4f}\t{emb.filenames[i]}" for i in order])
     return 0
@@ -159,8 +166,9 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
     """List groups of near-duplicate images (cosine similarity >= threshold), one group per line."""
     from embedlab import curation
 
+    settings = settings_from(args, CurationSettings)
     emb = _load(args.embeddings)
-    groups = curation.near_duplicates(emb, threshold=args.threshold, progress=not args.quiet)
+    groups = curation.near_duplicates(emb, threshold=settings.duplicate_threshold, progress=not args.quiet)
     _write_lines(args.output, ["\t".join(emb.filenames[i] for i in group) for group in groups])
     if not args.quiet:
         print(f"{len(groups)} groups, {sum(len(g) for g in groups)} images", file=sys.stderr)

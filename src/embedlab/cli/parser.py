@@ -1,16 +1,25 @@
-"""The argparse parser: one subcommand per tutorial step, with its options and help."""
+"""The argparse parser: one subcommand per tutorial step; options that are settings fields come from the settings."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any, NoReturn
 
-from embedlab.cli.common import EMBED_MODELS_HELP, PROG, _positive
-from embedlab.cli.data import cmd_classify, cmd_download, cmd_thumbnails, cmd_train
+from embedlab.cli.classify import cmd_classify
+from embedlab.cli.common import EMBED_MODELS_HELP, PROG, _positive, add_settings
+from embedlab.cli.data import cmd_download, cmd_thumbnails
 from embedlab.cli.embed import cmd_embed
 from embedlab.cli.explore import cmd_compare, cmd_duplicates, cmd_neighbors, cmd_outliers, cmd_select, cmd_umap
 from embedlab.cli.run import cmd_demo, cmd_run
-from embedlab.settings import TrainSettings, add_arguments
+from embedlab.cli.train import cmd_train
+from embedlab.settings import (
+    CompareSettings,
+    CurationSettings,
+    DataSettings,
+    EmbedSettings,
+    ProjectionSettings,
+    TrainSettings,
+)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -20,8 +29,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
-    """Where named datasets live."""
-    parser.add_argument("--data-dir", default="data", help="folder for named datasets (default: data)")
+    """Where named datasets live (DataSettings.data_dir)."""
+    add_settings(parser, DataSettings, "data_dir")
 
 
 def _parser_download(sub: Any) -> None:
@@ -31,9 +40,10 @@ def _parser_download(sub: Any) -> None:
         description="Download, verify and extract a dataset (aid, eurosat, ucmerced) or write the "
         "embedded fashion-mnist; prints the dataset root (class subfolders). Resumes partial downloads.",
     )
-    p.add_argument("dataset", help="aid, eurosat, ucmerced, fashion-mnist, or an image folder to validate")
-    _add_data_dir(p)
-    p.add_argument("--limit", type=_positive, help="images per class (fashion-mnist subsets)")
+    p.add_argument(
+        "source", metavar="DATASET", help="aid, eurosat, ucmerced, fashion-mnist, or an image folder to validate"
+    )
+    add_settings(p, DataSettings, "data_dir", "limit_per_class")
     p.set_defaults(func=cmd_download)
 
 
@@ -41,11 +51,10 @@ def _parser_thumbnails(sub: Any) -> None:
     p = sub.add_parser(
         "thumbnails",
         help="build the thumbnail cache",
-        description="Write resized copies (shorter side SIZE px) of every image, same relative paths.",
+        description="Write resized copies (shorter side THUMBNAIL_SIZE px) of every image, same relative paths.",
     )
-    p.add_argument("dataset", help="dataset name or dataset root folder")
-    _add_data_dir(p)
-    p.add_argument("--size", type=_positive, default=64, help="thumbnail size in pixels (default: 64)")
+    p.add_argument("source", metavar="DATASET", help="dataset name or dataset root folder")
+    add_settings(p, DataSettings, "data_dir", "thumbnail_size")
     p.add_argument("--output", help="output folder (default: <dataset>/thumbnails-SIZE)")
     p.add_argument("--workers", type=_positive, help="processes (default: CPU count)")
     p.set_defaults(func=cmd_thumbnails)
@@ -61,8 +70,7 @@ def _parser_train(sub: Any) -> None:
     p.add_argument("data", help="dataset name or image folder")
     p.add_argument("run_dir", help="run directory for checkpoints, exported backbone and logs")
     _add_data_dir(p)
-    p.add_argument("--limit", type=_positive, help="images per class")
-    add_arguments(p, TrainSettings, skip=("limit", "knn_monitor", "progress"))  # every other train() option
+    add_settings(p, TrainSettings, *(n for n in TrainSettings.names() if n not in ("knn_monitor", "progress")))
     p.add_argument("--no-knn", action="store_true", help="skip the kNN accuracy monitor after each epoch")
     p.set_defaults(func=cmd_train)
 
@@ -104,7 +112,7 @@ def _parser_embed(sub: Any) -> None:
     )
     p.add_argument("--labels", help="a .npy of integer labels for a .npy INPUT (colours in --plot)")
     p.add_argument("--limit", type=_positive, help="images per class")
-    p.add_argument("--batch-size", type=_positive, default=64)
+    add_settings(p, EmbedSettings, "embed_batch_size", "num_workers", "seed")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument(
         "--verify",
@@ -120,7 +128,6 @@ def _parser_embed(sub: Any) -> None:
         help="also write OUTPUT.png: a class-coloured 2-D plot (the vectors when --dimensions 2, else UMAP)",
     )
     p.add_argument("--name", help="name stored with the embeddings (default: OUTPUT's stem)")
-    p.add_argument("--seed", type=int, default=0, help="seed for PCA / UMAP / random-init weights (default: 0)")
     _add_data_dir(p)
     p.set_defaults(func=cmd_embed)
 
@@ -135,10 +142,7 @@ def _parser_umap(sub: Any) -> None:
     )
     p.add_argument("embeddings", nargs="+", help="embeddings files (.pt/.npy/.npz)")
     p.add_argument("--output-dir", help="where to write (default: see above)")
-    p.add_argument("--method", default="umap", choices=["umap", "pca", "tsne"])
-    p.add_argument("--n-neighbors", type=_positive, default=15)
-    p.add_argument("--min-dist", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
+    add_settings(p, ProjectionSettings, *ProjectionSettings.names())
     p.add_argument("--image-root", help="dataset root (or thumbnails folder) for the interactive HTML")
     p.set_defaults(func=cmd_umap)
 
@@ -151,8 +155,7 @@ def _parser_compare(sub: Any) -> None:
         "probe accuracy and k-means NMI, best first.",
     )
     p.add_argument("embeddings", nargs="+", help="embeddings files with labels")
-    p.add_argument("--k", type=_positive, default=20, help="neighbours for kNN accuracy (default: 20)")
-    p.add_argument("--seed", type=int, default=0)
+    add_settings(p, CompareSettings, "knn_k", "seed")
     p.add_argument("--output", help="also save the table (.csv, .json or .md)")
     p.set_defaults(func=cmd_compare)
 
@@ -161,24 +164,23 @@ def _parser_curation(sub: Any) -> None:
     p = sub.add_parser(
         "select",
         help="pick a diverse subset (e.g. what to label first)",
-        description="Pick N images that cover the embedding space (greedy farthest-point / k-center "
-        "on cosine distance) and list their filenames, in the order picked.",
+        description="Pick SUBSET_SIZE images that cover the embedding space (greedy farthest-point / "
+        "k-center on cosine distance) and list their filenames, in the order picked.",
     )
     p.add_argument("embeddings", help="embeddings file")
-    p.add_argument("--n", type=_positive, required=True, help="how many images to pick")
-    p.add_argument("--seed", type=int, default=0, help="chooses the first image (default: 0)")
+    add_settings(p, CurationSettings, "subset_size", "seed")
     p.add_argument("--output", help="write the filenames here (default: stdout)")
     p.set_defaults(func=cmd_select)
 
     p = sub.add_parser(
         "neighbors",
         help="most similar images to one image",
-        description="Print the K nearest neighbours (cosine distance) of QUERY: an image index, an "
+        description="Print the nearest neighbours (cosine distance) of QUERY: an image index, an "
         "embedded filename, or a new image file (needs --model).",
     )
     p.add_argument("embeddings", help="embeddings file")
     p.add_argument("query", help="index, filename (Class/file.png) or path of a new image")
-    p.add_argument("--k", type=_positive, default=8)
+    add_settings(p, CurationSettings, "neighbors_k")
     p.add_argument(
         "--model",
         help="backbone/checkpoint that made the embeddings: needed when QUERY is a new image file "
@@ -189,22 +191,22 @@ def _parser_curation(sub: Any) -> None:
     p = sub.add_parser(
         "outliers",
         help="most unusual images",
-        description="List the N images farthest from their K-th nearest neighbour (score, filename).",
+        description="List the N images farthest from their OUTLIER_K-th nearest neighbour (score, filename).",
     )
     p.add_argument("embeddings", help="embeddings file")
-    p.add_argument("--n", type=_positive, default=20)
-    p.add_argument("--k", type=_positive, default=5)
+    p.add_argument("--n", type=_positive, default=20, help="how many images to list (default: 20)")
+    add_settings(p, CurationSettings, "outlier_k")
     p.add_argument("--output", help="write here (default: stdout)")
     p.set_defaults(func=cmd_outliers)
 
     p = sub.add_parser(
         "duplicates",
         help="groups of near-duplicate images",
-        description="Group images with cosine similarity >= THRESHOLD (transitively); one group per "
-        "line, tab-separated filenames, largest groups first.",
+        description="Group images with cosine similarity >= DUPLICATE_THRESHOLD (transitively); one group "
+        "per line, tab-separated filenames, largest groups first.",
     )
     p.add_argument("embeddings", help="embeddings file")
-    p.add_argument("--threshold", type=float, default=0.95)
+    add_settings(p, CurationSettings, "duplicate_threshold")
     p.add_argument("--output", help="write here (default: stdout)")
     p.set_defaults(func=cmd_duplicates)
 
@@ -219,41 +221,50 @@ def _parser_classify(sub: Any) -> None:
     p.add_argument("backbone", help="run directory, exported backbone.pt or checkpoint")
     p.add_argument("data", help="labeled dataset name or folder")
     _add_data_dir(p)
-    p.add_argument(
-        "--mode",
-        default="frozen",
-        choices=["frozen", "finetune"],
-        help="frozen: train the head only; finetune: all weights (default: frozen)",
+    add_settings(
+        p,
+        CurationSettings,
+        "classifier_mode",
+        "classifier_epochs",
+        "classifier_batch_size",
+        "classifier_images_per_class",
+        "seed",
     )
-    p.add_argument("--epochs", type=_positive, help="default: 50 (frozen, cheap) / 2 (finetune)")
-    p.add_argument("--batch-size", type=_positive, default=64)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--learning-rate", type=float, default=1e-3, help="the head's learning rate (default: 0.001)")
     p.add_argument("--image-size", type=_positive, help="default: the backbone's training size")
-    p.add_argument("--limit", type=_positive, help="images per class")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--save", help="save the classifier's state_dict here (.pt)")
     p.set_defaults(func=cmd_classify)
+
+
+def _add_overrides(parser: argparse.ArgumentParser) -> None:
+    """-p NAME=VALUE (or NAME VALUE), repeatable; values read like the settings read them."""
+    parser.add_argument(
+        "-p",
+        "--param",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar=("NAME[=VALUE]", "VALUE"),
+        help="override one parameter (repeatable): -p epochs=5 or -p epochs 5; none/null, true/false, numbers",
+    )
 
 
 def _parser_pipeline(sub: Any) -> None:
     p = sub.add_parser(
         "run",
         help="run the notebooks in order with a parameter set",
-        description="Run notebooks 00-06 with papermill and a parameter set (demo, classroom, full, "
-        "or a YAML file) into RUN_DIR/notebooks, and write an index page.",
+        description="Run notebooks 01-06 with papermill and a parameter set (demo, classroom, full, "
+        "tiny or a YAML file) into RUN_DIR/notebooks, and write an index page. "
+        "`python -m embedlab.pipeline ARGS` is the same as `embedlab run ARGS`.",
     )
-    p.add_argument("--params", "-f", default="demo", help="demo, classroom, full or a YAML file (default: demo)")
+    p.add_argument("set", nargs="?", metavar="PARAMS", help="the parameter set (the same as --params)")
+    p.add_argument("--params", "-f", default="demo", help="demo, classroom, full, tiny or a YAML file (default: demo)")
     p.add_argument("--run-dir", help="override the run directory of the parameter set")
-    p.add_argument("--notebooks", nargs="+", help="only these notebooks (names or numbers)")
     p.add_argument(
-        "-p",
-        "--param",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override one parameter (repeatable), e.g. -p epochs=5",
+        "--notebooks", "--only", nargs="+", help="only these notebooks (names or numbers, e.g. 03 04 or 03,04)"
     )
+    _add_overrides(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -263,9 +274,7 @@ def _parser_pipeline(sub: Any) -> None:
         "and fast); the same as `embedlab run --params demo`.",
     )
     p.add_argument("--run-dir", help="override the run directory")
-    p.add_argument(
-        "-p", "--param", action="append", default=[], metavar="NAME=VALUE", help="override one parameter (repeatable)"
-    )
+    _add_overrides(p)
     p.set_defaults(func=cmd_demo)
 
 

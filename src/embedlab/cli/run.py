@@ -1,4 +1,4 @@
-"""Commands that run the notebooks: run (a parameter set) and demo."""
+"""Commands that run the notebooks: run (a parameter set) and demo; `python -m embedlab.pipeline` is `run`."""
 
 from __future__ import annotations
 
@@ -7,22 +7,24 @@ from collections.abc import Sequence
 from typing import Any
 
 from embedlab.cli.common import CommandError, _say
+from embedlab.settings import parse_text
 
 
-def _parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    """NAME=VALUE pairs, values parsed as YAML (so 3 is an int, true a bool, null None)."""
-    import yaml
-
+def _parse_overrides(items: Sequence[Sequence[str]]) -> dict[str, Any]:
+    """`-p NAME=VALUE` or `-p NAME VALUE` items as {name: value}, values read by settings.parse_text."""
     overrides = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
-            raise CommandError(f"-p expects NAME=VALUE, got {pair!r}")
-        try:
-            overrides[name.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            overrides[name.strip()] = value
+    for item in items:
+        pair = list(item[0].split("=", 1)) if len(item) == 1 and "=" in item[0] else list(item)
+        if len(pair) != 2 or not pair[0].strip():
+            raise CommandError(f"-p expects NAME=VALUE or NAME VALUE, got {' '.join(item)!r}")
+        overrides[pair[0].strip()] = parse_text(pair[1])
     return overrides
+
+
+def _notebook_names(items: Sequence[str] | None) -> list[str] | None:
+    """--notebooks 03 04 or --only 03,04: the notebook names or numbers (None: all)."""
+    names = [name.strip() for item in items or () for name in item.split(",") if name.strip()]
+    return names or None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -30,9 +32,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from embedlab import pipeline
 
     index = pipeline.run_pipeline(
-        args.params,
+        args.set or args.params,
         run_dir=args.run_dir,
-        notebooks=args.notebooks or None,
+        notebooks=_notebook_names(args.notebooks),
         overrides=_parse_overrides(args.param) or None,
         progress=not args.quiet,
     )
@@ -42,5 +44,5 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The whole tutorial on the embedded dataset, CPU-sized (= run --params demo)."""
-    args.params, args.notebooks = "demo", None
+    args.set, args.params, args.notebooks = None, "demo", None
     return cmd_run(args)

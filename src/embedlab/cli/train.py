@@ -1,0 +1,26 @@
+"""The train command: a self-supervised model from unlabeled images, its options those of TrainSettings."""
+
+from __future__ import annotations
+
+import argparse
+
+from embedlab.cli.common import _data_dir, _dataset_root, _say, settings_from
+from embedlab.settings import TrainSettings
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a self-supervised model on a dataset."""
+    from embedlab import training
+
+    settings = settings_from(
+        args, TrainSettings, knn_monitor=not args.no_knn, progress=not args.quiet
+    )  # bad values fail before any work
+    root = _dataset_root(args.data, _data_dir(args), settings.limit, not args.quiet)
+    result = training.train(root, args.run_dir, settings=settings)
+    _say(
+        f"trained {result.epochs} epochs in {result.seconds:.0f} s ({result.images_per_second:.1f} images/s), "
+        f"final loss {result.final_loss:.3f}"
+    )
+    _say(f"checkpoint: {result.checkpoint}")
+    _say(f"exported backbone: {result.exported}")
+    return 0

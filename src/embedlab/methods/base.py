@@ -1,0 +1,46 @@
+"""The base of every self-supervised method: the heads and loss for one batch of views, and a per-step hook.
+
+A method never sees Lightning, the optimizer or the data loader: `embedlab.training.SSLModule` holds the backbone
+and one method, calls `before_step` and `loss` each step, and optimizes every trainable parameter of both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class MethodContext:
+    """What a method may need to know about the run beyond its settings."""
+
+    world_size: int = 1  # processes training together (a contrastive loss gathers negatives across them)
+    num_images: int = 0  # images in the training set (distillation sizes its queue from it)
+
+    @property
+    def distributed(self) -> bool:
+        """True when several processes train together."""
+        return self.world_size > 1
+
+
+class Method(nn.Module):
+    """Heads + loss of one self-supervised method. Subclasses build their heads in __init__ and define `loss`.
+
+    `backbone` maps a batch of images to embeddings [N, backbone.embedding_dim]; `settings` is the run's
+    TrainSettings (read what you need: temperature, ...). Parameters of the method train with the heads'
+    learning rate; the backbone's get learning_rate x backbone_lr_scale.
+    """
+
+    def __init__(self, backbone: nn.Module, settings: object, context: MethodContext) -> None:
+        super().__init__()
+        self.context = context
+
+    def loss(self, backbone: nn.Module, views: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The loss of one batch: `views[i]` is the i-th augmented view of every image, [N, 3, H, W]."""
+        raise NotImplementedError
+
+    def before_step(self, backbone: nn.Module, step: int, total_steps: int) -> None:
+        """Called before each optimizer step's loss (momentum updates live here); nothing by default."""

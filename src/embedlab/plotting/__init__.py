@@ -1,0 +1,63 @@
+"""Figures: class-coloured scatter plots, side-by-side panels, image grids, loss curves and interactive HTML.
+
+Colours come from `class_palette` (sorted class names, 60 distinct colours), so a class keeps its colour in every
+figure and every run; every figure is written atomically with `save_figure`. One file per kind of figure, each
+importing only common.py:
+
+===============  ====================================================================================
+common.py        PlottingError, class colours, label checks, class_of, wrap_at_commas, save_figure
+scatterplots.py  scatter, side_by_side, annotate_classes (class names at their medians)
+grids.py         image_grid, samples_per_class, augmented_pairs, nearest_neighbor_grid
+curves.py        loss_curve, classifier_curve, metrics_chart
+interactive.py   interactive_scatter (bokeh HTML with thumbnails on hover), thumbnail_data_uri
+===============  ====================================================================================
+
+Every public name is re-exported here (``from embedlab.plotting import scatter``).
+"""
+
+from __future__ import annotations
+
+from embedlab.plotting.common import (
+    PlottingError,
+    SavedFigurePath,
+    class_of,
+    class_palette,
+    save_figure,
+    wrap_at_commas,
+)
+from embedlab.plotting.curves import (
+    KIND_COLOURS,
+    METRIC_LABELS,
+    classifier_curve,
+    contrastive_chance_level,
+    loss_curve,
+    metrics_chart,
+)
+from embedlab.plotting.grids import augmented_pairs, image_grid, nearest_neighbor_grid, samples_per_class
+from embedlab.plotting.interactive import TOOLTIP, interactive_scatter, thumbnail_data_uri
+from embedlab.plotting.scatterplots import annotate_classes, scatter, side_by_side
+
+__all__ = [
+    "KIND_COLOURS",
+    "METRIC_LABELS",
+    "TOOLTIP",
+    "PlottingError",
+    "SavedFigurePath",
+    "annotate_classes",
+    "augmented_pairs",
+    "class_of",
+    "class_palette",
+    "classifier_curve",
+    "contrastive_chance_level",
+    "image_grid",
+    "interactive_scatter",
+    "loss_curve",
+    "metrics_chart",
+    "nearest_neighbor_grid",
+    "samples_per_class",
+    "save_figure",
+    "scatter",
+    "side_by_side",
+    "thumbnail_data_uri",
+    "wrap_at_commas",
+]

@@ -1,0 +1,191 @@
+"""Training figures: the self-supervised loss curve (with chance level and kNN monitor), the classifier's curves
+and the bar chart comparing embedding sets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedlab.plotting.common import PlottingError, wrap_at_commas
+
+
+def contrastive_chance_level(batch_size: int) -> float:
+    """SimCLR's loss when the model guesses: the partner is one of 2B-1 candidates, so log(2B-1)."""
+    return float(np.log(2 * batch_size - 1))
+
+
+def _plot_steps(ax: Any, loss: Any) -> np.ndarray:
+    """The loss per step (faint when smoothed too) and its moving average; returns the step numbers (from 1)."""
+    x = np.arange(1, len(loss) + 1)
+    window = max(1, len(loss) // 20)
+    smoothed = window > 1
+    faint = {"alpha": 0.25, "linewidth": 1} if smoothed else {"alpha": 1.0, "linewidth": 2}
+    ax.plot(x, loss, color="tab:blue", label="loss per step", **faint)
+    if smoothed:
+        label = f"loss, smoothed over {window} steps"
+        ax.plot(x, loss.rolling(window, min_periods=1).mean(), color="tab:blue", linewidth=2, label=label)
+    return x
+
+
+def _chance_line(ax: Any, loss: Any, batch_size: int) -> None:
+    """SimCLR's chance level log(2B-1) as a dashed line; the y axis starts at 0 so the gap to it shows."""
+    chance = contrastive_chance_level(int(batch_size))
+    label = f"chance: log(2B−1) = {chance:.2f} (B = {batch_size})"
+    ax.axhline(chance, color="gray", linestyle="--", linewidth=1, label=label)
+    ax.set_ylim(0, max(chance, float(loss.max())) * 1.05)
+
+
+def _knn_twin(ax: Any, epochs_csv: str | os.PathLike[str] | None, x: np.ndarray) -> tuple[list[Any], list[str]]:
+    """The kNN monitor per epoch on a right-hand axis, when the epoch log has it; returns its legend entries."""
+    import pandas as pd
+
+    if epochs_csv is None or not Path(epochs_csv).exists():
+        return [], []
+    epochs = pd.read_csv(epochs_csv)
+    if "knn_accuracy" not in epochs or not epochs["knn_accuracy"].notna().any():
+        return [], []
+    twin = ax.twinx()
+    ends = epochs["steps"].cumsum() if "steps" in epochs else x[-1] * (epochs.index + 1) / len(epochs)
+    twin.plot(ends, epochs["knn_accuracy"], "o-", color="tab:green", label="kNN accuracy (monitor, right axis)")
+    twin.set_ylabel("kNN accuracy", color="tab:green")
+    twin.set_ylim(0, 1)
+    return twin.get_legend_handles_labels()
+
+
+def loss_curve(
+    loss_csv: str | os.PathLike[str],
+    epochs_csv: str | os.PathLike[str] | None = None,
+    *,
+    batch_size: int | None = None,
+    method: str | None = None,
+) -> Any:
+    """Training loss per step (raw and smoothed), SimCLR's chance level log(2B-1) and, when logged, the kNN monitor.
+
+    batch_size and method default to the run's config.json beside the loss log; one legend below the axes.
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from matplotlib.ticker import MaxNLocator
+
+    from embedlab.rundir import RunDir
+
+    steps = pd.read_csv(loss_csv)
+    if steps.empty:
+        raise PlottingError(f"{loss_csv} has no rows: training logged no steps")
+    config = RunDir.of(loss_csv).read_config()
+    batch_size = batch_size or config.get("global_batch_size") or config.get("batch_size")
+    method = method or config.get("method")
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    x = _plot_steps(ax, steps["loss"])
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if batch_size and method == "simclr":
+        _chance_line(ax, steps["loss"], int(batch_size))
+    ax.set_xlabel("training step")
+    ax.set_ylabel("contrastive loss" if method in ("simclr", "moco", None) else "training loss")
+    handles, labels = ax.get_legend_handles_labels()
+    more_handles, more_labels = _knn_twin(ax, epochs_csv, x)
+    ax.set_title("self-supervised training")
+    fig.legend(
+        handles + more_handles,
+        labels + more_labels,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=2,
+        frameon=False,
+        fontsize="small",
+    )
+    fig.tight_layout()
+    return fig
+
+
+METRIC_LABELS = {
+    "knn_accuracy": "kNN accuracy",
+    "linear_probe_accuracy": "linear probe accuracy",
+    "cluster_nmi": "cluster NMI",
+}
+KIND_COLOURS = {"self-supervised": "tab:orange", "ImageNet": "tab:blue", "floor": "tab:gray"}
+
+
+def metrics_chart(
+    table: Any, *, chance: float | None = None, title: str = "How good is each embedding?", label_width: int = 34
+) -> Any:
+    """One panel per metric (kNN, linear probe, NMI), one bar per embedding set named by its recipe, best on top.
+
+    Bars are coloured by kind (self-supervised / ImageNet / floor); `chance` (1 / classes) is drawn on the two
+    accuracy panels only (NMI's chance level is 0).
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    rows = table.to_dict("records")[::-1]  # barh draws bottom-up: the best row ends on top
+    names = [wrap_at_commas(str(r.get("recipe") or r["name"]), label_width) for r in rows]
+    colours = [KIND_COLOURS.get(str(r.get("kind")), "tab:purple") for r in rows]
+    height = 0.9 + 0.42 * len(rows) * max(n.count("\n") + 1 for n in names)
+    fig, axes = plt.subplots(1, len(METRIC_LABELS), figsize=(12, height), sharey=True)
+    positions = np.arange(len(rows))
+    for ax, (metric, label) in zip(axes, METRIC_LABELS.items()):
+        values = [float(r[metric]) for r in rows]
+        ax.barh(positions, values, color=colours, height=0.7)
+        for y, value in zip(positions, values):
+            ax.text(value + 0.01, y, f"{value:.3f}", va="center", fontsize=8)
+        if chance is not None and metric != "cluster_nmi":
+            ax.axvline(chance, color="black", linestyle=":", linewidth=1)
+            ax.text(chance, len(rows) - 0.45, " chance", fontsize=7, va="bottom")
+        ax.set_xlim(0, 1.12)
+        ax.set_title(label, fontsize=10)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0].set_yticks(positions, names, fontsize=8)
+    kinds = [k for k in KIND_COLOURS if any(r.get("kind") == k for r in rows)]
+    if kinds:
+        fig.legend(
+            [Patch(color=KIND_COLOURS[k]) for k in kinds],
+            kinds,
+            loc="upper center",
+            ncol=len(kinds),
+            bbox_to_anchor=(0.5, 0.0),
+            frameon=False,
+            fontsize="small",
+        )
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def classifier_curve(result: Any) -> Any:
+    """Loss and training accuracy per epoch of `train_classifier`, with the held-out accuracy, probe and chance."""
+    import matplotlib.pyplot as plt
+
+    history = list(getattr(result, "history", []) or [])
+    if not history:
+        raise PlottingError("the classifier result has no training history")
+    epochs = [h["epoch"] for h in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4))
+    left.plot(epochs, [h["loss"] for h in history], color="tab:blue")
+    left.set_xlabel("epoch")
+    left.set_ylabel("cross-entropy loss")
+    left.set_title("training loss")
+    right.plot(epochs, [h["train_accuracy"] for h in history], color="tab:blue", label="training accuracy")
+    right.axhline(
+        result.accuracy,
+        color="tab:red",
+        linestyle="--",
+        label=f"held-out accuracy {result.accuracy:.3f} ({result.test_images} images)",
+    )
+    if getattr(result, "probe_accuracy", None) is not None:
+        right.axhline(
+            result.probe_accuracy,
+            color="tab:green",
+            linestyle="-.",
+            label=f"linear probe (same split) {result.probe_accuracy:.3f}",
+        )
+    right.axhline(result.chance, color="gray", linestyle=":", label=f"chance {result.chance:.3f}")
+    right.set_ylim(0, 1.02)
+    right.set_xlabel("epoch")
+    right.set_ylabel("accuracy")
+    right.set_title(f"{result.mode} classifier")
+    right.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, fontsize="small")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,110 @@
+"""Interactive HTML: a self-contained bokeh scatter whose points show their image thumbnail on hover."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedlab._io import atomic_open
+from embedlab.plotting.common import PlottingError, _check_points, _label_names, class_palette
+
+
+def thumbnail_data_uri(path: str | os.PathLike[str], size: int = 64) -> str:
+    """A small JPEG of the image as a base64 data URI, so the HTML works offline and can be e-mailed."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+        img.thumbnail((size, size))
+        buffer = io.BytesIO()
+        img.save(buffer, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+TOOLTIP = """
+<div style="max-width: 240px">
+  <img src="@thumb" alt="" style="width: 96px; height: 96px; object-fit: contain; image-rendering: pixelated"/>
+  <div style="font-size: 12px; word-break: break-all">@filename{safe}</div>
+  <div style="font-size: 12px; font-weight: bold">@label{safe}</div>
+</div>
+"""
+# `{safe}` only because filename and label are html.escape'd in the data: they show as text, never run as HTML.
+
+
+def _class_renderers(
+    plot: Any,
+    array: np.ndarray,
+    names: np.ndarray,
+    filenames: Sequence[str],
+    thumbs: Sequence[str],
+    palette: Mapping[str, str],
+    point_size: float,
+) -> list[Any]:
+    """One scatter renderer per class (so the legend can hide a class), each with its thumbnails and names."""
+    from bokeh.models import ColumnDataSource, LegendItem
+
+    items = []
+    for name in sorted(set(names)):
+        idx = np.flatnonzero(names == name)
+        source = ColumnDataSource(
+            {
+                "x": array[idx, 0],
+                "y": array[idx, 1],
+                "thumb": [thumbs[i] for i in idx],
+                "filename": [html.escape(str(filenames[i])) for i in idx],
+                "label": [html.escape(name)] * len(idx),
+            }
+        )
+        renderer = plot.scatter(
+            "x", "y", source=source, size=point_size, color=palette[name], alpha=0.8, line_color=None
+        )
+        items.append(LegendItem(label=name, renderers=[renderer]))
+    return items
+
+
+def interactive_scatter(
+    points: Any,
+    filenames: Sequence[str],
+    labels: Any,
+    class_names: Sequence[str] | None,
+    image_root: str | os.PathLike[str],
+    out_html: str | os.PathLike[str],
+    *,
+    title: str = "",
+    thumbnail_size: int = 64,
+    point_size: float = 6.0,
+) -> Path:
+    """Self-contained bokeh HTML: hover shows thumbnail, filename and class; click a legend entry to hide a class."""
+    from bokeh.embed import file_html
+    from bokeh.models import HoverTool, Legend
+    from bokeh.plotting import figure
+    from bokeh.resources import INLINE
+
+    from embedlab._progress import tqdm
+
+    names = _label_names(labels, class_names)
+    array = _check_points(points, len(names))
+    if len(filenames) != len(array):
+        raise PlottingError(f"{len(filenames)} filenames but {len(array)} points")
+    palette = class_palette(class_names if class_names is not None else names)
+    root = Path(image_root)
+    thumbs = [thumbnail_data_uri(root / f, thumbnail_size) for f in tqdm(filenames, desc="thumbnails", leave=False)]
+    tools = "pan,wheel_zoom,box_zoom,reset,save"
+    plot = figure(title=title, width=900, height=700, tools=tools, active_scroll="wheel_zoom", match_aspect=True)
+    items = _class_renderers(plot, array, names, filenames, thumbs, palette, point_size)
+    plot.add_tools(HoverTool(tooltips=TOOLTIP, renderers=[item.renderers[0] for item in items]))
+    plot.add_layout(Legend(items=items, click_policy="hide", label_text_font_size="9pt", spacing=0), "right")
+    plot.axis.visible = False
+    plot.grid.visible = False
+    document = file_html(plot, resources=INLINE, title=title or "embedlab embeddings")
+    target = Path(out_html)
+    with atomic_open(target, "w", encoding="utf-8") as handle:
+        handle.write(document)
+    return target

