@@ -4,12 +4,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv bench clean-venv strip lint docs
+.PHONY: demo test venv bench clean-venv strip lint docs site
 
 $(STAMP): pyproject.toml requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt -e ".[pipeline,notebook,test]"
+	$(PY) -m pip install --quiet -r requirements.txt -e ".[pipeline,notebook,test,site]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (embedlab)" >/dev/null
 	@touch $(STAMP)
 
@@ -37,6 +37,10 @@ lint: $(STAMP)
 
 docs: $(STAMP)
 	$(PY) data_scripts/make_docs.py
+
+site: $(STAMP)   # the executed demo notebooks + README + docs/ as a static website in site/ (MkDocs, offline, strict)
+	$(PY) data_scripts/make_diagrams.py --check
+	$(PY) data_scripts/make_site.py --run runs/demo --out site
 
 clean-venv:
 	rm -rf $(VENV)

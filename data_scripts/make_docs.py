@@ -308,13 +308,67 @@ def _minutes(seconds: float) -> str:
     return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
+INTERVAL_KEYS = {"knn_accuracy": ("knn_low", "knn_high"), "linear_probe_accuracy": ("probe_low", "probe_high")}
+
+
+def _with_interval(row: Mapping[str, Any], key: str, probe_share: float) -> str:
+    """'0.826 (0.812–0.839)': the row's bootstrap interval, else a binomial (normal) 95% interval from its size."""
+    value = float(row[key])
+    low_key, high_key = INTERVAL_KEYS.get(key, ("", ""))
+    if row.get(low_key) is not None and row.get(high_key) is not None:
+        low, high = float(row[low_key]), float(row[high_key])
+    elif key in INTERVAL_KEYS and row.get("n"):
+        n = float(row["n"]) * (1.0 if key == "knn_accuracy" else probe_share)
+        half = 1.96 * (value * (1 - value) / n) ** 0.5
+        low, high = value - half, value + half
+    else:
+        return format_value(value)
+    return f"{value:.3f} ({low:.3f}–{high:.3f})"
+
+
+def _interval_note(demo: Mapping[str, Any]) -> str:
+    rows = demo.get("comparison", [])
+    if rows and all(r.get("knn_low") is not None for r in rows):
+        return "In brackets: 95% bootstrap intervals over the images (1,000 resamples), as notebook 05 measured them."
+    return (
+        "In brackets: approximate 95% intervals from the number of images (binomial, normal approximation): this "
+        "committed run predates notebook 05's bootstrap intervals, which are not measured for it yet."
+    )
+
+
 def demo_table(demo: Mapping[str, Any]) -> str:
-    """The demo's comparison rows as a table: embedding, kNN, linear probe, cluster NMI (best kNN first)."""
+    """The demo's comparison rows as a table: embedding, kind, kNN and linear probe with 95% intervals, NMI."""
     rows = sorted(demo.get("comparison", []), key=lambda r: -float(r.get("knn_accuracy", 0.0)))
+    share = float((demo.get("evaluation") or {}).get("probe_test_fraction", 0.3))
     present = [(k, h) for k, h in METRIC_COLUMNS if any(k in r for r in rows)]
-    table_rows = [{**r, "embedding": r.get("recipe") or _embedding_label(str(r.get("name", "?")))} for r in rows]
+    table_rows = [
+        {
+            **r,
+            "embedding": r.get("recipe") or _embedding_label(str(r.get("name", "?"))),
+            **{k: _with_interval(r, k, share) for k in INTERVAL_KEYS if k in r},
+        }
+        for r in rows
+    ]
     kind = [("kind", "kind")] if any(r.get("kind") for r in rows) else []
-    return markdown_table(table_rows, [("embedding", "embedding"), *kind, *present])
+    return markdown_table(table_rows, [("embedding", "embedding"), *kind, *present]) + "\n\n" + _interval_note(demo)
+
+
+VERDICT_README_BULLETS = ("- **What training bought:**", "- **Against the strongest baseline**", "- **Cost:**")
+
+
+def demo_verdict(demo: Mapping[str, Any], *, compact: bool = False) -> str:
+    """Notebook 05's verdict computed from the committed numbers by the current code, as a Markdown blockquote;
+    `compact` keeps the headline, what training bought, the strongest baseline and the cost (README's length)."""
+    import pandas as pd
+
+    from embedlab.verdict import describe_comparison
+
+    table = pd.DataFrame(demo.get("comparison", []))
+    table.attrs = {k: demo[k] for k in ("evaluation", "paired") if k in demo}
+    text = describe_comparison(table, n_classes=demo.get("classes"))
+    if compact:
+        text = "\n".join(line for line in text.splitlines() if line.startswith(("**", *VERDICT_README_BULLETS)))
+    return "\n".join(f"> {escape_markdown(line)}" if line else ">" for line in text.splitlines())
 
 
 def _verdict_headline(verdict: Any) -> str:
@@ -347,11 +401,12 @@ def readme_results(results: Mapping[str, Mapping[str, Any]]) -> str:
             demo_table(demo),
             "",
         ]
-        if demo.get("verdict"):
+        if demo.get("comparison"):
             lines += [
-                "Notebook 05's verdict, written from these numbers:",
+                "Notebook 05's verdict from these numbers (`embedlab.verdict`; in full in "
+                "[docs/teaching.md](docs/teaching.md#the-results-to-expect)):",
                 "",
-                f"> {escape_markdown(str(demo['verdict']))}",
+                demo_verdict(demo, compact=True),
                 "",
             ]
         if demo.get("total_seconds"):
@@ -425,7 +480,7 @@ def _demo_section(demo: Mapping[str, Any] | None) -> list[str]:
     out = [
         "## The demo (`make demo`)",
         "",
-        "The whole tutorial (notebooks 01 → 06 via papermill, `notebooks/params/demo.yaml`) on the embedded "
+        "The whole tutorial (notebooks 01 → 06 via papermill, `src/embedlab/presets/demo.yaml`) on the embedded "
         "Fashion-MNIST, offline. `benchmarks/results/demo.json` is copied from `runs/demo/metrics.json` and "
         "`runs/demo/pipeline.json` by `python data_scripts/make_docs.py --from-run runs/demo`.",
         "",
@@ -521,7 +576,7 @@ def import_run(run_dir: Path) -> list[Path]:
         "machine": machine,
         "seconds": seconds,
         "total_seconds": round(sum(seconds.values()), 1),
-        "source": "make demo (notebooks/params/demo.yaml): runs/demo/metrics.json and pipeline.json",
+        "source": "make demo (src/embedlab/presets/demo.yaml): runs/demo/metrics.json and pipeline.json",
     }
     write_json(DEMO_RESULT, result)
     from PIL import Image
@@ -584,12 +639,14 @@ def _training_summary(p: Mapping[str, Any]) -> str:
 
 
 def params_table() -> str:
-    """README's parameter-set table, read from notebooks/params/*.yaml (its first comment says what it is for)."""
+    """README's parameter-set table, read from src/embedlab/presets/*.yaml (its first comment says what it is for)."""
     import yaml
 
     order = {"demo": 0, "classroom": 1, "full": 2, "tiny": 3}
     rows = []
-    for path in sorted((REPO / "notebooks" / "params").glob("*.yaml"), key=lambda q: (order.get(q.stem, 9), q.stem)):
+    for path in sorted(
+        (REPO / "src" / "embedlab" / "presets").glob("*.yaml"), key=lambda q: (order.get(q.stem, 9), q.stem)
+    ):
         text = path.read_text(encoding="utf-8")
         values = yaml.safe_load(text) or {}
         first = text.splitlines()[0] if text.startswith("#") else ""
@@ -598,7 +655,7 @@ def params_table() -> str:
         per_class = values.get("limit_per_class")
         data = f"{values.get('dataset')}, {f'{per_class} per class' if per_class else 'all images'}"
         rows.append(
-            f"| [`{path.stem}`](notebooks/params/{path.name}) | {data} | "
+            f"| [`{path.stem}`](src/embedlab/presets/{path.name}) | {data} | "
             f"{_training_summary(values)} | {escape_markdown(purpose)} |"
         )
     return "\n".join(["| set | data | training | what it is for |", "|---|---|---|---|", *rows])
@@ -680,11 +737,7 @@ def teaching_results(results: Mapping[str, Mapping[str, Any]]) -> str:
     demo = results.get("demo")
     if not demo:
         return "No demo run committed yet."
-    verdict = (
-        f"\n\nNotebook 05's verdict on that run:\n\n> {escape_markdown(str(demo['verdict']))}"
-        if demo.get("verdict")
-        else ""
-    )
+    verdict = f"\n\nNotebook 05's verdict on that run:\n\n{demo_verdict(demo)}" if demo.get("comparison") else ""
     return demo_table(demo) + verdict
 
 

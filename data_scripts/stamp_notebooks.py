@@ -9,6 +9,8 @@ line and reruns this script). The badge cell (tag `stamp-badge`) is the first ce
 `stamp-setup`) follows the title cell; every link to another notebook in a markdown cell that starts with
 "**Next:**" gets an "open in Colab" companion (the relative link works in Jupyter, the Colab one in Colab).
 Outputs, execution counts and editor metadata are removed so git only ever holds clean notebooks.
+It also records every notebook's `parameters` cell values in src/embedlab/presets/notebook_defaults.json, so a
+preset can tell which values the learner changed (params.check); --check fails when that file is out of date.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import tomllib
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+DEFAULTS_JSON = PYPROJECT.parent / "src" / "embedlab" / "presets" / "notebook_defaults.json"
 BADGE_TAG = "stamp-badge"
 SETUP_TAG = "stamp-setup"
 NEXT_PREFIX = "**Next:**"
@@ -102,7 +105,7 @@ def _stamp_cell(cell_type: str, source: str, tag: str, cell_id: str) -> dict[str
 
 
 def clean_cell(cell: dict[str, Any]) -> dict[str, Any]:
-    """Drop outputs, execution counts and editor metadata; keep tags and the nbmake mock."""
+    """Drop outputs, execution counts and editor metadata; keep tags, the nbmake mock and markdown attachments."""
     meta = {k: v for k, v in cell.get("metadata", {}).items() if k in KEEP_CELL_METADATA}
     out: dict[str, Any] = {
         "cell_type": cell["cell_type"],
@@ -114,6 +117,8 @@ def clean_cell(cell: dict[str, Any]) -> dict[str, Any]:
         out["source"] = _lines(out["source"])
     if out["id"] is None:
         del out["id"]
+    if cell["cell_type"] == "markdown" and cell.get("attachments"):
+        out["attachments"] = cell["attachments"]  # the diagrams (data_scripts/make_diagrams.py): not outputs
     if cell["cell_type"] == "code":
         out.update(execution_count=None, outputs=[])
     return out
@@ -164,6 +169,41 @@ def process(path: Path, check: bool) -> bool:
     return False
 
 
+def parameter_defaults(nb: dict[str, Any]) -> dict[str, Any]:
+    """The literal assignments of a notebook's `parameters` cell (papermill's convention: literals only)."""
+    import ast
+
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code" and _has_tag(cell, "parameters"):
+            tree = ast.parse("".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"])
+            return {
+                node.targets[0].id: ast.literal_eval(node.value)
+                for node in tree.body
+                if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+            }
+    return {}
+
+
+def defaults_table(paths: list[Path]) -> str:
+    """notebook_defaults.json's text: {"02": {name: default, ...}, ...} for the numbered notebooks given."""
+    table = {
+        p.name[:2]: parameter_defaults(json.loads(p.read_text(encoding="utf-8")))
+        for p in sorted(paths)
+        if re.match(r"\d\d_", p.name)
+    }
+    return json.dumps(table, indent=1, sort_keys=True) + "\n"
+
+
+def update_defaults(paths: list[Path], check: bool) -> bool:
+    """Write (or, with check, compare) notebook_defaults.json; True when it was already current."""
+    text = defaults_table(paths)
+    if DEFAULTS_JSON.is_file() and DEFAULTS_JSON.read_text(encoding="utf-8") == text:
+        return True
+    if not check:
+        DEFAULTS_JSON.write_text(text, encoding="utf-8")
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: stamp (or --check) the given notebooks."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -171,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a notebook is not clean")
     args = parser.parse_args(argv)
     dirty = [p for p in args.notebooks if not process(p, args.check)]
+    if len(args.notebooks) > 1 and not update_defaults(args.notebooks, args.check):
+        dirty.append(DEFAULTS_JSON)
     for p in dirty:
         print(f"{'needs stamping/stripping' if args.check else 'stamped'}: {p}")
     return 1 if (dirty and args.check) else 0

@@ -1,7 +1,12 @@
-"""Fixtures shared by the training, distillation and time-budget tests."""
+"""Fixtures shared by the training, distillation and time-budget tests; a localhost file server for downloads."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,3 +27,19 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for j, idx in enumerate(np.flatnonzero(labels == cls)[:10]):
             Image.fromarray(images[idx]).resize((32, 32)).save(folder / f"{j}.png")
     return root
+
+
+@contextlib.contextmanager
+def serve_folder(folder: Path) -> Iterator[str]:
+    """Serve `folder` over HTTP on localhost (a published release asset, offline); yields the base URL."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None  # type: ignore[method-assign]
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()

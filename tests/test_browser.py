@@ -288,3 +288,18 @@ def test_html_in_a_filename_is_shown_as_text_and_never_runs(browser, scatter_htm
     assert state["xss"] == "undefined"  # and its onerror never ran
     time.sleep(0.3)  # give a late error handler a chance to fire before the final check
     assert browser.evaluate("typeof window.__xss") == "undefined"
+
+
+def test_the_inline_map_draws_and_hovers_like_the_page(browser, scatter_html, tmp_path):
+    """show_map's notebook output (bokeh inline, no iframe) renders and shows thumbnails on hover in Chromium."""
+    from embedlab import plotting
+
+    _, points, filenames = scatter_html
+    shown = plotting.show_map(
+        points, filenames, [1, 1, 2, 2, 2, 0, 0], ["birds", "cats", "dogs"], tmp_path / "images", title="inline"
+    )
+    page = tmp_path / "notebook_output.html"  # what a notebook front end puts into the page: the output as is
+    page.write_text(f"<!doctype html><html><head></head><body>{shown._repr_html_()}</body></html>", encoding="utf-8")
+    open_page(browser, page)
+    state = hover(browser, point_position(browser, *points[2]), "dogs/c.png")
+    assert state["src"].startswith("data:image/jpeg;base64,") and state["xss"] == "undefined"

@@ -275,9 +275,9 @@ def test_bad_input_is_one_clear_line(capsys, tmp_path, images_npy, image_folder,
     assert_one_line_error(status, err, *needles)
 
 
-def test_argparse_rejects_bad_numbers_with_usage(capsys, images_npy):
+def test_bad_numbers_are_refused_by_the_settings_naming_their_range(capsys, images_npy):
     status, _, err = run_cli(capsys, "embed", images_npy[0], "x.pt", "--dimensions", "0")
-    assert status == 2 and "expected a number >= 1" in err and "Traceback" not in err
+    assert status == 1 and "--dimensions" in err and "from 1 to 4096" in err and "Traceback" not in err
 
 
 def test_debug_shows_the_traceback(tmp_path):
@@ -467,3 +467,18 @@ def test_short_option_spellings_still_work(argv: list[str], dest: str, value: ob
     from embedlab.cli.parser import build_parser
 
     assert getattr(build_parser().parse_args(argv), dest) == value
+
+
+def test_pack_writes_the_results_archive_and_refuses_a_run_without_a_model(capsys, tmp_path: Path) -> None:
+    """`embedlab pack RUN_DIR` writes RUN_DIR/results.zip; a run without an exported model is one line, status 1."""
+    import zipfile
+
+    from embedlab import create_backbone, export_backbone
+
+    run = tmp_path / "run"
+    export_backbone(create_backbone("resnet18", None, layers=1), run / "exported" / "backbone.pt")
+    assert cli.main(["pack", str(run)]) == 0
+    assert "exported/backbone.pt" in zipfile.ZipFile(run / "results.zip").namelist()
+    assert "results archive:" in capsys.readouterr().out
+    assert cli.main(["pack", str(tmp_path / "empty")]) == 1
+    assert "no exported/backbone.pt" in capsys.readouterr().err

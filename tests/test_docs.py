@@ -187,10 +187,17 @@ def test_referenced_files_exist(page: Path) -> None:
     assert not missing, f"{_rel(page)} names files that do not exist: {missing}"
 
 
+TEACHER_PAGES = {"docs/answers.md"}  # the answer key: linked from docs/teaching.md, not from README or the notebooks
+
+
 def test_every_docs_page_is_linked_from_readme() -> None:
     linked = {t.partition("#")[0] for t in _links(README)}
-    unlinked = [_rel(p) for p in DOCS if _rel(p) not in linked]
+    unlinked = [_rel(p) for p in DOCS if _rel(p) not in linked and _rel(p) not in TEACHER_PAGES]
     assert not unlinked, f"docs pages not linked from README.md: {unlinked}"
+    teaching = {t.partition("#")[0] for t in _links(REPO / "docs" / "teaching.md")}
+    assert {page.removeprefix("docs/") for page in TEACHER_PAGES} <= teaching, "teaching.md links the answer key"
+    for notebook in (REPO / "notebooks").glob("*.ipynb"):
+        assert "answers.md" not in notebook.read_text(encoding="utf-8"), f"{notebook.name} links the answer key"
 
 
 def test_demo_result_has_comparison_rows() -> None:

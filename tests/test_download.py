@@ -338,12 +338,20 @@ def test_prepare_registry_name_with_url_override(server, tmp_path):
     folder = datasets.ImageFolder(root)
     assert len(folder) == 9 and folder.skipped == []
     assert not (data_dir / "ucmerced" / ".extracting").exists()
+    assert not list((data_dir / "ucmerced" / "downloads").iterdir())  # extracted and verified: the zip is gone
     requests = len(state.log)
     assert datasets.prepare("ucmerced", data_dir, url=f"{url}/UCMerced_LandUse.zip", progress=False) == root
     assert len(state.log) == requests  # marker: the second call does nothing
     subset = datasets.prepare("ucmerced", data_dir, url=f"{url}/UCMerced_LandUse.zip", limit=2, progress=False)
     assert datasets.ImageFolder(subset).class_counts() == {"airplane": 2, "beach": 2, "forest": 2}
     assert os.path.samefile(subset / "beach" / "beach00.tif", root / "beach" / "beach00.tif")  # hard links
+
+
+def test_prepare_keeps_the_archive_when_asked(server, tmp_path):
+    url, state = server
+    state.files["/UCMerced_LandUse.zip"] = ucmerced_like_zip(tmp_path / "u.zip").read_bytes()
+    datasets.prepare("ucmerced", tmp_path / "d", url=f"{url}/UCMerced_LandUse.zip", progress=False, keep_archive=True)
+    assert (tmp_path / "d" / "ucmerced" / "downloads" / "UCMerced_LandUse.zip").is_file()
 
 
 def test_prepare_spec_with_checksum_and_top_folder_tar(server, tmp_path):

@@ -12,14 +12,19 @@ import torch
 
 from embedlab.embedding import Embeddings
 from embedlab.evaluation import (
+    COLUMNS,
     EvaluationError,
+    bootstrap_interval,
     cluster_score,
     compare,
     describe_embeddings,
     knn_accuracy,
+    knn_correct,
     knn_predict,
     linear_probe_accuracy,
+    linear_probe_correct,
     linear_probe_note,
+    paired_difference,
     recipe_name,
     recipe_order,
 )
@@ -158,18 +163,16 @@ def test_compare_one_row_per_set_best_first() -> None:
     bad = Embeddings(torch.from_numpy(noise), good.filenames, labels, ["a", "b", "c"], name="noise")
     table = compare([bad, good], k=5)
     assert list(table["name"]) == ["good", "noise"]
-    assert list(table.columns) == [
-        "name",
-        "recipe",
-        "kind",
-        "image_size",
-        "n",
-        "dim",
-        "knn_accuracy",
-        "linear_probe_accuracy",
-        "cluster_nmi",
-    ]
-    assert table.attrs["evaluation"] == {"knn_k": 5, "knn_temperature": 0.1, "probe_test_fraction": 0.3, "seed": 0}
+    assert list(table.columns) == list(COLUMNS)
+    assert table.attrs["evaluation"] == {
+        "knn_k": 5,
+        "knn_temperature": 0.1,
+        "probe_test_fraction": 0.3,
+        "seed": 0,
+        "interval": "95% bootstrap over images, 1000 resamples",
+    }
+    assert table.loc[0, "knn_low"] == table.loc[0, "knn_high"] == 1.0  # every image right: no spread
+    assert table.loc[1, "knn_low"] <= table.loc[1, "knn_accuracy"] <= table.loc[1, "knn_high"]
     assert table.loc[0, "knn_accuracy"] == 1.0 and table.loc[0, "dim"] == 8 and table.loc[0, "n"] == 60
     assert table.loc[1, "knn_accuracy"] < 0.7
     assert list(compare({"renamed": good})["name"]) == ["renamed"]
@@ -253,3 +256,73 @@ def test_linear_probe_note_compares_with_notebook_05(tmp_path) -> None:
     assert "here 0.743 on 1,000 images, notebook 05 0.797 on all 3,000: a different subset" in other
     assert "the same 3,000 images and the same stratified split" in linear_probe_note(metrics, "ssl", 0.795, 3000)
     assert "no row 'imagenet'" in linear_probe_note(metrics, "imagenet", 0.8, 3000)
+
+
+# ------------------------------------------------------------------------------------------------ noise
+def test_knn_correct_is_per_image_and_its_mean_is_the_accuracy() -> None:
+    rng = np.random.default_rng(2)
+    vectors, labels = rng.normal(size=(120, 8)), rng.integers(0, 3, 120)
+    correct = knn_correct(vectors, labels, k=5)
+    assert correct.shape == (120,) and correct.dtype == bool
+    assert correct.mean() == knn_accuracy(vectors, labels, k=5)
+    probe = linear_probe_correct(vectors, labels)
+    assert probe.shape == (36,) and probe.mean() == linear_probe_accuracy(vectors, labels)
+
+
+def test_bootstrap_interval_matches_the_binomial_standard_error() -> None:
+    # 3,000 images at 79% correct: the binomial standard error is sqrt(0.79 * 0.21 / 3000) = 0.0074,
+    # so a 95% interval is about +-1.96 * 0.0074 = +-0.0146 around 0.79 (issue 15: "about 0.7 points")
+    correct = np.zeros(3000, dtype=bool)
+    correct[:2370] = True
+    low, high = bootstrap_interval(correct, seed=0)
+    assert low < 0.79 < high
+    assert (high - low) / 2 == pytest.approx(1.96 * math.sqrt(0.79 * 0.21 / 3000), rel=0.15)
+    assert bootstrap_interval(correct, seed=0) == (low, high)  # seeded: the same interval every run
+
+
+def test_paired_difference_sees_a_small_consistent_gain_and_calls_noise_a_tie() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.random(3000) < 0.79
+    better = base.copy()
+    better[np.flatnonzero(~base)[:60]] = True  # 60 images fixed, none broken: +2 points, the same images
+    diff, low, high = paired_difference(better, base)
+    assert diff == pytest.approx(0.02) and low > 0  # paired: a 2-point gain on the same images is real
+    shuffled = rng.permutation(base)  # same accuracy, different images right: no real difference
+    diff, low, high = paired_difference(shuffled, base)
+    assert diff == 0 and low < 0 < high
+    with pytest.raises(EvaluationError, match="same images"):
+        paired_difference(base, base[:10])
+
+
+def test_compare_pairs_every_row_with_the_strongest_baseline() -> None:
+    vectors, labels = _separable(n_per_class=30)
+    files = [f"f{i}" for i in range(len(labels))]
+    rng = np.random.default_rng(4)
+    imagenet = {**IMAGENET_112, "images_per_second": 80.0}
+    sets = {
+        "imagenet": Embeddings(torch.from_numpy(vectors), files, labels, ["a", "b", "c"], meta=imagenet),
+        "imagenet-32": Embeddings(
+            torch.from_numpy(vectors + rng.normal(scale=8, size=vectors.shape).astype(np.float32)),
+            files,
+            labels,
+            ["a", "b", "c"],
+            meta={**IMAGENET_112, "image_size": 32},
+        ),
+        "ssl": Embeddings(
+            torch.from_numpy(vectors + rng.normal(scale=3, size=vectors.shape).astype(np.float32)),
+            files,
+            labels,
+            ["a", "b", "c"],
+            meta={"name": "efficientnet_lite0", "method": "simclr", "init": "imagenet", "image_size": 32},
+        ),
+    }
+    table = compare(sets, k=5)
+    assert table.loc[table["name"] == "imagenet", "images_per_second"].item() == 80.0
+    pairs = {(p["a"], p["b"], p["metric"]) for p in table.attrs["paired"]}
+    for metric in ("knn_accuracy", "linear_probe_accuracy"):
+        assert {("ssl", "imagenet", metric), ("imagenet-32", "imagenet", metric), ("ssl", "imagenet-32", metric)} <= (
+            pairs
+        )
+    row = next(p for p in table.attrs["paired"] if (p["a"], p["b"], p["metric"]) == ("ssl", "imagenet", "knn_accuracy"))
+    ssl_knn = table.loc[table["name"] == "ssl", "knn_accuracy"].item()
+    assert row["difference"] == pytest.approx(ssl_knn - 1.0) and row["low"] <= row["difference"] <= row["high"]

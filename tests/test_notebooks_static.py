@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import base64
 import importlib.util
 import json
 import re
@@ -18,7 +19,7 @@ from embedlab.pipeline import declared_parameters, pipeline_notebooks
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 OWN = [nb for nb in NOTEBOOKS if nb.name[:2] in {"00", "01", "02", "03", "04", "05"}]
-PARAM_SETS = sorted((REPO / "notebooks" / "params").glob("*.yaml"))
+PARAM_SETS = sorted((REPO / "src" / "embedlab" / "presets").glob("*.yaml"))
 MAX_CELL_LINES = 12
 
 
@@ -179,3 +180,106 @@ def test_every_figure_shown_is_saved_under_run_dir(path: Path) -> None:
     for cell in drawing:
         source = _source(cell)
         assert "save_figure(" in source and "run.figure(" in source, f"{path.name}: figure not saved:\n{source}"
+
+
+# ------------------------------------------------------------------------------------------------ the lesson (issue 15)
+def _defaults(path: Path) -> dict:
+    _, cell = _params_cell(_load(path))
+    return {n.targets[0].id: ast.literal_eval(n.value) for n in ast.parse(_source(cell)).body}
+
+
+def _section(path: Path, heading: str) -> str:
+    """The text under a '## heading' up to the next '## ' heading, over all markdown cells."""
+    text = "\n".join(_source(c) for c in _load(path)["cells"] if c["cell_type"] == "markdown")
+    after = text.split(f"## {heading}\n", 1)[1]
+    return after.split("\n## ", 1)[0].split("**Next:**")[0].split("**Back to the start:**")[0]
+
+
+def _items(section: str) -> list[str]:
+    """The numbered items of a list ('1. ...' with its continuation lines)."""
+    return [" ".join(item.split()) for item in re.split(r"(?m)^\d+\. ", section)[1:]]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_next_line_claims_only_what_the_defaults_do(path: Path) -> None:
+    last = _source(_load(path)["cells"][-1])
+    claim = re.search(r"\]\((\d\d_\w+\.ipynb)\).*reads what this notebook wrote to `run_dir`", last)
+    if claim:  # notebook 00's default run_dir is its own: its Next line must not claim 01 reads it
+        following = REPO / "notebooks" / claim.group(1)
+        assert _defaults(path)["run_dir"] == _defaults(following)["run_dir"], f"{path.name}: 'Next' line is false"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_exercises_say_what_to_see_and_recall_questions_follow(path: Path) -> None:
+    exercises = _items(_section(path, "Exercises for a class"))
+    assert exercises, f"{path.name}: no numbered exercises"
+    for item in exercises:
+        assert "You should see" in item or "you should see" in item, f"{path.name}: exercise without an outcome: {item}"
+    assert 5 <= len(_items(_section(path, "Recall questions"))) <= 8, f"{path.name}: 5-8 recall questions"
+
+
+RECIPE_SETTING = re.compile(r"`(augment|init|method|backbone|temperature|min_scale|freeze_bn|dataset)\s*=")
+
+
+@pytest.mark.parametrize("path", [nb for nb in NOTEBOOKS if nb.name[:2] in ("00", "01", "02")], ids=lambda p: p.stem)
+def test_every_exercise_that_changes_the_recipe_says_new_run_dir(path: Path) -> None:
+    for item in _items(_section(path, "Exercises for a class")):
+        if RECIPE_SETTING.search(item):
+            assert "new `run_dir`" in item or "own `run_dir`" in item, f"{path.name}: say 'new run_dir': {item}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_preset_is_the_first_parameter(path: Path) -> None:
+    assert next(iter(_defaults(path))) == "preset" and _defaults(path)["preset"] is None
+
+
+def test_notebook_02_header_promise_matches_its_cap() -> None:
+    path = REPO / "notebooks" / "02_train_embedding_model.ipynb"
+    title = _source(_load(path)["cells"][1])
+    minutes = _defaults(path)["max_train_minutes"]
+    assert minutes == 20 and "at most 20 minutes (`max_train_minutes = 20`)" in title
+
+
+def test_factual_slips_stay_fixed() -> None:
+    text = {nb.name[:2]: "\n".join(_source(c) for c in _load(nb)["cells"]) for nb in NOTEBOOKS}
+    assert "0.9 or more" not in text["03"] and "never negative" in text["03"]  # ReLU guarantees >= 0 only
+    assert "Flat from early on" not in text["02"] and "augmentations too weak" in text["02"]
+    assert "learning rate too low" in text["02"] and "collapse" in text["02"]
+    assert "rerun with another `seed`" not in text["05"]  # leave-one-out kNN has no seed
+    assert "Opened alone" in text["05"]  # a standalone 05 has no floors: its intro says so
+
+
+def _index_of(path: Path, needle: str) -> int:
+    return next(i for i, c in enumerate(_load(path)["cells"]) if needle in _source(c))
+
+
+def test_concept_cells_come_before_the_dataset_cell() -> None:
+    nb02 = REPO / "notebooks" / "02_train_embedding_model.ipynb"
+    dataset = _index_of(nb02, "ensure_dataset(p)")
+    for idea in ("NTXentLoss(temperature=T)", "SimCLRProjectionHead(", "for t in (0.1, 0.5, 1.0)", "output_spread("):
+        assert _index_of(nb02, idea) < dataset, f"notebook 02: {idea} must come before the dataset cell"
+    nb05 = REPO / "notebooks" / "05_compare_with_imagenet.ipynb"
+    assert _index_of(nb05, "knn_accuracy(x, y, k=20)") < _index_of(nb05, "ensure_embeddings(p")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_diagrams_are_attached_pngs_drawn_by_the_project(path: Path) -> None:
+    for cell in _load(path)["cells"]:
+        tags = [t for t in cell.get("metadata", {}).get("tags", []) if t.startswith("diagram-")]
+        if not tags:
+            continue
+        name = tags[0].removeprefix("diagram-")
+        assert f"(attachment:{name}.png)" in _source(cell)
+        png = base64.b64decode(cell["attachments"][f"{name}.png"]["image/png"])
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) < 100_000
+
+
+def test_the_three_diagrams_are_shown() -> None:
+    tags = {
+        t
+        for nb in NOTEBOOKS
+        for c in _load(nb)["cells"]
+        for t in c.get("metadata", {}).get("tags", [])
+        if t.startswith("diagram-")
+    }
+    assert tags == {"diagram-pipeline", "diagram-simclr", "diagram-distillation"}

@@ -137,7 +137,7 @@ def test_no_other_file_hard_codes_the_repository_address() -> None:
     slug = _pyproject()["project"]["urls"]["Repository"].removeprefix("https://github.com/").rstrip("/")
     stamped = {REPO / "pyproject.toml", *NOTEBOOKS}
     offenders = []
-    for folder in ("src", "data_scripts", "benchmarks", "notebooks/params"):
+    for folder in ("src", "data_scripts", "benchmarks"):
         for path in (REPO / folder).rglob("*"):
             if path.is_file() and path.suffix in {".py", ".yaml", ".md", ".toml", ".txt"} and path not in stamped:
                 if slug in path.read_text(encoding="utf-8", errors="ignore"):
@@ -246,15 +246,20 @@ def test_built_wheel_runs_the_quickstart_in_a_clean_venv(dist: Path, tmp_path: P
     # covers it): prepare the embedded data from the wheel, train, embed, compare
     script = _notebook_script(REPO / "notebooks" / "00_quickstart.ipynb", skip=("project_all(",))
     assert "p = params.check(" in script, "00_quickstart changed: update this smoke's size override"
+    # the shipped "demo" preset fills what the tiny mock leaves at the notebook's defaults (backbone, init, ...)
     script = script.replace(
-        "p = params.check(", "limit_per_class, batch_size = 10, 16  # smaller still: 100 images\np = params.check(", 1
+        "p = params.check(",
+        "limit_per_class, batch_size = 10, 16  # smaller still: 100 images\npreset = 'demo'\np = params.check(",
+        1,
     )
-    (work / "quickstart.py").write_text(guard + script + "\nprint('KNN TABLE', table.shape)\n", encoding="utf-8")
+    checks = "\nprint('KNN TABLE', table.shape)\nprint('PRESET', p.train.backbone, p.train.init)\n"
+    (work / "quickstart.py").write_text(guard + script + checks, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update(EMBEDLAB_ROOT=str(work), MPLBACKEND="Agg", PYTHONNOUSERSITE="1")
     run = subprocess.run([str(python), "quickstart.py"], cwd=work, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
     assert "EMBEDLAB FROM" in run.stdout and "KNN TABLE" in run.stdout
+    assert "PRESET efficientnet_lite0 imagenet" in run.stdout  # the preset was read from the installed wheel
     assert any((work / "runs").rglob("*.png")), "the quickstart saved no figure"
 
 

@@ -6,6 +6,7 @@ import html
 import json
 import random
 import re
+from pathlib import Path
 
 import matplotlib
 
@@ -222,6 +223,40 @@ def test_metrics_chart_panels_labels_chance_and_legend() -> None:
     plt.close(fig)
 
 
+def test_metrics_chart_draws_the_95_percent_intervals_when_the_table_has_them() -> None:
+    table = _table()
+    for metric, (low, high) in {
+        "knn_accuracy": ("knn_low", "knn_high"),
+        "linear_probe_accuracy": ("probe_low", "probe_high"),
+    }.items():
+        table[low], table[high] = table[metric] - 0.02, table[metric] + 0.03
+    fig = metrics_chart(table, chance=0.1)
+    knn, probe, nmi = fig.axes
+    assert "95% bootstrap interval" in fig._suptitle.get_text()
+    whiskers = [c for c in knn.collections if c.__class__.__name__ == "LineCollection"]
+    assert len(whiskers) == 1 and len(whiskers[0].get_segments()) == 3
+    segment = whiskers[0].get_segments()[-1]  # the top bar: the best row, kNN 0.85 from 0.83 to 0.88
+    assert segment[:, 0].tolist() == pytest.approx([0.83, 0.88])
+    assert not [c for c in nmi.collections if c.__class__.__name__ == "LineCollection"]  # NMI has no interval
+    plt.close(fig)
+
+
+def test_loss_curve_draws_the_collapse_monitor_against_one_over_sqrt_d(tmp_path) -> None:
+    loss, epochs = _loss_files(tmp_path, method="byol")
+    epochs.write_text(
+        "epoch,steps,loss,knn_accuracy,output_std,seconds,images_per_second\n0,2,4.5,0.3,0.02,1,10\n"
+        "1,1,3.5,0.4,0.001,1,10\n"
+    )
+    (tmp_path / "config.json").write_text(json.dumps({"method": "byol", "batch_size": 64, "backbone": "resnet18"}))
+    fig = loss_curve(loss, epochs)
+    top, collapse, twin = fig.axes
+    assert collapse.get_ylabel() == "output std" and twin.get_ylabel() == "kNN accuracy"
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "std of normalised outputs (collapse monitor)" in labels
+    assert "1/sqrt(d) = 0.044 (d = 512)" in labels
+    plt.close(fig)
+
+
 def test_classifier_curve_shows_held_out_accuracy_outside_the_curve() -> None:
     from types import SimpleNamespace
 
@@ -311,3 +346,22 @@ def test_interactive_scatter_offline_safe_and_toggleable(tmp_path) -> None:
         interactive_scatter(
             np.zeros((4, 2)), files[:3], [0, 0, 1, 1], ["Beach", "Forest"], tmp_path, tmp_path / "x.html"
         )
+
+
+def test_inline_map_samples_large_sets_and_stays_small(tmp_path: Path) -> None:
+    """Past max_points the inline map shows a seeded sample (said in its title) and its output stays a few MB."""
+    from PIL import Image
+
+    from embedlab.plotting import show_map
+
+    root = tmp_path / "images"
+    names = [f"c{i % 3}/{i}.png" for i in range(300)]
+    for i, name in enumerate(names):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (40, 40), (i % 255, 80, 160)).save(root / name)
+    points = np.random.default_rng(0).normal(size=(300, 2))
+    small = show_map(points, names, [i % 3 for i in range(300)], ["a", "b", "c"], root, max_points=50, title="t")
+    assert (small.shown, small.total) == (50, 300) and "50 of 300 points" in small._repr_html_()
+    whole = show_map(points, names, [i % 3 for i in range(300)], ["a", "b", "c"], root, max_points=None)
+    assert whole.shown == 300 and len(whole._repr_html_()) < 5 * 2**20
+    assert show_map(points, names, [i % 3 for i in range(300)], None, root, max_points=50).html.count("c1/") > 0

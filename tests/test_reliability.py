@@ -319,8 +319,11 @@ def test_bad_options_give_one_line_and_exit_1(capsys, small_folder: Path, tmp_pa
 
 
 def test_usage_errors_are_one_line_too(capsys):
-    status, _, err = run_cli(capsys, "embed", "in.npy", "out.pt", "--dimensions", "0")
-    assert status == 2 and one_line(err).startswith("embedlab embed: error: argument --dimensions")
+    status, _, err = run_cli(capsys, "embed", "in.npy", "out.pt", "--weights", "banana")
+    assert status == 2 and one_line(err).startswith("embedlab embed: error: argument --weights")
+    status, _, err = run_cli(capsys, "embed", "in.npy", "out.pt", "--dimensions", "0")  # a value: the settings'
+    expected = "embedlab: error: --embed-dimensions (--dimensions): expected an integer from 1"
+    assert status == 1 and one_line(err).startswith(expected)
 
 
 def test_make_thumbnails_script_exits_1_when_images_fail(tmp_path: Path):

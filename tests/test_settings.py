@@ -138,14 +138,18 @@ def test_storage_base_mounts_drive_only_on_colab(tmp_path: Path) -> None:
     assert mounted == [str(tmp_path)]  # mounted once
 
 
-def test_check_puts_relative_dirs_on_drive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_puts_the_run_and_thumbnails_on_drive_and_the_raw_images_local(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     mounted: list[str] = []
     fake = _fake_colab(mounted)
     real = params.storage_base
     monkeypatch.setattr(params, "storage_base", lambda use: real(use, modules=fake, mount_point=tmp_path / "drive"))
-    p = params.check({"run_dir": "runs/a", "data_dir": "data", "use_drive": True, "dataset": "fashion-mnist"}, "01")
     drive = tmp_path / "drive" / "MyDrive" / "embedlab"
-    assert p.run.root == drive / "runs" / "a" and p.data.data_dir == drive / "data"
+    monkeypatch.setenv("EMBEDLAB_ROOT", str(tmp_path / "content"))
+    p = params.check({"run_dir": "runs/a", "data_dir": "data", "use_drive": True, "dataset": "fashion-mnist"}, "01")
+    assert p.run.root == drive / "runs" / "a" and p.data.data_dir == tmp_path / "content" / "data"
+    assert p.thumbnail_dir(p.data.data_dir / "aid" / "raw") == drive / "thumbnails" / "aid-64"
     absolute = params.check({"run_dir": str(tmp_path / "elsewhere"), "use_drive": True}, "01")
     assert absolute.run.root == tmp_path / "elsewhere"  # an absolute path is kept as given
 
@@ -174,3 +178,21 @@ def test_settings_and_params_import_no_heavy_module() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"  # the CLI's --help and a notebook's parameter check stay instant
+
+
+def test_setup_cell_versions_line_reads_like_no_error(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """The setup cell prints versions; a runner extra that Colab does not install (papermill) is left out rather
+    than printed as "not installed", which reads like an error there."""
+    from importlib import metadata
+
+    real = metadata.version
+
+    def version(name: str) -> str:
+        if name == "papermill":
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(metadata, "version", version)
+    params.show_versions()
+    out = capsys.readouterr().out
+    assert "torch " in out and "papermill" not in out and "not installed" not in out

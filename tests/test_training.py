@@ -111,6 +111,7 @@ def test_train_writes_run_directory(trained_run: tuple[Path, training.TrainResul
     epochs = _rows(run / "epochs.csv")
     assert len(epochs) == 1 and 0.0 <= float(epochs[0]["knn_accuracy"]) <= 1.0
     assert result.knn_history == [float(epochs[0]["knn_accuracy"])]
+    assert 0.0 < float(epochs[0]["output_std"]) < 1.0  # the collapse check, logged beside the kNN accuracy
     config = json.loads((run / "config.json").read_text())
     assert config["precision"] == "32-true" and config["num_images"] == 40
     meta = json.loads((run / "exported" / "backbone.json").read_text())
@@ -347,3 +348,13 @@ def test_resolvers() -> None:
     assert lr_factor(0, 100, 10) == pytest.approx(0.1)
     assert lr_factor(10, 100, 10) == pytest.approx(1.0)
     assert lr_factor(99, 100, 10) == pytest.approx(0.0)
+
+
+def test_output_spread_tells_a_collapsed_model_from_a_healthy_one() -> None:
+    """Spread-out embeddings give about 1/sqrt(d); identical ones (collapse) give 0."""
+    from embedlab.training.monitor import output_spread
+
+    torch.manual_seed(0)
+    healthy = torch.randn(2000, 64)
+    assert output_spread(healthy) == pytest.approx(1 / 64**0.5, rel=0.05)
+    assert output_spread(torch.ones(2000, 64) + 1e-6 * torch.randn(2000, 64)) < 1e-3

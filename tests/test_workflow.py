@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import serve_folder
 
 from embedlab import params, workflow
 from embedlab.settings import ParameterError
@@ -22,14 +20,8 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A localhost HTTP server over a fresh folder: (base URL, folder)."""
     folder = tmp_path / "published"
     folder.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *args: None  # type: ignore[method-assign]
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", folder
-    httpd.shutdown()
-    thread.join()
+    with serve_folder(folder) as base:
+        yield base, folder
 
 
 def _notebook_params(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, notebook: str, **extra: object):
@@ -84,10 +76,22 @@ def test_pretrained_url_fetches_model_and_embeddings_instead_of_computing(
     monkeypatch.setattr(embedding, "embed", refuse)
     p = _notebook_params(tmp_path, monkeypatch, "04", pretrained_url=f"{base}/run.zip")
     found = workflow.ensure_embeddings(p, "ssl")
-    assert list(found) == ["ssl"] and "Fetching the published model" in capsys.readouterr().out
+    assert list(found) == ["ssl"] and "Using the published results" in capsys.readouterr().out
     assert torch.equal(found["ssl"].vectors, load_embeddings(published / "embeddings" / "ssl.pt").vectors)
     assert workflow.ensure_backbone(p).read_bytes() == (published / "exported" / "backbone.pt").read_bytes()
-    assert p.run.dataset_root().is_dir()  # the images are prepared locally: the figures need them
+    assert not (tmp_path / "data").exists()  # the vectors came without preparing the dataset
+    assert not p.run.has_images()  # this archive has no thumbnails: pictures would prepare the dataset
+    assert workflow.ensure_images(p, 32) == p.run.image_root(32) and p.run.dataset_root().is_dir()
+
+
+def test_imagenet_set_honours_the_notebooks_image_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A notebook that declares one imagenet_image_size embeds at that size; a list gives a set per size."""
+    p = _notebook_params(tmp_path, monkeypatch, "04", imagenet_image_size=48)
+    assert workflow.imagenet_sizes(p) == (48,) and workflow.comparison_sets(p) == ("ssl", "imagenet", "random", "pca")
+    assert workflow.make_embedding(p, "imagenet").meta["image_size"] == 48
+    p = _notebook_params(tmp_path, monkeypatch, "03", imagenet_image_sizes=[32, 48])
+    assert workflow.comparison_sets(p) == ("ssl", "imagenet", "imagenet-32", "random", "pca")
+    assert workflow.make_embedding(p, "imagenet-32").meta["image_size"] == 32
 
 
 def test_pack_run_needs_a_model_and_urls_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -95,3 +99,20 @@ def test_pack_run_needs_a_model_and_urls_are_checked(tmp_path: Path, monkeypatch
         workflow.pack_run(tmp_path, tmp_path / "x.zip")
     with pytest.raises(ParameterError, match="parameter 'pretrained_url'"):
         _notebook_params(tmp_path, monkeypatch, "03", pretrained_url="ftp://example.org/run.zip")
+
+
+def test_a_fresh_runtime_uses_the_thumbnails_when_the_raw_images_are_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """Colab: the raw images lived on the old runtime's disk, the thumbnail cache on Drive; a new runtime trains and
+    draws from the thumbnails instead of downloading the dataset again."""
+    import shutil
+
+    p = _notebook_params(tmp_path, monkeypatch, "02")
+    root = workflow.ensure_dataset(p)
+    cache = p.run.recorded_thumbnails()
+    assert cache == root.parent / "thumbnails-64" and p.run.image_root(32) == cache and p.run.image_root(128) == root
+    shutil.rmtree(root)  # the runtime was recycled
+    capsys.readouterr()
+    assert workflow.ensure_dataset(p) == cache and "using its thumbnails" in capsys.readouterr().out
+    assert p.run.image_root(128) == cache and p.run.has_images()

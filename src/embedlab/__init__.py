@@ -74,6 +74,10 @@ _EXPORTS: dict[str, str] = {
     # evaluation
     "knn_accuracy": "evaluation",
     "linear_probe_accuracy": "evaluation",
+    "knn_correct": "evaluation",
+    "linear_probe_correct": "evaluation",
+    "bootstrap_interval": "evaluation",
+    "paired_difference": "evaluation",
     "cluster_score": "evaluation",
     "compare": "evaluation",
     "recipe_name": "evaluation",
@@ -86,6 +90,7 @@ _EXPORTS: dict[str, str] = {
     "side_by_side": "plotting",
     "image_grid": "plotting",
     "interactive_scatter": "plotting",
+    "show_map": "plotting",
     "save_figure": "plotting",
     "samples_per_class": "plotting",
     "augmented_pairs": "plotting",
@@ -114,6 +119,8 @@ _EXPORTS: dict[str, str] = {
     "FinetuneError": "classifier",
     # pipeline
     "run_pipeline": "pipeline",
+    "preset_names": "presets",
+    "load_preset": "presets",
     "PipelineError": "pipeline",
     # params (H4: notebook parameter checks and run-directory paths)
     "validate_params": "params",
@@ -132,6 +139,9 @@ _EXPORTS: dict[str, str] = {
     "ensure_dataset": "workflow",
     "ensure_backbone": "workflow",
     "ensure_embeddings": "workflow",
+    "ensure_images": "workflow",
+    "pack_run": "workflow",
+    "comparison_sets": "workflow",
 }
 
 _SUBMODULES = (
@@ -153,6 +163,7 @@ _SUBMODULES = (
     "report",
     "cli",
     "params",
+    "presets",
     "settings",
     "workflow",
 )

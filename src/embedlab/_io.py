@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +42,35 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
     """Open a temporary file for writing; it replaces `path` when the block finishes without error."""
     with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as handle:
         yield handle
+
+
+def write_failed(path: str | os.PathLike[str], error: BaseException) -> OSError:
+    """A failed write as one OSError naming the file and the free space (torch reports a full disk only as
+    'unexpected pos'), so every command can show it as one line."""
+    if isinstance(error, OSError) and str(error).startswith("could not write "):
+        return error  # already said
+    folder = Path(path).parent
+    with contextlib.suppress(OSError):
+        while not folder.is_dir() and folder != folder.parent:
+            folder = folder.parent
+    try:
+        free = f"{shutil.disk_usage(folder).free / 1e6:.1f} MB free there"
+    except OSError:
+        free = "free space unknown"
+    reason = " ".join(str(error).split()) or type(error).__name__
+    return OSError(f"could not write {path} ({reason}; {free}): free some space or choose another location")
+
+
+def torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """torch.save, atomically; a failed write (a full disk) is an OSError from write_failed."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        try:
+            torch.save(obj, tmp)
+        except (RuntimeError, OSError) as error:
+            raise write_failed(path, error) from None
+    return Path(path)
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> Path:

@@ -61,6 +61,7 @@ class ClassifierResult:
     history: list[dict[str, float]] = field(default_factory=list)
     class_names: list[str] = field(default_factory=list)
     model: Classifier | None = field(default=None, repr=False)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason): images that could not be used
 
     def summary(self) -> str:
         """One line for a notebook or the command line."""
@@ -112,7 +113,7 @@ def _resolve_backbone(backbone: Any) -> nn.Module:
         raise
 
 
-def _dataset(data: Any, limit_per_class: int | None) -> Any:
+def _dataset(data: Any, limit_per_class: int | None, verify: str = "header") -> Any:
     """Open `data` (a dataset root or an ImageFolder) as an ImageFolder without transform."""
     from embedlab import datasets
 
@@ -121,7 +122,7 @@ def _dataset(data: Any, limit_per_class: int | None) -> Any:
     root = Path(data)
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder not found: {root} (a folder with one subfolder per class)")
-    return datasets.ImageFolder(root, limit_per_class=limit_per_class)
+    return datasets.ImageFolder(root, limit_per_class=limit_per_class, verify=verify)
 
 
 class _Transformed(torch.utils.data.Dataset):
@@ -136,6 +137,29 @@ class _Transformed(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         image, label, _ = self.folder[int(self.indices[i])]
         return self.transform(image), int(label)
+
+
+class _Checked(_Transformed):
+    """Like _Transformed, but an image that fails to decode gives (empty, -1, index, reason) instead of raising."""
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int, str]:  # type: ignore[override]
+        from embedlab.datasets import DatasetError
+
+        index = int(self.indices[i])
+        try:
+            image, label, _ = self.folder[index]
+        except DatasetError as error:
+            return torch.empty(0), -1, index, str(error)
+        return self.transform(image), int(label), index, ""
+
+
+def _keep_readable(items: list[tuple[torch.Tensor, int, int, str]]) -> tuple[Any, Any, list[int], list[Any]]:
+    """Collate the readable images of a batch: (images or None, labels, their indices, (index, reason) of the rest)."""
+    good = [item for item in items if not item[3]]
+    bad = [(index, reason) for _, _, index, reason in items if reason]
+    if not good:
+        return None, None, [], bad
+    return torch.stack([g[0] for g in good]), torch.tensor([g[1] for g in good]), [g[2] for g in good], bad
 
 
 def _transforms(backbone: nn.Module, image_size: int) -> tuple[Any, Any]:
@@ -169,21 +193,34 @@ def _evaluate(model: Classifier, loader: Any, device: torch.device) -> float:
 
 
 def _frozen_features(
-    backbone: nn.Module, folder: Any, transform: Any, device: torch.device, batch_size: int, progress: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Embed every image of `folder` with the unchanged backbone (for the linear-probe reference)."""
+    backbone: nn.Module | None, folder: Any, transform: Any, device: torch.device, batch_size: int, progress: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[str, str]]]:
+    """Embed every readable image of `folder` with the unchanged backbone (None: only decode them); return features,
+    labels, the folder indices they belong to, and (file, reason) of each image that could not be decoded."""
     from embedlab._progress import tqdm
 
     loader = torch.utils.data.DataLoader(
-        _Transformed(folder, np.arange(len(folder)), transform), batch_size=batch_size, shuffle=False
+        _Checked(folder, np.arange(len(folder)), transform),
+        batch_size=batch_size,
+        shuffle=False,
+        collate_fn=_keep_readable,
     )
-    backbone.eval()
-    features, labels = [], []
+    if backbone is not None:
+        backbone.eval()
+    features, labels, kept, skipped = [], [], [], []
     with torch.inference_mode():
-        for images, targets in tqdm(loader, desc="frozen embeddings", disable=not progress, leave=False):
-            features.append(backbone(images.to(device)).float().cpu())
+        for images, targets, indices, bad in tqdm(loader, desc="read images", disable=not progress, leave=False):
+            skipped += [(folder.filenames[index], reason) for index, reason in bad]
+            if images is None:
+                continue
+            if backbone is not None:
+                features.append(backbone(images.to(device)).float().cpu())
             labels.append(targets)
-    return torch.cat(features).numpy(), torch.cat(labels).numpy()
+            kept += indices
+    if not kept:
+        raise FinetuneError(f"none of the {len(folder)} images could be decoded, e.g. {skipped[0][0]}: {skipped[0][1]}")
+    array = torch.cat(features).numpy() if features else np.zeros((len(kept), 0), np.float32)
+    return array, torch.cat(labels).numpy(), np.asarray(kept, dtype=np.int64), skipped
 
 
 def _fit(
@@ -302,16 +339,16 @@ def _check_options(mode: str, epochs: int | None, batch_size: int, learning_rate
     if mode not in MODES:
         raise FinetuneError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     epochs = epochs if epochs is not None else (50 if mode == "frozen" else 2)
-    if epochs < 1 or batch_size < 1 or not learning_rate > 0:
+    if epochs < 1 or batch_size < 1 or not 0 < learning_rate < math.inf:
         raise FinetuneError(
             f"epochs, batch_size and learning_rate must be positive, got {epochs}, {batch_size}, {learning_rate}"
         )
     return epochs
 
 
-def _labeled_folder(data: Any, limit_per_class: int | None) -> Any:
+def _labeled_folder(data: Any, limit_per_class: int | None, verify: str) -> Any:
     """The labeled image folder to train on (FinetuneError when it has fewer than 2 classes)."""
-    folder = _dataset(data, limit_per_class)
+    folder = _dataset(data, limit_per_class, verify)
     if len(folder.classes) < 2:
         raise FinetuneError(
             f"{getattr(folder, 'root', data)} has {len(folder.classes)} class folder(s); need at least 2"
@@ -334,41 +371,41 @@ def train_classifier(
     device: str = "auto",
     probe: bool = True,
     progress: bool = True,
+    verify: str = "header",
 ) -> ClassifierResult:
     """Train backbone + linear head on a labeled image folder; report held-out accuracy and the linear probe.
 
     `backbone` is a run directory (its exported backbone), a backbone.pt / .ckpt path, a backbone name or a
     Backbone. `mode="frozen"` embeds every image once and trains only the head on those features (epochs are
     cheap: default 50); "finetune" trains all weights on augmented images (backbone at lr/10; default 2 epochs).
-    `image_size` defaults to the backbone's training size (its metadata), else 224; the split (stratified,
-    `test_fraction`, `seed`) is the same for both modes.
+    `image_size`: default the backbone's training size, else 224. Undecodable images (`verify` as ImageFolder)
+    are skipped and all named (`result.skipped`, a warning); NaN or infinite weights raise FinetuneError.
     """
     epochs = _check_options(mode, epochs, batch_size, learning_rate)
     started = time.perf_counter()
     torch.manual_seed(seed)
-    folder = _labeled_folder(data, limit_per_class)
-    train_idx, test_idx = stratified_split(folder.labels, test_fraction, seed)
+    folder = _labeled_folder(data, limit_per_class, verify)
     run_device = resolve_device(device)
     net = _resolve_backbone(backbone).to(run_device)
     transforms_ = _transforms(net, int(image_size or getattr(net, "meta", {}).get("image_size") or 224))
     model = Classifier(net, len(folder.classes)).to(run_device)
-    features = labels = None
-    if probe or mode == "frozen":  # frozen features, taken before any training touches the backbone
-        features, labels = _frozen_features(net, folder, transforms_[1], run_device, batch_size, progress)
+    embed = probe or mode == "frozen"  # frozen features, taken before any training touches the backbone
+    features, labels, usable, unreadable = _frozen_features(
+        net if embed else None, folder, transforms_[1], run_device, batch_size, progress
+    )
+    skipped = _report_skipped(folder, [*folder.skipped, *unreadable])
+    train_idx, test_idx = stratified_split(labels, test_fraction, seed)
     probe_accuracy = _probe_accuracy(features, labels, test_fraction, seed) if probe else None
-    options: dict[str, Any] = {
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "seed": seed,
-        "device": run_device,
-        "progress": progress,
-    }
-    history, accuracy = _train_mode(mode, model, folder, transforms_, features, labels, train_idx, test_idx, options)
+    options = dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed, device=run_device)
+    options["progress"] = progress
+    history, accuracy = _train_mode(
+        mode, model, folder, transforms_, features, labels, usable, (train_idx, test_idx), options
+    )
+    _check_finite(model, learning_rate)
     return ClassifierResult(
         accuracy=accuracy,
         probe_accuracy=probe_accuracy,
-        chance=float(np.bincount(np.asarray(folder.labels)[test_idx]).max() / len(test_idx)),
+        chance=float(np.bincount(labels[test_idx]).max() / len(test_idx)),
         mode=mode,
         epochs=epochs,
         train_images=len(train_idx),
@@ -377,7 +414,29 @@ def train_classifier(
         history=history,
         class_names=list(folder.classes),
         model=model.eval(),
+        skipped=skipped,
     )
+
+
+def _report_skipped(folder: Any, skipped: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Warn once, naming every image left out (not only the first), so a rerun is not needed to find the next."""
+    if skipped:
+        import warnings
+
+        from embedlab.datasets import DatasetWarning
+
+        names = "; ".join(f"{name} ({' '.join(why.split())})" for name, why in skipped)
+        warnings.warn(f"{folder.root}: skipped {len(skipped)} unusable file(s): {names}", DatasetWarning, stacklevel=3)
+    return skipped
+
+
+def _check_finite(model: nn.Module, learning_rate: float) -> None:
+    """Refuse a classifier whose weights went NaN or infinite (a learning rate too high): never save or use it."""
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise FinetuneError(
+            f"training diverged: the classifier's weights became NaN or infinite with learning_rate={learning_rate:g}; "
+            "use a smaller learning rate"
+        )
 
 
 def _train_mode(
@@ -385,17 +444,19 @@ def _train_mode(
     model: Classifier,
     folder: Any,
     transforms_: tuple[Any, Any],
-    features: np.ndarray | None,
-    labels: np.ndarray | None,
-    train_idx: np.ndarray,
-    test_idx: np.ndarray,
+    features: np.ndarray,
+    labels: np.ndarray,
+    usable: np.ndarray,
+    split: tuple[np.ndarray, np.ndarray],
     options: dict[str, Any],
 ) -> tuple[list[dict[str, float]], float]:
-    """Train the head on the frozen features ("frozen") or everything on images ("finetune"); history, accuracy."""
+    """Train the head on the frozen features ("frozen") or everything on images ("finetune"); history, accuracy.
+    `split` indexes the usable images; `usable` maps them to the folder's indices."""
+    train_idx, test_idx = split
     if mode == "frozen":
         model.backbone.requires_grad_(False)
         return _train_frozen(model, features, labels, train_idx, test_idx, **options)
-    return _train_finetune(model, folder, transforms_, train_idx, test_idx, **options)
+    return _train_finetune(model, folder, transforms_, usable[train_idx], usable[test_idx], **options)
 
 
 def _probe_accuracy(features: Any, labels: Any, test_fraction: float, seed: int) -> float:

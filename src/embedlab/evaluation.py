@@ -1,4 +1,5 @@
-"""How good is an embedding? kNN accuracy, a linear probe and a cluster score, all on frozen vectors.
+"""How good is an embedding? kNN accuracy, a linear probe and a cluster score, all on frozen vectors, with
+bootstrap intervals over the images so a difference can be told from noise.
 
 kNN follows lightly's benchmarks (`lightly.utils.benchmarking.knn.knn_predict`): cosine similarity, the k nearest
 neighbours vote with weight exp(similarity / temperature). It runs in chunks, so 10,000 x 1280 fits in memory.
@@ -81,7 +82,7 @@ def knn_predict(
     return torch.cat(predictions)
 
 
-def knn_accuracy(
+def knn_correct(
     vectors: Any,
     labels: Any = None,
     test_vectors: Any = None,
@@ -90,8 +91,12 @@ def knn_accuracy(
     k: int = 20,
     temperature: float = 0.1,
     chunk_size: int = KNN_CHUNK,
-) -> float:
-    """Weighted-kNN top-1 accuracy (cosine, k=20, T=0.1); leave-one-out (self excluded) without a test set."""
+) -> np.ndarray:
+    """Per query image, whether the weighted kNN vote (cosine, k=20, T=0.1) names its class: a boolean array.
+
+    Without a test set every image is a query against all the others (leave-one-out, itself excluded); its mean is
+    `knn_accuracy`, and `bootstrap_interval` resamples it for a 95% interval.
+    """
     if temperature <= 0:
         raise EvaluationError(f"temperature must be > 0, got {temperature}")
     bank = torch.nn.functional.normalize(_vectors(vectors), dim=1)
@@ -113,13 +118,34 @@ def knn_accuracy(
     predicted = knn_predict(
         queries, bank, bank_codes, num_classes, k=k, temperature=temperature, exclude_self=loo, chunk_size=chunk_size
     )
-    return float((predicted == query_codes).double().mean())
+    return (predicted == query_codes).numpy()
 
 
-def linear_probe_accuracy(
-    vectors: Any, labels: Any = None, *, test_fraction: float = 0.3, seed: int = 0, max_iter: int = 1000, C: float = 1.0
+def knn_accuracy(
+    vectors: Any,
+    labels: Any = None,
+    test_vectors: Any = None,
+    test_labels: Any = None,
+    *,
+    k: int = 20,
+    temperature: float = 0.1,
+    chunk_size: int = KNN_CHUNK,
 ) -> float:
-    """Accuracy of logistic regression on standardised frozen embeddings, on a stratified held-out split."""
+    """Weighted-kNN top-1 accuracy (cosine, k=20, T=0.1); leave-one-out (self excluded) without a test set."""
+    correct = knn_correct(
+        vectors, labels, test_vectors, test_labels, k=k, temperature=temperature, chunk_size=chunk_size
+    )
+    return float(correct.mean())
+
+
+def linear_probe_correct(
+    vectors: Any, labels: Any = None, *, test_fraction: float = 0.3, seed: int = 0, max_iter: int = 1000, C: float = 1.0
+) -> np.ndarray:
+    """Per held-out image, whether logistic regression on standardised frozen embeddings names its class.
+
+    The stratified split depends only on the labels and the seed, so every embedding set of the same images is
+    tested on the same held-out images, in the same order: the arrays of two sets pair up image by image.
+    """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
@@ -131,9 +157,9 @@ def linear_probe_accuracy(
     x = _vectors(vectors).numpy()
     y = _labels(labels, vectors, len(x), "linear_probe_accuracy")
     classes, counts = np.unique(y, return_counts=True)
-    if len(classes) == 1:
-        return 1.0  # one class: the only possible prediction is always right
     n_test = max(len(classes), round(test_fraction * len(y)))
+    if len(classes) == 1:
+        return np.ones(n_test, dtype=bool)  # one class: the only possible prediction is always right
     if counts.min() < 2 or len(y) - n_test < len(classes):
         raise EvaluationError(
             f"linear probe needs >= 2 samples per class and room for a stratified "
@@ -145,7 +171,72 @@ def linear_probe_accuracy(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # near-converged is fine for a probe score
         probe.fit(x_train, y_train)
-    return float(probe.score(x_test, y_test))
+    return np.asarray(probe.predict(x_test) == y_test)
+
+
+def linear_probe_accuracy(
+    vectors: Any, labels: Any = None, *, test_fraction: float = 0.3, seed: int = 0, max_iter: int = 1000, C: float = 1.0
+) -> float:
+    """Accuracy of logistic regression on standardised frozen embeddings, on a stratified held-out split."""
+    correct = linear_probe_correct(vectors, labels, test_fraction=test_fraction, seed=seed, max_iter=max_iter, C=C)
+    return float(correct.mean())
+
+
+# ------------------------------------------------------------------------------------------------ noise
+BOOTSTRAP_RESAMPLES = 1000  # resamples of the images; the 2.5th and 97.5th percentiles bound a 95% interval
+BOOTSTRAP_LEVEL = 0.95
+
+
+def _bootstrap_means(values: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """Means of `resamples` draws with replacement of the entries of `values` (in blocks: bounded memory)."""
+    rng = np.random.default_rng(seed)
+    n, means = len(values), []
+    block = max(1, 2_000_000 // max(1, n))
+    for start in range(0, resamples, block):
+        index = rng.integers(0, n, size=(min(block, resamples - start), n))
+        means.append(values[index].mean(axis=1))
+    return np.concatenate(means)
+
+
+def _percentiles(means: np.ndarray, level: float) -> tuple[float, float]:
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def bootstrap_interval(
+    correct: Any, *, resamples: int = BOOTSTRAP_RESAMPLES, level: float = BOOTSTRAP_LEVEL, seed: int = 0
+) -> tuple[float, float]:
+    """A percentile bootstrap interval (95% by default) of an accuracy, resampling the images with replacement.
+
+    `correct` is one entry per image (from `knn_correct` or `linear_probe_correct`). It says how much the accuracy
+    would move with another sample of images of the same kind; it does not cover another training run.
+    """
+    values = np.asarray(correct, dtype=np.float64).reshape(-1)
+    if len(values) == 0:
+        raise EvaluationError("bootstrap_interval: no images")
+    return _percentiles(_bootstrap_means(values, resamples, seed), level)
+
+
+def paired_difference(
+    correct_a: Any,
+    correct_b: Any,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    level: float = BOOTSTRAP_LEVEL,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """(difference, low, high): accuracy of A minus B and its bootstrap interval, both scored on the same images.
+
+    The same resampled images score both sets (a paired bootstrap), so what the two share cancels out. When the
+    interval contains 0 the difference is within the noise: call it a tie.
+    """
+    a = np.asarray(correct_a, dtype=np.float64).reshape(-1)
+    b = np.asarray(correct_b, dtype=np.float64).reshape(-1)
+    if len(a) != len(b) or len(a) == 0:
+        raise EvaluationError(f"paired_difference needs the same images on both sides, got {len(a)} and {len(b)}")
+    low, high = _percentiles(_bootstrap_means(a - b, resamples, seed), level)
+    return float(a.mean() - b.mean()), low, high
 
 
 def cluster_score(vectors: Any, labels: Any = None, *, seed: int = 0) -> float:
@@ -232,44 +323,87 @@ def describe_embeddings(name: str, embeddings: Any) -> dict[str, Any]:
     return {"recipe": recipe_name(meta, name), "kind": recipe_kind(meta, name), "image_size": meta.get("image_size")}
 
 
+COLUMNS = (
+    "name",
+    "recipe",
+    "kind",
+    "image_size",
+    "n",
+    "dim",
+    "knn_accuracy",
+    "knn_low",
+    "knn_high",
+    "linear_probe_accuracy",
+    "probe_low",
+    "probe_high",
+    "cluster_nmi",
+    "images_per_second",
+)
+INTERVALS = {"knn_accuracy": ("knn_low", "knn_high"), "linear_probe_accuracy": ("probe_low", "probe_high")}
+
+
+def _score(name: str, emb: Any, k: int, test_fraction: float, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One row of `compare` and the per-image correctness behind its two accuracies."""
+    if getattr(emb, "labels", None) is None:
+        raise EvaluationError(f"compare: embeddings {name!r} have no labels (an unlabeled folder?)")
+    correct = {
+        "knn_accuracy": knn_correct(emb, k=k),
+        "linear_probe_accuracy": linear_probe_correct(emb, test_fraction=test_fraction, seed=seed),
+    }
+    row: dict[str, Any] = {"name": name, **describe_embeddings(name, emb), "n": len(emb.vectors)}
+    row["dim"] = int(emb.vectors.shape[1])
+    for metric, (low, high) in INTERVALS.items():
+        row[metric] = float(correct[metric].mean())
+        row[low], row[high] = bootstrap_interval(correct[metric], seed=seed)
+    row["cluster_nmi"] = cluster_score(emb, seed=seed)
+    row["images_per_second"] = (getattr(emb, "meta", None) or {}).get("images_per_second")
+    return row, correct
+
+
+def _pairs_to_compare(table: Any) -> list[tuple[str, str]]:
+    """Every row against the strongest baseline (the best ImageNet row), and each trained row against every
+    ImageNet row (its own starting point among them)."""
+    names = list(table["name"])
+    baselines = [n for n, kind in zip(names, table["kind"]) if kind == "ImageNet"]
+    if not baselines:
+        return []
+    pairs = [(n, baselines[0]) for n in names if n != baselines[0]]
+    trained = [n for n, kind in zip(names, table["kind"]) if kind == "self-supervised"]
+    return pairs + [(t, b) for t in trained for b in baselines[1:]]
+
+
+def _paired_rows(items: Mapping[str, Any], table: Any, correct: Mapping[str, Any], seed: int) -> list[dict]:
+    """Paired bootstrap differences (kNN and linear probe) for `_pairs_to_compare`, on the same images only."""
+    rows = []
+    for a, b in _pairs_to_compare(table):
+        if list(getattr(items[a], "filenames", [])) != list(getattr(items[b], "filenames", [])):
+            continue  # different images: no pairing
+        for metric in INTERVALS:
+            diff, low, high = paired_difference(correct[a][metric], correct[b][metric], seed=seed)
+            rows.append({"a": a, "b": b, "metric": metric, "difference": diff, "low": low, "high": high})
+    return rows
+
+
 def compare(
     embeddings: Mapping[str, Any] | Sequence[Any], *, k: int = 20, test_fraction: float = 0.3, seed: int = 0
 ) -> Any:
-    """One row per embedding set (name, recipe, kind, image size, n, dim, kNN, linear probe, NMI), best kNN first."""
+    """One row per embedding set, best kNN first: name, recipe, kind, image size, n, dim, kNN and linear-probe
+    accuracy each with a 95% bootstrap interval over the images (`knn_low`..`knn_high`, `probe_low`..`probe_high`),
+    cluster NMI and embedding speed (images/s, when the embeddings recorded it).
+
+    `table.attrs["paired"]` holds paired differences with their intervals (every row against the strongest
+    baseline, each trained row against every ImageNet row): the verdict calls a gap a tie when its interval
+    contains 0.
+    """
     import pandas as pd
 
     items = (
-        list(embeddings.items())
+        dict(embeddings.items())
         if isinstance(embeddings, Mapping)
-        else [(getattr(e, "name", "") or f"embeddings {i}", e) for i, e in enumerate(embeddings)]
+        else {(getattr(e, "name", "") or f"embeddings {i}"): e for i, e in enumerate(embeddings)}
     )
-    rows = []
-    for name, emb in items:
-        if getattr(emb, "labels", None) is None:
-            raise EvaluationError(f"compare: embeddings {name!r} have no labels (an unlabeled folder?)")
-        rows.append(
-            {
-                "name": name,
-                **describe_embeddings(name, emb),
-                "n": len(emb.vectors),
-                "dim": int(emb.vectors.shape[1]),
-                "knn_accuracy": knn_accuracy(emb, k=k),
-                "linear_probe_accuracy": linear_probe_accuracy(emb, test_fraction=test_fraction, seed=seed),
-                "cluster_nmi": cluster_score(emb, seed=seed),
-            }
-        )
-    columns = [
-        "name",
-        "recipe",
-        "kind",
-        "image_size",
-        "n",
-        "dim",
-        "knn_accuracy",
-        "linear_probe_accuracy",
-        "cluster_nmi",
-    ]
-    table = pd.DataFrame(rows, columns=columns)
+    scored = {name: _score(name, emb, k, test_fraction, seed) for name, emb in items.items()}
+    table = pd.DataFrame([row for row, _ in scored.values()], columns=list(COLUMNS))
     table = table.sort_values(["knn_accuracy", "linear_probe_accuracy"], ascending=False, kind="stable").reset_index(
         drop=True
     )
@@ -278,7 +412,9 @@ def compare(
         "knn_temperature": 0.1,
         "probe_test_fraction": test_fraction,
         "seed": seed,
+        "interval": f"{BOOTSTRAP_LEVEL:.0%} bootstrap over images, {BOOTSTRAP_RESAMPLES} resamples",
     }  # how it was measured: save_metrics writes it to metrics.json
+    table.attrs["paired"] = _paired_rows(items, table, {n: c for n, (_, c) in scored.items()}, seed)
     return table
 
 

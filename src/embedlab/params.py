@@ -89,8 +89,28 @@ def _url(name: str, value: Any) -> str | None:
     raise ParameterError(f"parameter {name!r}: expected None or an http(s):// address, got {value!r}")
 
 
+def _preset(name: str, value: Any) -> str | None:
+    """None, a shipped preset name (embedlab.presets) or the path of a YAML parameter file."""
+    from embedlab.presets import PresetError, preset_path
+
+    if value is None:
+        return None
+    try:
+        preset_path(_str_value(name, value))
+    except PresetError as error:
+        raise ParameterError(f"parameter {name!r}: {error}") from None
+    return str(value)
+
+
+def _str_value(name: str, value: Any) -> str:
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise ParameterError(f"parameter {name!r}: expected None or a preset name, got {value!r}")
+    return str(value)
+
+
 # Notebook-level names that are no stage's field: the run, Google Drive, and the notebook's spelling of a cap.
 EXTRA_CHECKS = {
+    "preset": _preset,
     "run_dir": _path,
     "use_drive": _bool,
     "max_train_minutes": _float(0.0, optional=True, strict=True),
@@ -141,14 +161,19 @@ def storage_base(
     return base
 
 
-def _storage_paths(values: dict[str, Any]) -> dict[str, Any]:
-    """Relative data_dir / run_dir under Google Drive when use_drive applies (Colab), else unchanged."""
+def _storage_paths(values: dict[str, Any]) -> tuple[dict[str, Any], Path | None]:
+    """A relative run_dir under Google Drive when use_drive applies (Colab), and the Drive folder (else None).
+
+    The raw dataset stays on the runtime's local disk (gigabytes of small files are slow through the Drive mount
+    and fill a free Drive); its thumbnail cache, the run directory and results archives go to Drive, so a fresh
+    runtime finds the thumbnails and results of the earlier notebooks.
+    """
     base = storage_base(bool(values.get("use_drive", False)))
     if base is None:
-        return values
-    moved = {k: str(resolve_path(values[k], base)) for k in ("data_dir", "run_dir") if k in values}
-    print(f"Google Drive: data_dir and run_dir live under {base} (set use_drive=False to keep them local)")
-    return {**values, **moved}
+        return values, None
+    moved = {k: str(resolve_path(values[k], base)) for k in ("run_dir",) if k in values}
+    print(f"Google Drive: run_dir and thumbnails live under {base}; the raw images stay on this runtime's disk")
+    return {**values, **moved}, base
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,6 +189,17 @@ class NotebookParams(Mapping[str, Any]):
     projection: ProjectionSettings | None = None
     compare: CompareSettings | None = None
     curation: CurationSettings | None = None
+    drive: Path | None = None  # the Google Drive folder (Colab with use_drive), else None
+
+    def thumbnail_dir(self, root: str | os.PathLike[str]) -> Path:
+        """Where the thumbnail cache of dataset `root` goes: on Drive when used (it survives the runtime), else
+        next to the dataset (<data_dir>/<name>/thumbnails-<px>)."""
+        from embedlab.datasets import thumbnail_root
+
+        size = self.data.thumbnail_size
+        if self.drive is None:
+            return thumbnail_root(root, size)
+        return self.drive / "thumbnails" / f"{Path(root).resolve().parent.name}-{size}"
 
     def __getitem__(self, name: str) -> Any:
         try:
@@ -209,7 +245,8 @@ def check(namespace: Mapping[str, Any], notebook: str) -> NotebookParams:
     known = {*EXTRA_CHECKS, *(name for cls in classes for name in cls.names())}
     if "train_if_missing" in namespace:  # the fallback's options come from the dict, not from loose names
         known -= set(TrainSettings.names()) - {n for cls in classes if cls is not TrainSettings for n in cls.names()}
-    raw = _storage_paths({k: namespace[k] for k in namespace if k in known})
+    given = with_preset({k: namespace[k] for k in namespace if k in known}, notebook)
+    raw, drive = _storage_paths({k: v for k, v in given.items() if k in known})
     extras = {k: EXTRA_CHECKS[k](k, v) for k, v in raw.items() if k in EXTRA_CHECKS}
     settings: dict[str, Settings] = {}
     for cls in classes:  # each stage's settings check its own fields: the one check of each value
@@ -221,7 +258,24 @@ def check(namespace: Mapping[str, Any], notebook: str) -> NotebookParams:
     values = {k: extras.get(k, checked.get(k, v)) for k, v in raw.items()}
     data = settings.pop("data", None) or DataSettings()
     run = RunDir(values.get("run_dir", "runs/default"))
-    return NotebookParams(notebook, values, run, data, **settings)  # type: ignore[arg-type]
+    return NotebookParams(notebook, values, run, data, drive=drive, **settings)  # type: ignore[arg-type]
+
+
+def with_preset(values: Mapping[str, Any], notebook: str) -> dict[str, Any]:
+    """A notebook's values with its `preset` expanded: the preset replaces the notebook's defaults, and every value
+    that differs from the notebook's own default (changed by the learner, or injected by papermill) wins."""
+    preset = _preset("preset", values.get("preset"))
+    if preset is None:
+        return dict(values)
+    from embedlab.presets import load_preset, notebook_defaults
+
+    defaults = notebook_defaults().get(notebook, {})
+    changed = {k: v for k, v in values.items() if k not in defaults or v != defaults[k]}
+    chosen = load_preset(preset)
+    if "train_if_missing" in values and "train_if_missing" not in changed:  # 03-06: the preset's training recipe
+        names = {*TrainSettings.names(), "max_train_minutes"} - {"seed"}
+        chosen["train_if_missing"] = {k: v for k, v in chosen.items() if k in names}
+    return {**values, **chosen, **changed}
 
 
 def _fallback_training(options: Mapping[str, Any], seed: Any) -> TrainSettings:
@@ -236,7 +290,11 @@ RunPaths = RunDir  # the name earlier releases used (notebooks of those releases
 
 
 def show_versions() -> None:
-    """Print the versions of the packages the tutorial depends on, and the device torch will use."""
+    """Print the versions of the installed packages the tutorial uses, and the device torch will use.
+
+    Packages that are not installed are left out: the notebook runner (papermill) is an extra that Colab and Jupyter
+    do not need, and a line saying "not installed" reads like an error there.
+    """
     import platform
     from importlib import metadata
 
@@ -246,7 +304,7 @@ def show_versions() -> None:
         try:
             parts.append(f"{name} {metadata.version(name)}")
         except metadata.PackageNotFoundError:
-            parts.append(f"{name} (not installed)")
+            continue
     print(" | ".join(parts))
     import torch
 

@@ -1,4 +1,4 @@
-"""What a run reports: the verdict sentence, metrics.json, and the index.html page that links everything of a run.
+"""What a run reports: metrics.json (with the verdict of `embedlab.verdict`) and the index.html page of a run.
 
 Notebook 05 writes the verdict and metrics.json; the pipeline writes the index page after the last notebook.
 """
@@ -15,6 +15,9 @@ from typing import Any
 
 from embedlab._io import atomic_open, write_json
 from embedlab.rundir import RunDir
+from embedlab.verdict import describe_comparison, rows_by_kind
+
+__all__ = ["describe_comparison", "format_seconds", "save_metrics", "verdict_html", "write_index"]
 
 INDEX_STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
@@ -42,115 +45,7 @@ def format_seconds(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
-# ------------------------------------------------------------------------------------------------ the verdict
-def _rows_by_kind(table: Any) -> dict[str, list[dict[str, Any]]]:
-    """Table rows grouped by kind (self-supervised / ImageNet / floor), each group best kNN first."""
-    from embedlab.evaluation import recipe_kind
-
-    groups: dict[str, list[dict[str, Any]]] = {"self-supervised": [], "ImageNet": [], "floor": []}
-    for row in table.to_dict("records"):
-        row.setdefault("recipe", row["name"])
-        kind = row.get("kind") or recipe_kind({}, str(row["name"]))
-        groups.setdefault(kind, []).append(row)
-    for rows in groups.values():
-        rows.sort(key=lambda r: (r["knn_accuracy"], r["linear_probe_accuracy"]), reverse=True)
-    return groups
-
-
-def _scores(row: Mapping[str, Any]) -> str:
-    return f"kNN {row['knn_accuracy']:.3f}, linear probe {row['linear_probe_accuracy']:.3f}"
-
-
-def _signed(diff: float) -> str:
-    return f"{'+' if diff >= 0 else '−'}{abs(diff):.3f}"
-
-
-def _outcome(ssl: Mapping[str, Any], base: Mapping[str, Any], tie: float) -> str:
-    """'wins', 'loses', 'tie' or 'mixed' for the self-supervised row against the strongest baseline."""
-    knn = ssl["knn_accuracy"] - base["knn_accuracy"]
-    probe = ssl["linear_probe_accuracy"] - base["linear_probe_accuracy"]
-    if knn >= tie and probe > -tie:
-        return "wins"
-    if knn <= -tie and probe < tie:
-        return "loses"
-    return "tie" if abs(knn) < tie and abs(probe) < tie else "mixed"
-
-
-def _what_would_change_it(ssl: Mapping[str, Any], base: Mapping[str, Any]) -> str:
-    """Concrete levers when the self-supervised model does not beat the strongest baseline."""
-    levers = []
-    if ssl.get("image_size") and base.get("image_size") and ssl["image_size"] < base["image_size"]:
-        levers.append(
-            f"train at a larger image size (the ImageNet network is best here at {base['image_size']} px, "
-            f"the self-supervised model saw {ssl['image_size']} px)"
-        )
-    levers.append("train longer (notebook 02 resumes; its kNN monitor shows whether accuracy still rises)")
-    if "distillation" not in str(ssl.get("recipe", "")).lower():
-        levers.append("distil the strongest baseline into the model (method='distillation')")
-    return "What would change it: " + "; ".join(levers) + "."
-
-
-def _quoted(row: Mapping[str, Any]) -> str:
-    """A row's recipe in quotes: recipe names contain commas, so they need marking inside a sentence."""
-    return f"“{row['recipe']}”"
-
-
-def describe_comparison(table: Any, *, n_classes: int | None = None, tie: float = 0.01) -> str:
-    """A short verdict written from the measured table: the best row first, then the self-supervised model
-    against the strongest baseline (the best ImageNet row), what would change a loss, and the floors."""
-    groups = _rows_by_kind(table)
-    if not groups["self-supervised"] or not groups["ImageNet"]:
-        raise ValueError(
-            "the comparison table needs a self-supervised row and an ImageNet row; it has "
-            f"{sorted(str(r['name']) for rows in groups.values() for r in rows)}"
-        )
-    ssl, base = groups["self-supervised"][0], groups["ImageNet"][0]
-    best = max(
-        (r for rows in groups.values() for r in rows), key=lambda r: (r["knn_accuracy"], r["linear_probe_accuracy"])
-    )
-    outcome = _outcome(ssl, base, tie)
-    headline = {
-        "wins": "the self-supervised model beats the strongest baseline",
-        "loses": "the self-supervised model does NOT beat the strongest baseline",
-        "tie": "the self-supervised model and the strongest baseline are about equally good",
-        "mixed": "the self-supervised model and the strongest baseline are mixed (one metric each)",
-    }[outcome]
-    knn_diff = ssl["knn_accuracy"] - base["knn_accuracy"]
-    probe_diff = ssl["linear_probe_accuracy"] - base["linear_probe_accuracy"]
-    text = f"On this data, {headline}. Best embedding: {_quoted(best)} ({_scores(best)})"
-    if best is base:
-        text += ", the strongest baseline."
-        against = "against it"
-    else:
-        text += "."
-        against = f"against the strongest baseline, {_quoted(base)} ({_scores(base)})"
-    if best is not ssl:
-        text += (
-            f" {_quoted(ssl)} scores {_scores(ssl)}: {_signed(knn_diff)} kNN and {_signed(probe_diff)} "
-            f"linear probe {against}."
-        )
-    else:
-        text += f" It leads {_signed(knn_diff)} kNN and {_signed(probe_diff)} linear probe {against}."
-    if outcome != "wins":
-        text += f" {_what_would_change_it(ssl, base)} Until then, embed this data with {_quoted(best)}."
-    text += " " + _floor_sentence(ssl, groups["floor"], tie)
-    if n_classes:
-        text += f" Chance level is {1 / n_classes:.3f} ({n_classes} classes)."
-    return text
-
-
-def _floor_sentence(ssl: Mapping[str, Any], floors: Sequence[Mapping[str, Any]], tie: float) -> str:
-    """Say which floors (random init, PCA of raw pixels) the self-supervised model clears."""
-    if not floors:
-        return ""
-    parts = []
-    for floor in floors:
-        diff = ssl["knn_accuracy"] - floor["knn_accuracy"]
-        verb = "beats" if diff >= tie else "does NOT clearly beat" if diff > -tie else "is below"
-        parts.append(f"{verb} {_quoted(floor)} (kNN {floor['knn_accuracy']:.3f})")
-    return "Floors: the self-supervised model " + "; it ".join(parts) + "."
-
-
+# ------------------------------------------------------------------------------------------------ metrics.json
 def _plain_value(key: str, value: Any) -> Any:
     """A JSON-ready table cell: numpy scalars to Python, NaN to None, image sizes as integers."""
     value = value.item() if hasattr(value, "item") else value
@@ -160,10 +55,10 @@ def _plain_value(key: str, value: Any) -> Any:
 
 
 def save_metrics(path: str | os.PathLike[str], table: Any, verdict: str, **extra: Any) -> Path:
-    """Write metrics.json: every row (name, recipe, kind, image size, kNN, probe, NMI), the best row, the strongest
-    baseline, the verdict sentence and any extra facts of the run."""
+    """Write metrics.json: every row (name, recipe, kind, image size, kNN and probe with their 95% intervals, NMI,
+    images/s), the paired differences, the best row, the strongest baseline, the verdict and any extra facts."""
     rows = [{k: _plain_value(k, v) for k, v in r.items()} for r in table.to_dict("records")]
-    groups = _rows_by_kind(table)
+    groups = rows_by_kind(table)
     best = max(rows, key=lambda r: (r["knn_accuracy"], r["linear_probe_accuracy"])) if rows else None
     summary = {
         "best": best["name"] if best else None,
@@ -216,10 +111,29 @@ def _metrics_section(run: RunDir) -> list[str]:
     name = html.escape(run.metrics.name)
     return [
         f"<h2>Comparison ({name})</h2>",
-        f"<p class='verdict'>{html.escape(str(metrics.get('verdict', '')))}</p>",
+        f"<div class='verdict'>{verdict_html(str(metrics.get('verdict', '')))}</div>",
         _table_html(metrics.get("comparison", [])),
         f"<p><a href='{name}'>{name}</a></p>",
     ]
+
+
+def verdict_html(markdown: str) -> str:
+    """The verdict's small Markdown (paragraphs, `- ` bullets, **bold**) as escaped HTML."""
+    import re
+
+    parts: list[str] = []
+    for line in markdown.splitlines():
+        text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(line.strip()))
+        bullet = line.strip().startswith("- ")
+        if bullet and not (parts and parts[-1].endswith("</li>")):
+            parts.append("<ul>")
+        if not bullet and parts and parts[-1].endswith("</li>"):
+            parts.append("</ul>")
+        if text:
+            parts.append(f"<li>{text[2:]}</li>" if bullet else f"<p>{text}</p>")
+    if parts and parts[-1].endswith("</li>"):
+        parts.append("</ul>")
+    return "".join(parts)
 
 
 def _href(run: RunDir, path: Path) -> str:

@@ -30,8 +30,10 @@ METRICS = "metrics.json"
 DATASET_INFO = "dataset.json"
 PIPELINE_RECORD = "pipeline.json"
 INDEX_PAGE = "index.html"
+RESULTS_ARCHIVE = "results.zip"
+ARCHIVED_THUMBNAILS = "thumbnails"  # an unpacked results archive's copy of the thumbnail cache
 # The parts of a run that a published results archive carries (see embedlab.workflow.pack_run).
-PUBLISHED = ("exported", "embeddings", "umap", CONFIG)
+PUBLISHED = ("exported", "embeddings", "umap", CONFIG, METRICS, DATASET_INFO, ARCHIVED_THUMBNAILS)
 
 
 class MissingInputError(FileNotFoundError):
@@ -55,6 +57,8 @@ class RunDir:
         self.dataset_info = self.root / DATASET_INFO
         self.pipeline_record = self.root / PIPELINE_RECORD
         self.index_page = self.root / INDEX_PAGE
+        self.results_archive = self.root / RESULTS_ARCHIVE
+        self.archived_thumbnails = self.root / ARCHIVED_THUMBNAILS
         self.embeddings_dir = self.root / "embeddings"
         self.umap_dir = self.root / "umap"
         self.figures_dir = self.root / "figures"
@@ -96,27 +100,77 @@ class RunDir:
         except (OSError, ValueError, TypeError):
             return {}
 
-    def record_dataset(self, root: str | os.PathLike[str], *, dataset: str, thumbnail_size: int | None = None) -> Path:
-        """Remember the dataset root (and thumbnail folder) for the later notebooks of this run."""
+    def _info(self) -> dict[str, object]:
+        """dataset.json as a dict ({} before notebook 01 or a results archive wrote it)."""
+        if not self.dataset_info.is_file():
+            return {}
+        return dict(json.loads(self.dataset_info.read_text(encoding="utf-8")))
+
+    def record_dataset(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        dataset: str,
+        thumbnail_size: int | None = None,
+        thumbnails: str | os.PathLike[str] | None = None,
+    ) -> Path:
+        """Remember the dataset root and where its thumbnail cache goes (default: next to the root; on Colab with
+        Drive, on Drive) for the later notebooks of this run."""
         from embedlab._io import write_json
 
-        info = {"dataset": dataset, "root": str(Path(root).resolve()), "thumbnail_size": thumbnail_size}
+        root = Path(root).resolve()
+        cache = Path(thumbnails).resolve() if thumbnails else root.parent / f"thumbnails-{thumbnail_size}"
+        info = {
+            "dataset": dataset,
+            "root": str(root),
+            "thumbnail_size": thumbnail_size,
+            "thumbnails": str(cache) if thumbnail_size else None,
+        }
         return write_json(self.dataset_info, info)
 
     def dataset_root(self) -> Path:
         """The dataset root recorded by 01_download_data (raises MissingInputError naming 01 when absent)."""
         info = json.loads(self.require(self.dataset_info, made_by="01_download_data").read_text(encoding="utf-8"))
-        return self.require(Path(info["root"]), made_by="01_download_data")
+        if not info.get("root"):  # a results archive brings thumbnails, not the dataset
+            raise MissingInputError(
+                f"{self.root} holds a results archive's thumbnails but not the dataset: run "
+                f"notebooks/01_download_data.ipynb first with the same run_dir ({self.root}) and data_dir"
+            )
+        return self.require(Path(str(info["root"])), made_by="01_download_data")
+
+    def has_images(self) -> bool:
+        """True when the run's images are at hand: the dataset, its complete thumbnail cache (a fresh Colab runtime
+        with the cache on Drive), or the thumbnails of a results archive."""
+        return self.recorded_root() is not None or self.recorded_thumbnails() is not None
+
+    def recorded_root(self) -> Path | None:
+        """The recorded dataset root when it exists on this machine (an archive records none)."""
+        root = self._info().get("root")
+        return Path(str(root)) if root and Path(str(root)).is_dir() else None
+
+    def recorded_thumbnails(self) -> Path | None:
+        """A complete thumbnail cache of the run's images: the recorded one when it holds every image of the root
+        (or when the root is gone: a fresh runtime, the cache on Drive), else a results archive's thumbnails."""
+        info = self._info()
+        root, size = info.get("root"), info.get("thumbnail_size")
+        cache = info.get("thumbnails") or (Path(str(root)).parent / f"thumbnails-{size}" if root and size else None)
+        if cache and Path(str(cache)).is_dir():
+            raw = self.recorded_root()
+            if raw is None or _same_files(raw, Path(str(cache))):
+                return Path(str(cache))
+        return self.archived_thumbnails if self.archived_thumbnails.is_dir() else None
 
     def image_root(self, image_size: int) -> Path:
-        """Thumbnails when they are complete and big enough for `image_size` (much faster to decode), else raw."""
-        root = self.dataset_root()
-        info = json.loads(self.dataset_info.read_text(encoding="utf-8"))
-        size = info.get("thumbnail_size")
-        if not size or image_size > size:
-            return root
-        thumbs = root.parent / f"thumbnails-{size}"
-        return thumbs if thumbs.is_dir() and _same_files(root, thumbs) else root
+        """The fastest complete copy of the run's images for `image_size`: the thumbnails when they are big enough
+        (much faster to decode), else the raw images; without the raw images (a fresh runtime, a results archive),
+        the thumbnails are all there is."""
+        root, thumbs = self.recorded_root(), self.recorded_thumbnails()
+        if root is None:
+            if thumbs is None:
+                self.dataset_root()  # raises MissingInputError naming notebook 01
+            return thumbs  # type: ignore[return-value]
+        size = self._info().get("thumbnail_size")
+        return thumbs if thumbs is not None and size and image_size <= int(str(size)) else root
 
     def require(self, path: str | os.PathLike[str], made_by: str) -> Path:
         """Return `path` if it exists, else raise MissingInputError telling which notebook makes it."""

@@ -70,18 +70,18 @@ def _fail(name: str, value: Any, expected: str) -> ParameterError:
     return ParameterError(f"parameter {name!r}: expected {expected}, got {value!r} ({type(value).__name__})")
 
 
-def _int(minimum: int, maximum: int | None = None, optional: bool = False) -> Check:
+def _int(minimum: int, maximum: int = 10**9, optional: bool = False) -> Check:
+    """A whole number in [minimum, maximum] (every number has an upper bound: a typo must not exhaust memory)."""
+    expected = f"an integer from {minimum} to {maximum}" + (" or None" if optional else "")
+
     def check(name: str, value: Any) -> Any:
         if value is None and optional:
             return None
-        bound = f">= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
-        expected = f"an integer {bound}" + (" or None" if optional else "")
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _fail(name, value, expected)
-        if value < minimum or (maximum is not None and value > maximum):
+        if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
             raise _fail(name, value, expected)
         return value
 
+    check.range = f"{minimum}..{maximum}"  # type: ignore[attr-defined]  # named in the option's help
     return check
 
 
@@ -97,22 +97,25 @@ def _int_list(minimum: int, maximum: int) -> Check:
                 raise _fail(name, value, expected)
         return tuple(sorted(set(value)))
 
+    check.range = f"{minimum}..{maximum}"  # type: ignore[attr-defined]
     return check
 
 
-def _float(minimum: float, maximum: float | None = None, optional: bool = False, strict: bool = False) -> Check:
+def _float(minimum: float, maximum: float = 1e9, optional: bool = False, strict: bool = False) -> Check:
+    """A finite number in [minimum, maximum] ((minimum, maximum] when strict); NaN and infinities never pass."""
+    low = f"{'>' if strict else '>='} {minimum:g}"
+    expected = f"a finite number {low} and <= {maximum:g}" + (" or None" if optional else "")
+
     def check(name: str, value: Any) -> Any:
         if value is None and optional:
             return None
-        low = f"{'>' if strict else '>='} {minimum}"
-        expected = f"a number {low}" + (f" and <= {maximum}" if maximum is not None else "")
-        expected += " or None" if optional else ""
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise _fail(name, value, expected)
-        if value < minimum or (strict and value == minimum) or (maximum is not None and value > maximum):
+        if value < minimum or (strict and value == minimum) or value > maximum:
             raise _fail(name, value, expected)
         return float(value)
 
+    check.range = f"{'(' if strict else '['}{minimum:g}, {maximum:g}]"  # type: ignore[attr-defined]
     return check
 
 
@@ -121,6 +124,8 @@ def _choice(options: tuple[str, ...] | Callable[[], tuple[str, ...]], optional: 
         if value is None and optional:
             return None
         allowed = options() if callable(options) else options
+        if value is None and "none" in allowed:  # a command line reads 'none' as None: the mode named 'none'
+            return "none"
         if isinstance(value, str) and value in allowed:
             return value
         listed = ", ".join(repr(o) for o in (*allowed, *((None,) if optional else ())))
@@ -133,10 +138,6 @@ def _str(name: str, value: Any) -> str:
     if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
         raise _fail(name, value, "a non-empty string")
     return str(value)
-
-
-def _optional_str(name: str, value: Any) -> str | None:
-    return None if value is None else _str(name, value)
 
 
 def _path(name: str, value: Any) -> Path:
@@ -155,12 +156,18 @@ def _auto_or_bool(name: str, value: Any) -> bool | str:
     raise _fail(name, value, "True, False or 'auto'")
 
 
+MAX_SEED = 2**32 - 1  # what NumPy and scikit-learn accept as a seed
+MAX_BATCH = 65536
+MAX_IMAGE_SIZE = 1024  # pixels per side: 1024 x 1024 x 3 floats is 12 MB per image
+_seed = _int(0, MAX_SEED)
+
+
 def _workers(name: str, value: Any) -> int | str:
-    return value if value == "auto" else _int(0)(name, value)
+    return value if value == "auto" else _int(0, 256)(name, value)
 
 
 def _devices(name: str, value: Any) -> int | str:
-    return value if isinstance(value, str) and value else _int(1)(name, value)
+    return value if isinstance(value, str) and value else _int(1, 4096)(name, value)
 
 
 def _precision(name: str, value: Any) -> str | int:
@@ -169,12 +176,8 @@ def _precision(name: str, value: Any) -> str | int:
     return _str(name, value)
 
 
-def _fraction(name: str, value: Any) -> float:
-    return _float(0.0, 1.0, strict=True)(name, value)
-
-
-def _min_scale(name: str, value: Any) -> float | None:
-    return None if value is None else _fraction(name, value)
+_fraction = _float(0.0, 1.0, strict=True)
+_min_scale = _float(0.0, 1.0, optional=True, strict=True)
 
 
 def _dataset_names() -> tuple[str, ...]:
@@ -281,9 +284,10 @@ class DataSettings(Settings):
     stage: ClassVar[str] = "data"
     dataset: str = setting("aid", _dataset, "aid | eurosat | ucmerced | fashion-mnist | an image folder")
     data_dir: Path = setting("data", _path, "where datasets are stored (relative: from the project root)")
-    limit_per_class: int | None = setting(None, _int(1, optional=True), "images per class; None: all", cli="limit")
+    limit_per_class: int | None = setting(None, _int(1, 10**9, True), "images per class; None: all", cli="limit")
     thumbnail_size: int = setting(64, _int(8, 1024), "the thumbnail cache's short side in pixels", cli="size")
-    seed: int = setting(0, _int(0), "seed for the image sample shown")
+    thumbnail_workers: int | None = setting(None, _int(1, 256, True), "processes; None: one per CPU", cli="workers")
+    seed: int = setting(0, _seed, "seed for the image sample shown")
 
 
 @dataclass(frozen=True)
@@ -295,40 +299,41 @@ class TrainSettings(Settings):
     backbone: str = setting("resnet18", _backbone, "network to train")
     init: str | None = setting(None, _choice(("imagenet",), optional=True), "None: random; 'imagenet' weights")
     small_images: bool | str = setting("auto", _auto_or_bool, "CIFAR-style stem; auto: for images <= 64 px")
-    layers: int | None = setting(None, _int(1, optional=True), "keep only the first N stages of the backbone")
+    layers: int | None = setting(None, _int(1, 16, True), "keep only the first N stages of the backbone")
     augment: str = setting("natural", _augment, "augmentation preset: natural | aerial | grayscale")
-    epochs: int = setting(10, _int(1), "passes over the images")
-    batch_size: int = setting(128, _int(2), "images per batch and device")
-    image_size: int = setting(64, _int(16, 1024), "training resolution in pixels (stored with the model)")
+    epochs: int = setting(10, _int(1, 100_000), "passes over the images")
+    batch_size: int = setting(128, _int(2, MAX_BATCH), "images per batch and device")
+    image_size: int = setting(64, _int(16, MAX_IMAGE_SIZE), "training resolution in pixels (stored with the model)")
     learning_rate: float | None = setting(
-        None, _float(0.0, optional=True, strict=True), "None: 0.06 x global batch / 128"
+        None, _float(0.0, 10.0, optional=True, strict=True), "None: 0.06 x global batch / 128"
     )
-    warmup_epochs: float = setting(1, _float(0.0), "linear warmup length (at most 10% of the steps)")
+    warmup_epochs: float = setting(1, _float(0.0, 100_000.0), "linear warmup length (at most 10% of the steps)")
     precision: str | int = setting("auto", _precision, "auto: 16-mixed on GPU, 32 on CPU")
     accelerator: str = setting("auto", _str, "auto | cpu | gpu | ...")
-    devices: int | str = setting(1, _devices, "devices per node")
-    num_nodes: int = setting(1, _int(1), "machines (DDP)")
+    devices: int | str = setting(1, _devices, "devices per node (1..4096 or a Lightning device string)")
+    num_nodes: int = setting(1, _int(1, 4096), "machines (DDP)")
     strategy: str = setting("auto", _str, "Lightning strategy")
-    num_workers: int | str = setting("auto", _workers, "data-loading processes; auto: measured choice")
-    seed: int = setting(0, _int(0), "random seed")
-    limit: int | None = setting(None, _int(1, optional=True), "images per class to train on; None: all")
+    num_workers: int | str = setting("auto", _workers, "data-loading processes (0..256); auto: measured choice")
+    seed: int = setting(0, _seed, "random seed")
+    limit: int | None = setting(None, _int(1, 10**9, True), "images per class to train on; None: all")
     knn_monitor: bool = setting(True, _bool, "kNN accuracy on a labelled subset after each epoch")
     progress: bool = setting(True, _bool, "progress bar")
-    temperature: float = setting(0.5, _float(0.0, strict=True), "contrastive temperature")
+    temperature: float = setting(0.5, _float(0.0, 100.0, strict=True), "contrastive temperature")
     min_scale: float | None = setting(None, _min_scale, "smallest crop's share of the image; None: the preset's")
-    max_time: float | None = setting(None, _float(0.0, optional=True, strict=True), "wall-clock cap in seconds")
-    knn_images: int = setting(2000, _int(1), "images the kNN monitor uses")
+    max_time: float | None = setting(None, _float(0.0, 1e9, True, True), "wall-clock cap in seconds")
+    knn_images: int = setting(2000, _int(1, 10**6), "images the kNN monitor uses")
     freeze_bn: bool = setting(False, _bool, "keep the backbone's BatchNorm statistics fixed")
-    backbone_lr_scale: float = setting(1.0, _float(0.0), "backbone learning rate relative to the heads")
-    max_steps: int | None = setting(None, _int(1, optional=True), "optimizer steps; the schedule fits them")
+    backbone_lr_scale: float = setting(1.0, _float(0.0, 10.0), "backbone learning rate relative to the heads")
+    max_steps: int | None = setting(None, _int(1, 10**9, True), "optimizer steps; the schedule fits them")
     teacher: str = setting("dinov2_vitb14", _teacher, "method 'distillation': the teacher (a name or a weights file)")
     teacher_image_size: int | None = setting(
-        None, _int(16, 1024, optional=True), "the teacher's input size; None: its default"
+        None, _int(16, MAX_IMAGE_SIZE, True), "the teacher's input size; None: its default"
     )
     verify: str = setting(
         "header",
         _choice(_verify_modes),
-        "check images before training: header (fast), full (decode every file) or none",
+        "check images before training: header (fast), full (decode every file) or none (files not drawn are "
+        "not checked)",
     )
 
     def __post_init__(self) -> None:
@@ -343,18 +348,35 @@ class TrainSettings(Settings):
 
 @dataclass(frozen=True)
 class EmbedSettings(Settings):
-    """How notebook 03 embeds: the ImageNet model to compare with, batch size, PCA baseline (notebook 03)."""
+    """How images are embedded: notebook 03's ImageNet model, PCA baseline and batch size; `embedlab embed`'s size,
+    dimensions and stages."""
 
     stage: ClassVar[str] = "embed"
     imagenet_model: str = setting("resnet18", _backbone, "the ImageNet-pretrained model to compare with")
-    imagenet_image_size: int = setting(224, _int(16, 1024), "its input size (the 'imagenet' embedding set)")
+    imagenet_image_size: int = setting(224, _int(16, MAX_IMAGE_SIZE), "its input size (the 'imagenet' embedding set)")
     imagenet_image_sizes: tuple[int, ...] = setting(
-        (64, 112, 224), _int_list(16, 1024), "input sizes to embed with it; the best is the baseline"
+        (64, 112, 224), _int_list(16, MAX_IMAGE_SIZE), "input sizes to embed with it; the best is the baseline"
     )
-    embed_batch_size: int = setting(64, _int(1), "images per batch", cli="batch-size")
-    pca_dimensions: int = setting(50, _int(2), "components of the raw-pixel PCA baseline")
-    num_workers: int | str = setting("auto", _workers, "data-loading processes")
-    seed: int = setting(0, _int(0), "seed of the random-init and PCA baselines")
+    embed_batch_size: int = setting(64, _int(1, MAX_BATCH), "images per batch", cli="batch-size")
+    pca_dimensions: int = setting(50, _int(2, 4096), "components of the raw-pixel PCA baseline")
+    num_workers: int | str = setting("auto", _workers, "data-loading processes (0..256)")
+    seed: int = setting(0, _seed, "seed of the random-init and PCA baselines")
+    embed_image_size: int | None = setting(
+        None,
+        _int(8, MAX_IMAGE_SIZE, True),
+        "resize to this size; None: the size stored with a checkpoint, 224 for names, 32 for pca",
+        cli="image-size",
+    )
+    embed_dimensions: int | None = setting(
+        None,
+        _int(1, 4096, True),
+        "PCA components for --model pca (None: 50); other models: PCA to N dimensions after embedding (None: all)",
+        cli="dimensions",
+    )
+    embed_layers: int | None = setting(
+        None, _int(1, 16, True), "keep the first N stages of a named backbone", cli="layers"
+    )
+    embed_limit: int | None = setting(None, _int(1, 10**9, True), "images per class; None: all", cli="limit")
 
     def loader_args(self) -> dict[str, Any]:
         """Keyword arguments of `embed()` shared by every embedding set."""
@@ -368,10 +390,10 @@ class ProjectionSettings(Settings):
     stage: ClassVar[str] = "projection"
     projection: str = setting("umap", _choice(PROJECTION_METHODS), "umap | pca | tsne", cli="method")
     umap_n_neighbors: int = setting(
-        15, _int(2), "bigger: more global structure; smaller: more local detail", cli="n-neighbors"
+        15, _int(2, 10_000), "bigger: more global structure; smaller: more local detail", cli="n-neighbors"
     )
-    umap_min_dist: float = setting(0.1, _float(0.0), "how tightly points may pack together", cli="min-dist")
-    seed: int = setting(0, _int(0), "seed of the reducer")
+    umap_min_dist: float = setting(0.1, _float(0.0, 1.0), "how tightly points may pack together", cli="min-dist")
+    seed: int = setting(0, _seed, "seed of the reducer")
 
     def projector_args(self) -> dict[str, Any]:
         """Keyword arguments of `project_all` / `load_or_project`."""
@@ -388,8 +410,8 @@ class CompareSettings(Settings):
     """Grading the embeddings with the held-back labels (notebook 05)."""
 
     stage: ClassVar[str] = "compare"
-    knn_k: int = setting(20, _int(1), "neighbours that vote in the kNN accuracy", cli="k")
-    seed: int = setting(0, _int(0), "seed of the linear probe's split")
+    knn_k: int = setting(20, _int(1, 10_000), "neighbours that vote in the kNN accuracy", cli="k")
+    seed: int = setting(0, _seed, "seed of the linear probe's split")
 
 
 @dataclass(frozen=True)
@@ -398,19 +420,35 @@ class CurationSettings(Settings):
 
     stage: ClassVar[str] = "curation"
     embedding_name: str = setting("ssl", _str, "which embedding set: ssl | imagenet | random | pca")
-    neighbors_k: int = setting(8, _int(1), "neighbours shown per query", cli="k")
-    outlier_k: int = setting(5, _int(1), "outlier score: cosine distance to the k-th neighbour", cli="k")
+    neighbors_k: int = setting(8, _int(1, 10_000), "neighbours shown per query", cli="k")
+    outlier_k: int = setting(5, _int(1, 10_000), "outlier score: cosine distance to the k-th neighbour", cli="k")
+    outlier_count: int = setting(20, _int(1, 10**9), "how many of the most unusual images to list", cli="n")
     duplicate_threshold: float = setting(
         0.97, _fraction, "cosine similarity for near-duplicates, in (0, 1]", cli="threshold"
     )
-    subset_size: int = setting(60, _int(1), "images in the diverse subset", cli="n")
+    subset_size: int = setting(60, _int(1, 10**9), "images in the diverse subset", cli="n")
     classifier_mode: str = setting("frozen", _choice(CLASSIFIER_MODES), "frozen (head only) | finetune", cli="mode")
-    classifier_epochs: int | None = setting(None, _int(1, optional=True), "None: 50 frozen, 2 finetune", cli="epochs")
-    classifier_batch_size: int = setting(64, _int(1), "images per batch", cli="batch-size")
+    classifier_epochs: int | None = setting(None, _int(1, 10_000, True), "None: 50 frozen, 2 finetune", cli="epochs")
+    classifier_batch_size: int = setting(64, _int(1, MAX_BATCH), "images per batch", cli="batch-size")
     classifier_images_per_class: int | None = setting(
-        None, _int(2, optional=True), "None: all labelled images", cli="limit"
+        None, _int(2, 10**9, True), "None: all labelled images", cli="limit"
     )
-    seed: int = setting(0, _int(0), "seed")
+    classifier_learning_rate: float = setting(
+        1e-3,
+        _float(0.0, 10.0, strict=True),
+        "the head's learning rate (the backbone's is 10x lower)",
+        cli="learning-rate",
+    )
+    classifier_image_size: int | None = setting(
+        None, _int(16, MAX_IMAGE_SIZE, True), "None: the backbone's training size", cli="image-size"
+    )
+    classifier_verify: str = setting(
+        "header",
+        _choice(_verify_modes),
+        "check images first: header (fast), full (decode every file) or none; unusable files are skipped and named",
+        cli="verify",
+    )
+    seed: int = setting(0, _seed, "seed")
 
 
 ALL_SETTINGS: tuple[type[Settings], ...] = (
@@ -443,12 +481,14 @@ def parse_text(text: str) -> Any:
 
 
 def add_arguments(parser: Any, cls: type[Settings], *, skip: tuple[str, ...] = ()) -> None:
-    """Add one `--field-name VALUE` option per field of `cls` (except `skip`), so the CLI follows the settings."""
+    """Add one `--field-name VALUE` option per field of `cls` (except `skip`), so the CLI follows the settings;
+    a number's help names its range."""
     import argparse
 
     for f in fields(cls):
         if f.name not in skip:
-            short = f.metadata.get("cli")
+            short, span = f.metadata.get("cli"), getattr(f.metadata.get("check"), "range", None)
+            text = f"{f.metadata.get('help', '')}{f'; range {span}' if span else ''} (default: {f.default!r})"
             parser.add_argument(
                 f"--{f.name.replace('_', '-')}",
                 *((f"--{short}",) if short else ()),
@@ -456,5 +496,5 @@ def add_arguments(parser: Any, cls: type[Settings], *, skip: tuple[str, ...] = (
                 type=parse_text,
                 default=argparse.SUPPRESS,
                 metavar=f.name.upper(),
-                help=f"{f.metadata.get('help', '')} (default: {f.default!r})".replace("%", "%%"),
+                help=text.replace("%", "%%"),
             )

@@ -8,8 +8,10 @@ parameters, and say what they do and how long it takes. Each returns at once whe
     model = load_backbone(ensure_backbone(p))        # notebook 02's model (a short training if missing)
     embeddings = ensure_embeddings(p, "ssl", "imagenet")   # notebook 03's embeddings
 
-With a `pretrained_url` parameter, a missing model or embedding set comes from a published run archive (made with
-`pack_run`, fetched with the resumable, checked download of embedlab.datasets) instead of being computed.
+With a `pretrained_url` parameter (an http(s) address or a local file), a missing model or embedding set comes from
+a results archive (made with `pack_run` / `embedlab pack`, fetched with the resumable, checked download of
+embedlab.datasets) instead of being computed; the archive's thumbnails stand in for the images, so notebooks 04-06
+run from it without preparing the dataset. Only a cell that needs every full-size image prepares the dataset.
 
 This module sits above the stages it calls (datasets, models, training, embedding) and below the pipeline.
 """
@@ -21,7 +23,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from embedlab.rundir import PUBLISHED, RunDir
+from embedlab.rundir import ARCHIVED_THUMBNAILS, PUBLISHED, RunDir
 from embedlab.settings import EmbedSettings, TrainSettings
 
 if TYPE_CHECKING:
@@ -34,14 +36,6 @@ EMBEDDING_NAMES = ("ssl", "imagenet", "random", "pca")
 def _say(message: str) -> None:
     """Tell the learner what is being made and why (one line in the notebook's output)."""
     print(message, flush=True)
-
-
-def _recorded_root(p: NotebookParams) -> Path | None:
-    """The dataset root notebook 01 recorded for this run, when it is still on disk."""
-    if not p.run.dataset_info.is_file():
-        return None
-    root = Path(json.loads(p.run.dataset_info.read_text(encoding="utf-8"))["root"])
-    return root if root.is_dir() else None
 
 
 def dataset_plan(p: NotebookParams) -> str:
@@ -66,17 +60,25 @@ def ensure_dataset(p: NotebookParams) -> Path:
     """The run's dataset root: the one notebook 01 recorded, else prepared now (with thumbnails) and recorded."""
     from embedlab.datasets import make_thumbnails, prepare
 
-    root = _recorded_root(p)
+    root = p.run.recorded_root()
     if root is not None:
         return root
+    cached = p.run.recorded_thumbnails()
+    if (
+        cached is not None
+        and p.run.dataset_info.is_file()
+        and json.loads(p.run.dataset_info.read_text(encoding="utf-8")).get("root")
+    ):
+        _say(f"The dataset is not on this machine (a fresh runtime?): using its thumbnails in {cached}.")
+        return cached
     data = p.data
     _say(
         f"No dataset recorded in {p.run.root} (notebook 01 makes it): preparing {data.dataset!r} now — "
         f"{dataset_plan(p)}."
     )
     root = prepare(data.dataset, data.data_dir, limit=data.limit_per_class)
-    make_thumbnails(root, data.thumbnail_size)
-    p.run.record_dataset(root, dataset=data.dataset, thumbnail_size=data.thumbnail_size)
+    report = make_thumbnails(root, data.thumbnail_size, out_root=p.thumbnail_dir(root))
+    p.run.record_dataset(root, dataset=data.dataset, thumbnail_size=data.thumbnail_size, thumbnails=report.out_root)
     return root
 
 
@@ -97,31 +99,61 @@ def training_plan(p: NotebookParams, images: int) -> str:
     )
 
 
-def pack_run(run_dir: str | Path, archive: str | Path) -> Path:
-    """Zip a finished run's published part (exported model, embeddings, 2-D maps, config) for `pretrained_url`."""
+ARCHIVE_THUMBNAIL_LIMIT = 64 * 2**20  # bytes of thumbnails an archive carries at most (a few MB for the demo)
+
+
+def _thumbnail_files(run: RunDir) -> tuple[Path | None, list[Path]]:
+    """The run's complete thumbnail cache and its files, or (None, []) without one or when it is over the limit."""
+    folder = run.recorded_thumbnails()
+    if folder is None:
+        return None, []
+    files = sorted(f for f in folder.rglob("*") if f.is_file() and not f.name.startswith("."))
+    if sum(f.stat().st_size for f in files) > ARCHIVE_THUMBNAIL_LIMIT:
+        return None, []
+    return folder, files
+
+
+def pack_run(run_dir: str | Path, archive: str | Path | None = None) -> Path:
+    """Zip a finished run's results for `pretrained_url`: exported model, embeddings, 2-D maps, config, metrics and
+    the thumbnails (when they fit in ARCHIVE_THUMBNAIL_LIMIT). Default archive: the run's results.zip."""
     import zipfile
 
     from embedlab._io import atomic_path
 
     run = RunDir(Path(run_dir).resolve())
-    root = run.root
     if not run.exported.is_file():
-        missing = run.exported.relative_to(root).as_posix()
-        raise FileNotFoundError(f"{root} has no {missing}: train the model (notebook 02) before packing")
+        missing = run.exported.relative_to(run.root).as_posix()
+        raise FileNotFoundError(f"{run.root} has no {missing}: train the model (notebook 02) before packing")
+    target = Path(archive) if archive is not None else run.results_archive
+    skip = {run.dataset_info, run.archived_thumbnails}
     files = sorted(
         f
-        for name in PUBLISHED
-        for f in ([root / name] if (root / name).is_file() else (root / name).rglob("*"))
+        for part in PUBLISHED
+        if run.root / part not in skip
+        for f in ([run.root / part] if (run.root / part).is_file() else (run.root / part).rglob("*"))
         if f.is_file()
     )
-    with atomic_path(archive) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+    thumbs, thumb_files = _thumbnail_files(run)
+    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         for f in files:
-            zf.write(f, f.relative_to(root).as_posix())
-    return Path(archive)
+            zf.write(f, f.relative_to(run.root).as_posix())
+        for f in thumb_files:
+            zf.write(f, f"{ARCHIVED_THUMBNAILS}/{f.relative_to(thumbs).as_posix()}")
+        info = {"dataset": _recorded_dataset(run), "root": None, "archived_thumbnails": bool(thumb_files)}
+        zf.writestr(run.dataset_info.name, json.dumps(info, indent=1))
+    return target
+
+
+def _recorded_dataset(run: RunDir) -> str | None:
+    """The dataset name notebook 01 recorded for the run (None when none was)."""
+    if not run.dataset_info.is_file():
+        return None
+    return json.loads(run.dataset_info.read_text(encoding="utf-8")).get("dataset")
 
 
 def fetch_pretrained(p: NotebookParams) -> bool:
-    """Download and unpack the run archive at p["pretrained_url"] into run_dir (existing files kept); False if unset."""
+    """Unpack the results archive at p["pretrained_url"] (an http(s) address or a local file) into run_dir,
+    existing files kept; False when the notebook has none."""
     import shutil
 
     from embedlab._io import atomic_path
@@ -130,12 +162,11 @@ def fetch_pretrained(p: NotebookParams) -> bool:
     url = p.declared.get("pretrained_url")
     if not url:
         return False
-    name = url.rstrip("/").rsplit("/", 1)[-1].split("?")[0] or "pretrained.zip"
-    _say(
-        f"Fetching the published model and embeddings from {url} instead of computing them "
-        f"(the bar shows the time left)."
-    )
-    folder = extract(download(url, p.run.root / "downloads" / name), p.run.root / "downloads" / "pretrained")
+    local = not str(url).startswith(("http://", "https://"))
+    name = str(url).rstrip("/").rsplit("/", 1)[-1].split("?")[0] or "pretrained.zip"
+    _say(f"Using the published results in {url} instead of computing them (no dataset needed for them).")
+    archive = Path(url).expanduser() if local else download(url, p.run.root / "downloads" / name)
+    folder = extract(archive, p.run.root / "downloads" / "pretrained")
     for source in sorted(f for f in folder.rglob("*") if f.is_file()):
         relative = source.relative_to(folder)
         target = p.run.root / relative
@@ -143,6 +174,16 @@ def fetch_pretrained(p: NotebookParams) -> bool:
             with atomic_path(target) as tmp:
                 shutil.copyfile(source, tmp)
     return True
+
+
+def ensure_images(p: NotebookParams, image_size: int = 64) -> Path:
+    """A folder of the run's images for pictures and maps: the dataset's (thumbnails when big enough), or the
+    thumbnails of a results archive; the dataset is prepared only when neither is there."""
+    if not p.run.has_images():
+        fetch_pretrained(p)
+    if not p.run.has_images():
+        ensure_dataset(p)
+    return p.run.image_root(image_size)
 
 
 def ensure_backbone(p: NotebookParams) -> Path:
@@ -172,16 +213,18 @@ def make_embedding(p: NotebookParams, name: str) -> Embeddings:
     from embedlab.embedding import embed, embed_pca
     from embedlab.models import create_backbone, load_backbone
 
-    if name not in EMBEDDING_NAMES:
-        raise ValueError(f"no recipe for embedding set {name!r}; notebook 03 makes {', '.join(EMBEDDING_NAMES)}")
+    sizes = imagenet_sizes(p)
+    if name not in comparison_sets(p):
+        raise ValueError(f"no recipe for embedding set {name!r}; notebook 03 makes {', '.join(comparison_sets(p))}")
     settings = p.embed or EmbedSettings()
     root = ensure_dataset(p)
-    if name == "imagenet":
+    if name.startswith("imagenet"):  # "imagenet" is the largest size, "imagenet-64" another (as notebook 03 names)
+        size = max(sizes) if name == "imagenet" else int(name.rsplit("-", 1)[1])
         return embed(
-            root,
+            p.run.image_root(size),
             settings.imagenet_model,
             weights="imagenet",
-            image_size=max(settings.imagenet_image_sizes),  # notebook 03: `imagenet` is the largest size
+            image_size=size,
             name=name,
             **settings.loader_args(),
         )
@@ -195,11 +238,28 @@ def make_embedding(p: NotebookParams, name: str) -> Embeddings:
     return embed(p.run.image_root(size), model, image_size=size, name=name, **settings.loader_args())
 
 
+def imagenet_sizes(p: NotebookParams) -> tuple[int, ...]:
+    """The input sizes the notebook embeds the ImageNet model at: its imagenet_image_sizes, else its one
+    imagenet_image_size (notebooks 04-06 declare one size, notebook 03 and 05 a list)."""
+    settings = p.embed or EmbedSettings()
+    if "imagenet_image_sizes" in p.declared:
+        return tuple(settings.imagenet_image_sizes)
+    return (settings.imagenet_image_size,)
+
+
+def comparison_sets(p: NotebookParams) -> tuple[str, ...]:
+    """Every embedding set notebook 03 makes for these parameters: the trained model, the ImageNet model at each
+    size ("imagenet" the largest, "imagenet-<px>" the others) and the floors (random init, raw-pixel PCA)."""
+    sizes = sorted(imagenet_sizes(p))
+    return ("ssl", "imagenet", *(f"imagenet-{s}" for s in sizes[:-1]), "random", "pca")
+
+
 def ensure_embeddings(p: NotebookParams, *needed: str) -> dict[str, Embeddings]:
-    """Every embedding set of the run, loaded; the `needed` ones made now (as notebook 03 would) when missing."""
+    """Every embedding set of the run, loaded; the `needed` ones fetched from the results archive or made now (as
+    notebook 03 would) when missing. Without `needed`: every set notebook 03 makes (`comparison_sets`)."""
     from embedlab.embedding import load_embeddings
 
-    ensure_dataset(p)  # the images: the notebooks show them next to the vectors
+    needed = needed or comparison_sets(p)
     missing = [name for name in needed if not p.run.embedding(name).is_file()]
     if missing and fetch_pretrained(p):
         missing = [name for name in missing if not p.run.embedding(name).is_file()]

@@ -54,9 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = args.debug or os.environ.get("EMBEDLAB_DEBUG") == "1"
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt as interrupt:
+    except KeyboardInterrupt as interrupt:  # Ctrl+C: 130; SIGTERM during training (Terminated): 143
         print(_interrupted_message(interrupt), file=sys.stderr)
-        return 130
+        return int(getattr(interrupt, "exit_status", 130))
     except Exception as error:
         if debug or not _is_input_error(error):
             raise

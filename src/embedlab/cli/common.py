@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,24 +22,6 @@ EMBED_MODELS_HELP = "pca, a backbone name (resnet18, resnet34, resnet50, efficie
 
 class CommandError(Exception):
     """A command-line input problem; the message is shown as one line."""
-
-
-def _int_at_least(minimum: int) -> Callable[[str], int]:
-    """argparse type of an option with no settings field: a whole number >= `minimum`, one-line message otherwise."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a number >= {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-_positive = _int_at_least(1)
 
 
 def add_settings(parser: argparse.ArgumentParser, cls: type[Settings], *names: str) -> None:
@@ -57,15 +42,40 @@ def settings_from(args: argparse.Namespace, cls: type[S], **values: Any) -> S:
     try:
         return cls.from_mapping({**given, **values})
     except ParameterError as error:
-        raise CommandError(_OPTION_NAME.sub(_option_flag, str(error), count=1)) from None
+        raise CommandError(_OPTION_NAME.sub(lambda m: _option_flag(cls, m.group(1)), str(error), count=1)) from None
 
 
 _OPTION_NAME = re.compile(r"^parameter '(\w+)'")
 
 
-def _option_flag(match: re.Match[str]) -> str:
-    """`parameter 'batch_size'` -> `--batch-size`: the error names the option the user typed."""
-    return "--" + match.group(1).replace("_", "-")
+def _option_flag(cls: type[Settings], name: str) -> str:
+    """`parameter 'embed_dimensions'` -> `--embed-dimensions (--dimensions)`: the error names the option in both
+    spellings the command accepts, whichever was typed."""
+    short = next((f.metadata.get("cli") for f in dataclasses.fields(cls) if f.name == name), None)
+    return "--" + name.replace("_", "-") + (f" (--{short})" if short else "")
+
+
+def check_output(path: str | Path, option: str, *, folder: bool = False) -> Path:
+    """Fail before any work when `path` (a file, or a folder with `folder`) cannot be written: a parent that is a
+    file, a read-only or full disk. The CommandError names the option."""
+    target = Path(path).expanduser()
+    if folder and target.exists() and not target.is_dir():
+        raise CommandError(f"{option} {path} is a file, not a folder")
+    if not folder and target.is_dir():
+        raise CommandError(f"{option} {path} is a folder: give a file name")
+    existing = target if folder else target.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CommandError(f"{option} {path} cannot be created: {existing} is a file, not a folder")
+    try:  # a byte written and synced: read-only folders and full disks fail here, not after the work
+        with tempfile.TemporaryFile(dir=existing) as probe:
+            probe.write(b"\0" * 4096)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as error:
+        raise CommandError(f"{option} {path} cannot be written: {error.strerror or error} in {existing}") from None
+    return target
 
 
 def _say(message: str) -> None:

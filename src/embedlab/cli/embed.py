@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from embedlab.cli.arrays import NPY_IMAGES, ArrayImages
-from embedlab.cli.common import EMBED_MODELS_HELP, CommandError, _data_dir, _dataset_root, _say, settings_from
+from embedlab.cli.common import (
+    EMBED_MODELS_HELP,
+    CommandError,
+    _data_dir,
+    _dataset_root,
+    _say,
+    check_output,
+    settings_from,
+)
 from embedlab.settings import EmbedSettings
 
 
@@ -31,19 +39,20 @@ def _embed_input(args: argparse.Namespace) -> tuple[Any, ArrayImages | None]:
     return _dataset_root(args.input, _data_dir(args), None, not args.quiet), None
 
 
-def _check_model_option(args: argparse.Namespace) -> None:
+def _check_model_option(args: argparse.Namespace, settings: EmbedSettings) -> None:
     """Reject a bad --model / --layers combination before any work is done."""
     from embedlab import embedding, models
 
     if args.model != "pca":
         embedding.resolve_device(args.device)  # --device banana / cuda:7 on a machine without it: one line
+    layers = settings.embed_layers
     if args.model == "pca" or args.model in models.BACKBONE_NAMES:
-        if args.model == "pca" and args.layers is not None:
+        if args.model == "pca" and layers is not None:
             raise CommandError("--layers applies to a backbone, not to --model pca")
         return
     if not Path(args.model).exists():
         raise CommandError(f"--model {args.model!r} is not {EMBED_MODELS_HELP} (no such file)")
-    if args.layers is not None:
+    if layers is not None:
         raise CommandError("--layers applies to a backbone name; a checkpoint keeps the layers it was trained with")
 
 
@@ -52,20 +61,21 @@ def _embed_model(args: argparse.Namespace, settings: EmbedSettings, data: Any) -
     from embedlab import embedding, models
 
     name = args.name or Path(args.output).stem
+    dimensions, size, limit = settings.embed_dimensions, settings.embed_image_size, settings.embed_limit
     if args.model == "pca":
         emb = embedding.embed_pca(
             data,
-            dimensions=args.dimensions or 50,
-            image_size=args.image_size or 32,
-            limit=args.limit,
+            dimensions=dimensions or 50,
+            image_size=size or 32,
+            limit=limit,
             seed=settings.seed,
             name=name,
             progress=not args.quiet,
             verify=args.verify,
         )
-        if emb.dim < (args.dimensions or 50):
+        if emb.dim < (dimensions or 50):
             print(
-                f"note: PCA kept {emb.dim} components: there are fewer images or pixels than {args.dimensions or 50}",
+                f"note: PCA kept {emb.dim} components: there are fewer images or pixels than {dimensions or 50}",
                 file=sys.stderr,
             )
         return emb
@@ -75,22 +85,24 @@ def _embed_model(args: argparse.Namespace, settings: EmbedSettings, data: Any) -
     model: Any = args.model
     if args.model in models.BACKBONE_NAMES:
         weights = None if args.weights == "random" else args.weights
-        model = models.create_backbone(args.model, weights, small_images=args.small_images, layers=args.layers)
+        model = models.create_backbone(
+            args.model, weights, small_images=args.small_images, layers=settings.embed_layers
+        )
     emb = embedding.embed(
         data,
         model,
         weights=None if args.weights == "random" else args.weights,
-        image_size=args.image_size,
+        image_size=size,
         batch_size=settings.embed_batch_size,
         num_workers=settings.num_workers,
         device=args.device,
-        limit=args.limit,
+        limit=limit,
         name=name,
         progress=not args.quiet,
         verify=args.verify,
     )
-    if args.dimensions:
-        emb = _pca_reduce(emb, args.dimensions, settings.seed)
+    if dimensions:
+        emb = _pca_reduce(emb, dimensions, settings.seed)
     return emb
 
 
@@ -134,10 +146,11 @@ def cmd_embed(args: argparse.Namespace) -> int:
         raise CommandError(f"OUTPUT {output} must end in .pt, .npy or .npz")
     if args.compress and output.suffix.lower() != ".npz":
         raise CommandError("--compress writes a compressed .npz: give an OUTPUT ending in .npz")
-    if args.dimensions is not None and args.plot and args.dimensions < 2:
-        raise CommandError("--plot needs at least 2 dimensions")
     settings = settings_from(args, EmbedSettings)  # bad values fail before any work
-    _check_model_option(args)
+    if settings.embed_dimensions is not None and args.plot and settings.embed_dimensions < 2:
+        raise CommandError("--plot needs at least 2 dimensions")
+    check_output(output, "OUTPUT")  # a path under a file, a read-only or full disk: before the work, not after
+    _check_model_option(args, settings)
     data, array = _embed_input(args)
     if array is None:
         emb = _embed_model(args, settings, data)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from embedlab.cli.common import CommandError, _load, _say, _write_lines, settings_from
+from embedlab.cli.common import CommandError, _load, _say, _write_lines, check_output, settings_from
 from embedlab.rundir import RunDir
 from embedlab.settings import CompareSettings, CurationSettings, ProjectionSettings
 
@@ -29,6 +29,8 @@ def cmd_umap(args: argparse.Namespace) -> int:
 
     settings = settings_from(args, ProjectionSettings)
     method = settings.projection
+    for path_text in args.embeddings:  # every output folder, before any projection
+        check_output(_umap_dir(Path(path_text), args.output_dir), "--output-dir", folder=True)
     for path_text in args.embeddings:
         path = Path(path_text)
         emb = _load(path_text)
@@ -61,6 +63,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from embedlab import evaluation
 
     settings = settings_from(args, CompareSettings)
+    if args.output:  # checked before the scoring, not after it
+        _table_suffix(Path(args.output))
+        check_output(args.output, "--output")
     loaded = {}
     for path in args.embeddings:
         emb = _load(path)
@@ -74,13 +79,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _table_suffix(path: Path) -> str:
+    """The table format of --output: .csv, .json or .md."""
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".json", ".md"):
+        raise CommandError(f"--output {path} must end in .csv, .json or .md")
+    return suffix
+
+
 def _save_table(table: Any, path: Path) -> None:
     """Save a DataFrame as .csv, .json or .md (atomically)."""
     from embedlab._io import atomic_open
 
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".json", ".md"):
-        raise CommandError(f"--output {path} must end in .csv, .json or .md")
+    suffix = _table_suffix(path)
     with atomic_open(path, "w", encoding="utf-8") as handle:
         if suffix == ".csv":
             table.to_csv(handle, index=False)
@@ -104,6 +115,8 @@ def cmd_select(args: argparse.Namespace) -> int:
     from embedlab import curation
 
     settings = settings_from(args, CurationSettings)
+    if args.output:
+        check_output(args.output, "--output")
     emb = _load(args.embeddings)
     picked = curation.select_diverse(emb, settings.subset_size, seed=settings.seed, progress=not args.quiet)
     lines = [emb.filenames[i] for i in picked]
@@ -114,28 +127,37 @@ def cmd_select(args: argparse.Namespace) -> int:
     return 0
 
 
-def _neighbors_model(args: argparse.Namespace, emb: Any, query: Any) -> Any:
-    """The --model of `neighbors`, loaded (a corrupt file fails here, in one line); refused when unused."""
-    new_image = isinstance(query, str) and query not in emb.filenames and Path(query).is_file()
+def _embedded_name(query: str, filenames: list[str]) -> bool:
+    """Whether QUERY names an embedded image: exactly, or as a path ending in exactly one embedded filename."""
+    text = query.replace("\\", "/")
+    return text in filenames or sum(text.endswith("/" + name) for name in filenames) == 1
+
+
+def _neighbors_query(args: argparse.Namespace, emb: Any, query: Any) -> tuple[Any, Any]:
+    """(query, model) for curation.nearest_neighbors. With --model, an image file is always embedded with it (also
+    one whose path ends in an embedded filename: the user asked for the model); the model is loaded here, so a
+    corrupt file fails in one line. Without --model, a file that is not embedded is refused."""
+    is_file = isinstance(query, str) and Path(query).is_file()
     if args.model is None:
-        if new_image:
+        if is_file and not _embedded_name(query, emb.filenames):
             raise CommandError(
                 f"{query} is a new image: give --model (the backbone or checkpoint that made "
                 f"{args.embeddings}) to embed it"
             )
-        return None
-    if not new_image:
+        return query, None
+    if not is_file:
         raise CommandError(
-            f"--model is only used to embed a new image file given as QUERY; {query!r} is already "
-            "in the embeddings: drop --model"
+            f"--model is only used to embed an image file given as QUERY; {query!r} is not an image file "
+            "(an index or an embedded filename needs no model): drop --model"
         )
-    from embedlab import models
+    from embedlab import datasets, models
 
+    image = datasets.open_rgb(query)  # a damaged file: one line naming it
     if args.model in models.BACKBONE_NAMES:
-        return args.model
+        return image, args.model
     if not Path(args.model).is_file():
         raise CommandError(f"--model {args.model!r} is neither a backbone name nor an existing file")
-    return models.load_backbone(args.model)
+    return image, models.load_backbone(args.model)
 
 
 def cmd_neighbors(args: argparse.Namespace) -> int:
@@ -145,7 +167,8 @@ def cmd_neighbors(args: argparse.Namespace) -> int:
     settings = settings_from(args, CurationSettings)
     emb = _load(args.embeddings)
     query: Any = int(args.query) if args.query.lstrip("-").isdigit() else args.query
-    found = curation.nearest_neighbors(emb, query, k=settings.neighbors_k, model=_neighbors_model(args, emb, query))
+    query, model = _neighbors_query(args, emb, query)
+    found = curation.nearest_neighbors(emb, query, k=settings.neighbors_k, model=model)
     _say(found.table(0).to_string(index=False))
     return 0
 
@@ -155,9 +178,11 @@ def cmd_outliers(args: argparse.Namespace) -> int:
     from embedlab import curation
 
     settings = settings_from(args, CurationSettings)
+    if args.output:
+        check_output(args.output, "--output")
     emb = _load(args.embeddings)
     scores = curation.outlier_scores(emb, k=settings.outlier_k, progress=not args.quiet)
-    order = scores.argsort()[::-1][: args.n]
+    order = scores.argsort()[::-1][: settings.outlier_count]
     _write_lines(args.output, [f"{scores[i]:.4f}\t{emb.filenames[i]}" for i in order])
     return 0
 
@@ -167,6 +192,8 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
     from embedlab import curation
 
     settings = settings_from(args, CurationSettings)
+    if args.output:
+        check_output(args.output, "--output")
     emb = _load(args.embeddings)
     groups = curation.near_duplicates(emb, threshold=settings.duplicate_threshold, progress=not args.quiet)
     _write_lines(args.output, ["\t".join(emb.filenames[i] for i in group) for group in groups])

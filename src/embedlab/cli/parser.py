@@ -6,11 +6,11 @@ import argparse
 from typing import Any, NoReturn
 
 from embedlab.cli.classify import cmd_classify
-from embedlab.cli.common import EMBED_MODELS_HELP, PROG, _positive, add_settings
+from embedlab.cli.common import EMBED_MODELS_HELP, PROG, add_settings
 from embedlab.cli.data import cmd_download, cmd_thumbnails
 from embedlab.cli.embed import cmd_embed
 from embedlab.cli.explore import cmd_compare, cmd_duplicates, cmd_neighbors, cmd_outliers, cmd_select, cmd_umap
-from embedlab.cli.run import cmd_demo, cmd_run
+from embedlab.cli.run import cmd_demo, cmd_pack, cmd_run
 from embedlab.cli.train import cmd_train
 from embedlab.settings import (
     CompareSettings,
@@ -54,9 +54,8 @@ def _parser_thumbnails(sub: Any) -> None:
         description="Write resized copies (shorter side THUMBNAIL_SIZE px) of every image, same relative paths.",
     )
     p.add_argument("source", metavar="DATASET", help="dataset name or dataset root folder")
-    add_settings(p, DataSettings, "data_dir", "thumbnail_size")
+    add_settings(p, DataSettings, "data_dir", "thumbnail_size", "thumbnail_workers")
     p.add_argument("--output", help="output folder (default: <dataset>/thumbnails-SIZE)")
-    p.add_argument("--workers", type=_positive, help="processes (default: CPU count)")
     p.set_defaults(func=cmd_thumbnails)
 
 
@@ -97,22 +96,10 @@ def _parser_embed(sub: Any) -> None:
         choices=["imagenet", "random"],
         help="weights for a backbone name (default: imagenet; needs the weights file offline)",
     )
-    p.add_argument(
-        "--dimensions",
-        type=_positive,
-        help="output dimensions: PCA components for --model pca (default 50); for other models the "
-        "embeddings are projected with PCA to N dimensions after embedding (default: keep all)",
-    )
-    p.add_argument("--layers", type=_positive, help="truncate a named backbone after N stages (ResNet 1-4)")
     p.add_argument("--small-images", action="store_true", help="CIFAR-style stem for a named backbone (<= 64 px)")
-    p.add_argument(
-        "--image-size",
-        type=_positive,
-        help="resize to this size (default: the size stored with a checkpoint, 224 for names, 32 for pca)",
-    )
     p.add_argument("--labels", help="a .npy of integer labels for a .npy INPUT (colours in --plot)")
-    p.add_argument("--limit", type=_positive, help="images per class")
-    add_settings(p, EmbedSettings, "embed_batch_size", "num_workers", "seed")
+    embed_options = ("embed_dimensions", "embed_layers", "embed_image_size", "embed_limit")
+    add_settings(p, EmbedSettings, *embed_options, "embed_batch_size", "num_workers", "seed")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument(
         "--verify",
@@ -194,8 +181,7 @@ def _parser_curation(sub: Any) -> None:
         description="List the N images farthest from their OUTLIER_K-th nearest neighbour (score, filename).",
     )
     p.add_argument("embeddings", help="embeddings file")
-    p.add_argument("--n", type=_positive, default=20, help="how many images to list (default: 20)")
-    add_settings(p, CurationSettings, "outlier_k")
+    add_settings(p, CurationSettings, "outlier_count", "outlier_k")
     p.add_argument("--output", help="write here (default: stdout)")
     p.set_defaults(func=cmd_outliers)
 
@@ -228,12 +214,13 @@ def _parser_classify(sub: Any) -> None:
         "classifier_epochs",
         "classifier_batch_size",
         "classifier_images_per_class",
+        "classifier_learning_rate",
+        "classifier_image_size",
+        "classifier_verify",
         "seed",
     )
-    p.add_argument("--learning-rate", type=float, default=1e-3, help="the head's learning rate (default: 0.001)")
-    p.add_argument("--image-size", type=_positive, help="default: the backbone's training size")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--save", help="save the classifier's state_dict here (.pt)")
+    p.add_argument("--save", help="save the classifier's state_dict here (.pt; checked before training)")
     p.set_defaults(func=cmd_classify)
 
 
@@ -276,6 +263,17 @@ def _parser_pipeline(sub: Any) -> None:
     p.add_argument("--run-dir", help="override the run directory")
     _add_overrides(p)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "pack",
+        help="pack a finished run into a results archive for pretrained_url",
+        description="Zip a finished run's exported model, embedding sets, 2-D maps, config, metrics and thumbnails "
+        "into one archive (default RUN_DIR/results.zip). Notebooks 03-06 given its address or path as "
+        "pretrained_url run from it without the dataset.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (with exported/backbone.pt)")
+    p.add_argument("--output", "-o", help="the archive to write (default: RUN_DIR/results.zip)")
+    p.set_defaults(func=cmd_pack)
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

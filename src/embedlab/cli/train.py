@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Any
 
-from embedlab.cli.common import _data_dir, _dataset_root, _say, settings_from
+from embedlab.cli.common import _data_dir, _dataset_root, _say, check_output, settings_from
 from embedlab.settings import TrainSettings
 
 
@@ -15,6 +17,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     settings = settings_from(
         args, TrainSettings, knn_monitor=not args.no_knn, progress=not args.quiet
     )  # bad values fail before any work
+    check_output(args.run_dir, "RUN_DIR", folder=True)  # a read-only or full disk: before any training
     root = _dataset_root(args.data, _data_dir(args), settings.limit, not args.quiet)
     result = training.train(root, args.run_dir, settings=settings)
     _say(
@@ -23,4 +26,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     _say(f"checkpoint: {result.checkpoint}")
     _say(f"exported backbone: {result.exported}")
+    if settings.verify == "none":
+        from embedlab.rundir import RunDir
+
+        print(
+            f"note: --verify none: damaged files are listed only when training drew them; files not "
+            f"drawn were not checked (--verify full checks them all){_listed(RunDir(args.run_dir))}",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _listed(run: Any) -> str:
+    """Where the skipped files are listed, when a list was written."""
+    return f"; see {run.skipped_images}" if run.skipped_images.is_file() else ""

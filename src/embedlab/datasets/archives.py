@@ -108,8 +108,8 @@ DAMAGED_ARCHIVE_ERRORS = _DAMAGED = (
     lzma.LZMAError,
     OSError,
 )
-_ARCHIVE_MAGIC = (b"PK\x03\x04", b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
-_ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tbz2", ".tar.bz2", ".txz", ".tar.xz")
+_ARCHIVE_MAGIC = {"zip": (b"PK\x03\x04", b"PK\x05\x06"), "gzip": (b"\x1f\x8b",), "bzip2": (b"BZh",)}
+_ARCHIVE_MAGIC["xz"] = (b"\xfd7zXZ\x00",)
 
 
 def _damaged(archive: Path, exc: BaseException) -> DatasetError:
@@ -120,14 +120,18 @@ def _damaged(archive: Path, exc: BaseException) -> DatasetError:
     )
 
 
-def looks_like_archive(path: str | os.PathLike[str]) -> bool:
-    """True when a file is named or starts like a zip / tar / gzip / bzip2 / xz archive."""
-    path = Path(path)
-    if path.name.lower().endswith(_ARCHIVE_SUFFIXES):
-        return True
+def archive_kind(path: str | os.PathLike[str]) -> str | None:
+    """'zip', 'gzip', 'bzip2', 'xz' or 'tar' from a file's first bytes (never its name: a download's temporary
+    `.part` name says nothing, and a server's error page saved as `x.zip` is no zip); None for anything else."""
     with open(path, "rb") as handle:
         head = handle.read(512)
-    return head.startswith(_ARCHIVE_MAGIC) or (len(head) >= 262 and head[257:262] == b"ustar")
+    kind = next((k for k, magics in _ARCHIVE_MAGIC.items() if head.startswith(magics)), None)
+    return kind or ("tar" if len(head) >= 262 and head[257:262] == b"ustar" else None)
+
+
+def looks_like_archive(path: str | os.PathLike[str]) -> bool:
+    """True when a file's bytes start like a zip / tar / gzip / bzip2 / xz archive (see archive_kind)."""
+    return archive_kind(path) is not None
 
 
 def verify_archive(archive: str | os.PathLike[str]) -> None:
@@ -145,6 +149,8 @@ def verify_archive(archive: str | os.PathLike[str]) -> None:
 
 def read_to_end(archive: Path) -> None:
     """The reading of verify_archive; the decoder's own exception (one of _DAMAGED) when it fails."""
+    if archive_kind(archive) == "zip" and not zipfile.is_zipfile(archive):
+        raise zipfile.BadZipFile("a zip without its central directory (cut short)")
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
             bad = zf.testzip()

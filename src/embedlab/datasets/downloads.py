@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import logging
 import os
 import re
@@ -14,6 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from embedlab._io import write_json
 from embedlab._progress import tqdm
 from embedlab.datasets.archives import DAMAGED_ARCHIVE_ERRORS, looks_like_archive, read_to_end
 from embedlab.datasets.errors import ChecksumError, DownloadError
@@ -45,7 +47,10 @@ def download(
 
     An existing ``dest`` is complete (it only appears by an atomic rename after verification) and is returned
     at once. A dropped connection is retried ``retries`` times from where it stopped; a server that ignores
-    Range is restarted cleanly from byte 0. A size or SHA-256 mismatch removes the file and raises ChecksumError.
+    Range is restarted cleanly from byte 0. A resume sends the server's validators (If-Range with the ETag or
+    Last-Modified kept in ``dest.part.json``), so a file that changed on the server is downloaded again whole,
+    never spliced onto the old part (a 206 with other validators restarts too). A size or SHA-256 mismatch
+    removes the file and raises ChecksumError.
     When neither the server (no Content-Length) nor the caller (``size``/``sha256``) gives the length, an
     archive is read to its end (verify_archive) before it counts as complete: a connection that simply closed
     early is resumed, never renamed into place.
@@ -72,7 +77,36 @@ def download(
             time.sleep(retry_wait * (attempt + 1))
     _verify(part, url, sha256=sha256, size=size)
     os.replace(part, dest)
+    _validators_path(part).unlink(missing_ok=True)
     return dest
+
+
+def _validators_path(part: Path) -> Path:
+    """Where the server's validators (ETag, Last-Modified) of a partial download are kept: `<dest>.part.json`."""
+    return part.with_name(part.name + ".json")
+
+
+def _stored_validators(part: Path) -> dict[str, str]:
+    """The validators recorded when `part` was started ({} when none were given or the record is unreadable)."""
+    try:
+        found = json.loads(_validators_path(part).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return (
+        {k: str(v) for k, v in found.items() if k in ("etag", "last_modified") and v} if isinstance(found, dict) else {}
+    )
+
+
+def _validators(headers: Any) -> dict[str, str]:
+    """The response's ETag and Last-Modified (what identifies this version of the file on the server)."""
+    found = {"etag": headers.get("ETag"), "last_modified": headers.get("Last-Modified")}
+    return {k: v for k, v in found.items() if v}
+
+
+def _if_range(stored: dict[str, str]) -> str | None:
+    """The If-Range value for a resume: a strong ETag, else Last-Modified (a weak ETag may not be used)."""
+    etag = stored.get("etag")
+    return etag if etag and not etag.startswith("W/") else stored.get("last_modified")
 
 
 class _Interrupted(Exception):
@@ -104,6 +138,8 @@ def _fetch(url: str, part: Path, *, size: int | None, progress: bool, timeout: f
     request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
     if have:
         request.add_header("Range", f"bytes={have}-")
+        if validator := _if_range(_stored_validators(part)):  # the rest only if the file is unchanged, else all
+            request.add_header("If-Range", validator)
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
@@ -133,14 +169,23 @@ def _receive(
     Returns True when the length was stated (Content-Length, or the total of a 206's Content-Range) and met.
     """
     mode, start = "wb", 0
+    now, stored = _validators(response.headers), _stored_validators(part) if have else {}
     if have and response.status == 206:
         start = _content_range_start(response.headers.get("Content-Range", ""))
-        if start != have:
+        changed = [k for k in now if k in stored and now[k] != stored[k]]
+        if start != have or changed:
             part.unlink()
-            raise _Interrupted(f"server resumed at byte {start}, not {have}; restarting")
+            _validators_path(part).unlink(missing_ok=True)
+            why = f"the file on the server changed ({', '.join(changed)})" if changed else f"resumed at byte {start}"
+            raise _Interrupted(f"{why}, not the {have} bytes kept: restarting from the beginning")
         mode = "ab"
     elif have:
-        logger.warning("%s ignores Range requests: restarting the download from the beginning", url)
+        logger.warning("%s sent the whole file (changed since, or no Range support): starting again", url)
+    if mode == "wb":  # a new start: remember which version of the file this is, for the next resume
+        if now:
+            write_json(_validators_path(part), now)
+        else:
+            _validators_path(part).unlink(missing_ok=True)
     length = response.headers.get("Content-Length")
     expected = int(length) if length is not None and length.isdigit() else None
     total = start + expected if expected is not None else size
@@ -189,6 +234,8 @@ def _content_range_total(value: str) -> int | None:
 def _verify(path: Path, url: str, *, sha256: str | None, size: int | None) -> None:
     """Check size and SHA-256 where known; on mismatch remove the file and raise ChecksumError."""
     actual_size = path.stat().st_size
+    if (size is not None and actual_size != size) or sha256 is not None:
+        _validators_path(path).unlink(missing_ok=True)  # checked below: a mismatch removes the part for good
     if size is not None and actual_size != size:
         path.unlink()
         raise ChecksumError(f"{url}: got {actual_size} bytes, expected {size}; the file was removed, run again")

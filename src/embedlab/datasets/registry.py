@@ -113,12 +113,15 @@ def prepare(
     limit: int | None = None,
     progress: bool = True,
     url: str | None = None,
+    keep_archive: bool = False,
 ) -> Path:
     """Make a dataset ready on disk and return its root (the folder whose subfolders are classes).
 
     A registry name (see DATASETS) is downloaded/written under ``data_dir/<name>/raw``; a Path or a string
     that is not a registry name is treated as a local folder of images and validated. ``limit`` keeps that many
     images per class (balanced). ``url`` overrides the registry's download URL (a mirror, or a test server).
+    The downloaded archive is deleted once its extraction is verified and recorded (its size and SHA-256 stay in
+    the marker file), unless ``keep_archive``: on Colab it would take as much disk again (2.5 GB for AID).
     """
     _check_limit(limit)
     spec = _resolve_spec(name_or_path)
@@ -128,7 +131,7 @@ def prepare(
         return _prepare_fashion_mnist(Path(data_dir), limit=limit, progress=progress)
     if url is not None:  # another source: the registry's size/checksum describe a different file
         spec = dataclasses.replace(spec, url=url, sha256=None, size=None)
-    raw = _prepare_download(spec, Path(data_dir) / spec.name, progress=progress)
+    raw = _prepare_download(spec, Path(data_dir) / spec.name, progress=progress, keep_archive=keep_archive)
     return raw if limit is None else _make_subset(raw, raw.parent / f"subset-{limit}", limit, progress=progress)
 
 
@@ -166,7 +169,7 @@ def _prepare_local(path: Path, data_dir: Path, *, limit: int | None, progress: b
     return _make_subset(folder.root, data_dir / name / f"subset-{limit}", limit, progress=progress, folder=folder)
 
 
-def _prepare_download(spec: DatasetSpec, base: Path, *, progress: bool) -> Path:
+def _prepare_download(spec: DatasetSpec, base: Path, *, progress: bool, keep_archive: bool = False) -> Path:
     """Download, extract and normalize a registry dataset into base/raw; a completion marker makes reruns free."""
     raw = base / "raw"
     marker = base / _PREPARED_MARKER
@@ -204,6 +207,8 @@ def _prepare_download(spec: DatasetSpec, base: Path, *, progress: bool) -> Path:
             "archive_sha256": file_sha256(archive),
         },
     )
+    if not keep_archive:  # extracted, verified and recorded: the archive is no longer needed
+        archive.unlink(missing_ok=True)
     return raw
 
 

@@ -75,20 +75,31 @@ def _resize_short_side(image: Image.Image, size: int) -> Image.Image:
     return image.resize(target, Image.Resampling.BICUBIC, reducing_gap=3.0)
 
 
+class ThumbnailOutputError(DatasetError):
+    """The output cannot be written (read-only, full, not a folder): every image would fail, so stop at once."""
+
+
 def _thumbnail_one(src: str, dst: str, size: int) -> str | None:
-    """Write one thumbnail atomically; return None, or why the source could not be read."""
+    """Write one thumbnail atomically; return None, or why the source could not be read. A failed write (a
+    read-only or full disk) raises ThumbnailOutputError: it is about the output, not the image."""
     try:
         fmt = _save_format(dst)
         # open_rgb: a JPEG decodes at 1/2, 1/4 or 1/8 scale straight from the DCT (much faster), the pixel
         # budget holds, and a 20000x1 strip is center-cropped to 8:1 before it is resized
         thumb = _resize_short_side(open_rgb(src, size), size)
-        with atomic_path(dst) as tmp:
-            thumb.save(tmp, format=fmt, **_SAVE_OPTIONS.get(fmt, {}))
-        return None
     except DatasetError as exc:
         return str(exc)
     except Exception as exc:  # noqa: BLE001 - reported per file, never fatal for the whole cache
         return f"{type(exc).__name__}: {exc}"
+    try:
+        with atomic_path(dst) as tmp:
+            thumb.save(tmp, format=fmt, **_SAVE_OPTIONS.get(fmt, {}))
+    except OSError as exc:
+        if exc.errno is None:  # PIL's own "cannot write mode ..." is about the image
+            return f"{type(exc).__name__}: {exc}"
+        folder = os.path.dirname(dst)
+        raise ThumbnailOutputError(f"cannot write thumbnails to {folder}: {exc.strerror} (errno {exc.errno})") from None
+    return None
 
 
 def _thumbnail_batch(jobs: list[tuple[str, str, str]], size: int) -> list[tuple[str, str | None]]:
@@ -96,14 +107,24 @@ def _thumbnail_batch(jobs: list[tuple[str, str, str]], size: int) -> list[tuple[
     return [(rel, _thumbnail_one(src, dst, size)) for rel, src, dst in jobs]
 
 
-def _thumbnail_jobs(root: Path, out_root: Path) -> tuple[list[tuple[str, str, str]], int]:
-    """(relative path, source, destination) for every image whose thumbnail is missing or older; and the total."""
+def _has_size(path: str, size: int) -> bool:
+    """Whether an existing thumbnail's shorter side is `size` (its header only)."""
+    try:
+        with Image.open(path) as image:
+            return min(image.size) == size
+    except Exception:  # noqa: BLE001 - unreadable: make it again
+        return False
+
+
+def _thumbnail_jobs(root: Path, out_root: Path, size: int) -> tuple[list[tuple[str, str, str]], int]:
+    """(relative path, source, destination) for every image whose thumbnail is missing, older or of another size
+    (read from its header: a rerun with another --size into the same folder remakes them); and the total."""
     jobs: list[tuple[str, str, str]] = []
     files = _walk_files(str(root), "")
     for rel in files:
         src, dst = os.path.join(root, rel), os.path.join(out_root, rel)
         with contextlib.suppress(FileNotFoundError):
-            if os.stat(dst).st_mtime >= os.stat(src).st_mtime:
+            if os.stat(dst).st_mtime >= os.stat(src).st_mtime and _has_size(dst, size):
                 continue
         jobs.append((rel, src, dst))
     return jobs, len(files)
@@ -135,7 +156,7 @@ def make_thumbnails(
     if out.resolve() == root.resolve():
         raise DatasetError(f"thumbnails would overwrite the originals in {root}: choose another out_root")
     remove_stale_temps(out)
-    jobs, total = _thumbnail_jobs(root, out)
+    jobs, total = _thumbnail_jobs(root, out, size)
     report = ThumbnailReport(root=root, out_root=out, size=size, total=total, skipped=total - len(jobs))
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
     if len(jobs) < _MIN_JOBS_FOR_POOL:  # starting processes costs more than a handful of images

@@ -198,6 +198,16 @@ def _pixels(
     return np.concatenate(rows), labels, filenames
 
 
+def _check_spread(pixels: np.ndarray, root: Any) -> None:
+    """PCA of one image, or of images that are all the same, gives only zero vectors: refuse it, saying why."""
+    if len(pixels) < 2 or not np.ptp(np.asarray(pixels).reshape(len(pixels), -1), axis=0).any():
+        what = f"{len(pixels)} usable image" if len(pixels) < 2 else f"{len(pixels)} images that are all identical"
+        raise EmbeddingsError(
+            f"{root} holds {what}: PCA would give every image a zero vector; use at least 2 different images "
+            "or a backbone (model='resnet18', --model resnet18)"
+        )
+
+
 def embed_pca(
     data: Any,
     *,
@@ -218,6 +228,7 @@ def embed_pca(
 
     dataset = _dataset(data, image_size, limit, verify)
     pixels, labels, filenames = _pixels(dataset, batch_size, f"load pixels for {name}", progress)
+    _check_spread(pixels, dataset.root)
     vectors, explained = reduce_pca(pixels, dimensions, seed=seed)
     meta = {
         "model": "pca",

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from embedlab._io import atomic_open, atomic_path, remove_stale_temps, write_json
+from embedlab._io import atomic_open, remove_stale_temps, torch_save, write_failed, write_json
 
 SAVE_FORMATS = (".pt", ".npy", ".npz")
 
@@ -118,19 +118,29 @@ def _write_skipped(emb: Embeddings, path: Path) -> None:
 
 
 def save_embeddings(emb: Embeddings, path: str | os.PathLike[str], *, compress: bool = False) -> Path:
-    """Write embeddings atomically; format by suffix: .pt, .npy (+ .json sidecar), .npz (compress optional)."""
+    """Write embeddings atomically; format by suffix: .pt, .npy (+ .json sidecar), .npz (compress optional).
+
+    The skipped-images list is written after the vectors, so a failed save (a full disk: one OSError naming the
+    file) leaves no list without its embeddings."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SAVE_FORMATS:
         raise EmbeddingsError(f"cannot save embeddings to {path}: use a {', '.join(SAVE_FORMATS)} suffix")
     if path.parent.is_dir():  # leftovers of an earlier save of this file that was killed mid-write
         remove_stale_temps(path.parent, recursive=False, prefix=f".{path.name}.")
-    _write_skipped(emb, skipped_path(path))
+    try:
+        _write_vectors(emb, path, suffix, compress)
+        _write_skipped(emb, skipped_path(path))
+    except OSError as error:
+        raise write_failed(path, error) from None
+    return path
+
+
+def _write_vectors(emb: Embeddings, path: Path, suffix: str, compress: bool) -> None:
+    """The vectors and fields in the format of `suffix` (see save_embeddings)."""
     if suffix == ".pt":
         labels = None if emb.labels is None else torch.from_numpy(emb.labels.copy())
-        payload = {**_fields(emb), "embeddings": emb.vectors.contiguous(), "labels": labels}
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
+        torch_save({**_fields(emb), "embeddings": emb.vectors.contiguous(), "labels": labels}, path)
     elif suffix == ".npy":
         with atomic_open(path, "wb") as handle:  # a handle: np.save would append ".npy" to the temp name
             np.save(handle, emb.numpy())
@@ -148,7 +158,6 @@ def save_embeddings(emb: Embeddings, path: str | os.PathLike[str], *, compress: 
             arrays["class_names"] = np.asarray(emb.class_names, dtype=str)
         with atomic_open(path, "wb") as handle:
             (np.savez_compressed if compress else np.savez)(handle, **arrays)
-    return path
 
 
 def _load_pt(path: Path) -> Embeddings:

@@ -1,6 +1,6 @@
 """Run the numbered notebooks in order with one parameter set (papermill), then write an index.html of the run.
 
-    embedlab run demo                                   # notebooks/params/demo.yaml -> runs/demo/index.html
+    embedlab run demo                                   # the shipped preset demo -> runs/demo/index.html
     python -m embedlab.pipeline classroom --only 03,04 -p epochs 80   # the same command line as `embedlab run`
 
 Each notebook gets only the parameters it declares; the executed copies go to <run_dir>/notebooks/. The first
@@ -65,35 +65,31 @@ def notebooks_dir() -> Path:
     if root:
         candidates.append(root / "notebooks")
     for folder in candidates:
-        if (folder / "params").is_dir():
+        if any(folder.glob(PIPELINE_NOTEBOOKS_GLOB)):
             return folder
     raise PipelineError("cannot find the notebooks/ folder: run from an embedlab checkout or set EMBEDLAB_ROOT")
 
 
 def params_file(params: str | os.PathLike[str]) -> Path:
-    """Path of a parameter set: a name in notebooks/params/ (demo, classroom, full, tiny) or a YAML path."""
-    text = str(params)
-    if text.endswith((".yaml", ".yml")) or os.sep in text:
-        path = Path(text).expanduser()
-    else:
-        path = notebooks_dir() / "params" / f"{text}.yaml"
-    if not path.is_file():
-        names = sorted(p.stem for p in (notebooks_dir() / "params").glob("*.yaml"))
-        raise PipelineError(f"no parameter set {text!r} ({path}); use one of {', '.join(names)} or a YAML file")
-    return path
+    """Path of a parameter set: a shipped preset name (demo, classroom, full, tiny) or a YAML path."""
+    from embedlab.presets import PresetError, preset_path
+
+    try:
+        return preset_path(params)
+    except PresetError as error:
+        raise PipelineError(str(error)) from None
 
 
 def load_params(params: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
     """Load a named parameter set or YAML file (a mapping is copied as is)."""
+    from embedlab.presets import PresetError, load_preset
+
     if isinstance(params, Mapping):
         return dict(params)
-    import yaml
-
-    path = params_file(params)
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise PipelineError(f"{path}: expected a mapping of parameter names to values")
-    return data
+    try:
+        return load_preset(params)
+    except PresetError as error:
+        raise PipelineError(str(error)) from None
 
 
 def pipeline_notebooks(only: Sequence[str] | None = None, folder: Path | None = None) -> list[Path]:
@@ -212,6 +208,10 @@ def run_pipeline(
             )
         _record(run, params, values, timings)
     index = write_index(run.root, timings=timings, parameters=values, html_notebooks=html_report)
+    if run.exported.is_file():  # the run's results archive: what a teacher publishes for `pretrained_url`
+        from embedlab.workflow import pack_run
+
+        _say(progress, f"results archive for pretrained_url: {pack_run(run.root)}")
     _say(progress, f"done in {format_seconds(time.perf_counter() - started)}: {index}")
     return index
 

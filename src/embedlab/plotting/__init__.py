@@ -9,7 +9,7 @@ common.py        PlottingError, class colours, label checks, class_of, wrap_at_c
 scatterplots.py  scatter, side_by_side, annotate_classes (class names at their medians)
 grids.py         image_grid, samples_per_class, augmented_pairs, nearest_neighbor_grid
 curves.py        loss_curve, classifier_curve, metrics_chart
-interactive.py   interactive_scatter (bokeh HTML with thumbnails on hover), thumbnail_data_uri
+interactive.py   interactive_scatter (bokeh HTML page), show_map (the same map inline in a notebook)
 ===============  ====================================================================================
 
 Every public name is re-exported here (``from embedlab.plotting import scatter``).
@@ -34,7 +34,7 @@ from embedlab.plotting.curves import (
     metrics_chart,
 )
 from embedlab.plotting.grids import augmented_pairs, image_grid, nearest_neighbor_grid, samples_per_class
-from embedlab.plotting.interactive import TOOLTIP, interactive_scatter, thumbnail_data_uri
+from embedlab.plotting.interactive import TOOLTIP, interactive_scatter, map_figure, show_map, thumbnail_data_uri
 from embedlab.plotting.scatterplots import annotate_classes, scatter, side_by_side
 
 __all__ = [
@@ -51,6 +51,8 @@ __all__ = [
     "contrastive_chance_level",
     "image_grid",
     "interactive_scatter",
+    "map_figure",
+    "show_map",
     "loss_curve",
     "metrics_chart",
     "nearest_neighbor_grid",

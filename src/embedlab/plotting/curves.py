@@ -38,21 +38,69 @@ def _chance_line(ax: Any, loss: Any, batch_size: int) -> None:
     ax.set_ylim(0, max(chance, float(loss.max())) * 1.05)
 
 
-def _knn_twin(ax: Any, epochs_csv: str | os.PathLike[str] | None, x: np.ndarray) -> tuple[list[Any], list[str]]:
-    """The kNN monitor per epoch on a right-hand axis, when the epoch log has it; returns its legend entries."""
+def _read_epochs(epochs_csv: str | os.PathLike[str] | None) -> Any:
+    """epochs.csv as a DataFrame, or None when there is none."""
     import pandas as pd
 
     if epochs_csv is None or not Path(epochs_csv).exists():
-        return [], []
+        return None
     epochs = pd.read_csv(epochs_csv)
-    if "knn_accuracy" not in epochs or not epochs["knn_accuracy"].notna().any():
+    return None if epochs.empty else epochs
+
+
+def _has(epochs: Any, column: str) -> bool:
+    return epochs is not None and column in epochs and bool(epochs[column].notna().any())
+
+
+def _epoch_ends(epochs: Any, x: np.ndarray) -> Any:
+    """The step at which each epoch ended (from its `steps` column, else spread evenly)."""
+    return epochs["steps"].cumsum() if "steps" in epochs else x[-1] * (epochs.index + 1) / len(epochs)
+
+
+def _knn_twin(ax: Any, epochs: Any, x: np.ndarray) -> tuple[list[Any], list[str]]:
+    """The kNN monitor per epoch on a right-hand axis, when the epoch log has it; returns its legend entries."""
+    if not _has(epochs, "knn_accuracy"):
         return [], []
     twin = ax.twinx()
-    ends = epochs["steps"].cumsum() if "steps" in epochs else x[-1] * (epochs.index + 1) / len(epochs)
-    twin.plot(ends, epochs["knn_accuracy"], "o-", color="tab:green", label="kNN accuracy (monitor, right axis)")
+    twin.plot(
+        _epoch_ends(epochs, x),
+        epochs["knn_accuracy"],
+        "o-",
+        color="tab:green",
+        label="kNN accuracy (monitor, right axis)",
+    )
     twin.set_ylabel("kNN accuracy", color="tab:green")
     twin.set_ylim(0, 1)
     return twin.get_legend_handles_labels()
+
+
+def _output_dim(config: dict[str, Any]) -> int | None:
+    """The backbone's embedding size d from config.json (None when unknown or cut down by `layers`)."""
+    from embedlab.registry import BACKBONES
+
+    spec = BACKBONES.get(str(config.get("backbone")))
+    return spec.embedding_dim if spec and not config.get("layers") else config.get("embedding_dim")
+
+
+def _collapse_panel(ax: Any, epochs: Any, x: np.ndarray, dim: int | None) -> None:
+    """The collapse monitor: std of the L2-normalised outputs across the monitor images, per epoch, against
+    1/sqrt(d) (outputs spread over the sphere) and 0 (every image the same vector: collapse)."""
+    ends = _epoch_ends(epochs, x)
+    ax.plot(ends, epochs["output_std"], "s-", color="tab:purple", label="std of normalised outputs (collapse monitor)")
+    top = float(epochs["output_std"].max())
+    if dim:
+        ax.axhline(
+            1 / np.sqrt(dim),
+            color="tab:purple",
+            linestyle="--",
+            linewidth=1,
+            label=f"1/sqrt(d) = {1 / np.sqrt(dim):.3f} (d = {dim})",
+        )
+        top = max(top, 1 / np.sqrt(dim))
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_ylim(-0.05 * top, top * 1.25)
+    ax.set_ylabel("output std")
+    ax.set_xlabel("training step")
 
 
 def loss_curve(
@@ -62,7 +110,8 @@ def loss_curve(
     batch_size: int | None = None,
     method: str | None = None,
 ) -> Any:
-    """Training loss per step (raw and smoothed), SimCLR's chance level log(2B-1) and, when logged, the kNN monitor.
+    """Training loss per step (raw and smoothed), SimCLR's chance level log(2B-1) and, when logged, the kNN monitor
+    and (in a panel below) the collapse monitor: the std of the normalised outputs against 1/sqrt(d).
 
     batch_size and method default to the run's config.json beside the loss log; one legend below the axes.
     """
@@ -78,15 +127,23 @@ def loss_curve(
     config = RunDir.of(loss_csv).read_config()
     batch_size = batch_size or config.get("global_batch_size") or config.get("batch_size")
     method = method or config.get("method")
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    epochs = _read_epochs(epochs_csv)
+    collapse = _has(epochs, "output_std")
+    shape = {"nrows": 2, "sharex": True, "height_ratios": [3, 1.4]} if collapse else {}
+    fig, axes = plt.subplots(figsize=(7.5, 6.0 if collapse else 4.2), **shape)
+    ax = axes[0] if collapse else axes
     x = _plot_steps(ax, steps["loss"])
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if batch_size and method == "simclr":
         _chance_line(ax, steps["loss"], int(batch_size))
-    ax.set_xlabel("training step")
+    ax.set_xlabel("" if collapse else "training step")
     ax.set_ylabel("contrastive loss" if method in ("simclr", "moco", None) else "training loss")
     handles, labels = ax.get_legend_handles_labels()
-    more_handles, more_labels = _knn_twin(ax, epochs_csv, x)
+    more_handles, more_labels = _knn_twin(ax, epochs, x)
+    if collapse:
+        _collapse_panel(axes[1], epochs, x, _output_dim(config))
+        extra = axes[1].get_legend_handles_labels()
+        more_handles, more_labels = more_handles + extra[0], more_labels + extra[1]
     ax.set_title("self-supervised training")
     fig.legend(
         handles + more_handles,
@@ -109,13 +166,29 @@ METRIC_LABELS = {
 KIND_COLOURS = {"self-supervised": "tab:orange", "ImageNet": "tab:blue", "floor": "tab:gray"}
 
 
+INTERVAL_COLUMNS = {"knn_accuracy": ("knn_low", "knn_high"), "linear_probe_accuracy": ("probe_low", "probe_high")}
+
+
+def _whiskers(ax: Any, rows: list[dict[str, Any]], metric: str, positions: Any, values: list[float]) -> list[float]:
+    """Draw each bar's 95% interval when the rows have one; returns where each bar's label may start."""
+    low_key, high_key = INTERVAL_COLUMNS.get(metric, ("", ""))
+    lows = [r.get(low_key) for r in rows]
+    highs = [r.get(high_key) for r in rows]
+    if any(v is None or v != v for v in lows + highs):  # missing or NaN: no whiskers
+        return values
+    errors = [[v - float(lo) for v, lo in zip(values, lows)], [float(hi) - v for v, hi in zip(values, highs)]]
+    ax.errorbar(values, positions, xerr=errors, fmt="none", ecolor="black", elinewidth=1, capsize=2)
+    return [float(hi) for hi in highs]
+
+
 def metrics_chart(
     table: Any, *, chance: float | None = None, title: str = "How good is each embedding?", label_width: int = 34
 ) -> Any:
     """One panel per metric (kNN, linear probe, NMI), one bar per embedding set named by its recipe, best on top.
 
-    Bars are coloured by kind (self-supervised / ImageNet / floor); `chance` (1 / classes) is drawn on the two
-    accuracy panels only (NMI's chance level is 0).
+    Bars are coloured by kind (self-supervised / ImageNet / floor); black whiskers show the 95% bootstrap interval
+    over the images when the table has one (`compare`'s knn_low..knn_high, probe_low..probe_high); `chance`
+    (1 / classes) is drawn on the two accuracy panels only (NMI's chance level is 0).
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
@@ -129,8 +202,9 @@ def metrics_chart(
     for ax, (metric, label) in zip(axes, METRIC_LABELS.items()):
         values = [float(r[metric]) for r in rows]
         ax.barh(positions, values, color=colours, height=0.7)
-        for y, value in zip(positions, values):
-            ax.text(value + 0.01, y, f"{value:.3f}", va="center", fontsize=8)
+        ends = _whiskers(ax, rows, metric, positions, values)
+        for y, value, end in zip(positions, values, ends):
+            ax.text(end + 0.01, y, f"{value:.3f}", va="center", fontsize=8)
         if chance is not None and metric != "cluster_nmi":
             ax.axvline(chance, color="black", linestyle=":", linewidth=1)
             ax.text(chance, len(rows) - 0.45, " chance", fontsize=7, va="bottom")
@@ -149,7 +223,8 @@ def metrics_chart(
             frameon=False,
             fontsize="small",
         )
-    fig.suptitle(title)
+    whiskers = any(r.get("knn_low") is not None for r in rows)
+    fig.suptitle(title + ("\n(black whiskers: 95% bootstrap interval over the images)" if whiskers else ""))
     fig.tight_layout()
     return fig
 

@@ -35,6 +35,36 @@ def _to_display(image: Any) -> np.ndarray:
     return array.squeeze()
 
 
+def _report_skipped(skipped: list[tuple[str, str]], what: str) -> str:
+    """Warn (DatasetWarning) naming every image a figure left out, as embed and train do; a line for the title."""
+    if not skipped:
+        return ""
+    import warnings
+
+    from embedlab.datasets import DatasetWarning
+
+    names = "; ".join(f"{name} ({' '.join(str(why).split())})" for name, why in skipped)
+    warnings.warn(f"{what}: skipped {len(skipped)} unreadable image(s): {names}", DatasetWarning, stacklevel=3)
+    return (
+        f"skipped {len(skipped)} unreadable image(s): "
+        + ", ".join(name for name, _ in skipped[:3])
+        + (", ..." if len(skipped) > 3 else "")
+    )
+
+
+def _readable(dataset: Any, index: int, skipped: list[tuple[str, str]]) -> tuple[Any, int] | None:
+    """(image, label) of dataset[index], or None (recorded in `skipped`) when the file cannot be decoded."""
+    from embedlab.datasets import DatasetError
+
+    try:
+        image, label, *_ = dataset[int(index)]
+    except (DatasetError, OSError) as error:
+        names = getattr(dataset, "filenames", None)
+        skipped.append((names[int(index)] if names is not None else f"image {index}", str(error)))
+        return None
+    return image, int(label)
+
+
 def image_grid(
     images: Sequence[Any],
     *,
@@ -53,6 +83,7 @@ def image_grid(
     title_lines = max((str(t).count("\n") + 1 for t in titles), default=0) if titles is not None else 0
     height = nrows * (cell_size + 0.13 * title_lines) + (0.35 if suptitle else 0.1)
     fig, axes = plt.subplots(nrows, ncols, figsize=(cell_size * ncols, height), squeeze=False, layout="constrained")
+    unreadable: list[tuple[str, str]] = []
     for i, ax in enumerate(axes.flat):
         ax.set_xticks([])
         ax.set_yticks([])
@@ -60,38 +91,56 @@ def image_grid(
             spine.set_visible(False)
         if i >= len(images):
             continue
-        ax.imshow(_to_display(images[i]), cmap="gray")
+        try:
+            ax.imshow(_to_display(images[i]), cmap="gray")
+        except (OSError, ValueError) as error:  # a damaged file given by path: an empty cell that says so
+            unreadable.append((str(images[i]), str(error)))
+            ax.set_title("unreadable", fontsize=7, color="red")
+            continue
         if titles is not None:
             ax.set_title(str(titles[i]), fontsize=7)
     if row_labels is not None:
         for row, label in enumerate(row_labels[:nrows]):
             axes[row, 0].set_ylabel(str(label), rotation=0, ha="right", va="center", fontsize=8)
+    note = _report_skipped(unreadable, "image_grid")
+    suptitle = "\n".join(t for t in (suptitle, note) if t)
     if suptitle:
-        fig.suptitle(textwrap.fill(suptitle, int(12 * cell_size * ncols)), fontsize=10)
+        fig.suptitle(textwrap.fill(suptitle, int(12 * cell_size * ncols), replace_whitespace=False), fontsize=10)
     return fig
 
 
-def _per_class(dataset: Any, per_class: int, seed: int) -> list[tuple[str, list[int]]]:
-    """Pick up to `per_class` random indices of every class of an ImageFolder-like dataset."""
+def _per_class(dataset: Any, per_class: int, seed: int) -> list[tuple[str, list[int], list[int]]]:
+    """Pick up to `per_class` random indices of every class of an ImageFolder-like dataset, plus the class's other
+    images in random order (stand-ins for a picked image that cannot be decoded)."""
     rng = np.random.default_rng(seed)
     labels = np.asarray(dataset.labels)
     rows = []
     for index, name in enumerate(dataset.classes):
         members = np.flatnonzero(labels == index)
         if len(members):
-            rows.append((name, sorted(rng.choice(members, size=min(per_class, len(members)), replace=False).tolist())))
+            chosen = sorted(rng.choice(members, size=min(per_class, len(members)), replace=False).tolist())
+            rows.append((name, chosen, [int(m) for m in rng.permutation(members) if m not in chosen]))
     return rows
 
 
 def samples_per_class(dataset: Any, per_class: int = 6, *, max_classes: int = 30, seed: int = 0) -> Any:
-    """One row of example images per class (dataset: an ImageFolder or a dataset root folder)."""
+    """One row of example images per class (dataset: an ImageFolder or a dataset root folder).
+
+    A damaged image is skipped and replaced by another of its class; the skipped files are named in a
+    DatasetWarning and under the figure (as embed and train report them), never the end of the figure."""
     dataset = _as_image_folder(dataset)
-    rows = _per_class(dataset, per_class, seed)[:max_classes]
-    images, labels = [], []
-    for name, indices in rows:
-        images += [dataset[i][0] for i in indices] + [None] * (per_class - len(indices))
+    images, labels, skipped = [], [], []
+    for name, indices, spare in _per_class(dataset, per_class, seed)[:max_classes]:
+        row = []
+        for index in [*indices, *spare]:
+            if len(row) == len(indices):
+                break
+            if (item := _readable(dataset, index, skipped)) is not None:
+                row.append(item[0])
+        images += row + [None] * (per_class - len(row))
         labels.append(name)
-    return _grid_with_blanks(images, ncols=per_class, row_labels=labels)
+    note = _report_skipped(skipped, str(getattr(dataset, "root", "samples_per_class")))
+    return _grid_with_blanks(images, ncols=per_class, row_labels=labels, suptitle=note)
 
 
 def _grid_with_blanks(
@@ -133,19 +182,30 @@ def _two_views(transform: Callable[[Any], Any], image: Any) -> list[Any]:
 
 
 def augmented_pairs(dataset: Any, transform: Callable[[Any], Any], n: int = 6, *, seed: int = 0) -> Any:
-    """For n random images: the original and two augmented views, as the self-supervised model sees them."""
+    """For n random images: the original and two augmented views, as the self-supervised model sees them.
+
+    A damaged image is skipped (another one is drawn) and named in a DatasetWarning and under the figure."""
     import torch
 
     dataset = _as_image_folder(dataset)
     rng = np.random.default_rng(seed)
-    indices = rng.choice(len(dataset), size=min(n, len(dataset)), replace=False)
+    indices = rng.choice(len(dataset), size=min(n, len(dataset)), replace=False).tolist()
+    spare = [int(i) for i in rng.permutation(len(dataset)) if i not in indices]
     torch.manual_seed(seed)
-    images, titles = [], []
-    for i in indices:
-        image, label, _ = dataset[int(i)]
+    images, titles, skipped = [], [], []
+    for i in [*indices, *spare]:
+        if len(titles) == 3 * len(indices):
+            break
+        if (item := _readable(dataset, i, skipped)) is None:
+            continue
+        image, label = item
         images += [image, *_two_views(transform, image)]
         titles += [dataset.classes[label], "view 1", "view 2"]
-    return image_grid(images, titles=titles, ncols=6, suptitle="original | view 1 | view 2")
+    if not images:
+        raise PlottingError(f"none of the {len(dataset)} images could be decoded, e.g. {skipped[0][0]}")
+    note = _report_skipped(skipped, str(getattr(dataset, "root", "augmented_pairs")))
+    title = "original | view 1 | view 2" + (f"\n{note}" if note else "")
+    return image_grid(images, titles=titles, ncols=6, suptitle=title)
 
 
 def nearest_neighbor_grid(

@@ -69,23 +69,20 @@ def _class_renderers(
     return items
 
 
-def interactive_scatter(
+def map_figure(
     points: Any,
     filenames: Sequence[str],
     labels: Any,
     class_names: Sequence[str] | None,
     image_root: str | os.PathLike[str],
-    out_html: str | os.PathLike[str],
     *,
     title: str = "",
     thumbnail_size: int = 64,
     point_size: float = 6.0,
-) -> Path:
-    """Self-contained bokeh HTML: hover shows thumbnail, filename and class; click a legend entry to hide a class."""
-    from bokeh.embed import file_html
+) -> Any:
+    """The bokeh figure of the map: one renderer per class, hover shows thumbnail, filename and class."""
     from bokeh.models import HoverTool, Legend
     from bokeh.plotting import figure
-    from bokeh.resources import INLINE
 
     from embedlab._progress import tqdm
 
@@ -103,8 +100,96 @@ def interactive_scatter(
     plot.add_layout(Legend(items=items, click_policy="hide", label_text_font_size="9pt", spacing=0), "right")
     plot.axis.visible = False
     plot.grid.visible = False
+    return plot
+
+
+def interactive_scatter(
+    points: Any,
+    filenames: Sequence[str],
+    labels: Any,
+    class_names: Sequence[str] | None,
+    image_root: str | os.PathLike[str],
+    out_html: str | os.PathLike[str],
+    *,
+    title: str = "",
+    thumbnail_size: int = 64,
+    point_size: float = 6.0,
+) -> Path:
+    """Self-contained bokeh HTML: hover shows thumbnail, filename and class; click a legend entry to hide a class."""
+    from bokeh.embed import file_html
+    from bokeh.resources import INLINE
+
+    plot = map_figure(
+        points,
+        filenames,
+        labels,
+        class_names,
+        image_root,
+        title=title,
+        thumbnail_size=thumbnail_size,
+        point_size=point_size,
+    )
     document = file_html(plot, resources=INLINE, title=title or "embedlab embeddings")
     target = Path(out_html)
     with atomic_open(target, "w", encoding="utf-8") as handle:
         handle.write(document)
     return target
+
+
+INLINE_MAX_POINTS = 2000  # about 3 MB of notebook output with 48 px thumbnails (bokeh's own script included)
+
+
+def map_sample(n: int, max_points: int | None, seed: int = 0) -> np.ndarray:
+    """Indices of the points an inline map shows: all of them, or a seeded random `max_points`, in order."""
+    if max_points is None or n <= max_points:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False))
+
+
+class MapHTML:
+    """An inline map for a notebook: rich HTML output (bokeh's script inline, so it works offline, in Colab,
+    Jupyter and VS Code); `.html` holds the markup, `.points` how many points it shows of how many."""
+
+    def __init__(self, html: str, shown: int, total: int) -> None:
+        self.html, self.shown, self.total = html, shown, total
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def __repr__(self) -> str:
+        return f"<interactive map: {self.shown:,} of {self.total:,} points; display it in a notebook>"
+
+
+def show_map(
+    points: Any,
+    filenames: Sequence[str],
+    labels: Any,
+    class_names: Sequence[str] | None,
+    image_root: str | os.PathLike[str],
+    out_html: str | os.PathLike[str] | None = None,
+    *,
+    title: str = "",
+    max_points: int | None = INLINE_MAX_POINTS,
+    thumbnail_size: int = 48,
+    seed: int = 0,
+) -> MapHTML:
+    """The interactive map inside the notebook: hover a point to see its image. Past `max_points` a seeded random
+    sample is shown, so the notebook stays small (the full map is the standalone HTML of `interactive_scatter`).
+    `out_html` is accepted (and ignored) so the same arguments as interactive_scatter's can be passed."""
+    from bokeh.embed import components
+    from bokeh.resources import INLINE
+
+    labels_array = np.asarray(labels)
+    keep = map_sample(len(filenames), max_points, seed)
+    shown = f"{len(keep):,} of {len(filenames):,} points" if len(keep) < len(filenames) else f"{len(keep):,} points"
+    plot = map_figure(
+        np.asarray(points)[keep],
+        [filenames[i] for i in keep],
+        labels_array[keep],
+        class_names,
+        image_root,
+        title=f"{title} ({shown})" if title else shown,
+        thumbnail_size=thumbnail_size,
+    )
+    script, div = components(plot)
+    return MapHTML(INLINE.render() + div + script, len(keep), len(filenames))

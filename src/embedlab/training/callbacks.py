@@ -15,12 +15,19 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from embedlab._io import atomic_path
+from embedlab._io import atomic_path, write_failed
 from embedlab.training.errors import TrainingError
 from embedlab.training.logs import RunLog
 from embedlab.training.monitor import KNN_K, knn_monitor
 
 _LOGGERS = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler, `timeout`, a recycled Colab runtime) handled like Ctrl+C: the checkpoint is saved and
+    the backbone re-exported; the command exits with 143 (128 + SIGTERM), never 0."""
+
+    exit_status = 143
 
 
 class LogAndMonitor(pl.Callback):
@@ -68,7 +75,7 @@ class LogAndMonitor(pl.Callback):
         seconds = time.perf_counter() - self.epoch_start
         if not trainer.is_global_zero:
             return
-        knn = knn_monitor(pl_module, self.knn_data) if self.knn_data else None
+        knn, spread = knn_monitor(pl_module, self.knn_data) if self.knn_data else (None, None)
         mean_loss = float(np.mean(self.epoch_losses)) if self.epoch_losses else float("nan")
         self.run_log.epochs.append(
             {
@@ -76,13 +83,14 @@ class LogAndMonitor(pl.Callback):
                 "steps": len(self.epoch_losses),
                 "loss": f"{mean_loss:.6f}",
                 "knn_accuracy": "" if knn is None else f"{knn:.4f}",
+                "output_std": "" if spread is None else f"{spread:.5f}",
                 "seconds": f"{seconds:.2f}",
                 "images_per_second": f"{self.epoch_images / max(seconds, 1e-9):.2f}",
             }
         )
         self.run_log.flush()
         if self.verbose:
-            knn_text = "" if knn is None else f", kNN accuracy (k={KNN_K}) {knn:.4f}"
+            knn_text = "" if knn is None else f", kNN accuracy (k={KNN_K}) {knn:.4f}, output std {spread:.4f}"
             print(
                 f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: loss {mean_loss:.4f}{knn_text}, "
                 f"{seconds:.0f} s",
@@ -96,13 +104,18 @@ class AtomicLastCheckpoint(pl.Callback):
     def __init__(self, path: Path, log: RunLog) -> None:
         self.path, self.run_log = path, log
         self.epoch_done = False
-        self.interrupted = False
+        self.interrupted = False  # Ctrl+C or SIGTERM
+        self.stopped_by: BaseException | None = None
+        self.saved = False  # whether the progress at the stop was saved (finite weights, a successful write)
 
     def save(self, trainer: Any) -> None:
-        """Every rank calls it (it keeps them in step); global rank 0 writes."""
+        """Every rank calls it (it keeps them in step); global rank 0 writes; a full disk is one OSError."""
         if trainer.is_global_zero:
             with atomic_path(self.path) as tmp:
-                trainer.save_checkpoint(tmp)
+                try:
+                    trainer.save_checkpoint(tmp)
+                except (RuntimeError, OSError) as error:
+                    raise write_failed(self.path, error) from None
         else:
             trainer.save_checkpoint(self.path)  # non-zero ranks write nothing
 
@@ -117,11 +130,17 @@ class AtomicLastCheckpoint(pl.Callback):
     def save_rank_zero(self, trainer: Any) -> None:
         """Save from global rank 0 alone (no barrier: the other ranks may not be here)."""
         with atomic_path(self.path) as tmp:
-            trainer.strategy.save_checkpoint(trainer._checkpoint_connector.dump_checkpoint(), tmp)
+            try:
+                trainer.strategy.save_checkpoint(trainer._checkpoint_connector.dump_checkpoint(), tmp)
+            except (RuntimeError, OSError) as error:
+                raise write_failed(self.path, error) from None
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        """Ctrl+C or a crash: save the progress (unless the weights went non-finite) so a rerun resumes."""
-        self.interrupted = isinstance(exception, KeyboardInterrupt)
+        """Ctrl+C, SIGTERM or a crash: save the progress (unless the weights went non-finite) so a rerun resumes."""
+        from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+        self.interrupted = isinstance(exception, (KeyboardInterrupt, SIGTERMException))
+        self.stopped_by = exception
         if not trainer.is_global_zero or isinstance(exception, TrainingError):
             return
         if not all(bool(torch.isfinite(p).all()) for p in pl_module.parameters()):
@@ -132,6 +151,7 @@ class AtomicLastCheckpoint(pl.Callback):
         except Exception as error:  # noqa: BLE001 - the original exception matters more than this one
             warnings.warn(f"could not save a checkpoint after {type(exception).__name__}: {error}", stacklevel=2)
             return
+        self.saved = True
         if not self.interrupted:
             print(
                 f"\ntraining stopped by {type(exception).__name__}: progress saved to {self.path}; fix the "

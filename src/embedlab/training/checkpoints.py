@@ -71,10 +71,14 @@ def export_meta(settings: TrainSettings, epochs: int) -> dict[str, Any]:
 
 
 def export(backbone: Any, run: RunDir, meta: dict[str, Any]) -> Path:
-    """Write the run's exported backbone (+ .json metadata)."""
+    """Write the run's exported backbone (+ .json metadata); a failed write (a full disk) is one OSError."""
+    from embedlab._io import write_failed
     from embedlab.models import export_backbone
 
-    return export_backbone(backbone, run.exported, extra_meta=meta)
+    try:
+        return export_backbone(backbone, run.exported, extra_meta=meta)
+    except (RuntimeError, OSError) as error:
+        raise write_failed(run.exported, error) from None
 
 
 def export_from_checkpoint(run: RunDir, meta: dict[str, Any]) -> Path:

@@ -14,7 +14,7 @@ from embedlab._io import atomic_open, write_json
 from embedlab.rundir import RunDir
 
 LOSS_FIELDS = ("epoch", "step", "loss", "lr", "images_per_second")
-EPOCH_FIELDS = ("epoch", "steps", "loss", "knn_accuracy", "seconds", "images_per_second")
+EPOCH_FIELDS = ("epoch", "steps", "loss", "knn_accuracy", "output_std", "seconds", "images_per_second")
 
 
 @dataclass
@@ -56,8 +56,10 @@ class RunLog:
     interrupted midway, so the log continues without a gap) and the epochs it completed.
     """
 
-    def __init__(self, run: RunDir, resume_epoch: int, resume_step: int | None = None, dataset: Any = None) -> None:
-        self.run = run
+    def __init__(
+        self, run: RunDir, resume_epoch: int, resume_step: int | None = None, dataset: Any = None, verify: str = ""
+    ) -> None:
+        self.run, self.verify = run, verify
         steps = read_csv(run.loss_log)
         self.steps = (
             [r for r in steps if int(float(r["epoch"])) < resume_epoch]
@@ -93,9 +95,22 @@ class RunLog:
         """Write both CSV files (and the skipped-images list, when there is one) atomically."""
         write_csv(self.run.loss_log, LOSS_FIELDS, self.steps)
         write_csv(self.run.epoch_log, EPOCH_FIELDS, self.epochs)
-        if self.skipped:
+        if self.skipped or self.verify == "none":  # with verify="none" an empty list must not read as "all good"
             rows = [{"filename": f, "reason": r} for f, r in self.skipped.items()]
-            write_json(self.run.skipped_images, {"count": len(self.skipped), "skipped": rows})
+            report = {"count": len(self.skipped), "skipped": rows}
+            if self.verify in VERIFY_NOTES:
+                report.update(verify=self.verify, note=VERIFY_NOTES[self.verify])
+            write_json(self.run.skipped_images, report)
+
+
+# What skipped_images.json can promise under each verify mode: only "full" decodes every file before training.
+VERIFY_NOTES = {
+    "full": "every file was decoded before training: this list is complete",
+    "header": "headers were checked before training; files damaged after their header are listed only when "
+    "training drew them: files not drawn were not checked (verify='full' checks them all)",
+    "none": "files were not checked before training: only the damaged files training drew are listed; files not "
+    "drawn were not checked (verify='full' checks them all)",
+}
 
 
 def result_from_files(run: RunDir, epochs: int) -> TrainResult:

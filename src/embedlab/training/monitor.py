@@ -1,7 +1,9 @@
 """The kNN monitor: after each epoch, how well the current backbone's embeddings sort a labelled subset.
 
 Labels are used only here, to watch training, never to train: leave-one-out kNN accuracy (k=20, cosine similarity,
-similarity-weighted vote; embedlab.evaluation.knn_accuracy) on up to `knn_images` images decoded once.
+similarity-weighted vote; embedlab.evaluation.knn_accuracy) on up to `knn_images` images decoded once, and a
+collapse check that needs no labels: the spread of the normalised embeddings (about 1/sqrt(d) when healthy, 0 when
+every image maps to the same vector).
 """
 
 from __future__ import annotations
@@ -36,9 +38,20 @@ def knn_subset(
     return torch.stack(images), torch.tensor(labels)
 
 
+def output_spread(vectors: torch.Tensor) -> float:
+    """Collapse check: the std across images of the L2-normalised embeddings, averaged over dimensions.
+
+    Embeddings spread over the sphere give about 1/sqrt(d); a collapsed model (every image the same vector, the
+    failure BYOL and MoCo must avoid without negatives) gives 0.
+    """
+    normalized = torch.nn.functional.normalize(vectors.float(), dim=1)
+    return float(normalized.std(dim=0).mean())
+
+
 @torch.no_grad()
-def knn_monitor(module: nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> float:
-    """Leave-one-out kNN accuracy of the module's current backbone on the monitor subset."""
+def knn_monitor(module: nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:
+    """Leave-one-out kNN accuracy and the output spread (`output_spread`) of the module's current backbone on
+    the monitor subset."""
     from embedlab.evaluation import knn_accuracy
 
     images, labels = data
@@ -50,4 +63,4 @@ def knn_monitor(module: nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> f
         vectors = torch.cat([module.backbone(batch).float().cpu() for batch in batches])
     finally:
         module.train(was_training)  # SSLModule.train re-applies freeze_bn
-    return float(knn_accuracy(vectors, labels.numpy(), k=KNN_K))
+    return float(knn_accuracy(vectors, labels.numpy(), k=KNN_K)), output_spread(vectors)

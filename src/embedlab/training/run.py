@@ -10,6 +10,8 @@ import datetime as _dt
 import signal
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from embedlab.registry import method_spec
 from embedlab.rundir import RunDir
 from embedlab.runtime import is_rank_zero, resolve_accelerator, resolve_precision, train_workers
 from embedlab.settings import TrainSettings
-from embedlab.training.callbacks import AtomicLastCheckpoint, LogAndMonitor, quiet_lightning
+from embedlab.training.callbacks import AtomicLastCheckpoint, LogAndMonitor, Terminated, quiet_lightning
 from embedlab.training.checkpoints import (
     check_compatible,
     export,
@@ -48,7 +50,12 @@ def train(data: str | Path, run_dir: str | Path, settings: TrainSettings | None 
     or a crash saves the checkpoint; a rerun resumes where it stopped.
     """
     settings = TrainSettings.from_mapping({**(settings.options() if settings else {}), **options}, strict=True)
-    run = RunDir(Path(run_dir).expanduser().resolve())
+    with sigterm_as_interrupt():  # SIGTERM is handled like Ctrl+C: checkpoint, export, a clean interrupt
+        return _train(data, RunDir(Path(run_dir).expanduser().resolve()), settings)
+
+
+def _train(data: str | Path, run: RunDir, settings: TrainSettings) -> TrainResult:
+    """train() once the settings are checked: its phases."""
     if is_rank_zero():  # temporary files of a write that was killed (SIGKILL) in an earlier run
         for folder in (run.root, run.checkpoints_dir, run.exported_dir):
             remove_stale_temps(folder, recursive=False)
@@ -63,12 +70,20 @@ def train(data: str | Path, run_dir: str | Path, settings: TrainSettings | None 
     trainer = build_trainer(settings, accelerator)
     settings = resolve_settings(settings, len(dataset), trainer.world_size, accelerator)
     module = build_module(settings, trainer.world_size, len(dataset))
-    log = RunLog(run, done, resume_step, dataset)
+    log = RunLog(run, done, resume_step, dataset, verify=settings.verify)
     knn_data = monitor_data(data, settings)
     callbacks = make_callbacks(run, log, knn_data, settings)
     trainer.callbacks.extend(callbacks)
     config = write_config(run, data, settings, trainer.world_size, len(dataset), len(dataset.classes), done)
-    fit(trainer, module, build_loader(dataset, settings, accelerator), run, callbacks, resume=done > 0)
+    fit(
+        trainer,
+        module,
+        build_loader(dataset, settings, accelerator),
+        run,
+        callbacks,
+        resume=done > 0,
+        settings=settings,
+    )
     return finish(trainer, module, run, settings, log, callbacks, config)
 
 
@@ -236,22 +251,71 @@ def write_config(
     return config
 
 
-def fit(trainer: pl.Trainer, module: SSLModule, loader: Any, run: RunDir, callbacks: list[Any], resume: bool) -> None:
-    """trainer.fit, resuming from the checkpoint when there is one; Ctrl+C becomes a clean KeyboardInterrupt."""
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While training (main thread only), SIGTERM raises Terminated, a KeyboardInterrupt: Lightning then saves and
+    stops exactly as for Ctrl+C, instead of leaving with exit status 0 and a stale export."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated("stopped by SIGTERM before training began; run the same training again to start it")
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def fit(
+    trainer: pl.Trainer,
+    module: SSLModule,
+    loader: Any,
+    run: RunDir,
+    callbacks: list[Any],
+    resume: bool,
+    settings: TrainSettings | None = None,
+) -> None:
+    """trainer.fit, resuming from the checkpoint when there is one; Ctrl+C or SIGTERM becomes a clean
+    KeyboardInterrupt (Terminated for SIGTERM) after the backbone is re-exported, or its stale export removed."""
     sigint = signal.getsignal(signal.SIGINT)
     ckpt = str(run.checkpoint) if resume or run.checkpoint.is_file() else None
     try:
         with quiet_lightning():
             trainer.fit(module, loader, ckpt_path=ckpt)
     except SystemExit:
-        if callbacks[1].interrupted:  # Lightning turns Ctrl+C into sys.exit(1): give the notebook a clean interrupt
+        guard = callbacks[1]
+        if guard.interrupted:  # Lightning turns Ctrl+C into sys.exit(1) and SIGTERM into a SystemExit
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGINT, sigint)  # Lightning ignores Ctrl+C from then on: give it back
-            raise KeyboardInterrupt(
-                f"training interrupted at step {trainer.global_step}: progress saved to "
-                f"{run.checkpoint}; run the same training again (same run_dir) to resume"
+            exported = export_after_stop(trainer, module, run, guard.saved, settings)
+            stop = guard.stopped_by
+            terminated = isinstance(stop, Terminated) or not isinstance(stop, KeyboardInterrupt)
+            how, kind = ("stopped by SIGTERM", Terminated) if terminated else ("interrupted", KeyboardInterrupt)
+            raise kind(
+                f"training {how} at step {trainer.global_step}: progress saved to {run.checkpoint}; {exported}; "
+                "run the same training again (same run_dir) to resume"
             ) from None
         raise
+
+
+def export_after_stop(trainer: pl.Trainer, module: SSLModule, run: RunDir, saved: bool, settings: Any) -> str:
+    """After Ctrl+C or SIGTERM: export the backbone as of the saved checkpoint, so no older export stays in its
+    place; when nothing was saved (or the export fails), remove the stale export. Says which, for the one line."""
+    if not trainer.is_global_zero:
+        return "rank 0 exports the backbone"
+    if saved and settings is not None:
+        meta = {**export_meta(settings, int(trainer.current_epoch)), "stopped_at_step": int(trainer.global_step)}
+        try:
+            export(module.backbone, run, meta)
+            return f"the backbone as of that step is exported to {run.exported}"
+        except OSError as error:
+            warnings.warn(f"could not export the backbone: {error}", stacklevel=2)
+    for stale in (run.exported, run.exported.with_suffix(".json")):
+        stale.unlink(missing_ok=True)
+    return f"no backbone exported (an older {run.exported.name} was removed)"
 
 
 def finish(

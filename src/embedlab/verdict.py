@@ -1,0 +1,334 @@
+"""Notebook 05's verdict: a short bulleted block computed from the comparison table, never written in advance.
+
+It names the best embedding; compares the trained model with its own starting point at the same input size (what
+training bought) and with the strongest baseline (the best ImageNet row); calls a gap real only when its 95%
+interval excludes 0 (the paired bootstrap of `evaluation.compare`, else the rows' own intervals); says what the
+embedding costs; and lists what would change the outcome, each lever with the number `benchmarks/bench_quality.py`
+measured, when the results file is at hand (a source checkout).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+METRICS = {
+    "knn_accuracy": ("kNN", "knn_low", "knn_high"),
+    "linear_probe_accuracy": ("linear probe", "probe_low", "probe_high"),
+}
+FALLBACK_TIE = 0.01  # only for tables without intervals or sizes (hand-made ones): a fixed 1-point band
+
+
+# ------------------------------------------------------------------------------------------------ the rows
+def rows_by_kind(table: Any) -> dict[str, list[dict[str, Any]]]:
+    """Table rows grouped by kind (self-supervised / ImageNet / floor), each group best kNN first."""
+    from embedlab.evaluation import recipe_kind
+
+    groups: dict[str, list[dict[str, Any]]] = {"self-supervised": [], "ImageNet": [], "floor": []}
+    for row in table.to_dict("records"):
+        row.setdefault("recipe", row["name"])
+        kind = row.get("kind") or recipe_kind({}, str(row["name"]))
+        groups.setdefault(kind, []).append(row)
+    for rows in groups.values():
+        rows.sort(key=lambda r: (r["knn_accuracy"], r["linear_probe_accuracy"]), reverse=True)
+    return groups
+
+
+def _number(value: Any) -> float | None:
+    """A finite float, or None for a missing / NaN cell."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _quoted(row: Mapping[str, Any]) -> str:
+    """A row's recipe in quotes: recipe names contain commas, so they need marking inside a sentence."""
+    return f"“{row['recipe']}”"
+
+
+def _signed(value: float) -> str:
+    return f"{'+' if value >= 0 else '−'}{abs(value):.3f}"
+
+
+def _with_interval(row: Mapping[str, Any], metric: str) -> str:
+    """'0.826 (0.812–0.839)', or the bare value when the row has no interval."""
+    label, low_key, high_key = METRICS[metric]
+    low, high = _number(row.get(low_key)), _number(row.get(high_key))
+    span = f" ({low:.3f}–{high:.3f})" if low is not None and high is not None else ""
+    return f"{label} {row[metric]:.3f}{span}"
+
+
+def _scores(row: Mapping[str, Any]) -> str:
+    return ", ".join(_with_interval(row, m) for m in METRICS)
+
+
+# ------------------------------------------------------------------------------------------------ gaps
+def _test_images(row: Mapping[str, Any], metric: str, table: Any) -> float | None:
+    """How many images scored the metric: all of them for leave-one-out kNN, the held-out share for the probe."""
+    n = _number(row.get("n"))
+    if n is None:
+        return None
+    share = (getattr(table, "attrs", {}).get("evaluation") or {}).get("probe_test_fraction", 0.3)
+    return n if metric == "knn_accuracy" else max(1.0, round(n * share))
+
+
+def gap(
+    table: Any, a: Mapping[str, Any], b: Mapping[str, Any], metric: str
+) -> tuple[float, float | None, float | None]:
+    """(difference, low, high) of a metric, row a minus row b: the paired bootstrap interval from `compare` when
+    present, else one from the rows' own intervals (or their sizes, binomially); low/high None when neither."""
+    diff = float(a[metric]) - float(b[metric])
+    for pair in getattr(table, "attrs", {}).get("paired") or []:
+        if (pair["a"], pair["b"], pair["metric"]) == (a["name"], b["name"], metric):
+            return diff, float(pair["low"]), float(pair["high"])
+        if (pair["a"], pair["b"], pair["metric"]) == (b["name"], a["name"], metric):
+            return diff, -float(pair["high"]), -float(pair["low"])
+    _, low_key, high_key = METRICS[metric]
+    halves = [(_number(r.get(high_key)), _number(r.get(low_key))) for r in (a, b)]
+    if all(h is not None and lo is not None for h, lo in halves):
+        half = math.hypot(*((h - lo) / 2 for h, lo in halves))  # type: ignore[operator]
+        return diff, diff - half, diff + half
+    sizes = [_test_images(r, metric, table) for r in (a, b)]
+    if all(sizes):
+        p = [float(r[metric]) for r in (a, b)]
+        half = 1.96 * math.sqrt(sum(q * (1 - q) / n for q, n in zip(p, sizes)))  # type: ignore[operator]
+        return diff, diff - half, diff + half
+    return diff, None, None
+
+
+def _call(diff: float, low: float | None, high: float | None) -> str:
+    """'higher', 'lower' or 'tie' (the interval contains 0; without one, within a fixed 1-point band)."""
+    if low is None or high is None:
+        return "tie" if abs(diff) < FALLBACK_TIE else "higher" if diff > 0 else "lower"
+    return "higher" if low > 0 else "lower" if high < 0 else "tie"
+
+
+def _gaps_text(table: Any, a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
+    """'kNN +0.055 (+0.041 to +0.069), linear probe ...' and the call per metric."""
+    parts, calls = [], {}
+    for metric, (label, _, _) in METRICS.items():
+        diff, low, high = gap(table, a, b, metric)
+        calls[metric] = _call(diff, low, high)
+        span = f" ({_signed(low)} to {_signed(high)})" if low is not None and high is not None else ""
+        parts.append(f"{label} {_signed(diff)}{span}")
+    return ", ".join(parts), calls
+
+
+def outcome(calls: Mapping[str, str]) -> str:
+    """'wins', 'loses', 'tie' or 'mixed' from the per-metric calls."""
+    values = set(calls.values())
+    if values == {"higher"} or values == {"higher", "tie"} and calls["knn_accuracy"] == "higher":
+        return "wins"
+    if values == {"lower"} or values == {"lower", "tie"} and calls["knn_accuracy"] == "lower":
+        return "loses"
+    return "tie" if values == {"tie"} else "mixed"
+
+
+CALL_WORDS = {
+    "wins": "higher beyond the noise",
+    "loses": "lower beyond the noise",
+    "tie": "a tie: every interval contains 0",
+    "mixed": "mixed: one metric higher or lower, the other within the noise or opposite",
+}
+HEADLINES = {
+    "wins": "the self-supervised model beats the strongest baseline",
+    "loses": "the self-supervised model does NOT beat the strongest baseline",
+    "tie": "the self-supervised model and the strongest baseline are equally good within the noise",
+    "mixed": "the self-supervised model and the strongest baseline are mixed (the two metrics disagree)",
+}
+
+
+# ------------------------------------------------------------------------------------------------ the bullets
+def starting_point(ssl: Mapping[str, Any], groups: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict | None:
+    """The trained model's own starting point at its input size: the ImageNet row for a model continued from
+    ImageNet, the random-init row for one trained from random init; None when the table has no such row."""
+    recipe, size = str(ssl.get("recipe", "")), ssl.get("image_size")
+    if "continued from ImageNet" in recipe:
+        candidates = groups.get("ImageNet", [])
+    elif "from random init" in recipe:
+        candidates = [r for r in groups.get("floor", []) if str(r.get("recipe", "")).startswith("random init")]
+    else:
+        return None
+    same = [r for r in candidates if r.get("image_size") == size and size is not None]
+    return dict(same[0]) if same else None
+
+
+def _bought_line(table: Any, ssl: Mapping[str, Any], start: Mapping[str, Any] | None) -> str:
+    if start is None:
+        return "- **What training bought:** not measured (the table has no row of its starting point at its size)."
+    text, calls = _gaps_text(table, ssl, start)
+    size = f" at the same {ssl['image_size']} px" if ssl.get("image_size") else ""
+    verdict = {"wins": "a real gain", "loses": "a real loss", "tie": "no gain beyond the noise"}.get(
+        outcome(calls), "mixed"
+    )
+    return f"- **What training bought:** against its own starting point{size}, {_quoted(start)}: {text}: {verdict}."
+
+
+def _benchmark_speed(size: Any) -> float | None:
+    """Images/s of the ImageNet network at `size` px, from bench_quality's baseline rows (same network, same cost)."""
+    quality = benchmark_quality() or {}
+    for row in quality.get("rows", []):
+        if row.get("kind") == "baseline" and row.get("image_size") == size and row.get("seconds"):
+            return float(quality.get("images", 0)) / float(row["seconds"]) or None
+    return None
+
+
+def _cost_line(ssl: Mapping[str, Any], base: Mapping[str, Any], result: str) -> str:
+    """Embedding cost of both (images/s measured when the embeddings were made, else by bench_quality), and what
+    a smaller input size saves when the trained model is as good."""
+    sizes = [r.get("image_size") for r in (ssl, base)]
+    speeds = [_number(r.get("images_per_second")) for r in (ssl, base)]
+    source = "measured in notebook 03 on this machine"
+    if None in speeds:
+        speeds = [_benchmark_speed(size) for size in sizes]
+        source = "bench_quality's measurement of the same network at these sizes on a 2-core CPU"
+    if None in speeds:
+        return "- **Cost:** embedding speed not measured for these rows."
+    text = (
+        f"- **Cost:** the trained model embeds {speeds[0]:,.0f} images/s at {sizes[0]} px, the strongest baseline "
+        f"{speeds[1]:,.0f} images/s at {sizes[1]} px"
+    )
+    if result in ("wins", "tie") and sizes[0] and sizes[1] and sizes[0] < sizes[1]:
+        text += f": as good or better at {speeds[0] / speeds[1]:.1f}× the embedding speed"
+    return text + f" ({source})."
+
+
+def describe_comparison(table: Any, *, n_classes: int | None = None, tie: float | None = None) -> str:
+    """The verdict as a short Markdown block computed from the table: best embedding, what training bought
+    against its own starting point, the trained model against the strongest baseline with 95% intervals, the
+    cost, what would change the outcome (with measured numbers where they exist), the floors and chance."""
+    del tie  # kept for old callers: ties come from the intervals now
+    groups = rows_by_kind(table)
+    if not groups["self-supervised"] or not groups["ImageNet"]:
+        raise ValueError(
+            "the comparison table needs a self-supervised row and an ImageNet row; it has "
+            f"{sorted(str(r['name']) for rows in groups.values() for r in rows)}"
+        )
+    ssl, base = groups["self-supervised"][0], groups["ImageNet"][0]
+    best = max(
+        (r for rows in groups.values() for r in rows), key=lambda r: (r["knn_accuracy"], r["linear_probe_accuracy"])
+    )
+    against, calls = _gaps_text(table, ssl, base)
+    result = outcome(calls)
+    lines = [
+        f"**On this data, {HEADLINES[result]}.** A gap counts only when its 95% interval excludes 0"
+        f"{_noise_note(table)}; otherwise it is a tie.",
+        "",
+        f"- **Best embedding:** {_quoted(best)}: {_scores(best)}.",
+        _bought_line(table, ssl, starting_point(ssl, groups)),
+        f"- **Against the strongest baseline**, {_quoted(base)} ({_scores(base)}): {_quoted(ssl)} scores "
+        f"{against}: {CALL_WORDS[result]}.",
+        _cost_line(ssl, base, result),
+    ]
+    if result != "wins":
+        lines.append("- **What would change the outcome:**")
+        lines += [f"  - {lever}." for lever in levers(ssl, base)]
+    lines.append(_floor_line(table, ssl, groups["floor"], n_classes))
+    lines.append(f"- **Use:** embed this data with {_quoted(best)}.")
+    return "\n".join(lines)
+
+
+def _noise_note(table: Any) -> str:
+    attrs = getattr(table, "attrs", {}) or {}
+    if attrs.get("paired"):
+        n = int(table["n"].max()) if "n" in table else 0
+        return f" (paired bootstrap over the {n:,} images)" if n else " (paired bootstrap over the images)"
+    return ""
+
+
+def _floor_line(table: Any, ssl: Mapping[str, Any], floors: Sequence[Mapping[str, Any]], n_classes: int | None) -> str:
+    """Which floors (random init, PCA of raw pixels) the trained model clears, and chance."""
+    parts = []
+    for floor in floors:
+        diff, low, high = gap(table, ssl, floor, "knn_accuracy")
+        verb = {"higher": "beats", "tie": "does NOT clearly beat", "lower": "is below"}[_call(diff, low, high)]
+        parts.append(f"{verb} {_quoted(floor)} (kNN {floor['knn_accuracy']:.3f})")
+    chance = f"chance is {1 / n_classes:.3f} ({n_classes} classes)" if n_classes else ""
+    text = "; it ".join(parts)
+    body = f"the trained model {text}" + (f"; {chance}" if chance else "") if parts else chance
+    return f"- **Floors:** {body}." if body else "- **Floors:** none in the table."
+
+
+# ------------------------------------------------------------------------------------------------ levers
+QUALITY_RESULT = Path("benchmarks") / "results" / "quality.json"
+
+
+def benchmark_quality() -> dict[str, Any] | None:
+    """benchmarks/results/quality.json of this source checkout (None when installed without it, e.g. on Colab)."""
+    from embedlab.settings import find_project_root
+
+    for root in (Path(__file__).resolve().parents[2], find_project_root()):
+        path = root / QUALITY_RESULT if root else None
+        if path is not None and path.is_file():
+            try:
+                return json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return None
+    return None
+
+
+def _method_of(row: Mapping[str, Any]) -> str:
+    return str(row.get("recipe", "")).split(" ", 1)[0].lower()
+
+
+def _recipes(quality: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """bench_quality's trained recipes, each with its training image size and method at the top level."""
+    rows = [r for r in (quality or {}).get("rows", []) if r.get("kind") == "recipe"]
+    return [{**r, **{k: r.get("train_options", {}).get(k) for k in ("image_size", "method")}} for r in rows]
+
+
+def _size_lever(ssl: Mapping[str, Any], base: Mapping[str, Any], recipes: Sequence[Mapping[str, Any]]) -> str | None:
+    if not (ssl.get("image_size") and base.get("image_size") and ssl["image_size"] < base["image_size"]):
+        return None
+    text = (
+        f"train at a larger image size (the baseline is best at {base['image_size']} px, "
+        f"the model saw {ssl['image_size']} px"
+    )
+    same = sorted(
+        (r for r in recipes if r["method"] == _method_of(ssl)),
+        key=lambda r: r["image_size"],
+    )
+    if len(same) > 1:
+        text += "; measured by bench_quality: " + ", ".join(f"{r['image_size']} px kNN {r['knn']:.3f}" for r in same)
+    return text + ")"
+
+
+def _longer_lever(ssl: Mapping[str, Any], recipes: Sequence[Mapping[str, Any]]) -> str:
+    text = "train longer (notebook 02 resumes; its kNN monitor shows whether accuracy still rises"
+    same = [r for r in recipes if r["method"] == _method_of(ssl) and r.get("image_size") == ssl.get("image_size")]
+    curve = same[0].get("curve") if same else None
+    if curve and len(curve) > 2:
+        mid = curve[len(curve) // 2]
+        text += (
+            f"; bench_quality's curve of this recipe: kNN {mid['knn']:.3f} after {mid['step']} steps, "
+            f"{curve[-1]['knn']:.3f} after {curve[-1]['step']}"
+        )
+    return text + ")"
+
+
+def _distil_lever(ssl: Mapping[str, Any], quality: Mapping[str, Any] | None) -> str | None:
+    if _method_of(ssl) == "distillation":
+        return None
+    text = "distil the strongest baseline into the model (method='distillation', notebook 02"
+    verdict = (quality or {}).get("verdict") or {}
+    if "best_recipe" in verdict and str(verdict["best_recipe"]).startswith("Distillation"):
+        text += (
+            f"; bench_quality: {verdict['best_recipe']} reached kNN {verdict['best_recipe_knn']:.3f} against "
+            f"{verdict['strongest_baseline_knn']:.3f} for {verdict['strongest_baseline']}"
+        )
+    return text + ")"
+
+
+def levers(ssl: Mapping[str, Any], base: Mapping[str, Any], quality: Mapping[str, Any] | None = None) -> list[str]:
+    """What would change a loss or a tie, each with the number bench_quality measured on the demo data, if any."""
+    quality = quality if quality is not None else benchmark_quality()
+    recipes = _recipes(quality)
+    found = [_size_lever(ssl, base, recipes), _longer_lever(ssl, recipes), _distil_lever(ssl, quality)]
+    if quality and any(found[:1] + found[2:]) or quality and "curve" in str(found[1]):
+        found.append(f"bench_quality measured those numbers on the demo data ({quality.get('images', '?'):,} images)")
+    return [lever for lever in found if lever]
