@@ -198,6 +198,16 @@ def _cost_line(ssl: Mapping[str, Any], base: Mapping[str, Any], result: str) -> 
     return text + f" ({source})."
 
 
+def _use_line(best: Mapping[str, Any], ssl: Mapping[str, Any], base: Mapping[str, Any], result: str) -> str:
+    """Which embedding to use: the trained model when it wins, or ties at a cheaper embedding; else the best."""
+    speeds = [_number(r.get("images_per_second")) for r in (ssl, base)]
+    cheaper = None not in speeds and speeds[0] > speeds[1]  # type: ignore[operator]
+    if result == "wins" or (result == "tie" and cheaper):
+        why = "it is better" if result == "wins" else "it is as good within the noise and cheaper to embed"
+        return f"- **Use:** embed this data with {_quoted(ssl)}: {why}."
+    return f"- **Use:** embed this data with {_quoted(best)}."
+
+
 def describe_comparison(table: Any, *, n_classes: int | None = None, tie: float | None = None) -> str:
     """The verdict as a short Markdown block computed from the table: best embedding, what training bought
     against its own starting point, the trained model against the strongest baseline with 95% intervals, the
@@ -229,7 +239,7 @@ def describe_comparison(table: Any, *, n_classes: int | None = None, tie: float 
         lines.append("- **What would change the outcome:**")
         lines += [f"  - {lever}." for lever in levers(ssl, base)]
     lines.append(_floor_line(table, ssl, groups["floor"], n_classes))
-    lines.append(f"- **Use:** embed this data with {_quoted(best)}.")
+    lines.append(_use_line(best, ssl, base, result))
     return "\n".join(lines)
 
 
