@@ -138,7 +138,7 @@ def test_levers_cite_the_benchmark_numbers_when_given() -> None:
 
 
 def test_needs_a_trained_row_and_a_baseline() -> None:
-    with pytest.raises(ValueError, match="needs a self-supervised row and an ImageNet row"):
+    with pytest.raises(ValueError, match="needs a self-supervised row and an ImageNet \\(or teacher\\) row"):
         describe_comparison(_table().iloc[[0, 3]])
 
 
@@ -148,3 +148,12 @@ def test_verdict_html_escapes_and_lists() -> None:
         page
         == "<p><strong>Head</strong> &lt;b&gt;</p><ul><li>one <strong>x</strong></li><li>two</li><li>three</li></ul>"
     )
+
+
+def test_a_teacher_row_stronger_than_imagenet_is_the_baseline_to_beat() -> None:
+    """The distillation teacher (DINOv2 in the `full` preset) is an off-the-shelf baseline like the ImageNet rows."""
+    table = _table(ssl=(0.825, 0.829))
+    teacher = _row("teacher", "the distillation teacher (no training), dinov2_vitb14, 224 px", "teacher", 224, 0.9, 0.9)
+    table = pd.concat([table, pd.DataFrame([teacher])], ignore_index=True)
+    text = describe_comparison(table)
+    assert "Against the strongest baseline**, “the distillation teacher" in text

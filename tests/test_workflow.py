@@ -116,3 +116,39 @@ def test_a_fresh_runtime_uses_the_thumbnails_when_the_raw_images_are_gone(
     capsys.readouterr()
     assert workflow.ensure_dataset(p) == cache and "using its thumbnails" in capsys.readouterr().out
     assert p.run.image_root(128) == cache and p.run.has_images()
+
+
+class _TinyHubModel(torch.nn.Module):
+    """Stands in for a torch.hub DINOv2 model offline: image batch -> [N, embed_dim]."""
+
+    embed_dim = 24
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(3, self.embed_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x.mean(dim=(2, 3)))
+
+
+def test_a_distillation_teacher_that_is_no_imagenet_row_becomes_a_baseline_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run distilled from DINOv2 (the `full` preset) is compared with its teacher: notebook 03 embeds it as the
+    "teacher" set, whose kind is a baseline the trained model must beat; a teacher that is already an ImageNet
+    row (the demo's) adds nothing."""
+    from embedlab import create_backbone, export_backbone
+    from embedlab.evaluation import describe_embeddings
+
+    monkeypatch.setattr(torch.hub, "load", lambda *args, **kwargs: _TinyHubModel())
+    p = _notebook_params(tmp_path, monkeypatch, "05", imagenet_image_sizes=[32])
+    meta = {"image_size": 32, "method": "distillation", "teacher": "dinov2_vits14", "teacher_image_size": 28}
+    export_backbone(create_backbone("resnet18", None, layers=1), p.run.exported, extra_meta=meta)
+    assert workflow.teacher_row(p) == ("dinov2_vits14", 28) and "teacher" in workflow.comparison_sets(p)
+    teacher = workflow.make_embedding(p, "teacher")
+    assert teacher.dim == _TinyHubModel.embed_dim and teacher.meta["image_size"] == 28
+    described = describe_embeddings("teacher", teacher)
+    assert described["kind"] == "teacher" and described["recipe"].startswith("the distillation teacher")
+    same = {**meta, "teacher": "efficientnet_lite0", "teacher_image_size": 32}
+    export_backbone(create_backbone("resnet18", None, layers=1), p.run.exported, extra_meta=same)
+    assert workflow.teacher_row(p) is None and "teacher" not in workflow.comparison_sets(p)

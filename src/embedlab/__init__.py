@@ -142,6 +142,8 @@ _EXPORTS: dict[str, str] = {
     "ensure_images": "workflow",
     "pack_run": "workflow",
     "comparison_sets": "workflow",
+    "make_embedding": "workflow",
+    "teacher_row": "workflow",
 }
 
 _SUBMODULES = (

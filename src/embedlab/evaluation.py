@@ -254,7 +254,9 @@ def cluster_score(vectors: Any, labels: Any = None, *, seed: int = 0) -> float:
     return float(normalized_mutual_info_score(y, clusters.labels))
 
 
-KINDS = ("self-supervised", "ImageNet", "floor")  # the trained model, the baselines it must beat, the floors
+KINDS = ("self-supervised", "ImageNet", "teacher", "floor")  # the trained model, the baselines it must beat, floors
+BASELINE_KINDS = ("ImageNet", "teacher")  # off-the-shelf models a user could take instead of training: ImageNet
+# networks and a distillation run's own teacher (DINOv2 for the `full` preset)
 
 
 def _backbone_title(name: Any) -> str:
@@ -285,7 +287,10 @@ def _training_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def recipe_kind(meta: Mapping[str, Any], name: str = "") -> str:
-    """'self-supervised' (trained by embedlab), 'ImageNet' (a pretrained baseline) or 'floor' (random init, PCA)."""
+    """'self-supervised' (trained by embedlab), 'ImageNet' (a pretrained baseline), 'teacher' (the frozen teacher of
+    a distillation run, another off-the-shelf baseline) or 'floor' (random init, PCA)."""
+    if meta.get("teacher_of") or name == "teacher":
+        return "teacher"
     if meta.get("method"):
         return "self-supervised"
     if meta.get("weights") == "imagenet":
@@ -307,6 +312,8 @@ def recipe_name(meta: Mapping[str, Any], name: str = "") -> str:
     backbone = _backbone_title(meta.get("backbone") or meta.get("name") or meta.get("model") or name)
     if meta.get("model") == "pca":
         return f"PCA of raw pixels ({meta.get('embedding_dim', '?')} dims){px}"
+    if meta.get("teacher_of"):
+        return f"the distillation teacher (no training), {backbone}{px}"
     method = meta.get("method")
     if method:
         start = "continued from ImageNet" if meta.get("init") == "imagenet" else "from random init"
@@ -364,7 +371,7 @@ def _pairs_to_compare(table: Any) -> list[tuple[str, str]]:
     """Every row against the strongest baseline (the best ImageNet row), and each trained row against every
     ImageNet row (its own starting point among them)."""
     names = list(table["name"])
-    baselines = [n for n, kind in zip(names, table["kind"]) if kind == "ImageNet"]
+    baselines = [n for n, kind in zip(names, table["kind"]) if kind in BASELINE_KINDS]
     if not baselines:
         return []
     pairs = [(n, baselines[0]) for n in names if n != baselines[0]]

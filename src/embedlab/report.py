@@ -62,7 +62,7 @@ def save_metrics(path: str | os.PathLike[str], table: Any, verdict: str, **extra
     best = max(rows, key=lambda r: (r["knn_accuracy"], r["linear_probe_accuracy"])) if rows else None
     summary = {
         "best": best["name"] if best else None,
-        "strongest_baseline": groups["ImageNet"][0]["name"] if groups["ImageNet"] else None,
+        "strongest_baseline": groups["baselines"][0]["name"] if groups["baselines"] else None,
         "best_self_supervised": groups["self-supervised"][0]["name"] if groups["self-supervised"] else None,
     }
     return write_json(path, {"comparison": rows, **summary, "verdict": verdict, **dict(table.attrs), **extra})

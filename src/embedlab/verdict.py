@@ -24,14 +24,16 @@ FALLBACK_TIE = 0.01  # only for tables without intervals or sizes (hand-made one
 
 # ------------------------------------------------------------------------------------------------ the rows
 def rows_by_kind(table: Any) -> dict[str, list[dict[str, Any]]]:
-    """Table rows grouped by kind (self-supervised / ImageNet / floor), each group best kNN first."""
-    from embedlab.evaluation import recipe_kind
+    """Table rows grouped by kind (self-supervised / ImageNet / teacher / floor), each group best kNN first, plus
+    "baselines": every off-the-shelf row (ImageNet and teacher) that the trained model must beat."""
+    from embedlab.evaluation import BASELINE_KINDS, recipe_kind
 
-    groups: dict[str, list[dict[str, Any]]] = {"self-supervised": [], "ImageNet": [], "floor": []}
+    groups: dict[str, list[dict[str, Any]]] = {"self-supervised": [], "ImageNet": [], "teacher": [], "floor": []}
     for row in table.to_dict("records"):
         row.setdefault("recipe", row["name"])
         kind = row.get("kind") or recipe_kind({}, str(row["name"]))
         groups.setdefault(kind, []).append(row)
+    groups["baselines"] = [r for kind in BASELINE_KINDS for r in groups.get(kind, [])]
     for rows in groups.values():
         rows.sort(key=lambda r: (r["knn_accuracy"], r["linear_probe_accuracy"]), reverse=True)
     return groups
@@ -212,16 +214,19 @@ def describe_comparison(table: Any, *, n_classes: int | None = None, tie: float 
     """The verdict as a short Markdown block computed from the table: best embedding, what training bought
     against its own starting point, the trained model against the strongest baseline with 95% intervals, the
     cost, what would change the outcome (with measured numbers where they exist), the floors and chance."""
+    from embedlab.evaluation import KINDS
+
     del tie  # kept for old callers: ties come from the intervals now
     groups = rows_by_kind(table)
-    if not groups["self-supervised"] or not groups["ImageNet"]:
+    if not groups["self-supervised"] or not groups["baselines"]:
         raise ValueError(
-            "the comparison table needs a self-supervised row and an ImageNet row; it has "
+            "the comparison table needs a self-supervised row and an ImageNet (or teacher) row; it has "
             f"{sorted(str(r['name']) for rows in groups.values() for r in rows)}"
         )
-    ssl, base = groups["self-supervised"][0], groups["ImageNet"][0]
+    ssl, base = groups["self-supervised"][0], groups["baselines"][0]
     best = max(
-        (r for rows in groups.values() for r in rows), key=lambda r: (r["knn_accuracy"], r["linear_probe_accuracy"])
+        (r for kind in KINDS for r in groups.get(kind, [])),
+        key=lambda r: (r["knn_accuracy"], r["linear_probe_accuracy"]),
     )
     against, calls = _gaps_text(table, ssl, base)
     result = outcome(calls)

@@ -228,6 +228,13 @@ def make_embedding(p: NotebookParams, name: str) -> Embeddings:
             name=name,
             **settings.loader_args(),
         )
+    if name == "teacher":
+        from embedlab.methods.distillation import teacher_backbone
+
+        teacher, size = teacher_row(p)  # type: ignore[misc] - comparison_sets lists "teacher" only when there is one
+        return embed(
+            p.run.image_root(size), teacher_backbone(teacher), image_size=size, name=name, **settings.loader_args()
+        )
     model = load_backbone(ensure_backbone(p))
     size = int(model.meta["image_size"])
     if name == "pca":
@@ -247,11 +254,29 @@ def imagenet_sizes(p: NotebookParams) -> tuple[int, ...]:
     return (settings.imagenet_image_size,)
 
 
+def teacher_row(p: NotebookParams) -> tuple[str, int] | None:
+    """(teacher, input size) when the run's model was distilled from a teacher that is not already one of the
+    ImageNet rows (DINOv2 for the `full` preset): notebook 03 embeds it as a baseline. None otherwise."""
+    from embedlab.models import sidecar_path
+
+    meta_path = sidecar_path(p.run.exported)
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    if meta.get("method") != "distillation" or not meta.get("teacher"):
+        return None
+    teacher, size = str(meta["teacher"]), int(meta.get("teacher_image_size") or 224)
+    settings = p.embed or EmbedSettings()
+    if teacher == settings.imagenet_model and size in imagenet_sizes(p):
+        return None
+    return teacher, size
+
+
 def comparison_sets(p: NotebookParams) -> tuple[str, ...]:
     """Every embedding set notebook 03 makes for these parameters: the trained model, the ImageNet model at each
-    size ("imagenet" the largest, "imagenet-<px>" the others) and the floors (random init, raw-pixel PCA)."""
+    size ("imagenet" the largest, "imagenet-<px>" the others), the distillation teacher when it is not one of those
+    (`teacher_row`), and the floors (random init, raw-pixel PCA)."""
     sizes = sorted(imagenet_sizes(p))
-    return ("ssl", "imagenet", *(f"imagenet-{s}" for s in sizes[:-1]), "random", "pca")
+    teacher = ("teacher",) if teacher_row(p) else ()
+    return ("ssl", "imagenet", *(f"imagenet-{s}" for s in sizes[:-1]), *teacher, "random", "pca")
 
 
 def ensure_embeddings(p: NotebookParams, *needed: str) -> dict[str, Embeddings]:

@@ -175,7 +175,7 @@ def embed(
         "images_per_second": round(len(vectors) / seconds, 2),
         "data_root": str(dataset.root),
         "skipped_images": _report_skipped(dataset.skipped, dataset.root),
-        **{k: v for k, v in backbone.meta.items() if k in ("method", "augment", "epoch", "source")},
+        **{k: v for k, v in backbone.meta.items() if k in ("method", "augment", "epoch", "source", "teacher_of")},
     }
     return Embeddings(vectors=vectors, filenames=filenames, name=name, meta=meta, **_labeled(dataset, labels))
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from embedlab.methods.base import Method, MethodContext
+from embedlab.models import Backbone
 from embedlab.registry import DINOV2_TEACHERS, teacher_names
 
 DISTILLATION_TEMPERATURE = 0.07  # LightlyTrain's default: sharp pseudo-labels over the queue
@@ -211,3 +212,24 @@ class Distillation(Method):
     def loss(self, backbone: nn.Module, views: Sequence[torch.Tensor]) -> torch.Tensor:
         """The student's cross-entropy against the teacher's soft pseudo-labels over the queue."""
         return self.distiller(backbone, views[0])
+
+
+class HubBackbone(Backbone):
+    """A torch.hub teacher (DINOv2) seen as an embedlab Backbone: image batch -> [N, embedding_dim]."""
+
+    def __init__(self, model: nn.Module, name: str) -> None:
+        super().__init__(name, int(model.embedding_dim), small_images=False, layers=None, weights="torch.hub")
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The hub model's embedding (its class token; no feature map to pool)."""
+        return self.model(x)
+
+
+def teacher_backbone(teacher: str | os.PathLike[str]) -> Backbone:
+    """The frozen teacher as a Backbone, so `embed` and the comparison can use it as a baseline row: the teacher of
+    a distillation run is an off-the-shelf model a user could take instead of training."""
+    model = load_teacher(teacher)
+    backbone = model if isinstance(model, Backbone) else HubBackbone(model, str(teacher))
+    backbone.meta = {**backbone.meta, "teacher_of": "distillation"}
+    return backbone

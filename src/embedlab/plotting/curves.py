@@ -163,7 +163,7 @@ METRIC_LABELS = {
     "linear_probe_accuracy": "linear probe accuracy",
     "cluster_nmi": "cluster NMI",
 }
-KIND_COLOURS = {"self-supervised": "tab:orange", "ImageNet": "tab:blue", "floor": "tab:gray"}
+KIND_COLOURS = {"self-supervised": "tab:orange", "ImageNet": "tab:blue", "teacher": "tab:purple", "floor": "tab:gray"}
 
 
 INTERVAL_COLUMNS = {"knn_accuracy": ("knn_low", "knn_high"), "linear_probe_accuracy": ("probe_low", "probe_high")}

@@ -67,7 +67,13 @@ def check_compatible(path: Path, saved: dict[str, Any], wanted: dict[str, Any]) 
 def export_meta(settings: TrainSettings, epochs: int) -> dict[str, Any]:
     """What the exported backbone's metadata records about its training (embed reads image_size from it)."""
     keys = ("image_size", "method", "augment", "init")
-    return {**{k: getattr(settings, k) for k in keys}, "epochs": epochs}
+    meta = {**{k: getattr(settings, k) for k in keys}, "epochs": epochs}
+    if settings.method == "distillation":  # the comparison names the teacher and adds it as a baseline row
+        from embedlab.methods.distillation import default_teacher_image_size
+
+        size = settings.teacher_image_size or default_teacher_image_size(settings.teacher, settings.image_size)
+        meta.update(teacher=settings.teacher, teacher_image_size=size)
+    return meta
 
 
 def export(backbone: Any, run: RunDir, meta: dict[str, Any]) -> Path:
