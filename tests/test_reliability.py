@@ -116,7 +116,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str
     return status, out, err
 
 
-def python(script: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def python(script: str, *args: str, timeout: float = 240, **kwargs: object) -> subprocess.CompletedProcess[str]:
     """Run a Python snippet in a fresh interpreter (the child we interrupt or kill)."""
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script), *args],
@@ -124,6 +124,7 @@ def python(script: str, *args: str, timeout: float = 180) -> subprocess.Complete
         text=True,
         timeout=timeout,
         check=False,
+        **kwargs,
     )
 
 

@@ -17,17 +17,16 @@ import resource
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_reliability import class_folder, one_line, python, run_cli, truncated_jpeg
 
 from embedlab import cli, datasets
 from embedlab.datasets import DatasetWarning, ImageFolder
@@ -37,53 +36,6 @@ TRAIN_ARGS += ["--accelerator", "cpu", "-q"]
 
 
 # ------------------------------------------------------------------------------------------------- helpers
-
-
-def noise(size: tuple[int, int], seed: int) -> Image.Image:
-    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
-
-
-def truncated_jpeg(path: Path, seed: int = 99) -> Path:
-    """A JPEG cut after 40% of its bytes: its header passes the folder scan, decoding fails."""
-    buffer = io.BytesIO()
-    noise((48, 48), seed).save(buffer, format="JPEG", quality=95)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(buffer.getvalue()[: int(len(buffer.getvalue()) * 0.4)])
-    return path
-
-
-def class_folder(root: Path, per_class: int = 8, classes: tuple[str, ...] = ("a", "b")) -> Path:
-    for c, name in enumerate(classes):
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            noise((20, 20), 100 * c + i).save(root / name / f"{i:02d}.png")
-    return root
-
-
-def one_line(text: str) -> str:
-    lines = [line for line in text.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in text, text
-    return lines[0]
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
-    try:
-        status = cli.main([str(a) for a in argv])
-    except SystemExit as stop:
-        status = int(stop.code or 0)
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def python(script: str, *args: str, timeout: float = 240, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        **kwargs,
-    )
 
 
 @pytest.fixture()
