@@ -35,6 +35,7 @@ from embedlab.settings import (
     _bool,
     _float,
     _path,
+    _str,
     base_dir,
     field_check,
     find_project_root,
@@ -96,15 +97,9 @@ def _preset(name: str, value: Any) -> str | None:
     if value is None:
         return None
     try:
-        preset_path(_str_value(name, value))
+        preset_path(_str(name, value))
     except PresetError as error:
         raise ParameterError(f"parameter {name!r}: {error}") from None
-    return str(value)
-
-
-def _str_value(name: str, value: Any) -> str:
-    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
-        raise ParameterError(f"parameter {name!r}: expected None or a preset name, got {value!r}")
     return str(value)
 
 

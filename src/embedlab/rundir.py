@@ -100,7 +100,7 @@ class RunDir:
         except (OSError, ValueError, TypeError):
             return {}
 
-    def _info(self) -> dict[str, object]:
+    def dataset_record(self) -> dict[str, object]:
         """dataset.json as a dict ({} before notebook 01 or a results archive wrote it)."""
         if not self.dataset_info.is_file():
             return {}
@@ -145,13 +145,13 @@ class RunDir:
 
     def recorded_root(self) -> Path | None:
         """The recorded dataset root when it exists on this machine (an archive records none)."""
-        root = self._info().get("root")
+        root = self.dataset_record().get("root")
         return Path(str(root)) if root and Path(str(root)).is_dir() else None
 
     def recorded_thumbnails(self) -> Path | None:
         """A complete thumbnail cache of the run's images: the recorded one when it holds every image of the root
         (or when the root is gone: a fresh runtime, the cache on Drive), else a results archive's thumbnails."""
-        info = self._info()
+        info = self.dataset_record()
         root, size = info.get("root"), info.get("thumbnail_size")
         cache = info.get("thumbnails") or (Path(str(root)).parent / f"thumbnails-{size}" if root and size else None)
         if cache and Path(str(cache)).is_dir():
@@ -169,7 +169,7 @@ class RunDir:
             if thumbs is None:
                 self.dataset_root()  # raises MissingInputError naming notebook 01
             return thumbs  # type: ignore[return-value]
-        size = self._info().get("thumbnail_size")
+        size = self.dataset_record().get("thumbnail_size")
         return thumbs if thumbs is not None and size and image_size <= int(str(size)) else root
 
     def require(self, path: str | os.PathLike[str], made_by: str) -> Path:

@@ -64,11 +64,7 @@ def ensure_dataset(p: NotebookParams) -> Path:
     if root is not None:
         return root
     cached = p.run.recorded_thumbnails()
-    if (
-        cached is not None
-        and p.run.dataset_info.is_file()
-        and json.loads(p.run.dataset_info.read_text(encoding="utf-8")).get("root")
-    ):
+    if cached is not None and p.run.dataset_info.is_file() and p.run.dataset_record().get("root"):
         _say(f"The dataset is not on this machine (a fresh runtime?): using its thumbnails in {cached}.")
         return cached
     data = p.data
@@ -139,16 +135,9 @@ def pack_run(run_dir: str | Path, archive: str | Path | None = None) -> Path:
             zf.write(f, f.relative_to(run.root).as_posix())
         for f in thumb_files:
             zf.write(f, f"{ARCHIVED_THUMBNAILS}/{f.relative_to(thumbs).as_posix()}")
-        info = {"dataset": _recorded_dataset(run), "root": None, "archived_thumbnails": bool(thumb_files)}
+        info = {"dataset": run.dataset_record().get("dataset"), "root": None, "archived_thumbnails": bool(thumb_files)}
         zf.writestr(run.dataset_info.name, json.dumps(info, indent=1))
     return target
-
-
-def _recorded_dataset(run: RunDir) -> str | None:
-    """The dataset name notebook 01 recorded for the run (None when none was)."""
-    if not run.dataset_info.is_file():
-        return None
-    return json.loads(run.dataset_info.read_text(encoding="utf-8")).get("dataset")
 
 
 def fetch_pretrained(p: NotebookParams) -> bool:
