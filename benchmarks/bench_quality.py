@@ -29,6 +29,7 @@ from _machine import machine_info
 REPO = Path(__file__).resolve().parents[1]
 TARGET_POINTS = 2.0
 BASELINE_SIZES = (32, 64, 112, 224)
+PCA_SIZES = (32, 64)  # the floor at 32 px; 64 px is the PCA a 64 px student's comparison (and teacher) uses
 
 # Continuing from ImageNet weights: frozen BatchNorm statistics (re-estimating them on Fashion-MNIST loses kNN)
 # and the backbone at a tenth of the new head's learning rate, so the pretrained features are adapted, not erased.
@@ -88,23 +89,65 @@ RECIPES: dict[str, dict[str, Any]] = {
         "embed_sizes": (32,),
     },
 }
+_MULTI_TEACHER: dict[str, Any] = {
+    **_FROM_IMAGENET,
+    "method": "multi_teacher",
+    "teacher_image_size": 112,
+    "image_size": 64,
+}
+for _key, _teachers, _label in (
+    ("multi-64", "efficientnet_lite0+pca", "ImageNet EfficientNet-Lite0 at 112 px + raw-pixel PCA"),
+    ("multi-64-imagenet-only", "efficientnet_lite0", "ImageNet EfficientNet-Lite0 at 112 px only"),
+    ("multi-64-pca-only", "pca", "raw-pixel PCA only"),
+):
+    RECIPES[_key] = {
+        "label": f"Multi-teacher distillation ({_label}) into EfficientNet-Lite0, 64 px",
+        "train": {**_MULTI_TEACHER, "teachers": _teachers},
+        "steps": 300,
+        "embed_sizes": (64,),
+    }
 DEFAULT_RECIPES = ("simclr-32", "simclr-64", "distill-64")
 
 
-def knn(vectors: Any, labels: Any) -> float:
-    """Leave-one-out kNN accuracy, k=20, cosine, temperature-weighted (embedlab.knn_accuracy)."""
-    from embedlab.evaluation import knn_accuracy
-
-    return float(knn_accuracy(vectors, labels, k=20))
+CORRECT: dict[str, Any] = {}  # row name -> per-image kNN correctness (for the paired intervals; not in the JSON)
+SETS: dict[str, Any] = {}  # row name -> Embeddings, for the off-the-shelf concatenation row
 
 
-def embed_knn(root: Path, model: Any, image_size: int, weights: str | None = "imagenet") -> tuple[float, float]:
+def knn(vectors: Any, labels: Any, row: str | None = None) -> float:
+    """Leave-one-out kNN accuracy, k=20, cosine, temperature-weighted (embedlab.knn_correct); kept per image."""
+    from embedlab.evaluation import knn_correct
+
+    correct = knn_correct(vectors, labels, k=20)
+    if row is not None:
+        CORRECT[row] = correct
+    return float(correct.mean())
+
+
+def embed_knn(
+    root: Path, model: Any, image_size: int, weights: str | None = "imagenet", row: str | None = None
+) -> tuple[float, float]:
     """kNN accuracy of a model's embeddings of every image, and the seconds the embedding took."""
     from embedlab.embedding import embed
 
     start = time.perf_counter()
-    emb = embed(root, model, weights=weights, image_size=image_size, progress=False, batch_size=256)
-    return knn(emb.vectors, emb.labels), time.perf_counter() - start
+    emb = embed(root, model, weights=weights, image_size=image_size, progress=False, batch_size=256, num_workers=0)
+    seconds = time.perf_counter() - start
+    if row is not None:
+        SETS[row] = emb
+    return knn(emb.vectors, emb.labels, row), seconds
+
+
+def paired_intervals(rows: list[dict[str, Any]]) -> None:
+    """Every row's kNN difference from the strongest single off-the-shelf model, with its paired bootstrap
+    interval (the same resampled images score both): the row's `vs_strongest_single` [points, low, high]."""
+    from embedlab.evaluation import paired_difference
+
+    singles = [r for r in rows if r["kind"] == "baseline"]
+    strongest = max(singles, key=lambda r: r["knn"])["row"]
+    for row in rows:
+        if row["row"] in CORRECT and row["row"] != strongest:
+            diff, low, high = paired_difference(CORRECT[row["row"]], CORRECT[strongest])
+            row["vs_strongest_single"] = [round(100 * v, 2) for v in (diff, low, high)]
 
 
 def baseline_rows(root: Path, sizes: list[int]) -> list[dict[str, Any]]:
@@ -113,31 +156,35 @@ def baseline_rows(root: Path, sizes: list[int]) -> list[dict[str, Any]]:
 
     rows = []
     for size in sizes:
-        accuracy, seconds = embed_knn(root, "efficientnet_lite0", size)
+        name = f"ImageNet EfficientNet-Lite0 at {size} px"
+        accuracy, seconds = embed_knn(root, "efficientnet_lite0", size, row=name)
         rows.append(
             {
                 "kind": "baseline",
-                "row": f"ImageNet EfficientNet-Lite0 at {size} px",
+                "row": name,
                 "image_size": size,
                 "knn": accuracy,
                 "seconds": round(seconds, 1),
             }
         )
         print(f"  {rows[-1]['row']}: {accuracy:.4f} ({seconds:.0f} s)", flush=True)
-    start = time.perf_counter()
-    pca = embed_pca(root, dimensions=50, image_size=32, progress=False)
-    rows.append(
-        {
-            "kind": "floor",
-            "row": "PCA on raw pixels (32 px, 50 dimensions)",
-            "image_size": 32,
-            "knn": knn(pca.vectors, pca.labels),
-            "seconds": round(time.perf_counter() - start, 1),
-        }
-    )
-    print(f"  {rows[-1]['row']}: {rows[-1]['knn']:.4f}", flush=True)
+    for pca_size in PCA_SIZES:
+        start = time.perf_counter()
+        name = f"PCA on raw pixels ({pca_size} px, 50 dimensions)"
+        SETS[name] = pca = embed_pca(root, dimensions=50, image_size=pca_size, progress=False)
+        seconds = round(time.perf_counter() - start, 1)
+        rows.append(
+            {
+                "kind": "floor",
+                "row": name,
+                "image_size": pca_size,
+                "knn": knn(pca.vectors, pca.labels, name),
+                "seconds": seconds,
+            }
+        )
+        print(f"  {rows[-1]['row']}: {rows[-1]['knn']:.4f}", flush=True)
     torch.manual_seed(0)
-    accuracy, seconds = embed_knn(root, "efficientnet_lite0", 64, weights=None)
+    accuracy, seconds = embed_knn(root, "efficientnet_lite0", 64, weights=None, row="random-init")
     rows.append(
         {
             "kind": "floor",
@@ -151,17 +198,33 @@ def baseline_rows(root: Path, sizes: list[int]) -> list[dict[str, Any]]:
     return rows
 
 
-def measure_step_seconds(root: Path, options: dict[str, Any], steps: int) -> float:
-    """Seconds per training step of a recipe: a few real steps (augmentation, forward, backward, SGD)."""
+def concatenation_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The best off-the-shelf combination without training: the strongest ImageNet set beside raw-pixel PCA at
+    64 px, each centred and L2-normalised (embedlab.concatenate_embeddings); its speed is both parts' together."""
+    from embedlab.embedding import concatenate_embeddings
+
+    strongest = max((r for r in rows if r["kind"] == "baseline"), key=lambda r: r["knn"])
+    pca = next(r for r in rows if r["kind"] == "floor" and r["image_size"] == 64)
+    joined = concatenate_embeddings({"imagenet": SETS[strongest["row"]], "pca": SETS[pca["row"]]})
+    name = f"{strongest['row']} + {pca['row']} (no training)"
+    row = {"kind": "combination", "row": name, "image_size": strongest["image_size"]}
+    row.update(knn=knn(joined.vectors, joined.labels, name), seconds=round(strongest["seconds"] + pca["seconds"], 1))
+    print(f"  {name}: {row['knn']:.4f}", flush=True)
+    return row
+
+
+def measure_step_seconds(root: Path, options: dict[str, Any], steps: int, cache_dir: Path) -> float:
+    """Seconds per training step of a recipe: a few real steps (augmentation, forward, backward, SGD). A method
+    that prepares targets from the images first (multi_teacher) keeps them in cache_dir for the real run."""
     from embedlab.settings import TrainSettings
     from embedlab.training import build_module, open_dataset
 
     torch.manual_seed(0)
     settings = TrainSettings.from_mapping(options)
-    module = build_module(settings, num_images=1000)
+    folder = open_dataset(root, settings)
+    module = build_module(settings, num_images=len(folder), dataset=folder, cache_dir=cache_dir)
     module.log = lambda *a, **k: None  # no Trainer here
     module.train()
-    folder = open_dataset(root, settings)
     loader = torch.utils.data.DataLoader(folder, batch_size=options["batch_size"], shuffle=True, drop_last=True)
     optimizer = torch.optim.SGD([p for p in module.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
     times = []
@@ -187,7 +250,8 @@ def run_recipe(
     recipe = RECIPES[key]
     options = dict(recipe["train"])
     budget = args.minutes * 60.0
-    step_seconds = measure_step_seconds(root, options, args.calibration_steps)
+    cache = out / "teachers"  # multi-teacher targets, computed once for calibration and copied into the run
+    step_seconds = measure_step_seconds(root, options, args.calibration_steps, cache)
     # 85% of the budget at the measured rate (the rest: kNN monitor, checkpoints, set-up), never more than the
     # recipe's own steps; the warmup + cosine schedule is sized to the plan, max_time stays the hard cap
     planned = max(1, min(recipe["steps"], int(0.85 * budget / step_seconds)))
@@ -203,6 +267,8 @@ def run_recipe(
     run_dir = out / key
     if run_dir.exists():
         shutil.rmtree(run_dir)
+    if cache.is_dir():
+        shutil.copytree(cache, run_dir / "teachers")
     start = time.perf_counter()
     result = train(
         root,
@@ -225,13 +291,15 @@ def run_recipe(
         + ", ".join(f"{p['step']}: {p['knn']:.4f}" for p in curve),
         flush=True,
     )
-    embedded = {}
+    embedded, embed_seconds = {}, {}
     for size in recipe["embed_sizes"]:
-        embedded[size], _ = embed_knn(root, result.exported, size)
+        embedded[size], embed_seconds[size] = embed_knn(root, result.exported, size, row=f"{recipe['label']} @{size}")
         print(
             f"  trained {minutes:.1f} min, {steps_done} steps; embedded at {size} px: kNN {embedded[size]:.4f}",
             flush=True,
         )
+    best = max(embedded, key=lambda s: embedded[s])
+    CORRECT[recipe["label"]] = CORRECT[f"{recipe['label']} @{best}"]
     return {
         "kind": "recipe",
         "key": key,
@@ -246,6 +314,7 @@ def run_recipe(
         "knn_by_embed_size": {str(s): v for s, v in embedded.items()},
         "knn": max(embedded.values()),
         "best_embed_size": max(embedded, key=lambda s: embedded[s]),
+        "seconds": round(embed_seconds[max(embedded, key=lambda s: embedded[s])], 1),
     }
 
 
@@ -258,53 +327,92 @@ def _steps_done(run_dir: Path) -> int:
 
 
 def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The best recipe row against the strongest baseline, in kNN points, and whether the +2 target is met."""
+    """The best recipe against the strongest single off-the-shelf model (target: +2 kNN points with the paired
+    interval above 0) and against the off-the-shelf concatenation (target: at least a tie, embedding faster)."""
+    from embedlab.evaluation import paired_difference
+
     baselines = [r for r in rows if r["kind"] == "baseline"]
     recipes = [r for r in rows if r["kind"] == "recipe"]
     strongest = max(baselines, key=lambda r: r["knn"])
     result = {"strongest_baseline": strongest["row"], "strongest_baseline_knn": strongest["knn"]}
     if recipes:
         best = max(recipes, key=lambda r: r["knn"])
-        gain = 100 * (best["knn"] - strongest["knn"])
+        gain, low, high = best.get("vs_strongest_single", [100 * (best["knn"] - strongest["knn"]), None, None])
         result.update(
             {
                 "best_recipe": best["row"],
                 "best_recipe_knn": best["knn"],
                 "best_recipe_embed_size": best["best_embed_size"],
                 "gain_points": round(gain, 2),
+                "gain_interval": [low, high],
                 "target_points": TARGET_POINTS,
-                "target_met": gain >= TARGET_POINTS,
+                "target_met": gain >= TARGET_POINTS and (low is None or low > 0),
             }
         )
+        combination = next((r for r in rows if r["kind"] == "combination"), None)
+        if combination and best["row"] in CORRECT:
+            diff, low, high = paired_difference(CORRECT[best["row"]], CORRECT[combination["row"]])
+            result.update(
+                {
+                    "combination": combination["row"],
+                    "combination_knn": combination["knn"],
+                    "vs_combination": [round(100 * v, 2) for v in (diff, low, high)],
+                    "at_least_ties_combination": high >= 0,
+                    "embeds_faster_than_combination": best["seconds"] < combination["seconds"],
+                }
+            )
     return result
+
+
+def headline(outcome: dict[str, Any]) -> str:
+    """The verdict in one sentence, computed from the measured numbers."""
+    if "best_recipe" not in outcome:
+        return f"strongest single baseline: {outcome['strongest_baseline']} {outcome['strongest_baseline_knn']:.4f}"
+    low, high = outcome["gain_interval"]
+    interval = f" [{low:+.1f}, {high:+.1f}]" if low is not None else ""
+    text = (
+        f"{outcome['best_recipe']} (embedded at {outcome['best_recipe_embed_size']} px): kNN "
+        f"{outcome['best_recipe_knn']:.4f}, {outcome['gain_points']:+.1f} points{interval} against "
+        f"{outcome['strongest_baseline']} ({outcome['strongest_baseline_knn']:.4f}; target +{TARGET_POINTS:g} with "
+        f"the interval above 0: {'met' if outcome['target_met'] else 'not met'})"
+    )
+    if "vs_combination" in outcome:
+        diff, low, high = outcome["vs_combination"]
+        call = "at least a tie" if outcome["at_least_ties_combination"] else "worse"
+        speed = "faster" if outcome["embeds_faster_than_combination"] else "not faster"
+        text += (
+            f"; against {outcome['combination']} ({outcome['combination_knn']:.4f}): {diff:+.1f} [{low:+.1f}, "
+            f"{high:+.1f}] points, {call}, embedding {speed}"
+        )
+    return text + "."
+
+
+def _interval(row: dict[str, Any]) -> str:
+    """'+1.6 [+0.6, +2.7]' (points against the strongest single model), '' for that model itself."""
+    if "vs_strongest_single" not in row:
+        return ""
+    diff, low, high = row["vs_strongest_single"]
+    return f"{diff:+.1f} [{low:+.1f}, {high:+.1f}]"
 
 
 def print_table(rows: list[dict[str, Any]], n_images: int, outcome: dict[str, Any]) -> None:
     """The result table (markdown), each recipe's learning curve, and the verdict."""
     print(f"\n## Fashion-MNIST, {n_images} images: kNN accuracy (k=20, cosine, weighted, leave-one-out)")
-    print("| embedding | kNN | training |")
-    print("|---|---|---|")
+    print("| embedding | kNN | vs strongest single model, points [95% paired interval] | embed s | training |")
+    print("|---|---|---|---|---|")
     for row in sorted(rows, key=lambda r: -r["knn"]):
+        training = "-"
         if row["kind"] == "recipe":
-            sizes = ", ".join(f"{v:.4f} at {s} px" for s, v in row["knn_by_embed_size"].items())
-            print(
-                f"| {row['row']} | {sizes} | {row['steps_done']} steps, {row['train_minutes']:.1f} min "
-                f"({row['seconds_per_step']:.2f} s/step) |"
+            training = (
+                f"{row['steps_done']} steps, {row['train_minutes']:.1f} min ({row['seconds_per_step']:.2f} s/step)"
             )
-        else:
-            print(f"| {row['row']}{' (floor)' if row['kind'] == 'floor' else ''} | {row['knn']:.4f} | - |")
-    print(f"\nstrongest baseline: {outcome['strongest_baseline']} {outcome['strongest_baseline_knn']:.4f}")
+        label = row["row"] + (" (floor)" if row["kind"] == "floor" else "")
+        print(f"| {label} | {row['knn']:.4f} | {_interval(row)} | {row.get('seconds', '-')} | {training} |")
+    print(f"\nstrongest single baseline: {outcome['strongest_baseline']} {outcome['strongest_baseline_knn']:.4f}")
     for row in (r for r in rows if r["kind"] == "recipe"):
         points = ", ".join(f"{p['step']}: {p['knn']:.4f}" for p in row["curve"])
         print(f"learning curve, {row['row']}: {points}")
-    if "best_recipe" in outcome:
-        status = "TARGET MET" if outcome["target_met"] else "TARGET NOT MET"
-        print(
-            f"verdict: best recipe {outcome['best_recipe']} (embedded at {outcome['best_recipe_embed_size']} px) "
-            f"{outcome['best_recipe_knn']:.4f} vs {outcome['strongest_baseline']} "
-            f"{outcome['strongest_baseline_knn']:.4f}: {outcome['gain_points']:+.1f} points "
-            f"(target +{TARGET_POINTS:g}) -> {status}"
-        )
+    print(f"verdict: {headline(outcome)}")
 
 
 def parse_args() -> argparse.Namespace:
@@ -338,11 +446,13 @@ def main() -> int:
     n_images = len(ImageFolder(root))
     print(f"data: {n_images} images; baselines at {args.baseline_sizes} px; recipes {args.recipes}", flush=True)
     rows = baseline_rows(root, args.baseline_sizes)
+    rows.append(concatenation_row(rows))
     by_size = {r["image_size"]: r["knn"] for r in rows if r["kind"] == "baseline"}
     for key in args.recipes:
         size = RECIPES[key]["train"]["image_size"]
         start_knn = by_size.get(size) if RECIPES[key]["train"]["init"] == "imagenet" else None
         rows.append(run_recipe(key, root, args.out, args, n_images, start_knn))
+    paired_intervals(rows)
     outcome = verdict(rows)
     print_table(rows, n_images, outcome)
     print("end:", machine_info())
@@ -350,6 +460,8 @@ def main() -> int:
         args.json,
         {
             "machine": machine_info(),
+            "command": "python benchmarks/bench_quality.py " + " ".join(sys.argv[1:]),
+            "headline": headline(outcome),
             "images": n_images,
             "minutes_per_recipe": args.minutes,
             "knn": "leave-one-out, k=20, cosine, weighted",

@@ -14,6 +14,7 @@ from embedlab.datasets import ImageFolder
 from embedlab.embedding import (
     Embeddings,
     EmbeddingsError,
+    concatenate_embeddings,
     embed,
     embed_pca,
     embedding_transform,
@@ -117,6 +118,7 @@ def test_embed_pca_baseline(image_root: Path) -> None:
     assert emb.vectors.shape == (12, 5) and emb.name == "pca" and emb.labels is not None
     assert torch.equal(emb.vectors, embed_pca(image_root, dimensions=5, image_size=16, progress=False).vectors)
     assert embed_pca(image_root, dimensions=50, image_size=8, progress=False).dim == 12  # capped at N
+    assert emb.meta["images_per_second"] > 0  # timed like embed(), so a concatenation with it has a speed
 
 
 def _sample() -> Embeddings:
@@ -202,3 +204,52 @@ def test_load_errors_are_clear(tmp_path: Path) -> None:
 def test_mismatched_lengths_are_rejected() -> None:
     with pytest.raises(EmbeddingsError, match="2 filenames for 3 vectors"):
         Embeddings(torch.zeros(3, 2), ["a", "b"])
+
+
+# ------------------------------------------------------------------------------------------------ concatenation
+def test_concatenation_centres_and_normalises_each_set_then_joins_them() -> None:
+    """ImageNet ⊕ PCA: each set centred (mean over images subtracted) and L2-normalised per row, then side by side."""
+    imagenet = _sample()
+    imagenet.meta = {"model": "efficientnet_lite0", "weights": "imagenet", "image_size": 112, "images_per_second": 80}
+    pca_vectors = torch.tensor([[1.0, 2.0], [3.0, -1.0], [0.0, 5.0], [2.0, 2.0], [-4.0, 1.0], [7.0, 0.0]]) * 100
+    pca = Embeddings(
+        pca_vectors,
+        imagenet.filenames,
+        imagenet.labels,
+        imagenet.class_names,
+        name="pca",
+        meta={"model": "pca", "image_size": 64, "embedding_dim": 2, "images_per_second": 20, "skipped_images": []},
+    )
+    both = concatenate_embeddings({"imagenet": imagenet, "pca": pca})
+    assert both.vectors.shape == (6, 6) and both.name == "imagenet+pca"
+    assert both.filenames == imagenet.filenames and both.class_names == ["A", "B"]
+    assert both.labels is not None and both.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    left, right = both.vectors[:, :4].double(), both.vectors[:, 4:].double()
+    for part, source in ((left, imagenet.vectors), (right, pca_vectors)):
+        centred = source.double() - source.double().mean(dim=0)
+        expected = centred / centred.norm(dim=1, keepdim=True)
+        assert torch.allclose(part, expected, atol=1e-6)
+        assert torch.allclose(part.norm(dim=1), torch.ones(6, dtype=torch.float64), atol=1e-6)
+    # cosine similarity of the result: the mean of the two sets' centred cosines (each set weighs the same)
+    sim = (both.vectors @ both.vectors.T) / 2
+    assert torch.allclose(sim.double(), (left @ left.T + right @ right.T) / 2, atol=1e-6)
+    meta = both.meta
+    assert meta["recipe"] == "imagenet+pca" and meta["components"] == ["imagenet", "pca"]
+    assert meta["image_size"] == 112 and meta["image_sizes"] == [112, 64] and meta["embedding_dim"] == 6
+    assert meta["parts"][0]["weights"] == "imagenet" and "skipped_images" not in meta["parts"][1]
+    assert meta["images_per_second"] == pytest.approx(1 / (1 / 80 + 1 / 20), abs=0.01)  # both parts to make
+
+
+def test_concatenation_needs_the_same_images_in_the_same_order(tmp_path: Path) -> None:
+    a = _sample()
+    shuffled = Embeddings(a.vectors.flip(0), a.filenames[::-1], a.labels[::-1], a.class_names, name="b")
+    with pytest.raises(EmbeddingsError, match="cannot concatenate 'a' and 'b': they hold different images"):
+        concatenate_embeddings({"a": a, "b": shuffled})
+    relabelled = Embeddings(a.vectors, a.filenames, 1 - a.labels, a.class_names)
+    with pytest.raises(EmbeddingsError, match="other labels"):
+        concatenate_embeddings({"a": a, "b": relabelled})
+    with pytest.raises(EmbeddingsError, match="at least 2"):
+        concatenate_embeddings({"a": a})
+    both = concatenate_embeddings({"a": a, "b": a}, name="twice")  # saved and loaded like any other set
+    assert both.meta["images_per_second"] is None  # a part without a measured speed: no speed claimed
+    _assert_same(both, load_embeddings(both.save(tmp_path / "imagenet+pca.pt")))

@@ -326,3 +326,59 @@ def test_compare_pairs_every_row_with_the_strongest_baseline() -> None:
     row = next(p for p in table.attrs["paired"] if (p["a"], p["b"], p["metric"]) == ("ssl", "imagenet", "knn_accuracy"))
     ssl_knn = table.loc[table["name"] == "ssl", "knn_accuracy"].item()
     assert row["difference"] == pytest.approx(ssl_knn - 1.0) and row["low"] <= row["difference"] <= row["high"]
+
+
+# ------------------------------------------------------------------------------------------------ ImageNet ⊕ PCA
+def test_a_concatenation_of_untrained_sets_is_a_baseline_with_its_own_recipe() -> None:
+    from embedlab.embedding import concatenate_embeddings
+    from embedlab.evaluation import BASELINE_KINDS, KINDS, SINGLE_BASELINE_KINDS, recipe_kind
+
+    files = list("abcd")
+    imagenet = Embeddings(torch.rand(4, 3), files, meta=IMAGENET_112)
+    pca = Embeddings(torch.rand(4, 2), files, meta={"model": "pca", "embedding_dim": 2, "image_size": 64})
+    both = concatenate_embeddings({"imagenet": imagenet, "pca": pca})
+    assert describe_embeddings("imagenet+pca", both) == {
+        "recipe": "ImageNet ⊕ PCA (no training), EfficientNet-Lite0 at 112 px ⊕ PCA of raw pixels (2 dims) at 64 px",
+        "kind": "combination",
+        "image_size": 112,  # the ImageNet part's
+    }
+    assert "combination" in KINDS and "combination" in BASELINE_KINDS and "combination" not in SINGLE_BASELINE_KINDS
+    assert recipe_kind({}, "imagenet+pca") == "combination"  # a hand-made table without metadata
+    trained = Embeddings(torch.rand(4, 3), files, meta={"backbone": "resnet18", "method": "simclr", "image_size": 64})
+    assert recipe_kind(concatenate_embeddings({"ssl": trained, "pca": pca}).meta) == "self-supervised"
+    sets = {"pca": pca, "imagenet+pca": both, "imagenet": imagenet}
+    assert recipe_order(sets) == ["imagenet", "imagenet+pca", "pca"]
+    assert recipe_order(sets, without=["combination"]) == ["imagenet", "pca"]  # notebook 05's maps
+
+
+def test_paired_intervals_are_against_the_strongest_single_model_even_when_the_combination_is_best() -> None:
+    """ImageNet ⊕ PCA may top every single model: each row (the concatenation too) is still paired against the best
+    ImageNet row, and the trained model against every other baseline, the concatenation included."""
+    from embedlab.embedding import concatenate_embeddings
+
+    vectors, labels = _separable(n_per_class=40)
+    files = [f"f{i}" for i in range(len(labels))]
+    rng = np.random.default_rng(5)
+
+    def noisy(scale: float, meta: dict[str, Any]) -> Embeddings:
+        noise = rng.normal(scale=scale, size=vectors.shape).astype(np.float32)
+        return Embeddings(torch.from_numpy(vectors + noise), files, labels, ["a", "b", "c"], meta=meta)
+
+    sets = {
+        "imagenet": noisy(6, IMAGENET_112),
+        "imagenet-32": noisy(9, {**IMAGENET_112, "image_size": 32}),
+        "pca": noisy(6, {"model": "pca", "embedding_dim": 8, "image_size": 32}),
+        "ssl": noisy(8, {"name": "efficientnet_lite0", "method": "simclr", "init": "imagenet", "image_size": 32}),
+    }
+    sets["imagenet+pca"] = concatenate_embeddings({"imagenet": sets["imagenet"], "pca": sets["pca"]})
+    table = compare(sets, k=5)
+    kinds = dict(zip(table["name"], table["kind"]))
+    assert kinds["imagenet+pca"] == "combination" and table.loc[0, "name"] == "imagenet+pca"  # independent noise
+    single = table.loc[table["kind"] == "ImageNet", "name"].iloc[0]  # the strongest single model
+    pairs = {(p["a"], p["b"]) for p in table.attrs["paired"] if p["metric"] == "knn_accuracy"}
+    assert {(n, single) for n in sets if n != single} <= pairs  # every row against it, the concatenation too
+    assert ("ssl", "imagenet+pca") in pairs  # the verdict's strongest baseline gets a paired interval
+    assert not any(b == "imagenet+pca" for a, b in pairs if a != "ssl")  # nothing else is measured against it
+    row = next(p for p in table.attrs["paired"] if (p["a"], p["b"]) == ("imagenet+pca", single))
+    knn = dict(zip(table["name"], table["knn_accuracy"]))
+    assert row["difference"] == pytest.approx(knn["imagenet+pca"] - knn[single])

@@ -157,32 +157,6 @@ def test_runtime_dependencies_are_lean() -> None:
 
 
 # --------------------------------------------------------------------------------------------- build + install
-@pytest.fixture(scope="module")
-def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Wheel + sdist built (python -m build, no isolation: offline) from a copy of the sources; twine-checked."""
-    src = tmp_path_factory.mktemp("src")
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        if (REPO / name).is_file():
-            shutil.copy2(REPO / name, src / name)
-    shutil.copytree(REPO / "src", src / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    out = tmp_path_factory.mktemp("dist")
-    build = subprocess.run(
-        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(src)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    check = subprocess.run(
-        [sys.executable, "-m", "twine", "check", "--strict", *map(str, out.iterdir())],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert check.returncode == 0, check.stdout + check.stderr
-    return out
-
-
 def _wheel(dist: Path) -> Path:
     return next(dist.glob("embedlab-*.whl"))
 

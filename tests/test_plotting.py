@@ -223,6 +223,25 @@ def test_metrics_chart_panels_labels_chance_and_legend() -> None:
     plt.close(fig)
 
 
+def test_metrics_chart_colours_the_imagenet_pca_concatenation_as_its_own_kind() -> None:
+    import pandas as pd
+    from matplotlib.colors import to_rgba
+
+    from embedlab.plotting.curves import KIND_COLOURS
+
+    recipe = "ImageNet ⊕ PCA (no training), EfficientNet-Lite0 at 112 px ⊕ PCA of raw pixels (50 dims) at 64 px"
+    combined = {"name": "imagenet+pca", "recipe": recipe, "kind": "combination", "knn_accuracy": 0.86}
+    table = pd.concat([pd.DataFrame([{**combined, "linear_probe_accuracy": 0.87, "cluster_nmi": 0.6}]), _table()])
+    fig = metrics_chart(table, chance=0.1)
+    knn = fig.axes[0]
+    top = max(knn.patches, key=lambda bar: bar.get_y())  # the best row: the concatenation
+    assert top.get_facecolor() == to_rgba(KIND_COLOURS["combination"])
+    assert len(set(KIND_COLOURS.values())) == len(KIND_COLOURS)  # every kind its own colour
+    assert "⊕" in knn.get_yticklabels()[-1].get_text()
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["self-supervised", "ImageNet", "combination", "floor"]
+    plt.close(fig)
+
+
 def test_metrics_chart_draws_the_95_percent_intervals_when_the_table_has_them() -> None:
     table = _table()
     for metric, (low, high) in {

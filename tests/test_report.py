@@ -3,6 +3,8 @@ by bench_quality's numbers; and its HTML on the run's index page."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -138,7 +140,7 @@ def test_levers_cite_the_benchmark_numbers_when_given() -> None:
 
 
 def test_needs_a_trained_row_and_a_baseline() -> None:
-    with pytest.raises(ValueError, match="needs a self-supervised row and an ImageNet \\(or teacher\\) row"):
+    with pytest.raises(ValueError, match="needs a self-supervised row and a baseline row \\(ImageNet, teacher or"):
         describe_comparison(_table().iloc[[0, 3]])
 
 
@@ -157,3 +159,36 @@ def test_a_teacher_row_stronger_than_imagenet_is_the_baseline_to_beat() -> None:
     table = pd.concat([table, pd.DataFrame([teacher])], ignore_index=True)
     text = describe_comparison(table)
     assert "Against the strongest baseline**, “the distillation teacher" in text
+
+
+COMBINED = "ImageNet ⊕ PCA (no training), EfficientNet-Lite0 at 112 px ⊕ PCA of raw pixels (50 dims) at 32 px"
+
+
+def test_the_imagenet_pca_concatenation_can_be_the_strongest_baseline(tmp_path) -> None:
+    """The demo's numbers: ImageNet ⊕ PCA (0.843) tops the ImageNet network (0.826); the verdict names it as the
+    baseline to beat, still reports the trained model against the strongest single model, and metrics.json agrees."""
+    from embedlab.report import save_metrics
+
+    paired = [
+        {"a": "ssl", "b": b, "metric": m, "difference": d, "low": d - 0.012, "high": d + 0.012}
+        for b, d in (("imagenet", -0.001), ("imagenet+pca", -0.018))
+        for m in ("knn_accuracy", "linear_probe_accuracy")
+    ]
+    table = _table(ssl=(0.825, 0.829), paired=paired, ssl_size=64)
+    combined = _row("imagenet+pca", COMBINED, "combination", 112, 0.843, 0.847)
+    table = pd.concat([table, pd.DataFrame([combined])], ignore_index=True)
+    table.attrs["paired"] = paired
+    text = describe_comparison(table, n_classes=10)
+    assert text.startswith("**On this data, the self-supervised model does NOT beat the strongest baseline.**")
+    assert f"- **Best embedding:** “{COMBINED}”" in text
+    assert f"- **Against the strongest baseline**, “{COMBINED}” (kNN 0.843" in text
+    assert "scores kNN −0.018 (−0.030 to −0.006)" in text  # the paired interval of compare, not the rows'
+    assert f"- **Against the strongest single model**, “{BASE}” (kNN 0.826" in text
+    assert "kNN −0.001 (−0.013 to +0.011)" in text and "a tie: every interval contains 0" in text
+    assert "distil the ImageNet network into the model" in text  # a concatenation cannot be a teacher
+    floors = next(line for line in text.splitlines() if line.startswith("- **Floors:**"))
+    assert "⊕" not in floors  # a baseline, not a floor
+    metrics = json.loads(save_metrics(tmp_path / "metrics.json", table, text).read_text(encoding="utf-8"))
+    assert metrics["strongest_baseline"] == "imagenet+pca" and metrics["best"] == "imagenet+pca"
+    plain = describe_comparison(_table(ssl=(0.825, 0.829), ssl_size=64))
+    assert "strongest single model" not in plain  # only said when the baseline to beat is a combination

@@ -8,60 +8,41 @@ MissingInputError.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 STANDALONE = sorted(p for p in (REPO / "notebooks").glob("0[1-6]_*.ipynb"))
-CELL_TIMEOUT_S = 600
 
 
-def _mock(notebook: dict) -> tuple[int, dict]:
-    """Index of the `parameters` cell and its nbmake mock."""
-    cells = notebook["cells"]
-    index = next(i for i, c in enumerate(cells) if "parameters" in c.get("metadata", {}).get("tags", []))
-    return index, cells[index]["metadata"]["nbmake"]["mock"]
+def _runner() -> ModuleType:
+    """data_scripts/run_notebook_alone.py: the mock injection and execution the Colab stand-in uses too."""
+    spec = importlib.util.spec_from_file_location("run_notebook_alone", REPO / "data_scripts" / "run_notebook_alone.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def with_mock(notebook: dict) -> dict:
-    """The notebook with its nbmake mock assigned right after the `parameters` cell (what nbmake does)."""
-    import nbformat
-
-    cells = notebook["cells"]
-    index, mock = _mock(notebook)
-    source = "\n".join(f"{name} = {value!r}" for name, value in mock.items())
-    cells.insert(index + 1, nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-mock"]}))
-    return notebook
-
-
-def _outputs_text(notebook: dict) -> str:
-    return "\n".join(
-        o.get("text", "") if isinstance(o.get("text", ""), str) else "".join(o["text"])
-        for c in notebook["cells"]
-        if c["cell_type"] == "code"
-        for o in c.get("outputs", [])
-    )
+runner = _runner()
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", STANDALONE, ids=lambda p: p.stem)
 def test_notebook_runs_alone_in_an_empty_folder(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import nbformat
-    from nbclient import NotebookClient
 
     monkeypatch.setenv("EMBEDLAB_ROOT", str(tmp_path))
-    notebook = with_mock(nbformat.reads(path.read_text(encoding="utf-8"), as_version=4))
-    client = NotebookClient(
-        notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-    )
-    client.execute()  # raises CellExecutionError (naming the cell) on any error, MissingInputError included
-    run_dir = tmp_path / _mock(notebook)[1]["run_dir"]
+    notebook = runner.with_mock(nbformat.reads(path.read_text(encoding="utf-8"), as_version=4))
+    runner.execute(notebook, tmp_path)  # CellExecutionError (naming the cell) on any error
+    run_dir = tmp_path / runner.parameters_mock(notebook)[1]["run_dir"]
     assert (run_dir / "dataset.json").is_file(), "the notebook recorded (or made) its dataset in run_dir"
     if path.name[:2] != "01":  # it made what notebook 01 would have, and said so
-        assert "No dataset recorded" in _outputs_text(notebook)
+        assert "No dataset recorded" in runner.outputs_text(notebook)
     if path.name[:2] >= "03":
         assert (run_dir / "exported" / "backbone.pt").is_file()
-        assert "No trained model" in _outputs_text(notebook)
+        assert "No trained model" in runner.outputs_text(notebook)
     if path.name[:2] >= "04":
         assert (run_dir / "embeddings" / "ssl.pt").is_file()

@@ -70,8 +70,12 @@ def test_method_training_step_updates_weights(tiny_data: Path, method: str) -> N
         learning_rate=0.1,
         batch_size=8,
         teacher="efficientnet_lite0",  # offline (used by distillation only)
+        teachers="pca",  # multi_teacher only: raw-pixel PCA of the training images
     )
-    module = SSLModule(settings)
+    from embedlab.datasets import ImageFolder
+    from embedlab.methods.base import MethodContext
+
+    module = SSLModule(settings, MethodContext(dataset=ImageFolder(tiny_data), num_images=40))
     module.total_steps = 10
     module.log = lambda *args, **kwargs: None  # no Trainer attached in this unit test
     before = {k: v.clone() for k, v in module.backbone.state_dict().items()}

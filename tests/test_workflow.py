@@ -87,11 +87,48 @@ def test_pretrained_url_fetches_model_and_embeddings_instead_of_computing(
 def test_imagenet_set_honours_the_notebooks_image_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A notebook that declares one imagenet_image_size embeds at that size; a list gives a set per size."""
     p = _notebook_params(tmp_path, monkeypatch, "04", imagenet_image_size=48)
-    assert workflow.imagenet_sizes(p) == (48,) and workflow.comparison_sets(p) == ("ssl", "imagenet", "random", "pca")
+    assert workflow.imagenet_sizes(p) == (48,)
+    assert workflow.comparison_sets(p) == ("ssl", "imagenet", "random", "pca", "imagenet+pca")
     assert workflow.make_embedding(p, "imagenet").meta["image_size"] == 48
     p = _notebook_params(tmp_path, monkeypatch, "03", imagenet_image_sizes=[32, 48])
-    assert workflow.comparison_sets(p) == ("ssl", "imagenet", "imagenet-32", "random", "pca")
+    assert workflow.comparison_sets(p) == ("ssl", "imagenet", "imagenet-32", "random", "pca", "imagenet+pca")
     assert workflow.make_embedding(p, "imagenet-32").meta["image_size"] == 32
+
+
+def test_the_imagenet_pca_concatenation_is_made_from_the_saved_sets_without_embedding_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """Notebook 03's last comparison set: the saved "imagenet" (the largest size) and "pca" sets, concatenated."""
+    import numpy as np
+
+    from embedlab import embedding
+    from embedlab.embedding import Embeddings
+    from embedlab.evaluation import describe_embeddings
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("embedded the images again")
+
+    monkeypatch.setattr(embedding, "embed", refuse)
+    monkeypatch.setattr(embedding, "embed_pca", refuse)
+    p = _notebook_params(tmp_path, monkeypatch, "05", imagenet_image_sizes=[32, 48])
+    files, labels = [f"c{i % 2}/{i}.png" for i in range(6)], np.arange(6) % 2
+    imagenet_meta = {"model": "efficientnet_lite0", "backbone": "efficientnet_lite0", "weights": "imagenet"}
+    parts = {
+        "imagenet": Embeddings(torch.rand(6, 5), files, labels, ["c0", "c1"], meta={**imagenet_meta, "image_size": 48}),
+        "pca": Embeddings(torch.rand(6, 3), files, labels, ["c0", "c1"], meta={"model": "pca", "image_size": 32}),
+    }
+    for name, part in parts.items():
+        part.save(p.run.embedding(name))
+    name = workflow.comparison_sets(p)[-1]
+    assert name == "imagenet+pca" and p.run.embedding(name).name == "imagenet+pca.pt"
+    found = workflow.ensure_embeddings(p, name)
+    assert "concatenating the saved 'imagenet' and 'pca' sets" in capsys.readouterr().out
+    assert p.run.embedding(name).is_file() and set(found) == {"imagenet", "pca", "imagenet+pca"}
+    combined = found[name]
+    assert combined.dim == 8 and combined.filenames == files and combined.meta["components"] == ["imagenet", "pca"]
+    assert describe_embeddings(name, combined)["kind"] == "combination"
+    assert describe_embeddings(name, combined)["image_size"] == 48  # the ImageNet part's size
+    assert not (tmp_path / "data").exists()  # no dataset needed: only the saved sets
 
 
 def test_pack_run_needs_a_model_and_urls_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

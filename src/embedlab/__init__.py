@@ -61,6 +61,7 @@ _EXPORTS: dict[str, str] = {
     "Embeddings": "embedding",
     "embed": "embedding",
     "embed_pca": "embedding",
+    "concatenate_embeddings": "embedding",
     "save_embeddings": "embedding",
     "load_embeddings": "embedding",
     "EmbeddingsError": "embedding",

@@ -254,9 +254,11 @@ def cluster_score(vectors: Any, labels: Any = None, *, seed: int = 0) -> float:
     return float(normalized_mutual_info_score(y, clusters.labels))
 
 
-KINDS = ("self-supervised", "ImageNet", "teacher", "floor")  # the trained model, the baselines it must beat, floors
-BASELINE_KINDS = ("ImageNet", "teacher")  # off-the-shelf models a user could take instead of training: ImageNet
-# networks and a distillation run's own teacher (DINOv2 for the `full` preset)
+KINDS = ("self-supervised", "ImageNet", "teacher", "combination", "floor")  # the trained model, baselines, floors
+SINGLE_BASELINE_KINDS = ("ImageNet", "teacher")  # off-the-shelf models a user could take instead of training:
+# ImageNet networks and a distillation run's own teacher (DINOv2 for the `full` preset); paired intervals use the best
+BASELINE_KINDS = (*SINGLE_BASELINE_KINDS, "combination")  # and what a user can build from them without training
+# (`concatenate_embeddings`, e.g. ImageNet ⊕ PCA): every baseline the trained model must beat
 
 
 def _backbone_title(name: Any) -> str:
@@ -288,7 +290,10 @@ def _training_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
 
 def recipe_kind(meta: Mapping[str, Any], name: str = "") -> str:
     """'self-supervised' (trained by embedlab), 'ImageNet' (a pretrained baseline), 'teacher' (the frozen teacher of
-    a distillation run, another off-the-shelf baseline) or 'floor' (random init, PCA)."""
+    a distillation run, another off-the-shelf baseline), 'combination' (a concatenation of untrained sets, such as
+    ImageNet ⊕ PCA: a baseline too) or 'floor' (random init, PCA)."""
+    if meta.get("components"):
+        return "self-supervised" if any(part.get("method") for part in meta.get("parts") or []) else "combination"
     if meta.get("teacher_of") or name == "teacher":
         return "teacher"
     if meta.get("method"):
@@ -297,6 +302,8 @@ def recipe_kind(meta: Mapping[str, Any], name: str = "") -> str:
         return "ImageNet"
     if meta or name in ("random", "pca"):
         return "floor"
+    if "+" in name:  # a concatenation named by its parts, e.g. "imagenet+pca"
+        return "combination"
     return "ImageNet" if name.startswith("imagenet") else "self-supervised" if name == "ssl" else "floor"
 
 
@@ -307,6 +314,11 @@ def recipe_name(meta: Mapping[str, Any], name: str = "") -> str:
     """
     if not meta:
         return name
+    if meta.get("components"):
+        components = meta["components"]
+        parts = [_part_title(part, n) for part, n in zip(meta.get("parts") or [{} for _ in components], components)]
+        untrained = " (no training)" if recipe_kind(meta) == "combination" else ""
+        return f"{' ⊕ '.join(short for short, _ in parts)}{untrained}, {' ⊕ '.join(detail for _, detail in parts)}"
     size = meta.get("image_size")
     px = f", {size} px" if size else ""
     backbone = _backbone_title(meta.get("backbone") or meta.get("name") or meta.get("model") or name)
@@ -322,6 +334,19 @@ def recipe_name(meta: Mapping[str, Any], name: str = "") -> str:
     if meta.get("weights") == "imagenet":
         return f"ImageNet weights (no training), {backbone}{px}"
     return f"random init (no training), {backbone}{px}"
+
+
+def _part_title(meta: Mapping[str, Any], name: str) -> tuple[str, str]:
+    """(short, detail) of one part of a concatenation: ("ImageNet", "EfficientNet-Lite0 at 224 px")."""
+    at = f" at {meta['image_size']} px" if meta.get("image_size") else ""
+    if meta.get("model") == "pca":
+        return "PCA", f"PCA of raw pixels ({meta.get('embedding_dim', '?')} dims){at}"
+    backbone = _backbone_title(meta.get("backbone") or meta.get("model") or name) + at
+    if meta.get("teacher_of"):
+        return "teacher", backbone
+    if meta.get("method"):
+        return _method_title(meta["method"]), backbone
+    return ("ImageNet" if meta.get("weights") == "imagenet" else "random init"), backbone
 
 
 def describe_embeddings(name: str, embeddings: Any) -> dict[str, Any]:
@@ -368,15 +393,15 @@ def _score(name: str, emb: Any, k: int, test_fraction: float, seed: int) -> tupl
 
 
 def _pairs_to_compare(table: Any) -> list[tuple[str, str]]:
-    """Every row against the strongest baseline (the best ImageNet row), and each trained row against every
-    ImageNet row (its own starting point among them)."""
-    names = list(table["name"])
-    baselines = [n for n, kind in zip(names, table["kind"]) if kind in BASELINE_KINDS]
-    if not baselines:
-        return []
-    pairs = [(n, baselines[0]) for n in names if n != baselines[0]]
-    trained = [n for n, kind in zip(names, table["kind"]) if kind == "self-supervised"]
-    return pairs + [(t, b) for t in trained for b in baselines[1:]]
+    """Every row, a combination such as ImageNet ⊕ PCA included, against the strongest single off-the-shelf model
+    (the best ImageNet or teacher row), and each trained row against every other baseline row (its own starting
+    point and any combination among them)."""
+    names, kinds = list(table["name"]), list(table["kind"])
+    singles = [n for n, kind in zip(names, kinds) if kind in SINGLE_BASELINE_KINDS]
+    pairs = [(n, singles[0]) for n in names if n != singles[0]] if singles else []
+    trained = [n for n, kind in zip(names, kinds) if kind == "self-supervised"]
+    others = [n for n, kind in zip(names, kinds) if kind in BASELINE_KINDS and n not in singles[:1]]
+    return pairs + [(t, b) for t in trained for b in others]
 
 
 def _paired_rows(items: Mapping[str, Any], table: Any, correct: Mapping[str, Any], seed: int) -> list[dict]:
@@ -398,9 +423,9 @@ def compare(
     accuracy each with a 95% bootstrap interval over the images (`knn_low`..`knn_high`, `probe_low`..`probe_high`),
     cluster NMI and embedding speed (images/s, when the embeddings recorded it).
 
-    `table.attrs["paired"]` holds paired differences with their intervals (every row against the strongest
-    baseline, each trained row against every ImageNet row): the verdict calls a gap a tie when its interval
-    contains 0.
+    `table.attrs["paired"]` holds paired differences with their intervals (every row against the strongest single
+    off-the-shelf model, the best ImageNet or teacher row; each trained row against every other baseline, ImageNet
+    ⊕ PCA included): the verdict calls a gap a tie when its interval contains 0.
     """
     import pandas as pd
 
@@ -425,14 +450,17 @@ def compare(
     return table
 
 
-def recipe_order(embeddings: Mapping[str, Any]) -> list[str]:
-    """Names ordered for display: self-supervised first, then the ImageNet baselines by input size, then floors."""
+def recipe_order(embeddings: Mapping[str, Any], *, without: Sequence[str] = ()) -> list[str]:
+    """Names ordered for display: self-supervised first, then the ImageNet baselines by input size, the teacher, the
+    combinations (ImageNet ⊕ PCA), then floors; the kinds in `without` left out (notebook 05 maps every set but the
+    combinations, whose parts have their own maps)."""
+    info = {name: describe_embeddings(name, emb) for name, emb in embeddings.items()}
 
     def key(name: str) -> tuple[int, int, str]:
-        info = describe_embeddings(name, embeddings[name])
-        return KINDS.index(info["kind"]) if info["kind"] in KINDS else len(KINDS), info["image_size"] or 0, name
+        kind = info[name]["kind"]
+        return KINDS.index(kind) if kind in KINDS else len(KINDS), info[name]["image_size"] or 0, name
 
-    return sorted(embeddings, key=key)
+    return sorted((name for name in embeddings if info[name]["kind"] not in without), key=key)
 
 
 def linear_probe_note(

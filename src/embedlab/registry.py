@@ -129,3 +129,5 @@ register_method("simclr", "embedlab.methods.simclr:SimCLR", "SimCLR")
 register_method("moco", "embedlab.methods.moco:MoCo", "MoCo")
 register_method("byol", "embedlab.methods.byol:BYOL", "BYOL", views="byol")
 register_method("distillation", "embedlab.methods.distillation:Distillation", "Distillation", num_views=1)
+_MULTI = "embedlab.methods.multi_teacher:MultiTeacherDistillation"
+register_method("multi_teacher", _MULTI, "Multi-teacher distillation", num_views=1)

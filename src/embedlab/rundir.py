@@ -18,7 +18,7 @@ import json
 import os
 from pathlib import Path
 
-from embedlab.settings import resolve_path
+from embedlab.paths import resolve_path
 
 CONFIG = "config.json"
 CHECKPOINT = "last.ckpt"
@@ -64,6 +64,7 @@ class RunDir:
         self.figures_dir = self.root / "figures"
         self.interactive_dir = self.root / "interactive"
         self.notebooks_dir = self.root / "notebooks"
+        self.teacher_cache = self.root / "teachers"  # multi-teacher distillation: teachers' vectors, made once
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.root)!r})"

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from embedlab.paths import ROOT_ENV, base_dir, find_project_root, resolve_path  # noqa: F401 - re-exported
 from embedlab.registry import (
     AUGMENT_PRESETS,
     DINOV2_PATCH,
@@ -29,7 +30,6 @@ from embedlab.registry import (
     teacher_names,
 )
 
-ROOT_ENV = "EMBEDLAB_ROOT"
 PROJECTION_METHODS = ("umap", "pca", "tsne")
 CLASSIFIER_MODES = ("frozen", "finetune")
 
@@ -39,30 +39,6 @@ S = TypeVar("S", bound="Settings")
 
 class ParameterError(ValueError):
     """A parameter has the wrong type or value; the message names the parameter."""
-
-
-# --------------------------------------------------------------------------------------------- paths
-def find_project_root(start: str | os.PathLike[str] | None = None) -> Path | None:
-    """Return the embedlab checkout containing `start` (a folder with pyproject.toml and notebooks/), or None."""
-    here = Path(start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir():
-            return folder
-    return None
-
-
-def base_dir() -> Path:
-    """Folder that relative paths resolve against: $EMBEDLAB_ROOT, else the repo root above the cwd, else the cwd."""
-    env = os.environ.get(ROOT_ENV)
-    if env:
-        return Path(env).expanduser().resolve()
-    return find_project_root() or Path.cwd().resolve()
-
-
-def resolve_path(path: str | os.PathLike[str], base: str | os.PathLike[str] | None = None) -> Path:
-    """Make `path` absolute predictably (against `base`, else base_dir()), whoever runs the notebook and from where."""
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else (Path(base) if base is not None else base_dir()).joinpath(p).resolve()
 
 
 # --------------------------------------------------------------------------------------------- checks
@@ -219,6 +195,14 @@ def _teacher(name: str, value: Any) -> str:
     )
 
 
+def _teachers(name: str, value: Any) -> str:
+    """Multi-teacher distillation's teachers joined by '+', each 'pca' (raw pixels) or a distillation teacher."""
+    parts = [part.strip() for part in _str(name, value).split("+")]
+    if not all(parts) or len(set(parts)) != len(parts):
+        raise ParameterError(f"parameter {name!r}: expected different teachers joined by '+', got {value!r}")
+    return "+".join(part if part == "pca" else _teacher(name, part) for part in parts)
+
+
 _backbone = _choice(backbone_names)
 _method = _choice(method_names)
 _augment = _choice(AUGMENT_PRESETS)
@@ -329,6 +313,9 @@ class TrainSettings(Settings):
     teacher_image_size: int | None = setting(
         None, _int(16, MAX_IMAGE_SIZE, True), "the teacher's input size; None: its default"
     )
+    teachers: str = setting(
+        "efficientnet_lite0+pca", _teachers, "method 'multi_teacher': teachers joined by '+' (names, files, 'pca')"
+    )
     verify: str = setting(
         "header",
         _choice(_verify_modes),
@@ -419,7 +406,7 @@ class CurationSettings(Settings):
     """Search, outliers, duplicates, subsets and a classifier (notebook 06)."""
 
     stage: ClassVar[str] = "curation"
-    embedding_name: str = setting("ssl", _str, "which embedding set: ssl | imagenet | random | pca")
+    embedding_name: str = setting("ssl", _str, "which embedding set: ssl | imagenet | random | pca | imagenet+pca")
     neighbors_k: int = setting(8, _int(1, 10_000), "neighbours shown per query", cli="k")
     outlier_k: int = setting(5, _int(1, 10_000), "outlier score: cosine distance to the k-th neighbour", cli="k")
     outlier_count: int = setting(20, _int(1, 10**9), "how many of the most unusual images to list", cli="n")

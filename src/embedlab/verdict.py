@@ -1,10 +1,10 @@
 """Notebook 05's verdict: a short bulleted block computed from the comparison table, never written in advance.
 
 It names the best embedding; compares the trained model with its own starting point at the same input size (what
-training bought) and with the strongest baseline (the best ImageNet row); calls a gap real only when its 95%
-interval excludes 0 (the paired bootstrap of `evaluation.compare`, else the rows' own intervals); says what the
-embedding costs; and lists what would change the outcome, each lever with the number `benchmarks/bench_quality.py`
-measured, when the results file is at hand (a source checkout).
+training bought) and with the strongest baseline (the best ImageNet, teacher or ImageNet ⊕ PCA row); calls a gap
+real only when its 95% interval excludes 0 (the paired bootstrap of `evaluation.compare`, else the rows' own
+intervals); says what the embedding costs; and lists what would change the outcome, each lever with the number
+`benchmarks/bench_quality.py` measured, when the results file is at hand (a source checkout).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ FALLBACK_TIE = 0.01  # only for tables without intervals or sizes (hand-made one
 
 # ------------------------------------------------------------------------------------------------ the rows
 def rows_by_kind(table: Any) -> dict[str, list[dict[str, Any]]]:
-    """Table rows grouped by kind (self-supervised / ImageNet / teacher / floor), each group best kNN first, plus
-    "baselines": every off-the-shelf row (ImageNet and teacher) that the trained model must beat."""
-    from embedlab.evaluation import BASELINE_KINDS, recipe_kind
+    """Table rows grouped by kind (self-supervised / ImageNet / teacher / combination / floor), each group best kNN
+    first, plus "baselines": every off-the-shelf row (ImageNet, teacher, ImageNet ⊕ PCA) the trained model must beat."""
+    from embedlab.evaluation import BASELINE_KINDS, KINDS, recipe_kind
 
-    groups: dict[str, list[dict[str, Any]]] = {"self-supervised": [], "ImageNet": [], "teacher": [], "floor": []}
+    groups: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
     for row in table.to_dict("records"):
         row.setdefault("recipe", row["name"])
         kind = row.get("kind") or recipe_kind({}, str(row["name"]))
@@ -220,7 +220,8 @@ def describe_comparison(table: Any, *, n_classes: int | None = None, tie: float 
     groups = rows_by_kind(table)
     if not groups["self-supervised"] or not groups["baselines"]:
         raise ValueError(
-            "the comparison table needs a self-supervised row and an ImageNet (or teacher) row; it has "
+            "the comparison table needs a self-supervised row and a baseline row (ImageNet, teacher or a combination "
+            "such as ImageNet ⊕ PCA); it has "
             f"{sorted(str(r['name']) for rows in groups.values() for r in rows)}"
         )
     ssl, base = groups["self-supervised"][0], groups["baselines"][0]
@@ -238,6 +239,7 @@ def describe_comparison(table: Any, *, n_classes: int | None = None, tie: float 
         _bought_line(table, ssl, starting_point(ssl, groups)),
         f"- **Against the strongest baseline**, {_quoted(base)} ({_scores(base)}): {_quoted(ssl)} scores "
         f"{against}: {CALL_WORDS[result]}.",
+        *_single_line(table, ssl, base, groups),
         _cost_line(ssl, base, result),
     ]
     if result != "wins":
@@ -246,6 +248,27 @@ def describe_comparison(table: Any, *, n_classes: int | None = None, tie: float 
     lines.append(_floor_line(table, ssl, groups["floor"], n_classes))
     lines.append(_use_line(best, ssl, base, result))
     return "\n".join(lines)
+
+
+def _single_line(
+    table: Any, ssl: Mapping[str, Any], base: Mapping[str, Any], groups: Mapping[str, Sequence[Mapping[str, Any]]]
+) -> list[str]:
+    """When the strongest baseline is a combination (ImageNet ⊕ PCA), the trained model against the strongest single
+    off-the-shelf model too (the paired intervals of `compare` are computed against that one)."""
+    from embedlab.evaluation import SINGLE_BASELINE_KINDS
+
+    singles = sorted(
+        (r for kind in SINGLE_BASELINE_KINDS for r in groups.get(kind, [])),
+        key=lambda r: (r["knn_accuracy"], r["linear_probe_accuracy"]),
+        reverse=True,
+    )
+    if base.get("kind") != "combination" or not singles:
+        return []
+    text, calls = _gaps_text(table, ssl, singles[0])
+    return [
+        f"- **Against the strongest single model**, {_quoted(singles[0])} ({_scores(singles[0])}): {_quoted(ssl)} "
+        f"scores {text}: {CALL_WORDS[outcome(calls)]}."
+    ]
 
 
 def _noise_note(table: Any) -> str:
@@ -275,7 +298,7 @@ QUALITY_RESULT = Path("benchmarks") / "results" / "quality.json"
 
 def benchmark_quality() -> dict[str, Any] | None:
     """benchmarks/results/quality.json of this source checkout (None when installed without it, e.g. on Colab)."""
-    from embedlab.settings import find_project_root
+    from embedlab.paths import find_project_root
 
     for root in (Path(__file__).resolve().parents[2], find_project_root()):
         path = root / QUALITY_RESULT if root else None
@@ -326,10 +349,11 @@ def _longer_lever(ssl: Mapping[str, Any], recipes: Sequence[Mapping[str, Any]]) 
     return text + ")"
 
 
-def _distil_lever(ssl: Mapping[str, Any], quality: Mapping[str, Any] | None) -> str | None:
+def _distil_lever(ssl: Mapping[str, Any], base: Mapping[str, Any], quality: Mapping[str, Any] | None) -> str | None:
     if _method_of(ssl) == "distillation":
         return None
-    text = "distil the strongest baseline into the model (method='distillation', notebook 02"
+    teacher = "the ImageNet network" if base.get("kind") == "combination" else "the strongest baseline"  # a network
+    text = f"distil {teacher} into the model (method='distillation', notebook 02"
     verdict = (quality or {}).get("verdict") or {}
     if "best_recipe" in verdict and str(verdict["best_recipe"]).startswith("Distillation"):
         text += (
@@ -343,7 +367,7 @@ def levers(ssl: Mapping[str, Any], base: Mapping[str, Any], quality: Mapping[str
     """What would change a loss or a tie, each with the number bench_quality measured on the demo data, if any."""
     quality = quality if quality is not None else benchmark_quality()
     recipes = _recipes(quality)
-    found = [_size_lever(ssl, base, recipes), _longer_lever(ssl, recipes), _distil_lever(ssl, quality)]
+    found = [_size_lever(ssl, base, recipes), _longer_lever(ssl, recipes), _distil_lever(ssl, base, quality)]
     if quality and any(found[:1] + found[2:]) or quality and "curve" in str(found[1]):
         found.append(f"bench_quality measured those numbers on the demo data ({quality.get('images', '?'):,} images)")
     return [lever for lever in found if lever]

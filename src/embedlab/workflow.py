@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from embedlab.params import NotebookParams
 
 EMBEDDING_NAMES = ("ssl", "imagenet", "random", "pca")
+CONCATENATION = "imagenet+pca"  # the off-the-shelf concatenation baseline: its parts' names joined by "+"
 
 
 def _say(message: str) -> None:
@@ -196,7 +197,8 @@ def ensure_backbone(p: NotebookParams) -> Path:
 
 
 def make_embedding(p: NotebookParams, name: str) -> Embeddings:
-    """Embed the run's images as notebook 03 does for `name` (ssl, imagenet, random or pca)."""
+    """Embed the run's images as notebook 03 does for `name` (ssl, imagenet, random, pca, ...); the concatenation
+    "imagenet+pca" is made from the saved sets it names, without embedding the images again."""
     import torch
 
     from embedlab.embedding import embed, embed_pca
@@ -205,6 +207,8 @@ def make_embedding(p: NotebookParams, name: str) -> Embeddings:
     sizes = imagenet_sizes(p)
     if name not in comparison_sets(p):
         raise ValueError(f"no recipe for embedding set {name!r}; notebook 03 makes {', '.join(comparison_sets(p))}")
+    if name == CONCATENATION:
+        return _concatenation(p, name)
     settings = p.embed or EmbedSettings()
     root = ensure_dataset(p)
     if name.startswith("imagenet"):  # "imagenet" is the largest size, "imagenet-64" another (as notebook 03 names)
@@ -232,6 +236,18 @@ def make_embedding(p: NotebookParams, name: str) -> Embeddings:
         torch.manual_seed(settings.seed)
         model = create_backbone(model.name, None, small_images=model.small_images, layers=model.layers)
     return embed(p.run.image_root(size), model, image_size=size, name=name, **settings.loader_args())
+
+
+def _concatenation(p: NotebookParams, name: str) -> Embeddings:
+    """The parts named in `name` ("imagenet+pca": the ImageNet model at its largest size and the raw-pixel PCA),
+    read from the run (made first only when missing), each centred and L2-normalised, then concatenated."""
+    from embedlab.embedding import concatenate_embeddings, load_embeddings
+
+    parts = {}
+    for part in name.split("+"):
+        path = p.run.embedding(part)
+        parts[part] = load_embeddings(path) if path.is_file() else make_embedding(p, part)
+    return concatenate_embeddings(parts, name=name)
 
 
 def imagenet_sizes(p: NotebookParams) -> tuple[int, ...]:
@@ -262,10 +278,11 @@ def teacher_row(p: NotebookParams) -> tuple[str, int] | None:
 def comparison_sets(p: NotebookParams) -> tuple[str, ...]:
     """Every embedding set notebook 03 makes for these parameters: the trained model, the ImageNet model at each
     size ("imagenet" the largest, "imagenet-<px>" the others), the distillation teacher when it is not one of those
-    (`teacher_row`), and the floors (random init, raw-pixel PCA)."""
+    (`teacher_row`), the floors (random init, raw-pixel PCA), and last "imagenet+pca", the concatenation of the
+    saved "imagenet" and "pca" sets: the best baseline a user can build without training."""
     sizes = sorted(imagenet_sizes(p))
     teacher = ("teacher",) if teacher_row(p) else ()
-    return ("ssl", "imagenet", *(f"imagenet-{s}" for s in sizes[:-1]), *teacher, "random", "pca")
+    return ("ssl", "imagenet", *(f"imagenet-{s}" for s in sizes[:-1]), *teacher, "random", "pca", CONCATENATION)
 
 
 def ensure_embeddings(p: NotebookParams, *needed: str) -> dict[str, Embeddings]:
@@ -278,9 +295,11 @@ def ensure_embeddings(p: NotebookParams, *needed: str) -> dict[str, Embeddings]:
     if missing and fetch_pretrained(p):
         missing = [name for name in missing if not p.run.embedding(name).is_file()]
     for name in missing:
-        _say(
-            f"No {name!r} embeddings in {p.run.root} (notebook 03 makes them): embedding the images now "
-            f"(the bar shows the time left)."
+        how = (
+            f"concatenating the saved {' and '.join(map(repr, name.split('+')))} sets now (seconds)"
+            if name == CONCATENATION
+            else "embedding the images now (the bar shows the time left)"
         )
+        _say(f"No {name!r} embeddings in {p.run.root} (notebook 03 makes them): {how}.")
         make_embedding(p, name).save(p.run.embedding(name))
     return {name: load_embeddings(p.run.embedding(name)) for name in p.run.embedding_names()}

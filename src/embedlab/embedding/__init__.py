@@ -7,6 +7,7 @@ the dataset root, "<class>/<file>"), its label and the class names. One file per
 store.py      Embeddings, EmbeddingsError, save_embeddings / load_embeddings (.pt, .npy + .json, .npz)
 images.py     the images embed reads (decoded, resized, centre-cropped, batched), embedding_transform
 inference.py  embed (a backbone over every image) and embed_pca (the raw-pixel baseline)
+combine.py    concatenate_embeddings (sets of the same images, centred, L2-normalised, side by side)
 ============  ==========================================================================================
 
 Every public name is re-exported here (``from embedlab.embedding import embed``).
@@ -14,6 +15,7 @@ Every public name is re-exported here (``from embedlab.embedding import embed``)
 
 from __future__ import annotations
 
+from embedlab.embedding.combine import concatenate_embeddings
 from embedlab.embedding.images import FolderImages, embedding_transform, open_image, resize_crop
 from embedlab.embedding.inference import embed, embed_pca, resolve_image_size
 from embedlab.embedding.store import (
@@ -32,6 +34,7 @@ __all__ = [
     "Embeddings",
     "EmbeddingsError",
     "FolderImages",
+    "concatenate_embeddings",
     "embed",
     "embed_pca",
     "embedding_transform",

@@ -227,15 +227,19 @@ def embed_pca(
     from embedlab.projection import reduce_pca
 
     dataset = _dataset(data, image_size, limit, verify)
+    start = time.perf_counter()
     pixels, labels, filenames = _pixels(dataset, batch_size, f"load pixels for {name}", progress)
     _check_spread(pixels, dataset.root)
     vectors, explained = reduce_pca(pixels, dimensions, seed=seed)
+    seconds = time.perf_counter() - start
     meta = {
         "model": "pca",
         "image_size": image_size,
         "embedding_dim": int(vectors.shape[1]),
         "seed": seed,
         "explained_variance": round(explained, 4),
+        "seconds": round(seconds, 3),
+        "images_per_second": round(len(vectors) / max(seconds, 1e-9), 2),
         "data_root": str(dataset.root),
         "skipped_images": _report_skipped(dataset.skipped, dataset.root),
     }

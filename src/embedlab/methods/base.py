@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,6 +21,8 @@ class MethodContext:
 
     world_size: int = 1  # processes training together (a contrastive loss gathers negatives across them)
     num_images: int = 0  # images in the training set (distillation sizes its queue from it)
+    dataset: Any = None  # the training ImageFolder (root, filenames): multi-teacher embeds it once before training
+    cache_dir: Path | None = None  # a folder of the run where a method keeps what it computes once
 
     @property
     def distributed(self) -> bool:
@@ -41,6 +45,11 @@ class Method(nn.Module):
     def loss(self, backbone: nn.Module, views: Sequence[torch.Tensor]) -> torch.Tensor:
         """The loss of one batch: `views[i]` is the i-th augmented view of every image, [N, 3, H, W]."""
         raise NotImplementedError
+
+    def batch_loss(self, backbone: nn.Module, views: Sequence[torch.Tensor], filenames: Sequence[str]) -> torch.Tensor:
+        """The loss of one batch whose images are `filenames` (the training step calls this); `loss` by default.
+        A method whose targets belong to particular images (cached teacher vectors) overrides it."""
+        return self.loss(backbone, views)
 
     def before_step(self, backbone: nn.Module, step: int, total_steps: int) -> None:
         """Called before each optimizer step's loss (momentum updates live here); nothing by default."""

@@ -163,7 +163,13 @@ METRIC_LABELS = {
     "linear_probe_accuracy": "linear probe accuracy",
     "cluster_nmi": "cluster NMI",
 }
-KIND_COLOURS = {"self-supervised": "tab:orange", "ImageNet": "tab:blue", "teacher": "tab:purple", "floor": "tab:gray"}
+KIND_COLOURS = {
+    "self-supervised": "tab:orange",
+    "ImageNet": "tab:blue",
+    "teacher": "tab:purple",
+    "combination": "tab:cyan",  # ImageNet ⊕ PCA: an off-the-shelf baseline built without training
+    "floor": "tab:gray",
+}
 
 
 INTERVAL_COLUMNS = {"knn_accuracy": ("knn_low", "knn_high"), "linear_probe_accuracy": ("probe_low", "probe_high")}
@@ -186,9 +192,10 @@ def metrics_chart(
 ) -> Any:
     """One panel per metric (kNN, linear probe, NMI), one bar per embedding set named by its recipe, best on top.
 
-    Bars are coloured by kind (self-supervised / ImageNet / floor); black whiskers show the 95% bootstrap interval
-    over the images when the table has one (`compare`'s knn_low..knn_high, probe_low..probe_high); `chance`
-    (1 / classes) is drawn on the two accuracy panels only (NMI's chance level is 0).
+    Bars are coloured by kind (self-supervised / ImageNet / teacher / combination such as ImageNet ⊕ PCA / floor);
+    black whiskers show the 95% bootstrap interval over the images when the table has one (`compare`'s
+    knn_low..knn_high, probe_low..probe_high); `chance` (1 / classes) is drawn on the two accuracy panels only (NMI's
+    chance level is 0).
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch

@@ -35,6 +35,8 @@ def recipe(settings: TrainSettings) -> dict[str, Any]:
         found["temperature"] = settings.temperature
     if settings.method == "distillation":
         found.update(teacher=settings.teacher, teacher_image_size=settings.teacher_image_size)
+    if settings.method == "multi_teacher":
+        found.update(teachers=settings.teachers, teacher_image_size=settings.teacher_image_size)
     return found
 
 
@@ -73,6 +75,8 @@ def export_meta(settings: TrainSettings, epochs: int) -> dict[str, Any]:
 
         size = settings.teacher_image_size or default_teacher_image_size(settings.teacher, settings.image_size)
         meta.update(teacher=settings.teacher, teacher_image_size=size)
+    if settings.method == "multi_teacher":  # what the student learned from (each teacher is a row of the comparison)
+        meta.update(teachers=settings.teachers, teacher_image_size=settings.teacher_image_size or settings.image_size)
     return meta
 
 

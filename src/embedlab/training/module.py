@@ -76,7 +76,7 @@ class SSLModule(pl.LightningModule):
         """One step on a batch of (views, labels, filenames); labels are never used."""
         views = batch[0]
         self.method.before_step(self.backbone, self.global_step, self.total_steps)
-        loss = self.method.loss(self.backbone, views)
+        loss = self.method.batch_loss(self.backbone, views, batch[2])
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"loss became {loss.item()} at step {self.global_step}: lower learning_rate "

@@ -69,7 +69,7 @@ def _train(data: str | Path, run: RunDir, settings: TrainSettings) -> TrainResul
     dataset = open_dataset(data, settings)
     trainer = build_trainer(settings, accelerator)
     settings = resolve_settings(settings, len(dataset), trainer.world_size, accelerator)
-    module = build_module(settings, trainer.world_size, len(dataset))
+    module = build_module(settings, trainer.world_size, len(dataset), dataset=dataset, cache_dir=run.teacher_cache)
     log = RunLog(run, done, resume_step, dataset, verify=settings.verify)
     knn_data = monitor_data(data, settings)
     callbacks = make_callbacks(run, log, knn_data, settings)
@@ -158,9 +158,18 @@ def resolve_settings(settings: TrainSettings, n_images: int, world_size: int, ac
     )
 
 
-def build_module(settings: TrainSettings, world_size: int = 1, num_images: int = 0) -> SSLModule:
-    """The LightningModule: the registered backbone and method of `settings`."""
-    return SSLModule(settings, MethodContext(world_size=world_size, num_images=num_images))
+def build_module(
+    settings: TrainSettings,
+    world_size: int = 1,
+    num_images: int = 0,
+    *,
+    dataset: Any = None,
+    cache_dir: Path | None = None,
+) -> SSLModule:
+    """The LightningModule: the registered backbone and method of `settings` (`dataset` and `cache_dir` for a
+    method that prepares targets from the training images once, such as multi_teacher)."""
+    context = MethodContext(world_size=world_size, num_images=num_images, dataset=dataset, cache_dir=cache_dir)
+    return SSLModule(settings, context)
 
 
 def build_loader(dataset: Any, settings: TrainSettings, accelerator: str) -> torch.utils.data.DataLoader:

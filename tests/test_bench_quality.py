@@ -1,0 +1,39 @@
+"""benchmarks/bench_quality.py runs end to end at a tiny size: baselines, the off-the-shelf concatenation, a
+multi-teacher recipe, paired intervals against the strongest single model, and a verdict computed from them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_bench_quality_reports_intervals_and_a_computed_verdict(tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    command = [
+        sys.executable,
+        str(REPO / "benchmarks" / "bench_quality.py"),
+        *("--images", "8", "--steps", "2", "--calibration-steps", "1", "--baseline-sizes", "32", "64"),
+        *("--recipes", "multi-64", "--out", str(tmp_path / "runs"), "--json", str(out)),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    result = json.loads(out.read_text())
+    kinds = {row["kind"] for row in result["rows"]}
+    assert kinds == {"baseline", "floor", "combination", "recipe"}
+    strongest = max((r for r in result["rows"] if r["kind"] == "baseline"), key=lambda r: r["knn"])
+    for row in result["rows"]:
+        if row is not strongest:
+            diff, low, high = row["vs_strongest_single"]
+            assert low <= diff <= high and diff == pytest.approx(100 * (row["knn"] - strongest["knn"]), abs=0.01)
+    recipe = next(r for r in result["rows"] if r["kind"] == "recipe")
+    assert recipe["train_options"]["teachers"] == "efficientnet_lite0+pca" and recipe["steps_done"] == 2
+    verdict = result["verdict"]
+    assert verdict["target_met"] == (verdict["gain_points"] >= 2 and verdict["gain_interval"][0] > 0)
+    assert verdict["best_recipe"] in result["headline"] and "verdict:" in done.stdout
