@@ -162,6 +162,14 @@ def repository_url() -> str:
     return re.search(r'^Repository = "([^"]+)"', text, re.M)[1].rstrip("/")
 
 
+def run_dir_of(notebook: Path) -> str:
+    """The run_dir of the notebook's test settings (its nbmake mock), which the Drive branch puts on Drive."""
+    sys.path.insert(0, str(RUNNER.parent))
+    from run_notebook_alone import parameters_mock
+
+    return str(parameters_mock(json.loads(notebook.read_text(encoding="utf-8")))[1]["run_dir"])
+
+
 def run_notebook(root: Path, notebook: Path, wheel_url: str) -> dict[str, Any]:
     """One notebook alone: /content and the Drive emptied, then executed by the runner inside the root."""
     content = root / "content"
@@ -173,12 +181,12 @@ def run_notebook(root: Path, notebook: Path, wheel_url: str) -> dict[str, Any]:
     command = ["python", f"/work/{RUNNER.name}", f"/work/{notebook.name}", "--cwd", "/content"]
     install = ["--install-from", f"git+{repository_url()}", "--install-to", wheel_url]
     done = subprocess.run(chrooted(root, *command, *install), capture_output=True, text=True, timeout=STEP_TIMEOUT_S)
-    drive = root / "content" / "drive" / "MyDrive" / "embedlab"
+    run_dir = root / "content" / "drive" / "MyDrive" / "embedlab" / run_dir_of(notebook)
     return {
         "notebook": notebook.name,
         "ok": done.returncode == 0,
         "seconds": round(time.perf_counter() - start, 1),
-        "drive_used": any(drive.rglob("dataset.json")),
+        "drive_used": run_dir.is_dir() and any(path.is_file() for path in run_dir.rglob("*")),
         "tail": (done.stdout + done.stderr)[-3000:] if done.returncode else done.stdout.strip()[-300:],
     }
 

@@ -8,6 +8,7 @@ store.py      Embeddings, EmbeddingsError, save_embeddings / load_embeddings (.p
 images.py     the images embed reads (decoded, resized, centre-cropped, batched), embedding_transform
 inference.py  embed (a backbone over every image) and embed_pca (the raw-pixel baseline)
 combine.py    concatenate_embeddings (sets of the same images, centred, L2-normalised, side by side)
+shards.py     embed_to_shards (a folder streamed to fixed-size shards, resumable), iter_shards, load_shards
 ============  ==========================================================================================
 
 Every public name is re-exported here (``from embedlab.embedding import embed``).
@@ -18,6 +19,7 @@ from __future__ import annotations
 from embedlab.embedding.combine import concatenate_embeddings
 from embedlab.embedding.images import FolderImages, embedding_transform, open_image, resize_crop
 from embedlab.embedding.inference import embed, embed_pca, resolve_image_size
+from embedlab.embedding.shards import embed_to_shards, iter_shards, load_shards
 from embedlab.embedding.store import (
     SAVE_FORMATS,
     Embeddings,
@@ -37,8 +39,11 @@ __all__ = [
     "concatenate_embeddings",
     "embed",
     "embed_pca",
+    "embed_to_shards",
     "embedding_transform",
+    "iter_shards",
     "load_embeddings",
+    "load_shards",
     "npy_sidecar",
     "open_image",
     "resize_crop",

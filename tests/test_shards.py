@@ -1,0 +1,125 @@
+"""embed_to_shards: a folder streamed to fixed-size shards (img_emb/*.npy + metadata/*.parquet + manifest), the
+same vectors as embed() in one go, resumable after a kill (at most one shard recomputed), read back by
+load_embeddings."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from embedlab.embedding import EmbeddingsError, embed, embed_to_shards, iter_shards, load_embeddings
+from embedlab.embedding import shards as shards_module
+from embedlab.models import create_backbone, export_backbone
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small exported backbone (random ResNet18, one stage: 64-d), offline and fast."""
+    torch.manual_seed(0)
+    net = create_backbone("resnet18", None, small_images=False, layers=1)
+    return export_backbone(net, tmp_path_factory.mktemp("model") / "small.pt")
+
+
+def test_shards_hold_the_same_vectors_as_one_embed_call(tiny_data: Path, small_model: Path, tmp_path: Path) -> None:
+    out = embed_to_shards(tiny_data, small_model, tmp_path / "emb", shard_size=16, image_size=32, progress=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] and [s["rows"] for s in manifest["shards"]] == [16, 16, 8]
+    assert sorted(p.name for p in (out / "img_emb").iterdir()) == [f"img_emb_000{i}.npy" for i in range(3)]
+    assert sorted(p.name for p in (out / "metadata").iterdir()) == [f"metadata_000{i}.parquet" for i in range(3)]
+    whole = embed(tiny_data, small_model, image_size=32, progress=False)
+    loaded = load_embeddings(out)
+    assert loaded.filenames == whole.filenames and (loaded.labels == whole.labels).all()
+    assert loaded.class_names == whole.class_names
+    np.testing.assert_allclose(loaded.numpy(), whole.numpy(), atol=1e-5)
+    assert [len(part) for part in iter_shards(out)] == [16, 16, 8]
+
+
+def test_a_rerun_skips_finished_shards(
+    tiny_data: Path, small_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import embedlab.embedding.inference as inference
+
+    calls: list[int] = []
+    real = inference.embed
+
+    def failing_after_two(data, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(len(data.filenames))
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the run is stopped inside its third shard
+        return real(data, *args, **kwargs)
+
+    monkeypatch.setattr(inference, "embed", failing_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        embed_to_shards(tiny_data, small_model, tmp_path / "emb", shard_size=16, image_size=32, progress=False)
+    assert len(json.loads((tmp_path / "emb" / "manifest.json").read_text())["shards"]) == 2
+    calls.clear()
+    embed_to_shards(tiny_data, small_model, tmp_path / "emb", shard_size=16, image_size=32, progress=False)
+    assert calls == [8]  # only the unfinished shard
+    assert len(load_embeddings(tmp_path / "emb")) == 40
+
+
+def test_another_job_in_the_same_folder_is_refused(tiny_data: Path, small_model: Path, tmp_path: Path) -> None:
+    embed_to_shards(tiny_data, small_model, tmp_path / "emb", shard_size=16, image_size=32, progress=False)
+    with pytest.raises(EmbeddingsError, match="another job"):
+        embed_to_shards(tiny_data, small_model, tmp_path / "emb", shard_size=8, image_size=32, progress=False)
+
+
+def test_without_pyarrow_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(EmbeddingsError, match=r"embedlab\[scale\]"):
+        shards_module.embed_to_shards(tmp_path, "resnet18", tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_sigkilled_embedding_resumes_losing_at_most_one_shard(small_model: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for i in range(240):  # photo-like JPEGs in 4 classes
+        folder = tmp_path / "photos" / f"album{i % 4}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(folder / f"img_{i:04d}.jpg")
+    out = tmp_path / "emb"
+    script = textwrap.dedent(
+        f"""
+        from embedlab import embed_to_shards
+        embed_to_shards({str(tmp_path / "photos")!r}, {str(small_model)!r}, {str(out)!r}, shard_size=12,
+                        image_size=32, num_workers=0, batch_size=4, progress=False)
+        """
+    )
+    process = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if (out / "manifest.json").is_file() and len(json.loads((out / "manifest.json").read_text())["shards"]) >= 3:
+            break
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    before = json.loads((out / "manifest.json").read_text())["shards"]
+    assert 3 <= len(before) < 20, "the kill came while shards were still being written"
+    stamps = {e["index"]: shards_module.shard_files(out, e["index"])[0].stat().st_mtime_ns for e in before}
+    embed_to_shards(tmp_path / "photos", small_model, out, shard_size=12, image_size=32, num_workers=0, progress=False)
+    after = json.loads((out / "manifest.json").read_text())
+    assert after["complete"] and len(after["shards"]) == 20
+    assert all(shards_module.shard_files(out, i)[0].stat().st_mtime_ns == t for i, t in stamps.items())
+    loaded = load_embeddings(out)
+    assert len(loaded) == 240 and len(set(loaded.filenames)) == 240  # every photo exactly once
+
+
+def test_a_folder_without_classes_gets_no_labels(small_model: Path, tmp_path: Path) -> None:
+    photos = tmp_path / "loose"
+    photos.mkdir()
+    for i in range(10):
+        Image.fromarray(np.full((40, 40, 3), i * 20, dtype=np.uint8)).save(photos / f"{i}.png")
+    out = embed_to_shards(photos, small_model, tmp_path / "emb", shard_size=4, image_size=32, progress=False)
+    loaded = load_embeddings(out)
+    assert len(loaded) == 10 and loaded.labels is None and loaded.class_names is None
