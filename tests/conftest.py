@@ -12,12 +12,26 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+# Tiny and fast training: the stem + first stage of a standard-stem ResNet18 on 32 px images, one epoch.
+TINY_TRAINING: dict[str, Any] = {
+    "backbone": "resnet18",
+    "small_images": False,
+    "layers": 1,
+    "image_size": 32,
+    "batch_size": 8,
+    "epochs": 1,
+    "progress": False,
+    "knn_images": 40,
+}
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +89,15 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert check.returncode == 0, check.stdout + check.stderr
     return out
+
+
+@pytest.fixture(scope="session")
+def teacher_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small exported backbone (random ResNet18, two stages: 128-d) to serve as an offline teacher."""
+    import torch
+
+    from embedlab.models import create_backbone, export_backbone
+
+    torch.manual_seed(1)
+    net = create_backbone("resnet18", None, small_images=False, layers=2)
+    return export_backbone(net, tmp_path_factory.mktemp("teacher") / "teacher.pt")

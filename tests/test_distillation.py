@@ -9,32 +9,15 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TINY_TRAINING
 
 from embedlab import distillation
 from embedlab.distillation import DistillationError, Distiller, distillation_loss, load_teacher, queue_size_for
-from embedlab.models import create_backbone, export_backbone
+from embedlab.models import create_backbone
 from embedlab.training import TrainingError, train
 
 # A tiny student (stem + first ResNet stage) on 32 px images; the teacher is a tiny exported backbone file.
-FAST: dict[str, Any] = {
-    "backbone": "resnet18",
-    "small_images": False,
-    "layers": 1,
-    "image_size": 32,
-    "batch_size": 8,
-    "epochs": 1,
-    "progress": False,
-    "knn_images": 40,
-    "method": "distillation",
-}
-
-
-@pytest.fixture(scope="module")
-def teacher_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small exported backbone (random ResNet18, two stages: 128-d) to serve as an offline teacher."""
-    torch.manual_seed(1)
-    net = create_backbone("resnet18", None, small_images=False, layers=2)
-    return export_backbone(net, tmp_path_factory.mktemp("teacher") / "teacher.pt")
+FAST: dict[str, Any] = {**TINY_TRAINING, "method": "distillation"}
 
 
 def test_loss_is_the_cross_entropy_of_the_softmaxes_over_the_queue() -> None:

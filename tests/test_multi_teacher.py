@@ -9,31 +9,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_TRAINING
 
 from embedlab.methods.multi_teacher import MultiTeacherError, parse_teachers
-from embedlab.models import create_backbone, export_backbone
 from embedlab.settings import ParameterError, TrainSettings
 from embedlab.training import TrainingError, build_module, open_dataset, train
 
-FAST: dict[str, Any] = {
-    "backbone": "resnet18",
-    "small_images": False,
-    "layers": 1,
-    "image_size": 32,
-    "batch_size": 8,
-    "epochs": 1,
-    "progress": False,
-    "knn_images": 40,
-    "method": "multi_teacher",
-}
-
-
-@pytest.fixture(scope="module")
-def teacher_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small exported backbone (random ResNet18, two stages: 128-d): an offline network teacher."""
-    torch.manual_seed(1)
-    net = create_backbone("resnet18", None, small_images=False, layers=2)
-    return export_backbone(net, tmp_path_factory.mktemp("teacher") / "teacher.pt")
+FAST: dict[str, Any] = {**TINY_TRAINING, "method": "multi_teacher"}
 
 
 def test_teachers_are_parsed_and_checked(teacher_file: Path) -> None:

@@ -11,6 +11,7 @@ from embedlab.projection import (
     Projector,
     load_or_project,
     load_points,
+    neighbour_preservation,
     project,
     project_all,
     reduce_pca,
@@ -97,3 +98,34 @@ def test_reduce_pca_caps_components_at_the_data_and_reports_variance_kept() -> N
     assert reduced.shape == (5, 5) and reduced.dtype == np.float32 and kept == pytest.approx(1.0)
     again, _ = reduce_pca(torch.from_numpy(vectors), 2, seed=0)
     np.testing.assert_allclose(again, reduced[:, :2], atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["pca", "umap"])
+def test_past_max_fit_a_seeded_sample_is_fitted_and_the_rest_transformed(method: str) -> None:
+    x, labels = blobs(n_per=60, classes=3)
+    projector = Projector(method, seed=3, max_fit=60)
+    points = projector.fit_transform(x)
+    sample = projector.sample_indices_
+    assert points.shape == (180, 2) and projector.n_fit_ == 60
+    assert len(sample) == 60 and (np.diff(sample) > 0).all()
+    rest = np.setdiff1d(np.arange(180), sample)
+    np.testing.assert_allclose(points[rest], projector.transform(x[rest]), atol=1e-4)
+    again = Projector(method, seed=3, max_fit=60)
+    again.fit_transform(x)
+    assert (again.sample_indices_ == sample).all()  # the sample is seeded
+    nearest = np.argmin(((points[rest, None] - points[None, sample]) ** 2).sum(-1), axis=1)
+    assert (labels[sample][nearest] == labels[rest]).mean() > 0.95  # placed beside their own blob
+
+
+def test_tsne_and_small_sets_fit_every_point() -> None:
+    x, _ = blobs(n_per=10, classes=3)
+    assert Projector("pca", max_fit=100).fit(x).sample_indices_ is None
+    assert Projector("tsne", max_fit=10, perplexity=5).fit(x).sample_indices_ is None  # t-SNE cannot transform
+
+
+def test_neighbour_preservation_is_one_for_a_faithful_map_and_low_for_noise() -> None:
+    rng = np.random.default_rng(0)
+    flat = rng.normal(size=(300, 2)).astype(np.float32)
+    lifted = np.concatenate([flat, np.zeros((300, 6), dtype=np.float32)], axis=1) + 10  # same geometry, 8-D
+    assert neighbour_preservation(lifted, flat + 10, k=10) > 0.9
+    assert neighbour_preservation(lifted, rng.normal(size=(300, 2)), k=10) < 0.2

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_TRAINING
 from PIL import Image
 
 from embedlab import training
@@ -21,17 +22,7 @@ from embedlab.registry import METHODS
 from embedlab.settings import ParameterError, TrainSettings
 from embedlab.training import SSLModule, TrainingError, ssl_transform, train
 
-# Tiny and fast: the stem + first stage of a standard-stem ResNet18 on 32 px images.
-FAST: dict[str, Any] = {
-    "backbone": "resnet18",
-    "small_images": False,
-    "layers": 1,
-    "image_size": 32,
-    "batch_size": 8,
-    "epochs": 1,
-    "progress": False,
-    "knn_images": 40,
-}
+FAST: dict[str, Any] = TINY_TRAINING  # tiny and fast (conftest)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,8 @@ import numpy as np
 from embedlab._io import atomic_open
 
 METHODS = ("umap", "pca", "tsne")
+MAX_FIT = 100_000  # UMAP/PCA fit on at most this many points (a seeded sample); the rest are placed by transform
+TRANSFORM_CHUNK = 50_000  # points placed per transform call: memory stays bounded for a million
 
 
 class ProjectionError(ValueError):
@@ -67,6 +69,7 @@ class Projector:
         min_dist: float = 0.1,
         metric: str = "cosine",
         perplexity: float = 30.0,
+        max_fit: int | None = MAX_FIT,
     ) -> None:
         if method not in METHODS:
             raise ProjectionError(f"unknown projection method {method!r}; use one of {', '.join(METHODS)}")
@@ -77,6 +80,8 @@ class Projector:
         self.min_dist = min_dist
         self.metric = metric
         self.perplexity = perplexity
+        self.max_fit = max_fit  # None: fit on every point (t-SNE always does: it cannot place new points)
+        self.sample_indices_: np.ndarray | None = None  # the points the reducer was fitted on (None: all)
         self.reducer: Any = None
         self.points_: np.ndarray | None = None
         self.n_fit_: int = 0
@@ -109,20 +114,40 @@ class Projector:
         )
 
     def fit_transform(self, vectors: Any) -> np.ndarray:
-        """Fit on `vectors` and return their 2-D points [N, 2]."""
+        """Fit on `vectors` and return their 2-D points [N, 2]. Past `max_fit` points (UMAP, PCA) the reducer is
+        fitted on a seeded sample of max_fit (`sample_indices_`) and the others are placed with `transform`, in
+        chunks: a million points cost a 100k fit plus transforms instead of a fit at the memory edge."""
         array = as_array(vectors)
         n = len(array)
         if n < 3:
             raise ProjectionError(f"need at least 3 points to project {self.name or 'embeddings'!r}, got {n}")
         array = _pad_dims(array)
-        self.reducer = self._make_reducer(n)
+        sample = self._sample(n)
+        fit_on = array if sample is None else array[sample]
+        self.reducer = self._make_reducer(len(fit_on))
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*n_jobs value.*")
             warnings.filterwarnings("ignore", category=FutureWarning)
-            points = self.reducer.fit_transform(array)
-        self.points_ = np.asarray(points, dtype=np.float32)
-        self.n_fit_ = n
+            fitted = np.asarray(self.reducer.fit_transform(fit_on), dtype=np.float32)
+        self.sample_indices_, self.n_fit_ = sample, len(fit_on)
+        if sample is None:
+            self.points_ = fitted
+        else:
+            self.points_ = np.empty((n, 2), dtype=np.float32)
+            self.points_[sample] = fitted
+            rest = np.setdiff1d(np.arange(n), sample)
+            for start in range(0, len(rest), TRANSFORM_CHUNK):
+                chunk = rest[start : start + TRANSFORM_CHUNK]
+                self.points_[chunk] = self.transform(array[chunk])
         return self.points_
+
+    def _sample(self, n: int) -> np.ndarray | None:
+        """Sorted indices of the seeded fitting sample, or None when every point is fitted."""
+        if self.max_fit is None or n <= self.max_fit or self.method == "tsne":
+            return None
+        if self.max_fit < 3:
+            raise ProjectionError(f"max_fit must be at least 3 (or None), got {self.max_fit}")
+        return np.sort(np.random.default_rng(self.seed).choice(n, self.max_fit, replace=False))
 
     def fit(self, vectors: Any) -> Projector:
         """Fit on `vectors`; the fitted points are in `points_`."""
@@ -168,6 +193,20 @@ def project_all(embeddings: Mapping[str, Any], method: str = "umap", **kwargs: A
     for name, vectors in embeddings.items():
         projectors[name] = Projector(method, name=name, **kwargs).fit(vectors)
     return projectors
+
+
+def neighbour_preservation(vectors: Any, points: Any, *, k: int = 10, queries: int = 2000, seed: int = 0) -> float:
+    """How well a 2-D map keeps neighbourhoods: for up to `queries` seeded points, the share of their k nearest
+    neighbours in the embedding (cosine) that are also among their k nearest in the map (1.0: all kept)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    array, flat = as_array(vectors), np.asarray(points, dtype=np.float32)
+    if len(array) != len(flat) or len(array) <= k:
+        raise ProjectionError(f"need as many points as vectors and more than k={k}: {len(flat)} vs {len(array)}")
+    chosen = np.random.default_rng(seed).choice(len(array), min(queries, len(array)), replace=False)
+    high = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(array).kneighbors(array[chosen])[1][:, 1:]
+    low = NearestNeighbors(n_neighbors=k + 1).fit(flat).kneighbors(flat[chosen])[1][:, 1:]
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(high, low)]))
 
 
 def save_points(points: np.ndarray, path: str | os.PathLike[str]) -> Path:
