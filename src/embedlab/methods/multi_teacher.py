@@ -23,7 +23,6 @@ from embedlab.embedding.combine import centred_unit_rows
 from embedlab.methods.base import Method, MethodContext
 
 PCA_TEACHER = "pca"  # the raw-pixel PCA teacher (fitted on the training images at the student's input size)
-PCA_DIMENSIONS = 50  # as the comparison's PCA row (EmbedSettings.pca_dimensions)
 
 
 class MultiTeacherError(ValueError):
@@ -51,6 +50,7 @@ def teacher_vectors(teacher: str, dataset: Any, size: int, cache_dir: Path | Non
     from embedlab.embedding import embed, embed_pca, load_embeddings
     from embedlab.methods.distillation import teacher_backbone
     from embedlab.runtime import is_rank_zero
+    from embedlab.settings import EmbedSettings
 
     cache = _cache_file(cache_dir, teacher, size)
     if cache is not None and cache.is_file():
@@ -58,7 +58,8 @@ def teacher_vectors(teacher: str, dataset: Any, size: int, cache_dir: Path | Non
         if list(cached.filenames) == list(dataset.filenames):
             return cached
     if teacher == PCA_TEACHER:
-        found = embed_pca(dataset, dimensions=PCA_DIMENSIONS, image_size=size, name="pca teacher", progress=progress)
+        dimensions = EmbedSettings().pca_dimensions  # as the comparison's PCA row
+        found = embed_pca(dataset, dimensions=dimensions, image_size=size, name="pca teacher", progress=progress)
     else:
         model = teacher_backbone(teacher)
         found = embed(dataset, model, image_size=size, name=f"teacher {teacher}", num_workers=0, progress=progress)
