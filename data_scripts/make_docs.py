@@ -420,6 +420,13 @@ def readme_results(results: Mapping[str, Mapping[str, Any]]) -> str:
         )
     for name, result in results.items():
         headline = result.get("headline") or _verdict_headline(result.get("verdict"))
+        if result.get("kind") == "speed" and result.get("readme"):  # a speed figure the README gives
+            where = without_load(str(result.get("machine", "machine not recorded")))
+            text = escape_markdown(str(result["readme"]))
+            lines.append(
+                f"- `benchmarks/results/{name}.json`: {text} (machine: {where}; its load: docs/benchmarks.md)."
+            )
+            continue
         if name == "demo" or not headline or result.get("kind") == "speed":
             continue  # speed benchmarks depend on the machine's load: docs/benchmarks.md shows them with it
         machine = without_load(str(result.get("machine", "machine not recorded")))

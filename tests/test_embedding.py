@@ -168,7 +168,7 @@ def test_npz_round_trip(tmp_path: Path, compress: bool) -> None:
     path = emb.save(tmp_path / "demo.npz", compress=compress)
     _assert_same(emb, load_embeddings(path))
     with np.load(path, allow_pickle=False) as data:
-        assert set(data.files) == {"vectors", "filenames", "labels", "class_names", "name", "meta"}
+        assert set(data.files) == {"vectors", "filenames_utf8", "labels", "class_names", "name", "meta"}
 
 
 def test_npz_compression_makes_smaller_files(tmp_path: Path) -> None:
@@ -253,3 +253,16 @@ def test_concatenation_needs_the_same_images_in_the_same_order(tmp_path: Path) -
     both = concatenate_embeddings({"a": a, "b": a}, name="twice")  # saved and loaded like any other set
     assert both.meta["images_per_second"] is None  # a part without a measured speed: no speed claimed
     _assert_same(both, load_embeddings(both.save(tmp_path / "imagenet+pca.pt")))
+
+
+def test_npz_filenames_cost_their_own_length_not_the_longest(tmp_path: Path) -> None:
+    names = [f"{i}.jpg" for i in range(20_000)] + ["a/" * 97 + "long.jpg"]  # one 202-character path
+    emb = Embeddings(torch.zeros(len(names), 2), names)
+    path = emb.save(tmp_path / "e.npz")
+    assert path.stat().st_size < 20_000 * 2 * 4 + 400_000  # fixed-width UTF-32 would add 16 MB
+    assert load_embeddings(path).filenames == names
+
+
+def test_npz_written_with_a_string_array_still_loads(tmp_path: Path) -> None:
+    np.savez(tmp_path / "old.npz", vectors=np.ones((2, 3), np.float32), filenames=np.asarray(["a.png", "b.png"]))
+    assert load_embeddings(tmp_path / "old.npz").filenames == ["a.png", "b.png"]

@@ -382,3 +382,22 @@ def test_paired_intervals_are_against_the_strongest_single_model_even_when_the_c
     row = next(p for p in table.attrs["paired"] if (p["a"], p["b"]) == ("imagenet+pca", single))
     knn = dict(zip(table["name"], table["knn_accuracy"]))
     assert row["difference"] == pytest.approx(knn["imagenet+pca"] - knn[single])
+
+
+def test_knn_blocks_shrink_as_the_bank_grows_with_the_same_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    import embedlab.evaluation as evaluation
+
+    rng = np.random.default_rng(0)
+    vectors, labels = rng.normal(size=(300, 8)), rng.integers(0, 3, 300)
+    whole = evaluation.knn_correct(vectors, labels)
+    shapes: list[tuple[int, ...]] = []
+    real_topk = torch.Tensor.topk
+
+    def recording_topk(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        shapes.append(tuple(self.shape))
+        return real_topk(self, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "KNN_BLOCK_ELEMENTS", 3000)  # 10 rows of a 300-image bank at a time
+    monkeypatch.setattr(torch.Tensor, "topk", recording_topk)
+    assert (evaluation.knn_correct(vectors, labels) == whole).all()
+    assert max(rows * n for rows, n in shapes) <= 3000 and len(shapes) == 30

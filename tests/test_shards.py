@@ -48,24 +48,29 @@ def test_shards_hold_the_same_vectors_as_one_embed_call(tiny_data: Path, small_m
 def test_a_rerun_skips_finished_shards(
     tiny_data: Path, small_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import embedlab.embedding.inference as inference
+    from embedlab.embedding import predict
 
-    calls: list[int] = []
-    real = inference.embed
+    rows_seen: list[list[int]] = []
+    real = predict.EmbedModule.predict_step
 
-    def failing_after_two(data, *args, **kwargs):  # type: ignore[no-untyped-def]
-        calls.append(len(data.filenames))
-        if len(calls) == 3:
-            raise KeyboardInterrupt  # the run is stopped inside its third shard
-        return real(data, *args, **kwargs)
+    def stopping_in_the_third_shard(self, batch, batch_idx):  # type: ignore[no-untyped-def]
+        rows_seen.append(batch[-1].tolist())
+        if rows_seen[-1][0] == 32:
+            raise KeyboardInterrupt  # Ctrl+C inside the third shard (rows 32-39)
+        return real(self, batch, batch_idx)
 
-    monkeypatch.setattr(inference, "embed", failing_after_two)
-    with pytest.raises(KeyboardInterrupt):
-        embed_to_shards(tiny_data, small_model, tmp_path / "emb", shard_size=16, image_size=32, progress=False)
-    assert len(json.loads((tmp_path / "emb" / "manifest.json").read_text())["shards"]) == 2
-    calls.clear()
-    embed_to_shards(tiny_data, small_model, tmp_path / "emb", shard_size=16, image_size=32, progress=False)
-    assert calls == [8]  # only the unfinished shard
+    monkeypatch.setattr(predict.EmbedModule, "predict_step", stopping_in_the_third_shard)
+    options = {"shard_size": 16, "image_size": 32, "batch_size": 8, "progress": False}
+    with pytest.raises(KeyboardInterrupt, match="run the same command again"):
+        embed_to_shards(tiny_data, small_model, tmp_path / "emb", **options)
+    assert [e["index"] for e in json.loads((tmp_path / "emb" / "manifest.json").read_text())["shards"]] == [0, 1]
+    rows_seen.clear()
+    monkeypatch.setattr(predict.EmbedModule, "predict_step", real)
+    monkeypatch.setattr(
+        predict.EmbedModule, "predict_step", lambda self, b, i: rows_seen.append(b[-1].tolist()) or real(self, b, i)
+    )
+    embed_to_shards(tiny_data, small_model, tmp_path / "emb", **options)
+    assert rows_seen == [list(range(32, 40))]  # only the unfinished shard
     assert len(load_embeddings(tmp_path / "emb")) == 40
 
 
@@ -123,3 +128,28 @@ def test_a_folder_without_classes_gets_no_labels(small_model: Path, tmp_path: Pa
     out = embed_to_shards(photos, small_model, tmp_path / "emb", shard_size=4, image_size=32, progress=False)
     loaded = load_embeddings(out)
     assert len(loaded) == 10 and loaded.labels is None and loaded.class_names is None
+
+
+def test_shards_are_dealt_whole_to_processes() -> None:
+    from embedlab.embedding.predict import deal_shards, shard_rows
+
+    assert deal_shards([0, 1, 2, 3, 4], 2) == [[0, 2, 4], [1, 3]]
+    assert deal_shards([3], 4) == [[3], [], [], []]  # a process with nothing to do still runs (padding only)
+    assert list(shard_rows(4, 50, 243)) == list(range(200, 243))
+
+
+def test_options_lightning_cannot_honour_are_one_line(tiny_data: Path, small_model: Path, tmp_path: Path) -> None:
+    with pytest.raises(EmbeddingsError, match="Lightning cannot embed with .* strategy 'banana'"):
+        embed_to_shards(tiny_data, small_model, tmp_path / "emb", strategy="banana", image_size=32, progress=False)
+
+
+def test_the_cli_refuses_what_shards_cannot_do(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from embedlab.cli import main
+
+    assert main(["embed", str(tiny_data), str(tmp_path / "library"), "--model", "pca", "--quiet"]) == 1
+    assert "does not take --model pca" in capsys.readouterr().err
+    assert main(["embed", str(tiny_data), str(tmp_path / "lib"), "--model", "resnet18", "--plot", "--quiet"]) == 1
+    assert "--plot" in capsys.readouterr().err
+    assert not (tmp_path / "library").exists() and not (tmp_path / "lib").exists()

@@ -19,7 +19,8 @@ import torch
 
 from embedlab.registry import BACKBONES, METHODS
 
-KNN_CHUNK = 1024  # query rows per similarity block: [1024, N] floats at a time
+KNN_CHUNK = 1024  # query rows per similarity block: [1024, N] floats at a time, fewer when N is large
+KNN_BLOCK_ELEMENTS = 2**25  # at most this many similarities at once (128 MB): 33 query rows against 1M images
 
 
 class EvaluationError(ValueError):
@@ -70,8 +71,9 @@ def knn_predict(
 ) -> torch.Tensor:
     """Top-1 class per query by lightly's weighted kNN vote; inputs L2-normalised; exclude_self for leave-one-out."""
     predictions = []
-    for start in range(0, len(queries), chunk_size):
-        sim = queries[start : start + chunk_size] @ bank.T  # [B, N] cosine similarities
+    step = max(1, min(chunk_size, KNN_BLOCK_ELEMENTS // max(1, len(bank))))
+    for start in range(0, len(queries), step):
+        sim = queries[start : start + step] @ bank.T  # [B, N] cosine similarities
         if exclude_self:
             rows = torch.arange(len(sim))
             sim[rows, rows + start] = -float("inf")

@@ -364,6 +364,9 @@ class EmbedSettings(Settings):
         None, _int(1, 16, True), "keep the first N stages of a named backbone", cli="layers"
     )
     embed_limit: int | None = setting(None, _int(1, 10**9, True), "images per class; None: all", cli="limit")
+    embed_shard_size: int = setting(
+        10_000, _int(1, 10**7), "images per shard when the output is a folder (embed_to_shards)", cli="shard-size"
+    )
 
     def loader_args(self) -> dict[str, Any]:
         """Keyword arguments of `embed()` shared by every embedding set."""
@@ -406,6 +409,7 @@ class CurationSettings(Settings):
     """Search, outliers, duplicates, subsets and a classifier (notebook 06)."""
 
     stage: ClassVar[str] = "curation"
+    SEARCH_BACKENDS: ClassVar[tuple[str, ...]] = ("auto", "exact", "faiss")  # curation.graph.BACKENDS
     embedding_name: str = setting("ssl", _str, "which embedding set: ssl | imagenet | random | pca | imagenet+pca")
     neighbors_k: int = setting(8, _int(1, 10_000), "neighbours shown per query", cli="k")
     outlier_k: int = setting(5, _int(1, 10_000), "outlier score: cosine distance to the k-th neighbour", cli="k")
@@ -414,6 +418,12 @@ class CurationSettings(Settings):
         0.97, _fraction, "cosine similarity for near-duplicates, in (0, 1]", cli="threshold"
     )
     subset_size: int = setting(60, _int(1, 10**9), "images in the diverse subset", cli="n")
+    search_backend: str = setting(
+        "auto",
+        _choice(SEARCH_BACKENDS),
+        "neighbour search: exact (all pairs, N^2) | faiss (approximate, embedlab[scale]) | auto (exact for small sets)",
+        cli="backend",
+    )
     classifier_mode: str = setting("frozen", _choice(CLASSIFIER_MODES), "frozen (head only) | finetune", cli="mode")
     classifier_epochs: int | None = setting(None, _int(1, 10_000, True), "None: 50 frozen, 2 finetune", cli="epochs")
     classifier_batch_size: int = setting(64, _int(1, MAX_BATCH), "images per batch", cli="batch-size")

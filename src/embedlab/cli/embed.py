@@ -58,7 +58,7 @@ def _check_model_option(args: argparse.Namespace, settings: EmbedSettings) -> No
 
 def _embed_model(args: argparse.Namespace, settings: EmbedSettings, data: Any) -> Any:
     """Run the chosen model over the input and return Embeddings (PCA dims applied for non-PCA models)."""
-    from embedlab import embedding, models
+    from embedlab import embedding
 
     name = args.name or Path(args.output).stem
     dimensions, size, limit = settings.embed_dimensions, settings.embed_image_size, settings.embed_limit
@@ -79,18 +79,9 @@ def _embed_model(args: argparse.Namespace, settings: EmbedSettings, data: Any) -
                 file=sys.stderr,
             )
         return emb
-    import torch
-
-    torch.manual_seed(settings.seed)  # random-init weights are reproducible too
-    model: Any = args.model
-    if args.model in models.BACKBONE_NAMES:
-        weights = None if args.weights == "random" else args.weights
-        model = models.create_backbone(
-            args.model, weights, small_images=args.small_images, layers=settings.embed_layers
-        )
     emb = embedding.embed(
         data,
-        model,
+        _named_model(args, settings),
         weights=None if args.weights == "random" else args.weights,
         image_size=size,
         batch_size=settings.embed_batch_size,
@@ -104,6 +95,20 @@ def _embed_model(args: argparse.Namespace, settings: EmbedSettings, data: Any) -
     if dimensions:
         emb = _pca_reduce(emb, dimensions, settings.seed)
     return emb
+
+
+def _named_model(args: argparse.Namespace, settings: EmbedSettings) -> Any:
+    """--model as embed() takes it: a backbone name built with --weights, --small-images and --layers (seeded, so
+    random-init weights are reproducible), else the checkpoint path."""
+    import torch
+
+    from embedlab import models
+
+    torch.manual_seed(settings.seed)
+    if args.model not in models.BACKBONE_NAMES:
+        return args.model
+    weights = None if args.weights == "random" else args.weights
+    return models.create_backbone(args.model, weights, small_images=args.small_images, layers=settings.embed_layers)
 
 
 def _pca_reduce(emb: Any, dimensions: int, seed: int) -> Any:
@@ -142,8 +147,10 @@ def _plot_embeddings(emb: Any, path: Path, seed: int, quiet: bool) -> Path:
 def cmd_embed(args: argparse.Namespace) -> int:
     """Embed images (folder, .npy array or named dataset) and save the vectors."""
     output = Path(args.output)
+    if output.suffix == "" or output.is_dir():
+        return _embed_to_folder(args, output)
     if output.suffix.lower() not in (".pt", ".npy", ".npz"):
-        raise CommandError(f"OUTPUT {output} must end in .pt, .npy or .npz")
+        raise CommandError(f"OUTPUT {output} must end in .pt, .npy or .npz, or be a folder (no suffix) for shards")
     if args.compress and output.suffix.lower() != ".npz":
         raise CommandError("--compress writes a compressed .npz: give an OUTPUT ending in .npz")
     settings = settings_from(args, EmbedSettings)  # bad values fail before any work
@@ -173,4 +180,43 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if args.plot:
         figure = _plot_embeddings(emb, output.with_suffix(".png"), settings.seed, args.quiet)
         _say(f"wrote plot {figure}")
+    return 0
+
+
+SHARD_REFUSED = {
+    "embed_dimensions": "--dimensions (PCA needs every vector at once: run it on the loaded shards)",
+    "embed_limit": "--limit",
+    "compress": "--compress",
+    "plot": "--plot (draw the map with `embedlab umap OUTPUT`)",
+    "labels": "--labels",
+}
+
+
+def _embed_to_folder(args: argparse.Namespace, output: Path) -> int:
+    """Sharded, resumable embedding of a big folder into OUTPUT/ (embed_to_shards), on one or several devices."""
+    from embedlab.embedding import embed_to_shards
+    from embedlab.runtime import is_rank_zero
+    from embedlab.settings import TrainSettings
+
+    settings = settings_from(args, EmbedSettings)
+    lightning = settings_from(args, TrainSettings)
+    given = {"embed_dimensions": settings.embed_dimensions, "embed_limit": settings.embed_limit}
+    refused = [text for key, text in SHARD_REFUSED.items() if given.get(key, getattr(args, key, None))]
+    if refused or args.model == "pca":
+        what = ", ".join(refused) if refused else "--model pca (it fits on every image at once)"
+        raise CommandError(f"a folder OUTPUT (sharded embeddings) does not take {what}")
+    check_output(output, "OUTPUT", folder=True)
+    _check_model_option(args, settings)
+    if Path(args.input).suffix.lower() in NPY_IMAGES:
+        raise CommandError("a folder OUTPUT (sharded embeddings) needs an image folder or a dataset name as INPUT")
+    data, _ = _embed_input(args)
+    embed_to_shards(
+        data, _named_model(args, settings), output, shard_size=settings.embed_shard_size,
+        weights=None if args.weights == "random" else args.weights, image_size=settings.embed_image_size,
+        batch_size=settings.embed_batch_size, device=args.device, devices=lightning.devices,
+        num_nodes=lightning.num_nodes, strategy=lightning.strategy, num_workers=settings.num_workers,
+        progress=not args.quiet, verify=args.verify,
+    )  # fmt: skip
+    if is_rank_zero():
+        _say(f"wrote the shards of {args.input} to {output}/ (read them with load_embeddings({str(output)!r}))")
     return 0

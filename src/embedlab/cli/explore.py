@@ -174,28 +174,34 @@ def cmd_neighbors(args: argparse.Namespace) -> int:
 
 
 def cmd_outliers(args: argparse.Namespace) -> int:
-    """List the most unusual images (largest distance to their k-th neighbour)."""
+    """List the most unusual images (largest distance to their k-th neighbour, read off one neighbour graph)."""
     from embedlab import curation
 
     settings = settings_from(args, CurationSettings)
     if args.output:
         check_output(args.output, "--output")
     emb = _load(args.embeddings)
-    scores = curation.outlier_scores(emb, k=settings.outlier_k, progress=not args.quiet)
+    graph = curation.knn_graph(emb, settings.outlier_k, backend=settings.search_backend, progress=not args.quiet)
+    scores = curation.outlier_scores(emb, k=settings.outlier_k, graph=graph)
     order = scores.argsort()[::-1][: settings.outlier_count]
     _write_lines(args.output, [f"{scores[i]:.4f}\t{emb.filenames[i]}" for i in order])
     return 0
 
 
 def cmd_duplicates(args: argparse.Namespace) -> int:
-    """List groups of near-duplicate images (cosine similarity >= threshold), one group per line."""
+    """List groups of near-duplicate images (cosine similarity >= threshold), one group per line.
+
+    Exact search compares every pair; past `curation.graph.AUTO_EXACT_BELOW` images (or with --backend faiss) the
+    pairs come from each image's nearest neighbours in a FAISS graph."""
     from embedlab import curation
 
     settings = settings_from(args, CurationSettings)
     if args.output:
         check_output(args.output, "--output")
     emb = _load(args.embeddings)
-    groups = curation.near_duplicates(emb, threshold=settings.duplicate_threshold, progress=not args.quiet)
+    groups = curation.near_duplicates(
+        emb, threshold=settings.duplicate_threshold, backend=settings.search_backend, progress=not args.quiet
+    )
     _write_lines(args.output, ["\t".join(emb.filenames[i] for i in group) for group in groups])
     if not args.quiet:
         print(f"{len(groups)} groups, {sum(len(g) for g in groups)} images", file=sys.stderr)

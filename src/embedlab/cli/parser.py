@@ -79,16 +79,20 @@ def _parser_embed(sub: Any) -> None:
         "embed",
         help="embed images into vectors",
         description="Embed every image of INPUT and save the vectors, filenames and labels to OUTPUT "
-        "(.pt, .npy + .json sidecar, or .npz). INPUT is an image folder (class subfolders), a .npy "
+        "(.pt, .npy + .json sidecar, or .npz). An OUTPUT without a suffix is a folder of shards "
+        "(img_emb/*.npy + metadata/*.parquet + manifest.json) for big folders: written as it goes, resumed "
+        "by the same command after a kill, on one or several devices (--devices, --num-nodes, --strategy: "
+        "Lightning's DDP). INPUT is an image folder (class subfolders), a .npy "
         "array of images (N,H,W) or (N,H,W,C), uint8 or float in [0, 1], or a dataset name "
         "(fashion-mnist, aid, ...).",
         epilog="examples:\n  embedlab embed images.npy out.npz --model pca --dimensions 2 --plot\n"
         "  embedlab embed fashion-mnist fm.pt --model resnet18 --weights random --image-size 32\n"
-        "  embedlab embed data/aid/raw aid.pt --model runs/aid/exported/backbone.pt",
+        "  embedlab embed data/aid/raw aid.pt --model runs/aid/exported/backbone.pt\n"
+        "  embedlab embed ~/photos library --model efficientnet_lite0 --image-size 224 --devices 2",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("input", help="image folder, .npy image array, or dataset name")
-    p.add_argument("output", help="output file: .pt, .npy or .npz")
+    p.add_argument("output", help="output file (.pt, .npy or .npz), or a folder for sharded, resumable embeddings")
     p.add_argument("--model", default="pca", help=f"{EMBED_MODELS_HELP} (default: pca)")
     p.add_argument(
         "--weights",
@@ -99,7 +103,8 @@ def _parser_embed(sub: Any) -> None:
     p.add_argument("--small-images", action="store_true", help="CIFAR-style stem for a named backbone (<= 64 px)")
     p.add_argument("--labels", help="a .npy of integer labels for a .npy INPUT (colours in --plot)")
     embed_options = ("embed_dimensions", "embed_layers", "embed_image_size", "embed_limit")
-    add_settings(p, EmbedSettings, *embed_options, "embed_batch_size", "num_workers", "seed")
+    add_settings(p, EmbedSettings, *embed_options, "embed_batch_size", "num_workers", "seed", "embed_shard_size")
+    add_settings(p, TrainSettings, "devices", "num_nodes", "strategy")  # Lightning's, as in training: shards only
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument(
         "--verify",
@@ -178,10 +183,11 @@ def _parser_curation(sub: Any) -> None:
     p = sub.add_parser(
         "outliers",
         help="most unusual images",
-        description="List the N images farthest from their OUTLIER_K-th nearest neighbour (score, filename).",
+        description="List the N images farthest from their OUTLIER_K-th nearest neighbour (score, filename). "
+        "Neighbours: exact for small sets, a FAISS graph for large ones (--backend).",
     )
     p.add_argument("embeddings", help="embeddings file")
-    add_settings(p, CurationSettings, "outlier_count", "outlier_k")
+    add_settings(p, CurationSettings, "outlier_count", "outlier_k", "search_backend")
     p.add_argument("--output", help="write here (default: stdout)")
     p.set_defaults(func=cmd_outliers)
 
@@ -189,10 +195,11 @@ def _parser_curation(sub: Any) -> None:
         "duplicates",
         help="groups of near-duplicate images",
         description="Group images with cosine similarity >= DUPLICATE_THRESHOLD (transitively); one group "
-        "per line, tab-separated filenames, largest groups first.",
+        "per line, tab-separated filenames, largest groups first. Exact search compares every pair; a FAISS "
+        "graph (large sets, --backend faiss) links each image to its 10 nearest neighbours only.",
     )
     p.add_argument("embeddings", help="embeddings file")
-    add_settings(p, CurationSettings, "duplicate_threshold")
+    add_settings(p, CurationSettings, "duplicate_threshold", "search_backend")
     p.add_argument("--output", help="write here (default: stdout)")
     p.set_defaults(func=cmd_duplicates)
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from embedlab.curation.graph import GRAPH_K, NeighbourGraph, graph_for, resolve_backend
 from embedlab.curation.inputs import CurationError, VectorsLike, _check_k, _chunk_rows, _labels, _normalized
 from embedlab.settings import CurationSettings
 
@@ -18,54 +19,66 @@ DUPLICATE_THRESHOLD: float = CurationSettings.__dataclass_fields__["duplicate_th
 # --------------------------------------------------------------------------------------------- duplicates
 
 
-class _UnionFind:
-    """Disjoint sets over 0..n-1, to merge near-duplicate pairs into groups."""
-
-    def __init__(self, n: int) -> None:
-        self.parent = np.arange(n)
-
-    def find(self, i: int) -> int:
-        """Return the root of i's set (with path halving)."""
-        parent = self.parent
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = int(parent[i])
-        return i
-
-    def union(self, a: int, b: int) -> None:
-        """Merge the sets of a and b (the smaller root becomes the root, so results are deterministic)."""
-        root_a, root_b = self.find(a), self.find(b)
-        if root_a != root_b:
-            self.parent[max(root_a, root_b)] = min(root_a, root_b)
-
-
 def near_duplicates(
-    data: VectorsLike, *, threshold: float = DUPLICATE_THRESHOLD, progress: bool = True
+    data: VectorsLike,
+    *,
+    threshold: float = DUPLICATE_THRESHOLD,
+    progress: bool = True,
+    graph: NeighbourGraph | None = None,
+    backend: str = "auto",
 ) -> list[list[int]]:
     """Group images whose cosine similarity is >= `threshold` (linked transitively), to find repeated photos.
 
     Returns groups of 2+ image indices, each sorted ascending; groups sorted largest first, then by first index.
     A threshold near 1.0 finds copies and re-encodes; lower values also link crops and near-identical scenes.
+    Exact search (small sets) compares every pair. With `graph=`, or with FAISS (large sets), a pair is only
+    seen when one image is among the other's k nearest neighbours (`GRAPH_K` = 10 unless the graph has more):
+    copies are still grouped, but two big groups linked only by pairs beyond k neighbours stay apart.
     """
     if not -1.0 <= threshold <= 1.0:
         raise CurationError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
+    rows = len(getattr(data, "vectors", data))
+    if graph is None and resolve_backend(backend, rows) == "exact":
+        return _groups(_all_pairs_components(_normalized(data), threshold, progress))
+    found = graph_for(data, graph, min(GRAPH_K, rows - 1) if graph is None else 1, backend, progress)
+    linked = found.similarities >= threshold - 1e-6
+    images = np.broadcast_to(np.arange(len(found))[:, None], found.indices.shape)
+    return _groups(_components(len(found), images[linked], found.indices[linked]))
+
+
+def _all_pairs_components(matrix: torch.Tensor, threshold: float, progress: bool) -> np.ndarray:
+    """Component labels of the graph of all pairs with similarity >= threshold, merged chunk by chunk."""
     from embedlab._progress import tqdm
 
-    matrix = _normalized(data)
     n = matrix.shape[0]
-    sets = _UnionFind(n)
+    labels = np.arange(n)
     step = _chunk_rows(n)
     for start in tqdm(range(0, n, step), desc="near-duplicates", disable=not progress or n <= step, unit="chunk"):
-        stop = min(n, start + step)
-        similarity = matrix[start:stop] @ matrix[start:].T  # only pairs (i, j) with j >= start
+        similarity = matrix[start : start + step] @ matrix[start:].T  # only pairs (i, j) with j >= start
         rows, cols = torch.nonzero(similarity >= threshold - 1e-6, as_tuple=True)
-        for a, b in zip((rows + start).tolist(), (cols + start).tolist()):
-            if a < b:
-                sets.union(a, b)
-    groups: dict[int, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(sets.find(i), []).append(i)
-    found = [members for members in groups.values() if len(members) > 1]
+        keep = cols > rows  # each pair once, without an image's pair with itself
+        if bool(keep.any()):  # merge these links with the groups found so far (edges image -> its group's label)
+            a, b = (rows[keep] + start).numpy(), (cols[keep] + start).numpy()
+            labels = _components(n, np.concatenate([a, np.arange(n)]), np.concatenate([b, labels]))
+    return labels
+
+
+def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Connected components of the undirected graph with edges a[i]-b[i], each labelled by its smallest image."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    edges = coo_matrix((np.ones(a.size, dtype=np.int8), (a, b)), shape=(n, n))
+    _, component = connected_components(edges, directed=False)
+    _, first = np.unique(component, return_index=True)  # the smallest image of each component
+    return first[component]
+
+
+def _groups(labels: np.ndarray) -> list[list[int]]:
+    """Images with the same label as groups of 2+ (ascending), largest group first, then by first index."""
+    order = np.argsort(labels, kind="stable")
+    bounds = np.flatnonzero(np.diff(labels[order])) + 1
+    found = [members.tolist() for members in np.split(order, bounds) if members.size > 1]
     return sorted(found, key=lambda members: (-len(members), members[0]))
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from embedlab.curation.graph import NeighbourGraph, graph_for
 from embedlab.curation.inputs import (
     CurationError,
     QueryLike,
@@ -248,36 +249,33 @@ def nearest_neighbors(
     )
 
 
-def _all_pairs_topk(matrix: torch.Tensor, k: int, progress: bool, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k cosine similarities of every row against all others (self excluded), chunked."""
-    from embedlab._progress import tqdm
-
-    n = matrix.shape[0]
-    step = _chunk_rows(n)
-    values_out = torch.empty(n, k)
-    indices_out = torch.empty(n, k, dtype=torch.int64)
-    for start in tqdm(range(0, n, step), desc=desc, disable=not progress or n <= step, unit="chunk"):
-        stop = min(n, start + step)
-        similarity = matrix[start:stop] @ matrix.T
-        rows = torch.arange(stop - start)
-        similarity[rows, rows + start] = -math.inf
-        values_out[start:stop], indices_out[start:stop] = torch.topk(similarity, k, dim=1)
-    return values_out, indices_out
-
-
-def outlier_scores(data: VectorsLike, *, k: int = 5, progress: bool = True) -> np.ndarray:
+def outlier_scores(
+    data: VectorsLike,
+    *,
+    k: int = 5,
+    progress: bool = True,
+    graph: NeighbourGraph | None = None,
+    backend: str = "auto",
+) -> np.ndarray:
     """Score every image by the cosine distance to its k-th nearest neighbour: high = unusual, worth a look.
 
-    Using the k-th (not the first) neighbour means a pair of identical odd images still scores as odd.
+    Using the k-th (not the first) neighbour means a pair of identical odd images still scores as odd. The
+    neighbours come from `graph` (a `knn_graph` with at least k neighbours) or from one built with `backend`.
     """
-    matrix = _normalized(data)
-    _check_k(k, matrix.shape[0] - 1)
-    values, _ = _all_pairs_topk(matrix, k, progress, "outlier scores")
-    return (1.0 - values[:, k - 1]).clamp_min(0.0).numpy().astype(np.float32)
+    found = graph_for(data, graph, k, backend, progress)
+    return np.maximum(1.0 - found.similarities[:, k - 1], 0.0).astype(np.float32)
 
 
-def most_unusual(data: VectorsLike, n: int = 16, *, k: int = 5, progress: bool = True) -> np.ndarray:
+def most_unusual(
+    data: VectorsLike,
+    n: int = 16,
+    *,
+    k: int = 5,
+    progress: bool = True,
+    graph: NeighbourGraph | None = None,
+    backend: str = "auto",
+) -> np.ndarray:
     """Return the indices of the `n` images with the highest outlier score, most unusual first."""
-    scores = outlier_scores(data, k=k, progress=progress)
+    scores = outlier_scores(data, k=k, progress=progress, graph=graph, backend=backend)
     _check_k(n, scores.shape[0], "n")
     return np.argsort(-scores, kind="stable")[:n]

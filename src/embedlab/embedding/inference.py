@@ -68,6 +68,15 @@ def resolve_image_size(backbone: Any, image_size: int | None) -> int:
     return int(image_size)
 
 
+def _inference_net(backbone: torch.nn.Module) -> torch.nn.Module:
+    """uint8 NHWC batches in, vectors out: the backbone behind its input normalisation, in eval mode, channels_last
+    (shared by `embed` and the sharded, Lightning-run `embed_to_shards`)."""
+    from embedlab.transforms import normalization
+
+    net = torch.nn.Sequential(_Normalize(*normalization(getattr(backbone, "name", None))), backbone)
+    return net.eval().to(memory_format=torch.channels_last)
+
+
 def _forward_all(
     backbone: torch.nn.Module,
     loader: Any,
@@ -79,11 +88,8 @@ def _forward_all(
     desc: str,
 ) -> tuple[torch.Tensor, list[int], list[str]]:
     """Run the backbone over all batches (inference mode, channels_last, bf16 autocast on CUDA only)."""
-    from embedlab.transforms import normalization
-
     was_training = backbone.training
-    net = torch.nn.Sequential(_Normalize(*normalization(getattr(backbone, "name", None))), backbone)
-    net = net.to(device).eval().to(memory_format=torch.channels_last)
+    net = _inference_net(backbone).to(device)
     try:
         return _run_batches(net, loader, device, total=total, compile=compile, progress=progress, desc=desc)
     finally:

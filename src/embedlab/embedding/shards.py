@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +28,6 @@ from embedlab.embedding.store import Embeddings, EmbeddingsError
 SHARD_SIZE = 10_000  # images per shard: at D=2048 a shard's vectors are 80 MB, its loss on a kill minutes of work
 MANIFEST = "manifest.json"
 LAYOUT = "img_emb/*.npy + metadata/*.parquet"
-
-
-@dataclass
-class _Slice:
-    """The images of one shard, shaped like an ImageFolder for `embed` (root, filenames, labels, classes)."""
-
-    root: Path
-    filenames: list[str]
-    labels: list[int]
-    classes: list[str]
-    labeled: bool = True
-    skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _parquet() -> Any:
@@ -74,8 +61,8 @@ def _read_manifest(out_dir: Path, expected: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
-def _write_shard(emb: Embeddings, out_dir: Path, index: int, classes: list[str], images: int) -> dict[str, Any]:
-    """Write one shard's vectors and metadata (each atomically); its manifest entry."""
+def _write_shard(emb: Embeddings, out_dir: Path, index: int, classes: list[str]) -> None:
+    """Write one shard's vectors, then its metadata (each atomically): the metadata file marks the shard done."""
     import pyarrow as pa
 
     from embedlab._io import atomic_open
@@ -88,14 +75,39 @@ def _write_shard(emb: Embeddings, out_dir: Path, index: int, classes: list[str],
     labels = [int(x) for x in emb.labels] if emb.labels is not None else [-1] * len(emb)
     table = pa.table(
         {
-            "filename": emb.filenames,
-            "label": labels,
-            "class": [classes[x] if x >= 0 else "" for x in labels],
+            "filename": pa.array(emb.filenames, pa.string()),
+            "label": pa.array(labels, pa.int64()),
+            "class": pa.array([classes[x] if x >= 0 else "" for x in labels], pa.string()),
         }
     )
     with atomic_open(metadata_path, "wb") as handle:
         _parquet().write_table(table, handle)
-    return {"index": index, "rows": len(emb), "skipped": images - len(emb)}  # undecodable files get no vector
+
+
+def finished_shards(out_dir: Path, count: int, shard_size: int, images: int) -> list[dict[str, Any]]:
+    """The manifest entries of the shards whose two files are written (index, rows, skipped = undecodable files),
+    read from the folder itself, so that any process can tell what is done."""
+    from embedlab.embedding.predict import shard_rows
+
+    entries = []
+    for index in range(count):
+        vectors_path, metadata_path = shard_files(out_dir, index)
+        if vectors_path.is_file() and metadata_path.is_file():
+            rows = _parquet().read_metadata(metadata_path).num_rows
+            entries.append({"index": index, "rows": rows, "skipped": len(shard_rows(index, shard_size, images)) - rows})
+    return entries
+
+
+def _write_manifest(out_dir: Path, manifest: dict[str, Any], count: int) -> None:
+    """Rewrite the manifest from the shards on disk (rank 0 only: one writer)."""
+    from embedlab._io import write_json
+
+    manifest["shards"] = finished_shards(out_dir, count, manifest["shard_size"], manifest["images"])
+    written = [entry["index"] for entry in manifest["shards"] if entry["rows"]]
+    if written:
+        manifest["embedding_dim"] = int(np.load(shard_files(out_dir, written[0])[0], mmap_mode="r").shape[1])
+    manifest["complete"] = len(manifest["shards"]) == count
+    write_json(out_dir / MANIFEST, manifest)
 
 
 def embed_to_shards(
@@ -108,24 +120,29 @@ def embed_to_shards(
     image_size: int | None = None,
     batch_size: int = 64,
     device: str = "auto",
+    devices: int | str | list[int] = 1,
+    num_nodes: int = 1,
+    strategy: str = "auto",
     num_workers: int | str = "auto",
     progress: bool = True,
     verify: str = "header",
 ) -> Path:
     """Embed every image of a folder into fixed-size shards under out_dir; resumes where a killed run stopped.
 
-    Same model, size and loader options as `embed`. Returns out_dir. Rerunning a finished job does nothing.
+    Same model, size and loader options as `embed`. `devices`, `num_nodes` and `strategy` are Lightning's, as in
+    training: with several, each process embeds whole shards (DDP), every image exactly once. Returns out_dir.
+    Rerunning a finished job does nothing.
     """
-    from embedlab._io import remove_stale_temps, write_json
-    from embedlab._progress import tqdm
+    from embedlab._io import remove_stale_temps
     from embedlab.datasets import ImageFolder
-    from embedlab.embedding.inference import _resolve_model, embed, resolve_image_size
+    from embedlab.embedding.images import FolderImages
+    from embedlab.embedding.inference import _resolve_model, resolve_image_size
+    from embedlab.embedding.predict import predict_shards
 
     _parquet()
     if not isinstance(shard_size, int) or isinstance(shard_size, bool) or shard_size < 1:
         raise EmbeddingsError(f"shard_size must be a positive integer, got {shard_size!r}")
     out = Path(out_dir)
-    remove_stale_temps(out)  # a write killed between writing and renaming
     folder = data if hasattr(data, "filenames") else ImageFolder(data, verify=verify)
     backbone, name = _resolve_model(model, weights)
     size = resolve_image_size(backbone, image_size)
@@ -137,23 +154,51 @@ def embed_to_shards(
         "image_size": size,
         "class_names": list(folder.classes),
     }
-    manifest = _read_manifest(out, expected)
-    done = {entry["index"] for entry in manifest["shards"]}
-    shards = range(-(-len(folder.filenames) // shard_size))
-    for index in tqdm(shards, desc=f"shards of {name}", unit="shard", disable=not progress):
-        if index in done:
-            continue
-        rows = slice(index * shard_size, (index + 1) * shard_size)
-        part = _Slice(Path(folder.root), list(folder.filenames[rows]), list(folder.labels[rows]), list(folder.classes))
-        part.labeled = bool(getattr(folder, "labeled", True))
-        emb = embed(part, backbone, image_size=size, batch_size=batch_size, device=device, num_workers=num_workers,
-                    progress=False, name=name)  # fmt: skip
-        manifest["shards"].append(_write_shard(emb, out, index, list(folder.classes), len(part.filenames)))
-        manifest["embedding_dim"] = emb.dim
-        write_json(out / MANIFEST, manifest)
-    manifest["complete"] = len(manifest["shards"]) == len(shards)
-    write_json(out / MANIFEST, manifest)
+    job = _ShardJob(out, _read_manifest(out, expected))
+    if _is_rank_zero():
+        remove_stale_temps(out)  # a write killed between writing and renaming
+        job.record()
+    predict_shards(
+        backbone, FolderImages(folder, size), shard_size, job.unfinished, job.write, batch_size=batch_size,
+        device=device, devices=devices, num_nodes=num_nodes, strategy=strategy, num_workers=num_workers,
+        progress=progress,
+    )  # fmt: skip
+    if _is_rank_zero():
+        job.record()
     return out
+
+
+class _ShardJob:
+    """One embed_to_shards job's folder: which shards are unfinished, writing one, and the manifest (rank 0)."""
+
+    def __init__(self, out: Path, manifest: dict[str, Any]) -> None:
+        self.out, self.manifest = out, manifest
+        self.count = -(-manifest["images"] // manifest["shard_size"])
+
+    def unfinished(self) -> list[int]:
+        """Shards whose files are not both written yet (read from the folder, not from the manifest)."""
+        done = {
+            e["index"]
+            for e in finished_shards(self.out, self.count, self.manifest["shard_size"], self.manifest["images"])
+        }
+        return [i for i in range(self.count) if i not in done]
+
+    def write(self, index: int, emb: Embeddings) -> None:
+        """Write a finished shard; rank 0 also updates the manifest."""
+        _write_shard(emb, self.out, index, self.manifest["class_names"])
+        if _is_rank_zero():
+            self.record()
+
+    def record(self) -> None:
+        """Rewrite the manifest from the shards on disk."""
+        _write_manifest(self.out, self.manifest, self.count)
+
+
+def _is_rank_zero() -> bool:
+    """True in the process that writes the manifest (the only one without DDP)."""
+    from embedlab.runtime import is_rank_zero
+
+    return is_rank_zero()
 
 
 def iter_shards(out_dir: str | os.PathLike[str]) -> Iterator[Embeddings]:
@@ -164,7 +209,8 @@ def iter_shards(out_dir: str | os.PathLike[str]) -> Iterator[Embeddings]:
         raise EmbeddingsError(f"no {MANIFEST} in {out}: not a folder of sharded embeddings (embed_to_shards)")
     manifest = json.loads(path.read_text(encoding="utf-8"))
     classes = manifest.get("class_names")
-    for entry in sorted(manifest["shards"], key=lambda e: e["index"]):
+    count = -(-manifest["images"] // manifest["shard_size"])
+    for entry in finished_shards(out, count, manifest["shard_size"], manifest["images"]):  # the files, not a list
         vectors_path, metadata_path = shard_files(out, entry["index"])
         meta = _parquet().read_table(metadata_path).to_pydict()
         labels = np.asarray(meta["label"]) if all(x >= 0 for x in meta["label"]) else None

@@ -152,7 +152,7 @@ def _write_vectors(emb: Embeddings, path: Path, suffix: str, compress: bool) -> 
     else:
         arrays: dict[str, np.ndarray] = {
             "vectors": emb.numpy(),
-            "filenames": np.asarray(emb.filenames, dtype=str),
+            "filenames_utf8": _utf8_json(emb.filenames),  # bytes as long as the names (not N x longest x 4)
             "name": np.asarray(emb.name),
             "meta": np.asarray(json.dumps(_plain(emb.meta))),
         }
@@ -218,18 +218,30 @@ def _load_npy(path: Path) -> Embeddings:
     )
 
 
+def _utf8_json(names: list[str]) -> np.ndarray:
+    """Filenames as the UTF-8 bytes of a JSON list: a fixed-width string array would cost N x longest x 4."""
+    return np.frombuffer(json.dumps(names, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
+
+
+def _npz_filenames(data: Any) -> list[str]:
+    """The filenames of an .npz: the UTF-8 JSON bytes, or the string array older files hold."""
+    if "filenames_utf8" in data:
+        return [str(name) for name in json.loads(data["filenames_utf8"].tobytes().decode("utf-8"))]
+    return data["filenames"].tolist()
+
+
 def _load_npz(path: Path) -> Embeddings:
     """Read an .npz written by save_embeddings (no pickles)."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            if "vectors" not in data or "filenames" not in data:
+            if "vectors" not in data or not {"filenames", "filenames_utf8"} & set(data.keys()):
                 raise EmbeddingsError(
                     f"{path} is not an embeddings .npz: expected arrays 'vectors' and "
                     f"'filenames', found {list(data.keys())[:5]}."
                 )
             return Embeddings(
                 vectors=torch.from_numpy(data["vectors"]),
-                filenames=data["filenames"].tolist(),
+                filenames=_npz_filenames(data),
                 labels=data.get("labels"),
                 class_names=data["class_names"].tolist() if "class_names" in data else None,
                 name=str(data["name"]) if "name" in data else path.stem,

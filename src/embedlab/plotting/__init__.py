@@ -10,6 +10,7 @@ scatterplots.py  scatter, side_by_side, annotate_classes (class names at their m
 grids.py         image_grid, samples_per_class, augmented_pairs, nearest_neighbor_grid
 curves.py        loss_curve, classifier_curve, metrics_chart
 interactive.py   interactive_scatter (bokeh HTML page), show_map (the same map inline in a notebook)
+maps.py          map tiers past 20,000 points: linked thumbnails + WebGL, export_map_table for a viewer
 ===============  ====================================================================================
 
 Every public name is re-exported here (``from embedlab.plotting import scatter``).
@@ -35,6 +36,7 @@ from embedlab.plotting.curves import (
 )
 from embedlab.plotting.grids import augmented_pairs, image_grid, nearest_neighbor_grid, samples_per_class
 from embedlab.plotting.interactive import TOOLTIP, interactive_scatter, map_figure, show_map, thumbnail_data_uri
+from embedlab.plotting.maps import export_map_table, map_tier, viewer_command, write_thumbnails
 from embedlab.plotting.scatterplots import annotate_classes, scatter, side_by_side
 
 __all__ = [
@@ -49,9 +51,11 @@ __all__ = [
     "class_palette",
     "classifier_curve",
     "contrastive_chance_level",
+    "export_map_table",
     "image_grid",
     "interactive_scatter",
     "map_figure",
+    "map_tier",
     "show_map",
     "loss_curve",
     "metrics_chart",
@@ -61,5 +65,7 @@ __all__ = [
     "scatter",
     "side_by_side",
     "thumbnail_data_uri",
+    "viewer_command",
     "wrap_at_commas",
+    "write_thumbnails",
 ]

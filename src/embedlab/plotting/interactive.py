@@ -6,7 +6,7 @@ import base64
 import html
 import io
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,31 +42,69 @@ def _class_renderers(
     plot: Any,
     array: np.ndarray,
     names: np.ndarray,
-    filenames: Sequence[str],
-    thumbs: Sequence[str],
+    columns: Callable[[np.ndarray], dict[str, Any]],
     palette: Mapping[str, str],
     point_size: float,
 ) -> list[Any]:
-    """One scatter renderer per class (so the legend can hide a class), each with its thumbnails and names."""
+    """One scatter renderer per class (so the legend can hide a class); `columns(rows)` adds what hover shows."""
     from bokeh.models import ColumnDataSource, LegendItem
 
     items = []
     for name in sorted(set(names)):
         idx = np.flatnonzero(names == name)
-        source = ColumnDataSource(
-            {
-                "x": array[idx, 0],
-                "y": array[idx, 1],
-                "thumb": [thumbs[i] for i in idx],
-                "filename": [html.escape(str(filenames[i])) for i in idx],
-                "label": [html.escape(name)] * len(idx),
-            }
-        )
+        source = ColumnDataSource({"x": array[idx, 0], "y": array[idx, 1], **columns(idx)})
         renderer = plot.scatter(
-            "x", "y", source=source, size=point_size, color=palette[name], alpha=0.8, line_color=None
+            "x",
+            "y",
+            source=source,
+            size=point_size,
+            color=palette[name],
+            alpha=0.8,
+            line_color=None,
+            name=html.escape(name),
         )
         items.append(LegendItem(label=name, renderers=[renderer]))
     return items
+
+
+def _map_inputs(
+    points: Any, filenames: Sequence[str], labels: Any, class_names: Sequence[str] | None
+) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
+    """Checked [N, 2] float32 points, class name per point and the class colours; one error line on a mismatch."""
+    names = _label_names(labels, class_names)
+    array = _check_points(points, len(names))
+    if len(filenames) != len(array):
+        raise PlottingError(f"{len(filenames)} filenames but {len(array)} points")
+    return array, names, class_palette(class_names if class_names is not None else names)
+
+
+def _map_plot(title: str, backend: str = "canvas") -> Any:
+    """An empty map figure: no axes or grid (UMAP's axes mean nothing), wheel zoom on."""
+    from bokeh.plotting import figure
+
+    tools = "pan,wheel_zoom,box_zoom,reset,save"
+    plot = figure(
+        title=title,
+        width=900,
+        height=700,
+        tools=tools,
+        active_scroll="wheel_zoom",
+        match_aspect=True,
+        output_backend=backend,
+    )
+    plot.axis.visible = False
+    plot.grid.visible = False
+    return plot
+
+
+def _add_hover_and_legend(plot: Any, items: list[Any], hover: Any) -> Any:
+    """Attach `hover` to the class renderers and a legend beside the plot whose entries hide their class."""
+    from bokeh.models import Legend
+
+    hover.renderers = [item.renderers[0] for item in items]
+    plot.add_tools(hover)
+    plot.add_layout(Legend(items=items, click_policy="hide", label_text_font_size="9pt", spacing=0), "right")
+    return plot
 
 
 def map_figure(
@@ -80,27 +118,37 @@ def map_figure(
     thumbnail_size: int = 64,
     point_size: float = 6.0,
 ) -> Any:
-    """The bokeh figure of the map: one renderer per class, hover shows thumbnail, filename and class."""
-    from bokeh.models import HoverTool, Legend
-    from bokeh.plotting import figure
+    """The bokeh figure of the map with thumbnails inline: hover shows thumbnail, filename and class."""
+    from bokeh.models import HoverTool
 
     from embedlab._progress import tqdm
 
-    names = _label_names(labels, class_names)
-    array = _check_points(points, len(names))
-    if len(filenames) != len(array):
-        raise PlottingError(f"{len(filenames)} filenames but {len(array)} points")
-    palette = class_palette(class_names if class_names is not None else names)
+    array, names, palette = _map_inputs(points, filenames, labels, class_names)
     root = Path(image_root)
     thumbs = [thumbnail_data_uri(root / f, thumbnail_size) for f in tqdm(filenames, desc="thumbnails", leave=False)]
-    tools = "pan,wheel_zoom,box_zoom,reset,save"
-    plot = figure(title=title, width=900, height=700, tools=tools, active_scroll="wheel_zoom", match_aspect=True)
-    items = _class_renderers(plot, array, names, filenames, thumbs, palette, point_size)
-    plot.add_tools(HoverTool(tooltips=TOOLTIP, renderers=[item.renderers[0] for item in items]))
-    plot.add_layout(Legend(items=items, click_policy="hide", label_text_font_size="9pt", spacing=0), "right")
-    plot.axis.visible = False
-    plot.grid.visible = False
-    return plot
+
+    def columns(idx: np.ndarray) -> dict[str, Any]:
+        return {
+            "thumb": [thumbs[i] for i in idx],
+            "filename": [html.escape(str(filenames[i])) for i in idx],
+            "label": [html.escape(str(names[idx[0]]))] * len(idx),
+        }
+
+    plot = _map_plot(title)
+    items = _class_renderers(plot, array, names, columns, palette, point_size)
+    return _add_hover_and_legend(plot, items, HoverTool(tooltips=TOOLTIP))
+
+
+def write_page(plot: Any, out_html: str | os.PathLike[str], title: str) -> Path:
+    """The figure as one HTML file with BokehJS inline (opens offline), written atomically."""
+    from bokeh.embed import file_html
+    from bokeh.resources import INLINE
+
+    document = file_html(plot, resources=INLINE, title=title or "embedlab embeddings")
+    target = Path(out_html)
+    with atomic_open(target, "w", encoding="utf-8") as handle:
+        handle.write(document)
+    return target
 
 
 def interactive_scatter(
@@ -114,11 +162,32 @@ def interactive_scatter(
     title: str = "",
     thumbnail_size: int = 64,
     point_size: float = 6.0,
+    thumbnails: str = "auto",
+    workers: int | None = None,
+    progress: bool = True,
 ) -> Path:
-    """Self-contained bokeh HTML: hover shows thumbnail, filename and class; click a legend entry to hide a class."""
-    from bokeh.embed import file_html
-    from bokeh.resources import INLINE
+    """A bokeh HTML map: hover shows thumbnail, filename and class; click a legend entry to hide a class.
 
+    `thumbnails="inline"` embeds them (one self-contained file; the default below LINKED_MIN_POINTS points);
+    `"linked"` writes them once as JPEG files beside the page (`<page>_files/thumbs/`, resumable, `workers`
+    processes) and draws with WebGL, so 100,000 points stay a page of a few MB (see embedlab.plotting.maps).
+    """
+    from embedlab.plotting.maps import linked_page, map_tier
+
+    if map_tier(len(filenames), thumbnails) == "linked":
+        return linked_page(
+            points,
+            filenames,
+            labels,
+            class_names,
+            image_root,
+            out_html,
+            title=title,
+            thumbnail_size=thumbnail_size,
+            point_size=point_size,
+            workers=workers,
+            progress=progress,
+        )
     plot = map_figure(
         points,
         filenames,
@@ -129,11 +198,7 @@ def interactive_scatter(
         thumbnail_size=thumbnail_size,
         point_size=point_size,
     )
-    document = file_html(plot, resources=INLINE, title=title or "embedlab embeddings")
-    target = Path(out_html)
-    with atomic_open(target, "w", encoding="utf-8") as handle:
-        handle.write(document)
-    return target
+    return write_page(plot, out_html, title)
 
 
 INLINE_MAX_POINTS = 2000  # about 3 MB of notebook output with 48 px thumbnails (bokeh's own script included)
