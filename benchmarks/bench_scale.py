@@ -17,6 +17,8 @@
   fixed-width string array (the old format) and as UTF-8 JSON bytes (today's).
 
     .venv/bin/python benchmarks/bench_scale.py --json benchmarks/results/scale.json
+    .venv/bin/python benchmarks/bench_scale.py --json benchmarks/results/scale.json --add-umap-scale \
+        --umap-vectors 1000000 --umap-max-fit 100000   # UMAP of a million, alone, added to the result
     .venv/bin/python benchmarks/bench_scale.py --images 500 --vectors 20000 --umap-vectors 20000 \
         --map-linked 20000 --names 20000   # a quick look
 """
@@ -192,6 +194,16 @@ def headline(rows: list[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
+def add_umap_scale(path: Path, vectors: int, max_fit: int) -> int:
+    """Time UMAP by sample + transform alone (too long for every run) and add the row, with its own machine line,
+    to an earlier result file."""
+    row = umap_scale_row(gaussian_like(real_vectors(), vectors), max_fit)
+    result = json.loads(path.read_text(encoding="utf-8"))
+    result["rows"].append({**row, "machine": machine_info()})
+    path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=10_000, help="N: the embed stage runs N and 2N images")
@@ -204,8 +216,13 @@ def main() -> int:
     parser.add_argument("--map-linked", type=int, nargs="*", default=[20_000, 100_000, 300_000])
     parser.add_argument("--names", type=int, default=200_000, help="filenames in the .npz stage")
     parser.add_argument("--json", type=Path, help="write the result here (benchmarks/results/scale.json)")
+    parser.add_argument(
+        "--add-umap-scale", action="store_true", help="only UMAP by sample on --umap-vectors: add its row to --json"
+    )
     args = parser.parse_args()
     print("embedlab bench_scale:", machine_info(), flush=True)
+    if args.add_umap_scale:
+        return add_umap_scale(args.json, args.umap_vectors, args.umap_max_fit)
     rows = npz_rows(args.names)
     with tempfile.TemporaryDirectory() as tmp:
         rows += embed_rows(Path(tmp), args.images, args.shard_size)
