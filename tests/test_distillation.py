@@ -106,7 +106,7 @@ def test_train_distillation_offline_writes_a_resumable_run(tiny_data: Path, teac
     run = tmp_path / "run"
     result = train(tiny_data, run, teacher=str(teacher_file), **FAST)
     assert result.exported.is_file() and math.isfinite(result.final_loss)
-    state = torch.load(result.checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    state = torch.load(result.checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     assert "method.distiller.queue" in state and "method.distiller.projection_head.weight" in state
     assert not any("teacher" in key for key in state)  # the teacher is rebuilt from its name, never saved
     resumed = train(tiny_data, run, teacher=str(teacher_file), **{**FAST, "epochs": 2})

@@ -565,7 +565,7 @@ def test_a_crash_mid_epoch_saves_a_checkpoint_and_the_rerun_resumes(monkeypatch,
     run = tmp_path / "run"
     with pytest.raises(RuntimeError, match="simulated"):
         training.train(small_folder, run, **options)
-    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 2
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
     monkeypatch.setattr(training.run, "make_callbacks", make)
     training.train(small_folder, run, **options)
     assert [int(r["step"]) for r in rows(run / "loss.csv")] == [1, 2, 3, 4]

@@ -156,7 +156,7 @@ def test_sigterm_saves_reexports_says_one_line_and_exits_non_zero(capsys, damage
     assert "SIGTERM" in line and "step 4" in line and "to resume" in line and "exported" in line, line
     meta = json.loads((run / "exported" / "backbone.json").read_text())
     assert meta.get("stopped_at_step") == 4  # the export matches the checkpoint, not the earlier epoch
-    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
     status, _, err = run_cli(capsys, "train", damaged, run, "--epochs", "3", *TRAIN_ARGS)  # resumes to the end
     assert status == 0 and "stopped_at_step" not in json.loads((run / "exported" / "backbone.json").read_text())
 

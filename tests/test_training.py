@@ -87,7 +87,7 @@ def test_train_writes_run_directory(trained_run: tuple[Path, training.TrainResul
     """last.ckpt (hyper-parameters + backbone.* weights), export + metadata, loss.csv, epochs.csv, config.json."""
     run, result = trained_run
     assert result.epochs == 1 and np.isfinite(result.final_loss) and result.images_per_second > 0
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     hparams = ckpt["hyper_parameters"]
     assert {k: hparams[k] for k in ("backbone", "small_images", "layers", "image_size", "method", "augment")} == {
         "backbone": "resnet18",
@@ -141,7 +141,7 @@ def test_resume_continues_and_finished_run_returns_quickly(tiny_data: Path, tmp_
     assert [int(r["step"]) for r in steps] == list(range(1, 11))
     assert json.loads((run / "config.json").read_text())["resumed_from_epoch"] == 1
     assert result.epochs == 2 and len(result.knn_history) == 2
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["embedlab"]["epochs_completed"] == 2 and ckpt["global_step"] == 10
     mtime = (run / "checkpoints" / "last.ckpt").stat().st_mtime
     start = time.perf_counter()
@@ -192,7 +192,7 @@ def test_keyboard_interrupt_saves_checkpoint_then_resumes(
     monkeypatch.setattr(SSLModule, "training_step", interrupt_at_step_3)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_data, tmp_path / "run", **FAST)
-    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 3 and ckpt["embedlab"]["epochs_completed"] == 0
     monkeypatch.setattr(SSLModule, "training_step", original)
     result = train(tiny_data, tmp_path / "run", **FAST)
@@ -255,7 +255,7 @@ def test_ddp_two_cpu_processes(tiny_data: Path, tmp_path: Path) -> None:
     assert config["world_size"] == 2 and config["global_batch_size"] == 8
     steps = _rows(run / "loss.csv")
     assert len(steps) == 5  # 40 images over 2 processes x 4 per batch
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["embedlab"]["epochs_completed"] == 1 and ckpt["hyper_parameters"]["world_size"] == 2
     assert "RESULT" in proc.stdout
 

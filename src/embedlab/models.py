@@ -318,21 +318,24 @@ def export_backbone(
 
 
 def _torch_load(path: Path, what: str) -> Any:
-    """torch.load on CPU with a clear error for a missing or corrupt file."""
+    """torch.load on CPU, weights only (a file from elsewhere never runs code), with a clear error for a missing,
+    corrupt or code-carrying file."""
     if not path.is_file():
         raise BackboneLoadError(
             f"{what} not found: {path}. Train a model first (notebook 02 / embedlab.train) or check the path."
         )
-    corrupt = f"{what} {path} is not a readable PyTorch file (corrupt or truncated?{{}}). Re-export or re-train it."
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        if not (zipfile.is_zipfile(path) and "weights only" in str(exc).lower()):
-            raise BackboneLoadError(corrupt.format(f" {type(exc).__name__}")) from None
-    try:  # a Lightning checkpoint may hold objects beyond tensors and dicts: trust the user's own file
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001
-        raise BackboneLoadError(corrupt.format(f" {type(exc).__name__}")) from None
+        if zipfile.is_zipfile(path) and "weights only" in str(exc).lower():
+            raise BackboneLoadError(
+                f"{what} {path} holds Python objects beyond tensors and plain values; embedlab loads weights only, "
+                f"so that a file from elsewhere never runs code. Refused."
+            ) from None
+        raise BackboneLoadError(
+            f"{what} {path} is not a readable PyTorch file (corrupt or truncated? {type(exc).__name__}). "
+            f"Re-export or re-train it."
+        ) from None
 
 
 def _load_state(backbone: Backbone, state: Mapping[str, torch.Tensor], path: Path) -> None:

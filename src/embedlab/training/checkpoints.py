@@ -43,11 +43,11 @@ def recipe(settings: TrainSettings) -> dict[str, Any]:
 def read_checkpoint_info(path: Path) -> tuple[dict[str, Any], int, int]:
     """Hyper-parameters, completed epochs and optimizer steps of an existing last.ckpt (clear error if unreadable)."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)  # never runs code from the file
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
-        raise TrainingError(
-            f"{path} is not a readable checkpoint ({type(exc).__name__}); delete it to start over."
-        ) from None
+        what = "holds Python objects beyond weights (refused: loading it could run code)"
+        what = what if "weights only" in str(exc).lower() else f"is not a readable checkpoint ({type(exc).__name__})"
+        raise TrainingError(f"{path} {what}; delete it to start over.") from None
     hparams = dict(ckpt.get("hyper_parameters") or {})
     info = ckpt.get("embedlab") or {}
     done = int(info.get("epochs_completed", ckpt.get("epoch", 0)))

@@ -293,7 +293,7 @@ def fit(
     ckpt = str(run.checkpoint) if resume or run.checkpoint.is_file() else None
     try:
         with quiet_lightning():
-            trainer.fit(module, loader, ckpt_path=ckpt)
+            trainer.fit(module, loader, ckpt_path=ckpt, weights_only=True)  # a checkpoint never runs code
     except SystemExit:
         guard = callbacks[1]
         if guard.interrupted:  # Lightning turns Ctrl+C into sys.exit(1) and SIGTERM into a SystemExit
