@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from embedlab.pipeline import cpu_model  # the CPU's model name: the same words as the demo's machine line
+from embedlab.course.runner import cpu_model  # the CPU's model name: the same words as the demo's machine line
 
 
 def machine_info() -> str:

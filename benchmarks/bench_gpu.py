@@ -117,9 +117,9 @@ def train_arm(
     """Train SimCLR (ResNet18, aerial preset) for warmup + steps steps on `root`; images/s and the data-wait share."""
     import pytorch_lightning as pl
 
+    from embedlab.runtime import quiet_lightning
     from embedlab.settings import TrainSettings
     from embedlab.training import build_module, open_dataset
-    from embedlab.training.callbacks import quiet_lightning
     from embedlab.training.module import resolve_small_images
 
     torch.manual_seed(0)

@@ -361,7 +361,7 @@ def demo_verdict(demo: Mapping[str, Any], *, compact: bool = False) -> str:
     `compact` keeps the headline, what training bought, the strongest baseline and the cost (README's length)."""
     import pandas as pd
 
-    from embedlab.verdict import describe_comparison
+    from embedlab.course.verdict import describe_comparison
 
     table = pd.DataFrame(demo.get("comparison", []))
     table.attrs = {k: demo[k] for k in ("evaluation", "paired") if k in demo}
@@ -403,7 +403,7 @@ def readme_results(results: Mapping[str, Mapping[str, Any]]) -> str:
         ]
         if demo.get("comparison"):
             lines += [
-                "Notebook 05's verdict from these numbers (`embedlab.verdict`; in full in "
+                "Notebook 05's verdict from these numbers (`embedlab.course.verdict`; in full in "
                 "[docs/teaching.md](docs/teaching.md#the-results-to-expect)):",
                 "",
                 demo_verdict(demo, compact=True),
@@ -487,7 +487,7 @@ def _demo_section(demo: Mapping[str, Any] | None) -> list[str]:
     out = [
         "## The demo (`make demo`)",
         "",
-        "The whole tutorial (notebooks 01 → 06 via papermill, `src/embedlab/presets/demo.yaml`) on the embedded "
+        "The whole tutorial (notebooks 01 → 06 via papermill, `src/embedlab/course/presets/demo.yaml`) on the embedded "
         "Fashion-MNIST, offline. `benchmarks/results/demo.json` is copied from `runs/demo/metrics.json` and "
         "`runs/demo/pipeline.json` by `python data_scripts/make_docs.py --from-run runs/demo`.",
         "",
@@ -583,7 +583,7 @@ def import_run(run_dir: Path) -> list[Path]:
         "machine": machine,
         "seconds": seconds,
         "total_seconds": round(sum(seconds.values()), 1),
-        "source": "make demo (src/embedlab/presets/demo.yaml): runs/demo/metrics.json and pipeline.json",
+        "source": "make demo (src/embedlab/course/presets/demo.yaml): runs/demo/metrics.json and pipeline.json",
     }
     write_json(DEMO_RESULT, result)
     from PIL import Image
@@ -646,13 +646,13 @@ def _training_summary(p: Mapping[str, Any]) -> str:
 
 
 def params_table() -> str:
-    """README's parameter-set table, read from src/embedlab/presets/*.yaml (its first comment says what it is for)."""
+    """README's parameter-set table, from src/embedlab/course/presets/*.yaml (a first comment says what each is for)."""
     import yaml
 
     order = {"demo": 0, "classroom": 1, "full": 2, "tiny": 3}
     rows = []
     for path in sorted(
-        (REPO / "src" / "embedlab" / "presets").glob("*.yaml"), key=lambda q: (order.get(q.stem, 9), q.stem)
+        (REPO / "src" / "embedlab" / "course" / "presets").glob("*.yaml"), key=lambda q: (order.get(q.stem, 9), q.stem)
     ):
         text = path.read_text(encoding="utf-8")
         values = yaml.safe_load(text) or {}
@@ -662,7 +662,7 @@ def params_table() -> str:
         per_class = values.get("limit_per_class")
         data = f"{values.get('dataset')}, {f'{per_class} per class' if per_class else 'all images'}"
         rows.append(
-            f"| [`{path.stem}`](src/embedlab/presets/{path.name}) | {data} | "
+            f"| [`{path.stem}`](src/embedlab/course/presets/{path.name}) | {data} | "
             f"{_training_summary(values)} | {escape_markdown(purpose)} |"
         )
     return "\n".join(["| set | data | training | what it is for |", "|---|---|---|---|", *rows])

@@ -9,8 +9,8 @@ line and reruns this script). The badge cell (tag `stamp-badge`) is the first ce
 `stamp-setup`) follows the title cell; every link to another notebook in a markdown cell that starts with
 "**Next:**" gets an "open in Colab" companion (the relative link works in Jupyter, the Colab one in Colab).
 Outputs, execution counts and editor metadata are removed so git only ever holds clean notebooks.
-It also records every notebook's `parameters` cell values in src/embedlab/presets/notebook_defaults.json, so a
-preset can tell which values the learner changed (params.check); --check fails when that file is out of date.
+It also records every notebook's `parameters` cell values in src/embedlab/course/presets/notebook_defaults.json, so
+a preset can tell which values the learner changed (params.check); --check fails when that file is out of date.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 import tomllib
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
-DEFAULTS_JSON = PYPROJECT.parent / "src" / "embedlab" / "presets" / "notebook_defaults.json"
+DEFAULTS_JSON = PYPROJECT.parent / "src" / "embedlab" / "course" / "presets" / "notebook_defaults.json"
 BADGE_TAG = "stamp-badge"
 SETUP_TAG = "stamp-setup"
 NEXT_PREFIX = "**Next:**"
@@ -73,7 +73,7 @@ if "google.colab" in sys.modules:
     {install_line(repo_url)}
 import embedlab
 
-embedlab.params.show_versions()"""
+embedlab.show_versions()"""
 
 
 def next_links(text: str, repo_url: str | None = None) -> str:

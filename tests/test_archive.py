@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import serve_folder
 
-from embedlab import params, workflow
+from embedlab.course import params
+from embedlab.course import standalone as workflow
 
 REPO = Path(__file__).resolve().parents[1]
 FROM_ARCHIVE = ("04_visualize_umap", "05_compare_with_imagenet", "06_use_the_embeddings")

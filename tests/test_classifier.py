@@ -72,9 +72,3 @@ def test_clear_errors(tmp_path, fashion_root):
         classifier.train_classifier(tmp_path, fashion_root, mode="linear", progress=False)
     with pytest.raises(FileNotFoundError, match="dataset folder"):
         classifier.train_classifier(tmp_path, tmp_path / "nowhere", progress=False)
-
-
-def test_old_finetune_module_still_imports():
-    from embedlab import finetune
-
-    assert finetune.train_classifier is classifier.train_classifier and finetune.FinetuneError is FinetuneError

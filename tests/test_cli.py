@@ -302,7 +302,7 @@ def test_console_script_error_has_no_traceback(tmp_path):
 
 
 def test_run_and_demo_call_the_pipeline_with_the_parameters(capsys, monkeypatch, tmp_path):
-    from embedlab import pipeline
+    from embedlab.course import runner as pipeline
 
     calls = []
 
@@ -332,12 +332,10 @@ def test_run_and_demo_call_the_pipeline_with_the_parameters(capsys, monkeypatch,
     assert calls[-1] == ("classroom", "runs/x", ["00", "03"], {"epochs": 3, "init": None, "dataset": "eurosat"})
     status, _, _ = run_cli(capsys, "demo")
     assert status == 0 and calls[-1] == ("demo", None, None, None)
-    # the spelling of `python -m embedlab.pipeline` (README): a positional set, --only 03,04, -p NAME VALUE
+    # the README's spelling: a positional set, --only 03,04, -p NAME VALUE
     status, _, err = run_cli(capsys, "run", "tiny", "--only", "03,04", "-p", "epochs", "80", "-p", "min_scale=0.5")
     assert status == 0 and calls[-1] == ("tiny", None, ["03", "04"], {"epochs": 80, "min_scale": 0.5}), err
-    from embedlab.pipeline.__main__ import main as pipeline_main
-
-    assert pipeline_main(["classroom", "-p", "seed", "none", "-q"]) == 0
+    assert run_cli(capsys, "run", "classroom", "-p", "seed", "none", "-q")[0] == 0
     assert calls[-1] == ("classroom", None, None, {"seed": None})
 
 

@@ -46,7 +46,7 @@ def _checks_option(node: ast.Raise) -> str | None:
 def test_no_option_is_checked_a_second_time_on_the_training_path() -> None:
     """Settings check every option where it enters; the code that takes the settings raises no option errors."""
     roots = [SRC / "training", SRC / "methods", SRC / "cli"]
-    files = [*_python_files(*roots), SRC / "transforms.py", SRC / "runtime.py", SRC / "params.py", SRC / "workflow.py"]
+    files = [*_python_files(*roots, SRC / "course"), SRC / "transforms.py", SRC / "runtime.py"]
     found = [
         f"{path.relative_to(SRC)}:{node.lineno} re-checks {option!r}"
         for path in files
@@ -73,8 +73,9 @@ def test_settings_check_names_with_torch_blocked() -> None:
         """
         import sys
         sys.modules["torch"] = None  # any import of torch now fails
-        from embedlab import params, settings
-        settings.TrainSettings(method="byol", backbone="resnet50", augment="aerial", teacher="efficientnet_lite0")
+        from embedlab import settings
+        from embedlab.course import params
+        settings.TrainSettings(method="distillation", backbone="resnet50", augment="aerial", teacher="resnet18")
         params.check({"run_dir": "runs/x", "method": "moco", "epochs": 2, "dataset": "fashion-mnist"}, "02")
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("lightly", "pytorch_lightning", "lightning"))
         print(heavy, "embedlab.training" in sys.modules)
@@ -122,13 +123,121 @@ def test_docs_toy_method_registers_and_trains(tiny_data: Path, tmp_path: Path) -
     exec(compile(example.group(1), "docs/development.md", "exec"), namespace)  # noqa: S102 - our own docs
     from embedlab import registry
     from embedlab.training import train
+    from embedlab.training.checkpoints import recipe
 
     try:
         assert TrainSettings(method="toy").method == "toy"
+        assert recipe(TrainSettings(method="toy", temperature=0.3))["temperature"] == 0.3  # its option: its recipe
         options = {"epochs": 1, "batch_size": 8, "image_size": 16, "layers": 1, "max_steps": 1}
-        result = train(tiny_data, tmp_path / "run", method="toy", knn_monitor=False, progress=False, **options)
+        run = tmp_path / "run"
+        result = train(tiny_data, run, method="toy", temperature=0.3, knn_monitor=False, progress=False, **options)
         assert result.exported.is_file() and result.final_loss == result.final_loss  # trained one finite step
+        with pytest.raises(Exception, match="temperature"):  # a resume cannot silently change the method's option
+            train(tiny_data, run, method="toy", temperature=0.9, knn_monitor=False, progress=False, **options)
+        with pytest.raises(ParameterError, match="parameter 'temperature': method 'byol' does not use it"):
+            TrainSettings(method="byol", temperature=0.3)
     finally:
         registry.METHODS.pop("toy", None)
     with pytest.raises(ParameterError, match="parameter 'method'"):
         TrainSettings(method="toy")
+
+
+# ------------------------------------------------------------------------------------------------ the rooms
+def _room(module: str) -> str | None:
+    """The room of a dotted module name: the top-level module or package under embedlab (None: not embedlab's)."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "embedlab" and len(parts) > 1 else None
+
+
+def _imported(path: Path, node: ast.AST, src: Path) -> list[str]:
+    """The embedlab modules one import statement names (relative imports resolved; `from embedlab import x`: x)."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if not isinstance(node, ast.ImportFrom):
+        return []
+    module = node.module or ""
+    if node.level:
+        package = list(path.relative_to(src.parent).with_suffix("").parts)[: -node.level]
+        module = ".".join([*package, *([module] if module else [])])
+    return [f"{module}.{alias.name}" for alias in node.names] if module == "embedlab" else [module]
+
+
+def room_graph(src: Path = SRC) -> dict[tuple[str, str], list[str]]:
+    """(importing room, imported room) -> where: every import in the package, lazy ones inside functions included."""
+    edges: dict[tuple[str, str], list[str]] = {}
+    for path in _python_files(src):
+        relative = path.relative_to(src)
+        if relative == Path("__init__.py"):
+            continue  # the public surface re-exports every room
+        here = relative.parts[0].removesuffix(".py")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            for module in _imported(path, node, src):
+                there = _room(module)
+                if there and there != here and there != "__version__":
+                    edges.setdefault((here, there), []).append(f"{relative}:{node.lineno}")
+    return edges
+
+
+def documented_layout() -> tuple[list[str], set[tuple[str, str]]]:
+    """docs/development.md's rooms, lowest first (its Layout block), and the upward imports it lists."""
+    text = (REPO / "docs" / "development.md").read_text(encoding="utf-8")
+    block = text.split("## Layout", 1)[1].split("```", 2)[1]
+    rooms = []
+    for line in block.splitlines():
+        if line.startswith("  ") and not line.startswith("   "):
+            names = line.split("  ", 2)[1].strip() if line.strip() else ""
+            rooms += [n.strip().removesuffix(".py").removesuffix("/") for n in names.split(",") if n.strip()]
+    upward = set(re.findall(r"^- `([\w.]+)` -> `([\w.]+)`", text.split("## Upward imports", 1)[-1], re.M))
+    return rooms, upward
+
+
+def _cycles(edges: set[tuple[str, str]]) -> list[list[str]]:
+    """Every cycle of rooms, as the rooms of each strongly connected component with more than one room."""
+    graph: dict[str, set[str]] = {}
+    for a, b in edges:
+        graph.setdefault(a, set()).add(b)
+    reach = {room: set() for room in graph}
+    for room in graph:
+        todo = list(graph[room])
+        while todo:
+            nxt = todo.pop()
+            if nxt not in reach[room]:
+                reach[room].add(nxt)
+                todo += graph.get(nxt, ())
+    return sorted(
+        {tuple(sorted(r for r in graph if r in reach[room] and room in reach.get(r, ()))) for room in graph} - {()}
+    )
+
+
+def test_rooms_have_no_cycle_and_import_only_downward_or_as_documented() -> None:
+    edges = room_graph()
+    rooms, upward = documented_layout()
+    missing = sorted({room for pair in edges for room in pair} - set(rooms))
+    assert not missing, f"rooms missing from docs/development.md's Layout: {missing}"
+    assert not _cycles(set(edges)), f"cycles between rooms: {_cycles(set(edges))}"
+    order = {room: i for i, room in enumerate(rooms)}
+    wrong = [
+        f"{a} -> {b} ({where[0]})"
+        for (a, b), where in sorted(edges.items())
+        if order[b] > order[a] and (a, b) not in upward
+    ]
+    assert not wrong, f"upward imports docs/development.md does not list: {wrong}"
+    stale = sorted(pair for pair in upward if pair not in edges)
+    assert not stale, f"docs/development.md lists upward imports the code no longer has: {stale}"
+
+
+def test_the_room_check_sees_a_lazy_upward_import_and_a_cycle(tmp_path: Path) -> None:
+    package = tmp_path / "embedlab"
+    (package / "low").mkdir(parents=True)
+    (package / "low" / "__init__.py").write_text("def f():\n    from embedlab.high import g\n")
+    (package / "high.py").write_text("from .low import f\n")
+    edges = room_graph(package)
+    assert set(edges) == {("low", "high"), ("high", "low")} and _cycles(set(edges)) == [("high", "low")]
+
+
+def test_the_course_layer_is_one_room_and_the_top_holds_at_most_12_loose_modules() -> None:
+    loose = sorted(p.name for p in SRC.glob("*.py") if p.name != "__init__.py")
+    assert len(loose) <= 12, loose
+    library = [p for p in _python_files(SRC) if p.relative_to(SRC).parts[0] not in ("course", "cli", "__init__.py")]
+    reaching_up = [str(p.relative_to(SRC)) for p in library if "embedlab.course" in p.read_text(encoding="utf-8")]
+    assert not reaching_up, f"the library imports the course layer: {reaching_up}"

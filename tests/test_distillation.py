@@ -1,4 +1,4 @@
-"""Tests for embedlab.distillation and train(method="distillation"): loss, queue, teachers, a tiny offline run."""
+"""Tests for embedlab.methods.distillation and train(method="distillation"): loss, queue, teachers, a tiny run."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from conftest import TINY_TRAINING
 
-from embedlab import distillation
-from embedlab.distillation import DistillationError, Distiller, distillation_loss, load_teacher, queue_size_for
+from embedlab import registry
+from embedlab.methods.distillation import DistillationError, Distiller, distillation_loss, load_teacher, queue_size_for
 from embedlab.models import create_backbone
 from embedlab.training import TrainingError, train
 
@@ -90,7 +90,8 @@ def test_dinov2_teacher_size_must_be_a_multiple_of_its_patches() -> None:
 
     with pytest.raises(ParameterError, match="multiple of 14"):
         TrainSettings(method="distillation", teacher="dinov2_vits14", teacher_image_size=100)
-    assert TrainSettings(method="simclr", teacher="dinov2_vits14", teacher_image_size=100).teacher_image_size == 100
+    with pytest.raises(ParameterError, match="method 'simclr' does not use it"):  # a teacher without distillation
+        TrainSettings(method="simclr", teacher="dinov2_vits14")
 
 
 def test_unknown_teacher_is_a_clear_error(tiny_data: Path, tmp_path: Path) -> None:
@@ -139,7 +140,7 @@ def test_distillation_moves_the_student_towards_the_teacher(tiny_data: Path, tea
 
 
 def test_module_exports_its_public_names() -> None:
-    assert "efficientnet_lite0" in distillation.teacher_names() and "dinov2_vitb14" in distillation.teacher_names()
+    assert "efficientnet_lite0" in registry.teacher_names() and "dinov2_vitb14" in registry.teacher_names()
 
 
 def test_cli_passes_distillation_and_its_teacher_to_train(

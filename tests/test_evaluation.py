@@ -10,23 +10,25 @@ import numpy as np
 import pytest
 import torch
 
+from embedlab.course.comparison import (
+    COLUMNS,
+    compare,
+    describe_embeddings,
+    linear_probe_note,
+    recipe_name,
+    recipe_order,
+)
 from embedlab.embedding import Embeddings
 from embedlab.evaluation import (
-    COLUMNS,
     EvaluationError,
     bootstrap_interval,
     cluster_score,
-    compare,
-    describe_embeddings,
     knn_accuracy,
     knn_correct,
     knn_predict,
     linear_probe_accuracy,
     linear_probe_correct,
-    linear_probe_note,
     paired_difference,
-    recipe_name,
-    recipe_order,
 )
 
 
@@ -330,8 +332,8 @@ def test_compare_pairs_every_row_with_the_strongest_baseline() -> None:
 
 # ------------------------------------------------------------------------------------------------ ImageNet ⊕ PCA
 def test_a_concatenation_of_untrained_sets_is_a_baseline_with_its_own_recipe() -> None:
+    from embedlab.course.comparison import BASELINE_KINDS, KINDS, SINGLE_BASELINE_KINDS, recipe_kind
     from embedlab.embedding import concatenate_embeddings
-    from embedlab.evaluation import BASELINE_KINDS, KINDS, SINGLE_BASELINE_KINDS, recipe_kind
 
     files = list("abcd")
     imagenet = Embeddings(torch.rand(4, 3), files, meta=IMAGENET_112)

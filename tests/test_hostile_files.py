@@ -99,7 +99,9 @@ def test_training_refuses_to_resume_from_a_code_carrying_checkpoint(tmp_path: Pa
 
 def test_a_results_archive_with_a_hostile_backbone_runs_nothing(tmp_path: Path, marker: Path, monkeypatch) -> None:
     """The teacher-hands-out-an-archive path: pretrained_url unpacks it, the notebooks load its backbone."""
-    from embedlab import embed, params, workflow
+    from embedlab import embed
+    from embedlab.course import params
+    from embedlab.course import standalone as workflow
 
     monkeypatch.setenv("EMBEDLAB_ROOT", str(tmp_path))
     archive = tmp_path / "results.zip"

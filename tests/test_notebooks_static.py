@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from embedlab import params
-from embedlab.params import validate_params
-from embedlab.pipeline import declared_parameters, pipeline_notebooks
+from embedlab.course import params
+from embedlab.course.params import validate_params
+from embedlab.course.runner import declared_parameters, pipeline_notebooks
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 OWN = [nb for nb in NOTEBOOKS if nb.name[:2] in {"00", "01", "02", "03", "04", "05"}]
-PARAM_SETS = sorted((REPO / "src" / "embedlab" / "presets").glob("*.yaml"))
+PARAM_SETS = sorted((REPO / "src" / "embedlab" / "course" / "presets").glob("*.yaml"))
 MAX_CELL_LINES = 12
 
 

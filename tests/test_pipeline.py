@@ -1,4 +1,4 @@
-"""Tests for embedlab.params and embedlab.pipeline: parameter checks, the verdict sentence, and the whole
+"""Tests for embedlab.course.params and embedlab.course.runner: parameter checks, the verdict sentence, and the whole
 pipeline run with tiny.yaml through papermill into a temporary folder."""
 
 from __future__ import annotations
@@ -10,18 +10,19 @@ import pandas as pd
 import pytest
 import torch
 
-from embedlab.params import MissingInputError, ParameterError, RunPaths, resolve_path, validate_params
-from embedlab.pipeline import (
+from embedlab.cli import main as cli_main
+from embedlab.course.params import MissingInputError, ParameterError, resolve_path, validate_params
+from embedlab.course.report import save_metrics
+from embedlab.course.runner import (
     PipelineError,
     execute_notebook,
     load_params,
     notebooks_dir,
     pipeline_notebooks,
     run_pipeline,
-    save_metrics,
     write_index,
 )
-from embedlab.pipeline.__main__ import main
+from embedlab.rundir import RunDir
 
 
 # ------------------------------------------------------------------------------------------------ parameters
@@ -70,7 +71,7 @@ def test_good_parameters_and_path_resolution(tmp_path: Path, monkeypatch: pytest
 
 
 def test_missing_inputs_name_the_notebook_that_makes_them(tmp_path: Path) -> None:
-    run = RunPaths(tmp_path / "run")
+    run = RunDir(tmp_path / "run")
     with pytest.raises(MissingInputError, match="run notebooks/01_download_data.ipynb first"):
         run.dataset_root()
     with pytest.raises(MissingInputError, match=r"embeddings/ssl.pt: run notebooks/03_embed_images.ipynb"):
@@ -141,7 +142,7 @@ def test_parameter_sets_and_overrides_fail_before_running(tmp_path: Path) -> Non
     with pytest.raises(ParameterError, match="parameter 'epochs'"):
         run_pipeline("tiny", run_dir=tmp_path, overrides={"epochs": -2})
     assert [p.name[:2] for p in pipeline_notebooks(["03", "04"])] == ["03", "04"]
-    assert main(["tiny", "--run-dir", str(tmp_path), "-p", "dataset", "nope", "--quiet"]) == 1
+    assert cli_main(["run", "tiny", "--run-dir", str(tmp_path), "-p", "dataset", "nope", "--quiet"]) == 1
     assert not (tmp_path / "notebooks").exists()  # nothing ran
 
 
@@ -165,11 +166,13 @@ def test_bad_parameter_fails_in_the_parameters_step_through_papermill(tmp_path: 
 
 def test_command_line_overrides(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     seen = {}
-    monkeypatch.setattr("embedlab.pipeline.run_pipeline", lambda params, **kw: seen.update(params=params, **kw) or "i")
-    assert main(["tiny", "-p", "epochs", "3", "-p", "init=null", "--only", "03,04", "--run-dir", "r"]) == 0
+    monkeypatch.setattr(
+        "embedlab.course.runner.run_pipeline", lambda params, **kw: seen.update(params=params, **kw) or "i"
+    )
+    assert cli_main(["run", "tiny", "-p", "epochs", "3", "-p", "init=null", "--only", "03,04", "--run-dir", "r"]) == 0
     assert seen["overrides"] == {"epochs": 3, "init": None} and seen["notebooks"] == ["03", "04"]
     assert seen["params"] == "tiny" and seen["run_dir"] == "r"
-    assert main(["tiny", "-p", "epochs"]) == 1  # the same command as `embedlab run`: one line, status 1
+    assert cli_main(["run", "tiny", "-p", "epochs"]) == 1  # the same command as `embedlab run`: one line, status 1
     assert "embedlab: error: -p expects NAME=VALUE or NAME VALUE" in capsys.readouterr().err
 
 

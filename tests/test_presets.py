@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from embedlab import params, presets
+from embedlab.course import params, presets
 from embedlab.settings import ParameterError
 
 REPO = Path(__file__).resolve().parents[1]

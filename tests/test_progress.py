@@ -9,7 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from embedlab import _progress, pipeline
+from embedlab import _progress
+from embedlab.course import runner as pipeline
 
 
 def test_text_bar_is_sparse_inside_a_kernel_without_widgets(monkeypatch: pytest.MonkeyPatch) -> None:

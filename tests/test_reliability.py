@@ -373,7 +373,7 @@ def test_nan_or_out_of_range_pixels_in_an_npy_input_are_refused(capsys, tmp_path
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
 def test_validate_params_rejects_nan_and_inf(value: float):
-    from embedlab.params import ParameterError, validate_params
+    from embedlab.course.params import ParameterError, validate_params
 
     with pytest.raises(ParameterError, match="learning_rate"):
         validate_params(learning_rate=value)

@@ -251,12 +251,13 @@ def test_pca_of_one_image_or_identical_images_is_an_error_not_zero_vectors(capsy
 
 
 def test_outputs_are_checked_before_the_work(capsys, monkeypatch, small, read_only: Path):
-    from embedlab import classifier, embedding, evaluation
+    from embedlab import classifier, embedding
+    from embedlab.course import comparison
 
     def never(*args: object, **kwargs: object) -> None:
         raise AssertionError("the work started although the output cannot be written")
 
-    for module, name in ((embedding, "embed_pca"), (evaluation, "compare"), (classifier, "train_classifier")):
+    for module, name in ((embedding, "embed_pca"), (comparison, "compare"), (classifier, "train_classifier")):
         monkeypatch.setattr(module, name, never)
     folder, emb = small
     for argv in (
@@ -418,7 +419,8 @@ def test_neighbors_embeds_a_query_file_with_the_model_even_when_its_name_is_embe
 
 INTERRUPTED_RUN = """
 import sys, threading, time
-from embedlab import cli, pipeline
+from embedlab import cli
+from embedlab.course import runner as pipeline
 
 def run_pipeline(*args, **kwargs):
     stopping = threading.Event()

@@ -1,5 +1,5 @@
-"""The verdict of notebook 05 (embedlab.verdict): computed from the numbers, ties from the intervals, levers backed
-by bench_quality's numbers; and its HTML on the run's index page."""
+"""The verdict of notebook 05 (embedlab.course.verdict): computed from the numbers, ties from the intervals,
+levers backed by bench_quality's numbers; and its HTML on the run's index page."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import json
 import pandas as pd
 import pytest
 
-from embedlab.report import verdict_html
-from embedlab.verdict import describe_comparison, gap, levers, outcome, starting_point
+from embedlab.course.report import verdict_html
+from embedlab.course.verdict import describe_comparison, gap, levers, outcome, starting_point
 
 SSL = "SimCLR continued from ImageNet, EfficientNet-Lite0, 32 px"
 BASE = "ImageNet weights (no training), EfficientNet-Lite0, 112 px"
@@ -100,7 +100,7 @@ def test_without_intervals_the_sizes_give_a_binomial_band_and_without_sizes_one_
 
 def test_the_starting_point_is_the_same_size_and_the_same_start() -> None:
     table = _table()
-    from embedlab.verdict import rows_by_kind
+    from embedlab.course.verdict import rows_by_kind
 
     groups = rows_by_kind(table)
     assert starting_point(groups["self-supervised"][0], groups)["name"] == "imagenet-32"
@@ -167,7 +167,7 @@ COMBINED = "ImageNet ⊕ PCA (no training), EfficientNet-Lite0 at 112 px ⊕ PCA
 def test_the_imagenet_pca_concatenation_can_be_the_strongest_baseline(tmp_path) -> None:
     """The demo's numbers: ImageNet ⊕ PCA (0.843) tops the ImageNet network (0.826); the verdict names it as the
     baseline to beat, still reports the trained model against the strongest single model, and metrics.json agrees."""
-    from embedlab.report import save_metrics
+    from embedlab.course.report import save_metrics
 
     paired = [
         {"a": "ssl", "b": b, "metric": m, "difference": d, "low": d - 0.012, "high": d + 0.012}

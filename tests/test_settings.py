@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from embedlab import params
+from embedlab.course import params
 from embedlab.settings import (
     ALL_SETTINGS,
     CurationSettings,
@@ -173,7 +173,7 @@ def test_settings_and_params_import_no_heavy_module() -> None:
     import sys
 
     code = (
-        "import sys, embedlab.settings, embedlab.params, embedlab.workflow; "
+        "import sys, embedlab.settings, embedlab.course.params, embedlab.course.standalone; "
         "print(sorted(m for m in ('torch', 'lightly', 'umap', 'embedlab.training') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -9,7 +9,8 @@ import pytest
 import torch
 from conftest import serve_folder
 
-from embedlab import params, workflow
+from embedlab.course import params
+from embedlab.course import standalone as workflow
 from embedlab.settings import ParameterError
 
 TINY_TRAIN = {"epochs": 1, "image_size": 32, "batch_size": 8, "small_images": False, "num_workers": 0}
@@ -102,8 +103,8 @@ def test_the_imagenet_pca_concatenation_is_made_from_the_saved_sets_without_embe
     import numpy as np
 
     from embedlab import embedding
+    from embedlab.course.comparison import describe_embeddings
     from embedlab.embedding import Embeddings
-    from embedlab.evaluation import describe_embeddings
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("embedded the images again")
@@ -175,7 +176,7 @@ def test_a_distillation_teacher_that_is_no_imagenet_row_becomes_a_baseline_row(
     "teacher" set, whose kind is a baseline the trained model must beat; a teacher that is already an ImageNet
     row (the demo's) adds nothing."""
     from embedlab import create_backbone, export_backbone
-    from embedlab.evaluation import describe_embeddings
+    from embedlab.course.comparison import describe_embeddings
 
     monkeypatch.setattr(torch.hub, "load", lambda *args, **kwargs: _TinyHubModel())
     p = _notebook_params(tmp_path, monkeypatch, "05", imagenet_image_sizes=[32])

@@ -83,10 +83,6 @@ _EXPORTS: dict[str, str] = {
     "bootstrap_interval": "evaluation",
     "paired_difference": "evaluation",
     "cluster_score": "evaluation",
-    "compare": "evaluation",
-    "recipe_name": "evaluation",
-    "describe_embeddings": "evaluation",
-    "recipe_order": "evaluation",
     "EvaluationError": "evaluation",
     # plotting
     "class_palette": "plotting",
@@ -124,17 +120,8 @@ _EXPORTS: dict[str, str] = {
     "Classifier": "classifier",
     "ClassifierResult": "classifier",
     "FinetuneError": "classifier",
-    # pipeline
-    "run_pipeline": "pipeline",
-    "preset_names": "presets",
-    "load_preset": "presets",
-    "PipelineError": "pipeline",
-    # params (H4: notebook parameter checks and run-directory paths)
-    "validate_params": "params",
-    "ParameterError": "params",
-    "MissingInputError": "params",
-    "RunPaths": "params",
-    "NotebookParams": "params",
+    # files (every file is written atomically)
+    "write_json": "_io",
     # settings (one typed, checked dataclass per stage; shared by train(), the CLI and the notebooks)
     "DataSettings": "settings",
     "TrainSettings": "settings",
@@ -142,15 +129,31 @@ _EXPORTS: dict[str, str] = {
     "ProjectionSettings": "settings",
     "CompareSettings": "settings",
     "CurationSettings": "settings",
-    # workflow (a notebook's missing inputs made on the spot: every notebook runs alone)
-    "ensure_dataset": "workflow",
-    "ensure_backbone": "workflow",
-    "ensure_embeddings": "workflow",
-    "ensure_images": "workflow",
-    "pack_run": "workflow",
-    "comparison_sets": "workflow",
-    "make_embedding": "workflow",
-    "teacher_row": "workflow",
+    "ParameterError": "settings",
+    # course: what the notebooks need and nothing else uses (embedlab.course)
+    "validate_params": "course.params",
+    "MissingInputError": "course.params",
+    "NotebookParams": "course.params",
+    "show_versions": "course.params",
+    "preset_names": "course.presets",
+    "load_preset": "course.presets",
+    "ensure_dataset": "course.standalone",
+    "ensure_backbone": "course.standalone",
+    "ensure_embeddings": "course.standalone",
+    "ensure_images": "course.standalone",
+    "pack_run": "course.standalone",
+    "comparison_sets": "course.standalone",
+    "make_embedding": "course.standalone",
+    "teacher_row": "course.standalone",
+    "compare": "course.comparison",
+    "recipe_name": "course.comparison",
+    "describe_embeddings": "course.comparison",
+    "recipe_order": "course.comparison",
+    "linear_probe_note": "course.comparison",
+    "describe_comparison": "course.verdict",
+    "save_metrics": "course.report",
+    "run_pipeline": "course.runner",
+    "PipelineError": "course.runner",
 }
 
 _SUBMODULES = (
@@ -168,13 +171,9 @@ _SUBMODULES = (
     "plotting",
     "curation",
     "classifier",
-    "pipeline",
-    "report",
+    "course",
     "cli",
-    "params",
-    "presets",
     "settings",
-    "workflow",
 )
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])

@@ -32,7 +32,9 @@ class MethodSpec:
     """A self-supervised method: its class (an `embedlab.methods.Method`), the name shown in tables, its views.
 
     views: which natural-image augmentation pair the method wants ("simclr": two alike views; "byol": BYOL's
-    asymmetric pair); num_views: how many augmented views of each image a training batch holds.
+    asymmetric pair); num_views: how many augmented views of each image a training batch holds; reads: the
+    TrainSettings options only this method's loss or teachers read (part of its recipe: a resume cannot change
+    them, and setting one that the chosen method ignores is refused).
     """
 
     name: str
@@ -40,6 +42,7 @@ class MethodSpec:
     display_name: str
     views: str = "simclr"
     num_views: int = 2
+    reads: tuple[str, ...] = ()
 
     def load(self) -> Any:
         """The method's class (imports torch and lightly)."""
@@ -50,12 +53,18 @@ METHODS: dict[str, MethodSpec] = {}
 
 
 def register_method(
-    name: str, target: Any, display_name: str | None = None, *, views: str = "simclr", num_views: int = 2
+    name: str,
+    target: Any,
+    display_name: str | None = None,
+    *,
+    views: str = "simclr",
+    num_views: int = 2,
+    reads: tuple[str, ...] = (),
 ) -> MethodSpec:
     """Register a method class (or its "module:Class" path) under `name`; settings and the CLI accept it at once."""
     if views not in NATURAL_VIEWS:
         raise ValueError(f"views={views!r}: use one of {', '.join(NATURAL_VIEWS)}")
-    spec = MethodSpec(name, target, display_name or name, views, int(num_views))
+    spec = MethodSpec(name, target, display_name or name, views, int(num_views), tuple(reads))
     METHODS[name] = spec
     return spec
 
@@ -63,6 +72,11 @@ def register_method(
 def method_names() -> tuple[str, ...]:
     """The registered method names, in registration order."""
     return tuple(METHODS)
+
+
+def method_options() -> set[str]:
+    """Every option that some registered method reads (and the others ignore)."""
+    return {option for spec in METHODS.values() for option in spec.reads}
 
 
 def method_spec(name: str) -> MethodSpec:
@@ -124,10 +138,16 @@ def teacher_names() -> tuple[str, ...]:
     return (*DINOV2_TEACHERS, *BACKBONES)
 
 
-# One line per method: name, class, display name (and the views it trains on when not SimCLR's pair).
-register_method("simclr", "embedlab.methods.simclr:SimCLR", "SimCLR")
-register_method("moco", "embedlab.methods.moco:MoCo", "MoCo")
+# One line per method: name, class, display name (the views it trains on when not SimCLR's pair, the options it reads).
+_TEACHER, _TEACHERS = ("teacher", "teacher_image_size"), ("teachers", "teacher_image_size")
+_DISTIL = "embedlab.methods.distillation:Distillation"
+register_method("simclr", "embedlab.methods.simclr:SimCLR", "SimCLR", reads=("temperature",))
+register_method("moco", "embedlab.methods.moco:MoCo", "MoCo", reads=("temperature",))
 register_method("byol", "embedlab.methods.byol:BYOL", "BYOL", views="byol")
-register_method("distillation", "embedlab.methods.distillation:Distillation", "Distillation", num_views=1)
+register_method(
+    "distillation", "embedlab.methods.distillation:Distillation", "Distillation", num_views=1, reads=_TEACHER
+)
 _MULTI = "embedlab.methods.multi_teacher:MultiTeacherDistillation"
-register_method("multi_teacher", _MULTI, "Multi-teacher distillation", num_views=1)
+register_method(
+    "multi_teacher", _MULTI, "Multi-teacher distillation", num_views=1, reads=("teachers", "teacher_image_size")
+)

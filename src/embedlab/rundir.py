@@ -32,7 +32,7 @@ PIPELINE_RECORD = "pipeline.json"
 INDEX_PAGE = "index.html"
 RESULTS_ARCHIVE = "results.zip"
 ARCHIVED_THUMBNAILS = "thumbnails"  # an unpacked results archive's copy of the thumbnail cache
-# The parts of a run that a published results archive carries (see embedlab.workflow.pack_run).
+# The parts of a run that a published results archive carries (written by the course layer's pack_run).
 PUBLISHED = ("exported", "embeddings", "umap", CONFIG, METRICS, DATASET_INFO, ARCHIVED_THUMBNAILS)
 
 

@@ -6,13 +6,18 @@ compared. A request this machine cannot honour is a one-line ParameterError nami
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from embedlab.settings import ParameterError
 
 GPU_ACCELERATORS = ("gpu", "cuda")
 MAX_WORKERS = 8
+_LOGGERS = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric")
 
 
 def cpu_count() -> int:
@@ -98,3 +103,20 @@ def embed_workers(num_workers: int | str, device_type: str, *, cpus: int | None 
         return int(num_workers)
     cpus = cpu_count() if cpus is None else cpus
     return min(MAX_WORKERS, max(cpus - 1, 1)) if device_type == "cuda" else 0
+
+
+@contextmanager
+def quiet_lightning(quiet: bool = True) -> Iterator[None]:
+    """Hide Lightning's info banners (GPU available..., model summary) and its known harmless warnings."""
+    loggers = [logging.getLogger(name) for name in _LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING if quiet else logging.INFO)
+    try:
+        with warnings.catch_warnings():
+            for message in ("does not have many workers", "sync_dist=True", "that ended before the epoch", "treespec"):
+                warnings.filterwarnings("ignore", message=f".*{message}.*")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)

@@ -5,9 +5,9 @@ with a one-line ParameterError naming the parameter. This is the only declaratio
 `train(data, run_dir, settings)` and the other stages take these objects and check nothing again, and the CLI's
 options are generated from them.
 
-Only the standard library is imported: the lists of valid names (methods, backbones, augmentation presets,
-teachers) come from the torch-free `embedlab.registry`; dataset names and verify modes from `embedlab.datasets`,
-which imports no torch either.
+Only the standard library is imported: the lists of valid names (methods and the options each reads, backbones,
+augmentation presets, teachers) come from the torch-free `embedlab.registry`; dataset names and verify modes from
+`embedlab.datasets`, which imports no torch either.
 """
 
 from __future__ import annotations
@@ -25,8 +25,11 @@ from embedlab.registry import (
     AUGMENT_PRESETS,
     DINOV2_PATCH,
     DINOV2_TEACHERS,
+    METHODS,
     backbone_names,
     method_names,
+    method_options,
+    method_spec,
     teacher_names,
 )
 
@@ -317,20 +320,18 @@ class TrainSettings(Settings):
         "efficientnet_lite0+pca", _teachers, "method 'multi_teacher': teachers joined by '+' (names, files, 'pca')"
     )
     verify: str = setting(
-        "header",
-        _choice(_verify_modes),
-        "check images before training: header (fast), full (decode every file) or none (files not drawn are "
-        "not checked)",
+        "header", _choice(_verify_modes), "check images first: header (fast), full (decode all) or none (no check)"
     )
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        for f in (f for f in fields(self) if f.name in method_options() - set(method_spec(self.method).reads)):
+            if getattr(self, f.name) != f.default:  # set for a method that ignores it: say so instead
+                users = ", ".join(spec.name for spec in METHODS.values() if f.name in spec.reads)
+                raise ParameterError(f"parameter {f.name!r}: method {self.method!r} does not use it (only {users} do)")
         size = self.teacher_image_size
         if self.method == "distillation" and self.teacher in DINOV2_TEACHERS and size and size % DINOV2_PATCH:
-            raise ParameterError(
-                f"parameter 'teacher_image_size': expected a multiple of {DINOV2_PATCH} for a DINOv2 teacher "
-                f"(its patch size), e.g. 224, got {size!r}"
-            )
+            raise _fail("teacher_image_size", size, f"a multiple of {DINOV2_PATCH} for a DINOv2 teacher (its patch)")
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ def cmd_umap(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Print kNN / linear-probe / cluster scores of several embedding sets, best first."""
-    from embedlab import evaluation
+    from embedlab.course import comparison
 
     settings = settings_from(args, CompareSettings)
     if args.output:  # checked before the scoring, not after it
@@ -71,7 +71,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         emb = _load(path)
         key = emb.name or Path(path).stem
         loaded[key if key not in loaded else Path(path).stem] = emb
-    table = evaluation.compare(loaded, k=settings.knn_k, seed=settings.seed)
+    table = comparison.compare(loaded, k=settings.knn_k, seed=settings.seed)
     _say(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.output:
         _save_table(table, Path(args.output))

@@ -249,8 +249,7 @@ def _parser_pipeline(sub: Any) -> None:
         "run",
         help="run the notebooks in order with a parameter set",
         description="Run notebooks 01-06 with papermill and a parameter set (demo, classroom, full, "
-        "tiny or a YAML file) into RUN_DIR/notebooks, and write an index page. "
-        "`python -m embedlab.pipeline ARGS` is the same as `embedlab run ARGS`.",
+        "tiny or a YAML file) into RUN_DIR/notebooks, and write an index page.",
     )
     p.add_argument("set", nargs="?", metavar="PARAMS", help="the parameter set (the same as --params)")
     p.add_argument("--params", "-f", default="demo", help="demo, classroom, full, tiny or a YAML file (default: demo)")

@@ -1,4 +1,4 @@
-"""Commands that run the notebooks: run (a parameter set) and demo; `python -m embedlab.pipeline` is `run`."""
+"""Commands that run the notebooks: run (a parameter set) and demo."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def _quiet_threads_after_ctrl_c() -> Iterator[None]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run all notebooks in order with a parameter set (papermill) and print the index page."""
-    from embedlab import pipeline
+    from embedlab.course import runner as pipeline
 
     with _quiet_threads_after_ctrl_c():
         index = pipeline.run_pipeline(
@@ -83,7 +83,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_pack(args: argparse.Namespace) -> int:
     """Pack a finished run into its results archive (RUN_DIR/results.zip by default) for `pretrained_url`."""
-    from embedlab.workflow import pack_run
+    from embedlab.course.standalone import pack_run
 
     if args.output:
         check_output(args.output, "--output")

@@ -173,8 +173,7 @@ def build_predictor(
     machine cannot honour are a one-line EmbeddingsError."""
     from embedlab._progress import live_bars
     from embedlab.embedding.store import EmbeddingsError
-    from embedlab.runtime import resolve_precision
-    from embedlab.training.callbacks import quiet_lightning
+    from embedlab.runtime import quiet_lightning, resolve_precision
 
     accelerator, named = _accelerator(device)
     chosen = named if named is not None and devices == 1 else devices
@@ -214,8 +213,7 @@ def predict_shards(
 
     from embedlab.embedding.images import _report_skipped
     from embedlab.embedding.inference import _inference_net
-    from embedlab.runtime import embed_workers, resolve_device
-    from embedlab.training.callbacks import quiet_lightning
+    from embedlab.runtime import embed_workers, quiet_lightning, resolve_device
 
     writer = ShardWriter(shard_size, images, write)
     trainer = build_predictor(device, devices, num_nodes, strategy, progress, writer)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +16,6 @@ from embedlab._io import atomic_path, write_failed
 from embedlab.training.errors import TrainingError
 from embedlab.training.logs import RunLog
 from embedlab.training.monitor import KNN_K, knn_monitor
-
-_LOGGERS = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric")
 
 
 class Terminated(KeyboardInterrupt):
@@ -159,20 +154,3 @@ class AtomicLastCheckpoint(pl.Callback):
                 file=sys.stderr,
                 flush=True,
             )
-
-
-@contextmanager
-def quiet_lightning(quiet: bool = True) -> Iterator[None]:
-    """Hide Lightning's info banners (GPU available..., model summary) and its known harmless warnings."""
-    loggers = [logging.getLogger(name) for name in _LOGGERS]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING if quiet else logging.INFO)
-    try:
-        with warnings.catch_warnings():
-            for message in ("does not have many workers", "sync_dist=True", "that ended before the epoch", "treespec"):
-                warnings.filterwarnings("ignore", message=f".*{message}.*")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)

@@ -25,19 +25,14 @@ RECIPE = (
     "freeze_bn",
     "backbone_lr_scale",
 )
-TEMPERATURE_METHODS = ("simclr", "moco")  # the methods whose loss reads `temperature`
 
 
 def recipe(settings: TrainSettings) -> dict[str, Any]:
-    """The recipe of a run (small_images resolved), with the settings only its method reads."""
-    found = {key: getattr(settings, key) for key in RECIPE}
-    if settings.method in TEMPERATURE_METHODS:
-        found["temperature"] = settings.temperature
-    if settings.method == "distillation":
-        found.update(teacher=settings.teacher, teacher_image_size=settings.teacher_image_size)
-    if settings.method == "multi_teacher":
-        found.update(teachers=settings.teachers, teacher_image_size=settings.teacher_image_size)
-    return found
+    """The recipe of a run (small_images resolved), with the options its method reads (its registry line)."""
+    from embedlab.registry import method_spec
+
+    keys = (*RECIPE, *method_spec(settings.method).reads)
+    return {key: getattr(settings, key) for key in keys}
 
 
 def read_checkpoint_info(path: Path) -> tuple[dict[str, Any], int, int]:

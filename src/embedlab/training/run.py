@@ -23,9 +23,9 @@ from embedlab._progress import live_bars
 from embedlab.methods.base import MethodContext
 from embedlab.registry import method_spec
 from embedlab.rundir import RunDir
-from embedlab.runtime import is_rank_zero, resolve_accelerator, resolve_precision, train_workers
+from embedlab.runtime import is_rank_zero, quiet_lightning, resolve_accelerator, resolve_precision, train_workers
 from embedlab.settings import TrainSettings
-from embedlab.training.callbacks import AtomicLastCheckpoint, LogAndMonitor, Terminated, quiet_lightning
+from embedlab.training.callbacks import AtomicLastCheckpoint, LogAndMonitor, Terminated
 from embedlab.training.checkpoints import (
     check_compatible,
     export,

@@ -2,17 +2,16 @@
 
 It names the best embedding; compares the trained model with its own starting point at the same input size (what
 training bought) and with the strongest baseline (the best ImageNet, teacher or ImageNet ⊕ PCA row); calls a gap
-real only when its 95% interval excludes 0 (the paired bootstrap of `evaluation.compare`, else the rows' own
+real only when its 95% interval excludes 0 (the paired bootstrap of `comparison.compare`, else the rows' own
 intervals); says what the embedding costs; and lists what would change the outcome, each lever with the number
-`benchmarks/bench_quality.py` measured, when the results file is at hand (a source checkout).
+`benchmarks/bench_quality.py` measured when the caller passes its results (`quality=`): the verdict reads no file,
+so a checkout and an installed wheel say the same.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 METRICS = {
@@ -26,7 +25,7 @@ FALLBACK_TIE = 0.01  # only for tables without intervals or sizes (hand-made one
 def rows_by_kind(table: Any) -> dict[str, list[dict[str, Any]]]:
     """Table rows grouped by kind (self-supervised / ImageNet / teacher / combination / floor), each group best kNN
     first, plus "baselines": every off-the-shelf row (ImageNet, teacher, ImageNet ⊕ PCA) the trained model must beat."""
-    from embedlab.evaluation import BASELINE_KINDS, KINDS, recipe_kind
+    from embedlab.course.comparison import BASELINE_KINDS, KINDS, recipe_kind
 
     groups: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
     for row in table.to_dict("records"):
@@ -171,24 +170,12 @@ def _bought_line(table: Any, ssl: Mapping[str, Any], start: Mapping[str, Any] | 
     return f"- **What training bought:** against its own starting point{size}, {_quoted(start)}: {text}: {verdict}."
 
 
-def _benchmark_speed(size: Any) -> float | None:
-    """Images/s of the ImageNet network at `size` px, from bench_quality's baseline rows (same network, same cost)."""
-    quality = benchmark_quality() or {}
-    for row in quality.get("rows", []):
-        if row.get("kind") == "baseline" and row.get("image_size") == size and row.get("seconds"):
-            return float(quality.get("images", 0)) / float(row["seconds"]) or None
-    return None
-
-
 def _cost_line(ssl: Mapping[str, Any], base: Mapping[str, Any], result: str) -> str:
-    """Embedding cost of both (images/s measured when the embeddings were made, else by bench_quality), and what
+    """Embedding cost of both (images/s measured when the embeddings were made), and what
     a smaller input size saves when the trained model is as good."""
     sizes = [r.get("image_size") for r in (ssl, base)]
     speeds = [_number(r.get("images_per_second")) for r in (ssl, base)]
     source = "measured in notebook 03 on this machine"
-    if None in speeds:
-        speeds = [_benchmark_speed(size) for size in sizes]
-        source = "bench_quality's measurement of the same network at these sizes on a 2-core CPU"
     if None in speeds:
         return "- **Cost:** embedding speed not measured for these rows."
     text = (
@@ -210,11 +197,13 @@ def _use_line(best: Mapping[str, Any], ssl: Mapping[str, Any], base: Mapping[str
     return f"- **Use:** embed this data with {_quoted(best)}."
 
 
-def describe_comparison(table: Any, *, n_classes: int | None = None, tie: float | None = None) -> str:
+def describe_comparison(
+    table: Any, *, n_classes: int | None = None, tie: float | None = None, quality: Mapping[str, Any] | None = None
+) -> str:
     """The verdict as a short Markdown block computed from the table: best embedding, what training bought
     against its own starting point, the trained model against the strongest baseline with 95% intervals, the
     cost, what would change the outcome (with measured numbers where they exist), the floors and chance."""
-    from embedlab.evaluation import KINDS
+    from embedlab.course.comparison import KINDS
 
     del tie  # kept for old callers: ties come from the intervals now
     groups = rows_by_kind(table)
@@ -244,7 +233,7 @@ def describe_comparison(table: Any, *, n_classes: int | None = None, tie: float 
     ]
     if result != "wins":
         lines.append("- **What would change the outcome:**")
-        lines += [f"  - {lever}." for lever in levers(ssl, base)]
+        lines += [f"  - {lever}." for lever in levers(ssl, base, quality)]
     lines.append(_floor_line(table, ssl, groups["floor"], n_classes))
     lines.append(_use_line(best, ssl, base, result))
     return "\n".join(lines)
@@ -255,7 +244,7 @@ def _single_line(
 ) -> list[str]:
     """When the strongest baseline is a combination (ImageNet ⊕ PCA), the trained model against the strongest single
     off-the-shelf model too (the paired intervals of `compare` are computed against that one)."""
-    from embedlab.evaluation import SINGLE_BASELINE_KINDS
+    from embedlab.course.comparison import SINGLE_BASELINE_KINDS
 
     singles = sorted(
         (r for kind in SINGLE_BASELINE_KINDS for r in groups.get(kind, [])),
@@ -293,23 +282,6 @@ def _floor_line(table: Any, ssl: Mapping[str, Any], floors: Sequence[Mapping[str
 
 
 # ------------------------------------------------------------------------------------------------ levers
-QUALITY_RESULT = Path("benchmarks") / "results" / "quality.json"
-
-
-def benchmark_quality() -> dict[str, Any] | None:
-    """benchmarks/results/quality.json of this source checkout (None when installed without it, e.g. on Colab)."""
-    from embedlab.paths import find_project_root
-
-    for root in (Path(__file__).resolve().parents[2], find_project_root()):
-        path = root / QUALITY_RESULT if root else None
-        if path is not None and path.is_file():
-            try:
-                return json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                return None
-    return None
-
-
 def _method_of(row: Mapping[str, Any]) -> str:
     return str(row.get("recipe", "")).split(" ", 1)[0].lower()
 
@@ -365,7 +337,6 @@ def _distil_lever(ssl: Mapping[str, Any], base: Mapping[str, Any], quality: Mapp
 
 def levers(ssl: Mapping[str, Any], base: Mapping[str, Any], quality: Mapping[str, Any] | None = None) -> list[str]:
     """What would change a loss or a tie, each with the number bench_quality measured on the demo data, if any."""
-    quality = quality if quality is not None else benchmark_quality()
     recipes = _recipes(quality)
     found = [_size_lever(ssl, base, recipes), _longer_lever(ssl, recipes), _distil_lever(ssl, base, quality)]
     if quality and any(found[:1] + found[2:]) or quality and "curve" in str(found[1]):

@@ -1,4 +1,4 @@
-"""What a run reports: metrics.json (with the verdict of `embedlab.verdict`) and the index.html page of a run.
+"""What a run reports: metrics.json (with the verdict of `embedlab.course.verdict`) and the index.html page of a run.
 
 Notebook 05 writes the verdict and metrics.json; the pipeline writes the index page after the last notebook.
 """
@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from embedlab._io import atomic_open, write_json
+from embedlab.course.verdict import rows_by_kind
 from embedlab.rundir import RunDir
-from embedlab.verdict import describe_comparison, rows_by_kind
 
-__all__ = ["describe_comparison", "format_seconds", "save_metrics", "verdict_html", "write_index"]
+__all__ = ["format_seconds", "save_metrics", "verdict_html", "write_index"]
 
 INDEX_STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"

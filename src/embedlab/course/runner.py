@@ -1,7 +1,7 @@
 """Run the numbered notebooks in order with one parameter set (papermill), then write an index.html of the run.
 
     embedlab run demo                                   # the shipped preset demo -> runs/demo/index.html
-    python -m embedlab.pipeline classroom --only 03,04 -p epochs 80   # the same command line as `embedlab run`
+    embedlab run classroom --only 03,04 -p epochs 80   # two notebooks again, one parameter changed
 
 Each notebook gets only the parameters it declares; the executed copies go to <run_dir>/notebooks/. The first
 failing notebook stops the run with a PipelineError naming it and the failing cell's error.
@@ -19,16 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from embedlab._io import write_json
-from embedlab.params import (
+from embedlab.course.params import (
     ParameterError,
     check_overrides,
     find_project_root,
     validate_params,
 )
-from embedlab.report import describe_comparison, format_seconds, save_metrics, write_index
+from embedlab.course.report import format_seconds, write_index
 from embedlab.rundir import RunDir
 
-__all__ = [  # in the order of the stages of a run; the report's functions are re-exported for the notebooks
+__all__ = [  # in the order of the stages of a run
     "PipelineError",
     "notebooks_dir",
     "params_file",
@@ -39,10 +39,7 @@ __all__ = [  # in the order of the stages of a run; the report's functions are r
     "run_pipeline",
     "machine_line",
     "cpu_model",
-    "describe_comparison",
-    "save_metrics",
     "write_index",
-    "main",
 ]
 
 PIPELINE_NOTEBOOKS_GLOB = "[0-9][0-9]_*.ipynb"
@@ -72,7 +69,7 @@ def notebooks_dir() -> Path:
 
 def params_file(params: str | os.PathLike[str]) -> Path:
     """Path of a parameter set: a shipped preset name (demo, classroom, full, tiny) or a YAML path."""
-    from embedlab.presets import PresetError, preset_path
+    from embedlab.course.presets import PresetError, preset_path
 
     try:
         return preset_path(params)
@@ -82,7 +79,7 @@ def params_file(params: str | os.PathLike[str]) -> Path:
 
 def load_params(params: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
     """Load a named parameter set or YAML file (a mapping is copied as is)."""
-    from embedlab.presets import PresetError, load_preset
+    from embedlab.course.presets import PresetError, load_preset
 
     if isinstance(params, Mapping):
         return dict(params)
@@ -209,7 +206,7 @@ def run_pipeline(
         _record(run, params, values, timings)
     index = write_index(run.root, timings=timings, parameters=values, html_notebooks=html_report)
     if run.exported.is_file():  # the run's results archive: what a teacher publishes for `pretrained_url`
-        from embedlab.workflow import pack_run
+        from embedlab.course.standalone import pack_run
 
         _say(progress, f"results archive for pretrained_url: {pack_run(run.root)}")
     _say(progress, f"done in {format_seconds(time.perf_counter() - started)}: {index}")

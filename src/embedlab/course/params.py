@@ -50,7 +50,6 @@ __all__ = [
     "NotebookParams",
     "ParameterError",
     "RunDir",
-    "RunPaths",
     "base_dir",
     "check",
     "check_overrides",
@@ -84,15 +83,15 @@ def _train_if_missing(name: str, value: Any) -> dict[str, Any]:
 
 
 def _url(name: str, value: Any) -> str | None:
-    """None, or the http(s) address of a published run archive (see embedlab.workflow.pack_run)."""
+    """None, or the http(s) address of a published run archive (see embedlab.course.standalone.pack_run)."""
     if value is None or (isinstance(value, str) and value.startswith(("http://", "https://"))):
         return value
     raise ParameterError(f"parameter {name!r}: expected None or an http(s):// address, got {value!r}")
 
 
 def _preset(name: str, value: Any) -> str | None:
-    """None, a shipped preset name (embedlab.presets) or the path of a YAML parameter file."""
-    from embedlab.presets import PresetError, preset_path
+    """None, a shipped preset name (embedlab.course.presets) or the path of a YAML parameter file."""
+    from embedlab.course.presets import PresetError, preset_path
 
     if value is None:
         return None
@@ -262,15 +261,28 @@ def with_preset(values: Mapping[str, Any], notebook: str) -> dict[str, Any]:
     preset = _preset("preset", values.get("preset"))
     if preset is None:
         return dict(values)
-    from embedlab.presets import load_preset, notebook_defaults
+    from embedlab.course.presets import load_preset, notebook_defaults
 
     defaults = notebook_defaults().get(notebook, {})
     changed = {k: v for k, v in values.items() if k not in defaults or v != defaults[k]}
-    chosen = load_preset(preset)
+    chosen = _for_method(load_preset(preset), changed)
     if "train_if_missing" in values and "train_if_missing" not in changed:  # 03-06: the preset's training recipe
         names = {*TrainSettings.names(), "max_train_minutes"} - {"seed"}
         chosen["train_if_missing"] = {k: v for k, v in chosen.items() if k in names}
     return {**values, **chosen, **changed}
+
+
+def _for_method(preset: dict[str, Any], changed: Mapping[str, Any]) -> dict[str, Any]:
+    """The preset without the method options (a teacher, ...) that the method finally chosen does not read: a
+    learner who picks method='simclr' under the demo preset is not told that SimCLR ignores its teacher."""
+    from embedlab.registry import method_options, method_spec
+
+    method = changed.get("method", preset.get("method"))
+    try:
+        reads = method_spec(str(method)).reads if method is not None else ()
+    except KeyError:
+        return preset  # an unknown method: TrainSettings names it in one line
+    return {k: v for k, v in preset.items() if k not in method_options() or k in reads or method is None}
 
 
 def _fallback_training(options: Mapping[str, Any], seed: Any) -> TrainSettings:
@@ -279,9 +291,6 @@ def _fallback_training(options: Mapping[str, Any], seed: Any) -> TrainSettings:
         return TrainSettings.from_mapping({"seed": seed, **_train_options(options)}, strict=True)
     except ParameterError as error:
         raise ParameterError(f"parameter 'train_if_missing': {error}") from None
-
-
-RunPaths = RunDir  # the name earlier releases used (notebooks of those releases say p.run: a RunDir either way)
 
 
 def show_versions() -> None:

@@ -27,8 +27,8 @@ from embedlab.rundir import ARCHIVED_THUMBNAILS, PUBLISHED, RunDir
 from embedlab.settings import EmbedSettings, TrainSettings
 
 if TYPE_CHECKING:
+    from embedlab.course.params import NotebookParams
     from embedlab.embedding import Embeddings
-    from embedlab.params import NotebookParams
 
 EMBEDDING_NAMES = ("ssl", "imagenet", "random", "pca")
 CONCATENATION = "imagenet+pca"  # the off-the-shelf concatenation baseline: its parts' names joined by "+"
