@@ -156,10 +156,12 @@ def write_fake_colab(root: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------- the notebooks
-def repository_url() -> str:
-    """The address the setup cells install from (pyproject's Repository URL)."""
+def install_source() -> str:
+    """The address the setup cells install from (pyproject's Repository URL at the release tag `v<version>`)."""
     text = (REPO / "pyproject.toml").read_text(encoding="utf-8")
-    return re.search(r'^Repository = "([^"]+)"', text, re.M)[1].rstrip("/")
+    url = re.search(r'^Repository = "([^"]+)"', text, re.M)[1].rstrip("/")
+    version = re.search(r'^version = "([^"]+)"', text, re.M)[1]
+    return f"git+{url}@v{version}"
 
 
 def run_dir_of(notebook: Path) -> str:
@@ -179,7 +181,7 @@ def run_notebook(root: Path, notebook: Path, wheel_url: str) -> dict[str, Any]:
     shutil.copy2(notebook, root / "work" / notebook.name)
     start = time.perf_counter()
     command = ["python", f"/work/{RUNNER.name}", f"/work/{notebook.name}", "--cwd", "/content"]
-    install = ["--install-from", f"git+{repository_url()}", "--install-to", wheel_url]
+    install = ["--install-from", install_source(), "--install-to", wheel_url]
     done = subprocess.run(chrooted(root, *command, *install), capture_output=True, text=True, timeout=STEP_TIMEOUT_S)
     run_dir = root / "content" / "drive" / "MyDrive" / "embedlab" / run_dir_of(notebook)
     return {

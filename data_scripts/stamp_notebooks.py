@@ -31,6 +31,7 @@ SETUP_TAG = "stamp-setup"
 NEXT_PREFIX = "**Next:**"
 KEEP_CELL_METADATA = ("tags", "nbmake")
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
+COLAB_GPU = {"accelerator": "GPU", "colab": {"gpuType": "T4", "provenance": []}}  # a badge opens a T4 runtime
 _NOTEBOOK_LINK = re.compile(r"\[([^\]]+)\]\((\d\d_[\w.-]+\.ipynb)\)")
 _COLAB_COMPANION = re.compile(r" \(\[open in Colab\]\([^)]*\)\)")
 
@@ -58,9 +59,21 @@ def badge_source(name: str, repo_url: str | None = None) -> str:
     )
 
 
+def release_tag(pyproject: Path = PYPROJECT) -> str:
+    """The tag of the release the notebooks are stamped for (`v` + pyproject's version): a class installs one code."""
+    with open(pyproject, "rb") as handle:
+        return "v" + tomllib.load(handle)["project"]["version"]
+
+
+def install_source(repo_url: str | None = None) -> str:
+    """Where the setup cell installs embedlab from: the repository at the stamped release's tag."""
+    return f"git+{repo_url or repository_url()}@{release_tag()}"
+
+
 def install_line(repo_url: str | None = None) -> str:
-    """The setup cell's Colab install: embedlab alone (no extras), so Colab's torch and ipykernel stay as they are."""
-    return f'%pip install --quiet "embedlab @ git+{repo_url or repository_url()}"'
+    """The setup cell's Colab install: embedlab alone (no extras), so Colab's torch and ipykernel stay as they are;
+    pinned to the release tag, so students of one class get the same code whatever day they open it."""
+    return f'%pip install --quiet "embedlab @ {install_source(repo_url)}"'
 
 
 def setup_source(repo_url: str | None = None) -> str:
@@ -145,7 +158,7 @@ def stamp(nb: dict[str, Any], name: str, repo_url: str | None = None) -> dict[st
     language = {"name": "python"}
     return {
         "cells": cells,
-        "metadata": {"kernelspec": KERNELSPEC, "language_info": language},
+        "metadata": {"kernelspec": KERNELSPEC, "language_info": language, **COLAB_GPU},
         "nbformat": 4,
         "nbformat_minor": 5,
     }

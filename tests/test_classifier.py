@@ -72,3 +72,16 @@ def test_clear_errors(tmp_path, fashion_root):
         classifier.train_classifier(tmp_path, fashion_root, mode="linear", progress=False)
     with pytest.raises(FileNotFoundError, match="dataset folder"):
         classifier.train_classifier(tmp_path, tmp_path / "nowhere", progress=False)
+
+
+def test_a_folder_where_only_one_class_has_usable_images_is_refused(tmp_path):
+    """Two class folders, one of them only damaged files: not 'test accuracy 0.800 (chance 1.000)' and exit 0."""
+    from test_reliability import class_folder, truncated_jpeg
+
+    root = class_folder(tmp_path / "images", per_class=6, classes=("a",))
+    (root / "b").mkdir()
+    for i in range(3):
+        truncated_jpeg(root / "b" / f"bad{i}.jpg", seed=i)
+    export_run(tmp_path / "run")
+    with pytest.raises(FinetuneError, match="only 1 class has usable images"):
+        classifier.train_classifier(tmp_path / "run", root, progress=False, verify="none")

@@ -131,7 +131,7 @@ def test_embed_float_npy_and_a_folder_with_pca(capsys, tmp_path, images_npy, ima
     images, _ = images_npy
     floats = tmp_path / "floats.npy"
     np.save(floats, (np.load(images)[..., None] / 255.0).astype(np.float32))  # (N, H, W, 1) float in [0, 1]
-    status, out, err = run_cli(capsys, "embed", floats, tmp_path / "f.pt", "--dimensions", "4", "-q")
+    status, out, err = run_cli(capsys, "embed", floats, tmp_path / "f.pt", "--model", "pca", "--dimensions", "4", "-q")
     assert status == 0 and "36 x 4" in out, err
     status, out, err = run_cli(
         capsys, "embed", image_folder, tmp_path / "folder.pt", "--model", "pca", "--dimensions", "8", "-q"
@@ -174,7 +174,19 @@ def folder_embeddings(tmp_path_factory: pytest.TempPathFactory, image_folder: Pa
     folder = tmp_path_factory.mktemp("emb")
     for dims in (8, 16):
         assert (
-            cli.main(["embed", str(image_folder), str(folder / f"pca{dims}.pt"), "--dimensions", str(dims), "-q"]) == 0
+            cli.main(
+                [
+                    "embed",
+                    str(image_folder),
+                    str(folder / f"pca{dims}.pt"),
+                    "--model",
+                    "pca",
+                    "--dimensions",
+                    str(dims),
+                    "-q",
+                ]
+            )
+            == 0
         )
     return folder / "pca8.pt", folder / "pca16.pt"
 
@@ -276,7 +288,7 @@ def test_bad_input_is_one_clear_line(capsys, tmp_path, images_npy, image_folder,
 
 
 def test_bad_numbers_are_refused_by_the_settings_naming_their_range(capsys, images_npy):
-    status, _, err = run_cli(capsys, "embed", images_npy[0], "x.pt", "--dimensions", "0")
+    status, _, err = run_cli(capsys, "embed", images_npy[0], "x.pt", "--model", "pca", "--dimensions", "0")
     assert status == 1 and "--dimensions" in err and "from 1 to 4096" in err and "Traceback" not in err
 
 

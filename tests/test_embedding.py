@@ -266,3 +266,16 @@ def test_npz_filenames_cost_their_own_length_not_the_longest(tmp_path: Path) -> 
 def test_npz_written_with_a_string_array_still_loads(tmp_path: Path) -> None:
     np.savez(tmp_path / "old.npz", vectors=np.ones((2, 3), np.float32), filenames=np.asarray(["a.png", "b.png"]))
     assert load_embeddings(tmp_path / "old.npz").filenames == ["a.png", "b.png"]
+
+
+def test_saving_to_a_folder_of_shards_refuses_in_one_line(tmp_path: Path) -> None:
+    """Not a silent no-op that returns the folder's own vectors: one line, and the folder untouched."""
+    from embedlab.embedding import EmbeddingsError, save_embeddings
+
+    folder = tmp_path / "library"
+    folder.mkdir()
+    (folder / "manifest.json").write_text("{}")
+    emb = Embeddings(torch.zeros(2, 3), ["a/1.png", "a/2.png"])
+    with pytest.raises(EmbeddingsError, match="it is a folder") as caught:
+        save_embeddings(emb, folder)
+    assert "\n" not in str(caught.value) and (folder / "manifest.json").read_text() == "{}"

@@ -403,3 +403,31 @@ def test_knn_blocks_shrink_as_the_bank_grows_with_the_same_answer(monkeypatch: p
     monkeypatch.setattr(torch.Tensor, "topk", recording_topk)
     assert (evaluation.knn_correct(vectors, labels) == whole).all()
     assert max(rows * n for rows, n in shapes) <= 3000 and len(shapes) == 30
+
+
+def test_knn_predict_on_its_own_bank_leaves_each_images_own_vote_out() -> None:
+    """Notebook 05's confusion-matrix exercise: predicting the bank from itself must not count each image's own
+    vote, else random labels score near 100%."""
+    generator = torch.Generator().manual_seed(0)
+    bank = torch.nn.functional.normalize(torch.randn(400, 16, generator=generator), dim=1)
+    labels = torch.randint(0, 4, (400,), generator=generator)
+    own_vote_out = (knn_predict(bank, bank, labels, 4, k=5) == labels).float().mean()
+    own_vote_in = (knn_predict(bank, bank, labels, 4, k=5, exclude_self=False) == labels).float().mean()
+    assert own_vote_out < 0.4 and own_vote_in > 0.9  # chance is 0.25
+    assert (knn_predict(bank.clone(), bank, labels, 4, k=5) == labels).float().mean() == own_vote_out
+
+
+def test_label_efficiency_rises_with_labels_and_brackets_each_mean() -> None:
+    """More labels per class buy accuracy on separable data; each point has a range over its label draws."""
+    from embedlab.evaluation import label_efficiency
+
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.randn(4, 16, generator=generator) * 1.5
+    labels = torch.arange(4).repeat_interleave(60)
+    vectors = centres[labels] + torch.randn(240, 16, generator=generator)
+    found = label_efficiency(vectors, labels.numpy(), shots=(1, 10), draws=6)
+    assert [row["labels_per_class"] for row in found] == [1, 10] and found[0]["draws"] == 6
+    for row in found:
+        for metric in ("knn", "probe"):
+            assert row[f"{metric}_low"] <= row[metric] <= row[f"{metric}_high"]
+    assert found[1]["knn"] > found[0]["knn"] and found[1]["probe"] > found[0]["probe"] > 0.25

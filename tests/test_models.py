@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from PIL import Image
 from torch import nn
 
 from embedlab import models
@@ -252,3 +253,18 @@ def test_real_download_path_has_a_timeout(tmp_path: Path, monkeypatch: pytest.Mo
         create_backbone("resnet18", "imagenet")
     assert seen == [models.DOWNLOAD_TIMEOUT] and socket.getdefaulttimeout() == before
     assert list((tmp_path / "torch" / "hub" / "checkpoints").iterdir()) == []  # no partial file left
+
+
+def test_lightlytrain_spelling_of_torchvision_models_is_accepted(capsys, tmp_path) -> None:
+    """`model="torchvision/resnet18"` as LightlyTrain users write it: settings, create_backbone and the CLI."""
+    from embedlab import cli
+    from embedlab.settings import TrainSettings
+
+    assert TrainSettings(backbone="torchvision/resnet18").backbone == "resnet18"
+    assert models.create_backbone("torchvision/resnet18", layers=1).name == "resnet18"
+    folder = tmp_path / "images" / "a"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        Image.new("RGB", (20, 20), (i * 60, 0, 0)).save(folder / f"{i}.png")
+    argv = ["embed", str(tmp_path / "images"), str(tmp_path / "e.pt"), "--model", "torchvision/resnet18"]
+    assert cli.main([*argv, "--weights", "random", "--image-size", "16", "-q"]) == 0, capsys.readouterr().err

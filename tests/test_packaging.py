@@ -117,7 +117,8 @@ def test_repository_address_lives_in_pyproject_and_stamps_every_notebook(tmp_pat
         assert f"colab.research.google.com/github/{slug}/blob/main/notebooks/{path.name}" in "".join(
             nb["cells"][0]["source"]
         )
-        assert f"git+{url}" in _setup_install_line(path)
+        assert f"git+{url}@v{_pyproject()['project']['version']}" in _setup_install_line(path)  # the release
+        assert json.loads(text)["metadata"]["colab"]["gpuType"] == "T4"  # a badge opens a GPU runtime
         for cell in nb["cells"]:
             source = "".join(cell["source"])
             if cell["cell_type"] == "markdown" and source.startswith("**Next:**"):
@@ -267,7 +268,7 @@ def test_setup_cell_install_keeps_the_runtimes_torch_and_ipykernel(dist: Path, t
     line = _setup_install_line(REPO / "notebooks" / "01_download_data.ipynb")
     requirement = re.search(r'"(embedlab[^"]*)"', line).group(1)
     url = _pyproject()["project"]["urls"]["Repository"].rstrip("/")
-    local = requirement.replace(f"git+{url}", Path(wheel).resolve().as_uri())
+    local = requirement.replace(f"git+{url}@v{_pyproject()['project']['version']}", Path(wheel).resolve().as_uri())
     assert local != requirement, f"the setup line does not install from {url}: {line}"
     changed = _dry_run(python, index, local, tmp_path / "report.json")
     assert "embedlab" in changed and "lightly" in changed  # the dry run really resolves the package
@@ -277,3 +278,20 @@ def test_setup_cell_install_keeps_the_runtimes_torch_and_ipykernel(dist: Path, t
     assert not changed & set(RUNNER_STACK), f"the setup cell installs the runner stack: {changed & set(RUNNER_STACK)}"
     # the check can fail: a requirement above the installed ipykernel (as the old dependency list had) shows up
     assert "ipykernel" in _dry_run(python, index, "ipykernel>=6.25", tmp_path / "control.json")
+
+
+def test_the_lock_pins_every_dependency_and_conda_installs_what_make_does() -> None:
+    """requirements.txt pins every runtime and extra dependency (scipy included); environment.yml and `make venv`
+    install the same extras."""
+    pinned = {
+        re.split(r"==", line)[0].strip().lower().replace("_", "-")
+        for line in (REPO / "requirements.txt").read_text(encoding="utf-8").splitlines()
+        if "==" in line and not line.startswith("#")
+    }
+    project = _pyproject()["project"]
+    wanted = [*project["dependencies"], *(d for extra in project["optional-dependencies"].values() for d in extra)]
+    names = {re.split(r"[<>=!~;\[ ]", d, maxsplit=1)[0].lower() for d in wanted} - {"embedlab", "embedding-atlas"}
+    assert names <= pinned, f"not pinned in requirements.txt: {sorted(names - pinned)}"
+    make_extras = re.search(r'-e "\.\[([\w,]+)\]"', (REPO / "Makefile").read_text(encoding="utf-8"))[1]
+    conda_extras = re.search(r'-e "\.\[([\w,]+)\]"', (REPO / "environment.yml").read_text(encoding="utf-8"))[1]
+    assert make_extras == conda_extras

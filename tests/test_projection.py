@@ -84,12 +84,30 @@ def test_points_roundtrip_and_load_or_project(tmp_path) -> None:
     first = load_or_project(x, path, method="pca")
     assert path.exists() and not list(path.parent.glob(".*tmp"))
     np.testing.assert_array_equal(load_points(path, expected_rows=60), first)
-    save_points(np.zeros((60, 2)), path)  # a saved file of the right size is reused, not recomputed
+    key = Projector("pca").key(x)
+    save_points(np.zeros((60, 2)), path, made_from=key)  # a map made from the same vectors and settings: reused
     np.testing.assert_array_equal(load_or_project(x, path, method="pca"), np.zeros((60, 2)))
     with pytest.raises(ProjectionError, match="has 60 points but the embedding set has 10"):
         load_points(path, expected_rows=10)
-    again = load_or_project(x[:10], path, method="pca")  # stale size -> recomputed and overwritten
+    again = load_or_project(x[:10], path, method="pca")  # other vectors -> recomputed and overwritten
     assert again.shape == (10, 2) and load_points(path).shape == (10, 2)
+
+
+def test_a_saved_map_is_reused_only_for_the_method_settings_and_vectors_it_was_made_from(tmp_path) -> None:
+    """Notebook 04 with projection='pca' must not make notebook 05 draw PCA maps labelled UMAP."""
+    x, _ = blobs()
+    path = tmp_path / "umap" / "ssl.npy"
+    Projector("pca").fit(x).save(path)
+    save_points(np.zeros((60, 2)), path, made_from=Projector("pca").key(x))
+    assert not load_or_project(x, path, method="pca").any()  # the same recipe: the saved points
+    assert load_or_project(x, path, method="tsne", seed=1).any()  # another method: projected again
+    assert load_or_project(x, path, method="tsne", seed=1).any()  # and now that one is saved and reused
+    save_points(np.zeros((60, 2)), path)  # a map without its key (an older run): never trusted
+    assert load_or_project(x, path, method="pca").any()
+    noisy = x + np.float32(0.5)
+    assert not np.array_equal(
+        load_or_project(noisy, path, method="pca"), load_or_project(x, tmp_path / "b.npy", method="pca")
+    )
 
 
 def test_reduce_pca_caps_components_at_the_data_and_reports_variance_kept() -> None:

@@ -190,3 +190,16 @@ def test_a_distillation_teacher_that_is_no_imagenet_row_becomes_a_baseline_row(
     same = {**meta, "teacher": "efficientnet_lite0", "teacher_image_size": 32}
     export_backbone(create_backbone("resnet18", None, layers=1), p.run.exported, extra_meta=same)
     assert workflow.teacher_row(p) is None and "teacher" not in workflow.comparison_sets(p)
+
+
+def test_pretrained_url_takes_a_local_file_such_as_one_on_drive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A results archive a teacher put on Google Drive (a mounted path) or a file the learner downloaded."""
+    published = _published_run(tmp_path)
+    archive = workflow.pack_run(published, tmp_path / "drive" / "MyDrive" / "run.zip")
+    p = _notebook_params(tmp_path, monkeypatch, "04", pretrained_url=str(archive))
+    assert workflow.fetch_pretrained(p) and p.run.exported.is_file()
+    missing = _notebook_params(tmp_path, monkeypatch, "04", pretrained_url=str(tmp_path / "nowhere.zip"))
+    with pytest.raises(FileNotFoundError, match="no results archive at"):
+        workflow.fetch_pretrained(missing)

@@ -394,6 +394,11 @@ def train_classifier(
         net if embed else None, folder, transforms_[1], run_device, batch_size, progress
     )
     skipped = _report_skipped(folder, [*folder.skipped, *unreadable])
+    if len(np.unique(labels)) < 2:  # the class folders exist, but only one has images that could be read
+        raise FinetuneError(
+            f"{getattr(folder, 'root', data)}: only {len(np.unique(labels))} class has usable images "
+            f"({len(skipped)} file(s) skipped); a classifier needs at least 2"
+        )
     train_idx, test_idx = stratified_split(labels, test_fraction, seed)
     probe_accuracy = _probe_accuracy(features, labels, test_fraction, seed) if probe else None
     options = dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed, device=run_device)

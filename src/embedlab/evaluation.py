@@ -60,10 +60,14 @@ def knn_predict(
     *,
     k: int = 20,
     temperature: float = 0.1,
-    exclude_self: bool = False,
+    exclude_self: bool | None = None,
     chunk_size: int = KNN_CHUNK,
 ) -> torch.Tensor:
-    """Top-1 class per query by lightly's weighted kNN vote; inputs L2-normalised; exclude_self for leave-one-out."""
+    """Top-1 class per query by lightly's weighted kNN vote; inputs L2-normalised. exclude_self (leave-one-out):
+    None leaves each image's own vote out when the queries are the bank itself, where it would count itself
+    and score near 100% even on random labels; pass False to keep it."""
+    if exclude_self is None:
+        exclude_self = queries is bank or (queries.shape == bank.shape and bool(torch.equal(queries, bank)))
     predictions = []
     step = max(1, min(chunk_size, KNN_BLOCK_ELEMENTS // max(1, len(bank))))
     for start in range(0, len(queries), step):
@@ -176,6 +180,55 @@ def linear_probe_accuracy(
     """Accuracy of logistic regression on standardised frozen embeddings, on a stratified held-out split."""
     correct = linear_probe_correct(vectors, labels, test_fraction=test_fraction, seed=seed, max_iter=max_iter, C=C)
     return float(correct.mean())
+
+
+# ------------------------------------------------------------------------------------------------ labels
+LABEL_SHOTS = (1, 5, 10, 50)  # labelled images per class in the label-efficiency curve
+
+
+def label_efficiency(
+    vectors: Any,
+    labels: Any = None,
+    *,
+    shots: Any = LABEL_SHOTS,
+    draws: int = 10,
+    test_fraction: float = 0.3,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """What `n` labels per class buy: kNN and a linear probe trained on n labelled images per class drawn from the
+    training part of the probe's split and tested on its held-out images, over `draws` random draws. One dict per
+    n: the mean accuracy of each and the 2.5-97.5 percentiles over the draws (`knn_low`.., `probe_low`..)."""
+    from sklearn.model_selection import train_test_split
+
+    x = _vectors(vectors)
+    y = _labels(labels, vectors, len(x), "label_efficiency")
+    n_test = max(len(np.unique(y)), round(test_fraction * len(y)))
+    train, test = train_test_split(np.arange(len(y)), test_size=n_test, random_state=seed, stratify=y)
+    found = []
+    for n in shots:
+        scores = np.array([_few_label_scores(x, y, train, test, n, seed + draw) for draw in range(draws)])
+        row: dict[str, Any] = {"labels_per_class": int(n), "draws": draws}
+        for column, name in enumerate(("knn", "probe")):
+            low, high = np.percentile(scores[:, column], [2.5, 97.5])
+            row.update({name: float(scores[:, column].mean()), f"{name}_low": float(low), f"{name}_high": float(high)})
+        found.append(row)
+    return found
+
+
+def _few_label_scores(x: torch.Tensor, y: np.ndarray, train: np.ndarray, test: np.ndarray, n: int, seed: int) -> tuple:
+    """kNN and linear-probe accuracy on `test` with at most n labelled training images per class (one draw)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(seed)
+    chosen = np.concatenate([rng.permutation(train[y[train] == c])[:n] for c in np.unique(y[train])])
+    knn = knn_correct(x[chosen], y[chosen], x[test], y[test], k=min(20, len(chosen))).mean()
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a probe on one image per class does not converge, and need not
+        probe.fit(x[chosen].numpy(), y[chosen])
+    return float(knn), float((probe.predict(x[test].numpy()) == y[test]).mean())
 
 
 # ------------------------------------------------------------------------------------------------ noise

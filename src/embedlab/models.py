@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from embedlab._io import atomic_path, write_json
-from embedlab.registry import BACKBONES, BackboneSpec, backbone_names, load_target
+from embedlab.registry import BACKBONES, BackboneSpec, backbone_names, canonical_backbone, load_target
 from embedlab.rundir import RunDir
 
 BACKBONE_NAMES: tuple[str, ...] = backbone_names()  # the registry's (embedlab.registry.BACKBONES)
@@ -260,7 +260,7 @@ def create_backbone(
     initialised even with ImageNet weights, and no max-pool); EfficientNet's stem conv gets stride 1.
     layers=k keeps the stem and the first k ResNet stages (1..4) or EfficientNet MBConv blocks (1..16).
     """
-    spec = _check_options(name, weights, layers)
+    spec = _check_options(canonical_backbone(name), weights, layers)
     return load_target(spec.builder)(spec, weights, small_images, layers)
 
 
@@ -452,7 +452,7 @@ def resolve_backbone(model: Any, weights: str | None = "imagenet") -> Backbone:
     directory (its exported backbone), an exported backbone.pt or a Lightning .ckpt."""
     if isinstance(model, Backbone):
         return model
-    if isinstance(model, str) and model in BACKBONES:
+    if isinstance(model, str) and canonical_backbone(model) in BACKBONES:
         return create_backbone(model, weights)
     if not isinstance(model, (str, os.PathLike)):
         raise BackboneLoadError(

@@ -85,6 +85,7 @@ class Projector:
         self.reducer: Any = None
         self.points_: np.ndarray | None = None
         self.n_fit_: int = 0
+        self.made_from_: dict[str, Any] | None = None  # what the map was made from (save_points keys the file by it)
 
     def __repr__(self) -> str:
         state = f"fitted on {self.n_fit_} points" if self.reducer is not None else "not fitted"
@@ -130,6 +131,7 @@ class Projector:
             warnings.filterwarnings("ignore", category=FutureWarning)
             fitted = np.asarray(self.reducer.fit_transform(fit_on), dtype=np.float32)
         self.sample_indices_, self.n_fit_ = sample, len(fit_on)
+        self.made_from_ = self.key(array)
         if sample is None:
             self.points_ = fitted
         else:
@@ -140,6 +142,24 @@ class Projector:
                 chunk = rest[start : start + TRANSFORM_CHUNK]
                 self.points_[chunk] = self.transform(array[chunk])
         return self.points_
+
+    def key(self, vectors: Any) -> dict[str, Any]:
+        """What a map of `vectors` by this projector is made from: method, its settings and the vectors' fingerprint.
+        A saved map is reused only when this matches (`load_or_project`)."""
+        settings = {"seed": self.seed, "metric": self.metric, "max_fit": self.max_fit}
+        settings.update(
+            {
+                "tsne": {"perplexity": self.perplexity},
+                "umap": {"n_neighbors": self.n_neighbors, "min_dist": self.min_dist},
+            }.get(self.method, {})
+        )
+        return {"method": self.method, **settings, "vectors": fingerprint(as_array(vectors))}
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Save the fitted 2-D points with what they were made from (for `load_or_project`)."""
+        if self.points_ is None:
+            raise ProjectionError(f"Projector {self.name!r} is not fitted: call fit() first")
+        return save_points(self.points_, path, made_from=self.made_from_)
 
     def _sample(self, n: int) -> np.ndarray | None:
         """Sorted indices of the seeded fitting sample, or None when every point is fitted."""
@@ -209,10 +229,32 @@ def neighbour_preservation(vectors: Any, points: Any, *, k: int = 10, queries: i
     return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(high, low)]))
 
 
-def save_points(points: np.ndarray, path: str | os.PathLike[str]) -> Path:
-    """Save 2-D points as .npy, atomically."""
+def fingerprint(array: np.ndarray) -> str:
+    """A short digest of a vector set (its shape and up to 1,000 evenly spaced rows): tells two sets apart cheaply."""
+    import hashlib
+
+    rows = np.linspace(0, len(array) - 1, num=min(len(array), 1000)).astype(int) if len(array) else []
+    digest = hashlib.sha256(repr(array.shape).encode())
+    digest.update(np.ascontiguousarray(array[rows], dtype=np.float32).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _key_path(path: str | os.PathLike[str]) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def save_points(
+    points: np.ndarray, path: str | os.PathLike[str], *, made_from: Mapping[str, Any] | None = None
+) -> Path:
+    """Save 2-D points as .npy, atomically, with what they were made from (`Projector.key`) beside them as .json."""
+    from embedlab._io import write_json
+
     with atomic_open(path, "wb") as handle:
         np.save(handle, np.asarray(points, dtype=np.float32))
+    if made_from is not None:
+        write_json(_key_path(path), dict(made_from))
+    else:
+        _key_path(path).unlink(missing_ok=True)
     return Path(path)
 
 
@@ -229,14 +271,18 @@ def load_points(path: str | os.PathLike[str], expected_rows: int | None = None) 
 
 
 def load_or_project(vectors: Any, path: str | os.PathLike[str], method: str = "umap", **kwargs: Any) -> np.ndarray:
-    """Reuse saved 2-D points for this embedding set when they match its size, else project and save them."""
+    """Reuse the saved 2-D map of this embedding set when it was made from the same vectors with the same method and
+    settings (its .json key), else project and save them: a PCA map never comes back labelled UMAP."""
+    import json
+
     array = as_array(vectors)
     target = Path(path)
-    if target.exists():
-        try:
+    projector = Projector(method, name=target.stem, **kwargs)
+    try:
+        if json.loads(_key_path(target).read_text(encoding="utf-8")) == projector.key(array):
             return load_points(target, expected_rows=len(array))
-        except (ProjectionError, ValueError, OSError):
-            pass
-    points = Projector(method, name=target.stem, **kwargs).fit_transform(array)
-    save_points(points, target)
-    return points
+    except (ProjectionError, ValueError, OSError):
+        pass
+    projector.fit(array)
+    projector.save(target)
+    return projector.points_  # type: ignore[return-value]

@@ -126,6 +126,14 @@ def backbone_names() -> tuple[str, ...]:
     return tuple(BACKBONES)
 
 
+def canonical_backbone(name: Any) -> Any:
+    """'torchvision/resnet18' (LightlyTrain's spelling) -> 'resnet18'; other values unchanged."""
+    prefix = "torchvision/"
+    if isinstance(name, str) and name.startswith(prefix) and name[len(prefix) :] in BACKBONES:
+        return name[len(prefix) :]
+    return name
+
+
 # --------------------------------------------------------------------------------------------- views, teachers
 AUGMENT_PRESETS: tuple[str, ...] = ("natural", "aerial", "grayscale")
 NATURAL_VIEWS: tuple[str, ...] = ("simclr", "byol")

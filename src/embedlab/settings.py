@@ -27,6 +27,7 @@ from embedlab.registry import (
     DINOV2_TEACHERS,
     METHODS,
     backbone_names,
+    canonical_backbone,
     method_names,
     method_options,
     method_spec,
@@ -206,7 +207,11 @@ def _teachers(name: str, value: Any) -> str:
     return "+".join(part if part == "pca" else _teacher(name, part) for part in parts)
 
 
-_backbone = _choice(backbone_names)
+def _backbone(name: str, value: Any) -> str:
+    """A registered backbone, also spelt as LightlyTrain does ('torchvision/resnet18')."""
+    return _choice(backbone_names)(name, canonical_backbone(value))
+
+
 _method = _choice(method_names)
 _augment = _choice(AUGMENT_PRESETS)
 
@@ -314,7 +319,7 @@ class TrainSettings(Settings):
     max_steps: int | None = setting(None, _int(1, 10**9, True), "optimizer steps; the schedule fits them")
     teacher: str = setting("dinov2_vitb14", _teacher, "method 'distillation': the teacher (a name or a weights file)")
     teacher_image_size: int | None = setting(
-        None, _int(16, MAX_IMAGE_SIZE, True), "the teacher's input size; None: its default"
+        None, _int(16, MAX_IMAGE_SIZE, True), "teacher's input size; None: default"
     )
     teachers: str = setting(
         "efficientnet_lite0+pca", _teachers, "method 'multi_teacher': teachers joined by '+' (names, files, 'pca')"
@@ -361,9 +366,7 @@ class EmbedSettings(Settings):
         "PCA components for --model pca (None: 50); other models: PCA to N dimensions after embedding (None: all)",
         cli="dimensions",
     )
-    embed_layers: int | None = setting(
-        None, _int(1, 16, True), "keep the first N stages of a named backbone", cli="layers"
-    )
+    embed_layers: int | None = setting(None, _int(1, 16, True), "keep a named backbone's first N stages", cli="layers")
     embed_limit: int | None = setting(None, _int(1, 10**9, True), "images per class; None: all", cli="limit")
     embed_shard_size: int = setting(
         10_000, _int(1, 10**7), "images per shard when the output is a folder (embed_to_shards)", cli="shard-size"
@@ -415,9 +418,7 @@ class CurationSettings(Settings):
     neighbors_k: int = setting(8, _int(1, 10_000), "neighbours shown per query", cli="k")
     outlier_k: int = setting(5, _int(1, 10_000), "outlier score: cosine distance to the k-th neighbour", cli="k")
     outlier_count: int = setting(20, _int(1, 10**9), "how many of the most unusual images to list", cli="n")
-    duplicate_threshold: float = setting(
-        0.97, _fraction, "cosine similarity for near-duplicates, in (0, 1]", cli="threshold"
-    )
+    duplicate_threshold: float = setting(0.97, _fraction, "near-duplicates' cosine similarity, (0, 1]", cli="threshold")
     subset_size: int = setting(60, _int(1, 10**9), "images in the diverse subset", cli="n")
     search_backend: str = setting(
         "auto",

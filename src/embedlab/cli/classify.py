@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from embedlab.cli.common import _data_dir, _dataset_root, _say, check_output, settings_from
+from embedlab.cli.common import _data_dir, _dataset_root, _say, check_apart, check_output, model_file, settings_from
 from embedlab.settings import CurationSettings
 
 
@@ -21,6 +21,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     resolve_device(args.device)  # --device banana / cuda:7 on a machine without it: one line, before any work
     if args.save:
         check_output(args.save, "--save")  # a path under a file, a read-only or full disk: before the training
+        check_apart(("--save", args.save), ("BACKBONE", model_file(args.backbone)), ("DATA", args.data))
     root = _dataset_root(args.data, _data_dir(args), None, not args.quiet)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DatasetWarning)  # the skipped files are listed below, all of them

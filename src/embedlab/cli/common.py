@@ -17,7 +17,9 @@ from embedlab.settings import ParameterError, Settings, add_arguments
 S = TypeVar("S", bound=Settings)
 
 PROG = "embedlab"
-EMBED_MODELS_HELP = "pca, a backbone name (resnet18, resnet34, resnet50, efficientnet_lite0) or a checkpoint path"
+EMBED_MODELS_HELP = (
+    "a backbone name (resnet18, resnet34, resnet50, efficientnet_lite0), a run folder, a checkpoint path or pca"
+)
 
 
 class CommandError(Exception):
@@ -76,6 +78,33 @@ def check_output(path: str | Path, option: str, *, folder: bool = False) -> Path
     except OSError as error:
         raise CommandError(f"{option} {path} cannot be written: {error.strerror or error} in {existing}") from None
     return target
+
+
+def check_apart(output: tuple[str, Any], *inputs: tuple[str, Any]) -> None:
+    """Fail before any work when the output (option, path) is an input, lies inside an input folder or contains
+    one: a command must never overwrite or feed on its own input. One line names both options."""
+    if output[1] is None:
+        return
+    out = Path(output[1]).expanduser().resolve()
+    for option, path in inputs:
+        if path is None or not Path(path).expanduser().exists():
+            continue  # a dataset name or a model name, not a path
+        source = Path(path).expanduser().resolve()
+        if out == source or out.is_relative_to(source) or source.is_relative_to(out):
+            how = "is" if out == source else "lies inside" if out.is_relative_to(source) else "contains"
+            raise CommandError(
+                f"{output[0]} {output[1]} {how} {option} {path}: write somewhere else, the input would be overwritten"
+                f" or read back as input"
+            )
+
+
+def model_file(model: Any) -> Any:
+    """The file a --model / BACKBONE option reads: a run directory's exported backbone, else the value itself."""
+    if model is not None and Path(model).expanduser().is_dir():
+        from embedlab.rundir import RunDir
+
+        return RunDir(Path(model).expanduser()).exported
+    return model
 
 
 def _say(message: str) -> None:

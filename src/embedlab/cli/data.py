@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from embedlab.cli.common import _dataset_root, _say, check_output, settings_from
+from embedlab.cli.common import _dataset_root, _say, check_apart, check_output, settings_from
 from embedlab.settings import DataSettings
 
 
@@ -25,6 +25,7 @@ def cmd_thumbnails(args: argparse.Namespace) -> int:
     data = settings_from(args, DataSettings)
     if args.output:
         check_output(args.output, "--output", folder=True)
+        check_apart(("--output", args.output), ("SOURCE", args.source))  # else thumbnails of thumbnails on reruns
     root = _dataset_root(args.source, data.data_dir, None, not args.quiet)
     out = args.output or datasets.thumbnail_root(root, data.thumbnail_size)
     check_output(out, "--output", folder=True)  # a read-only or full disk: one line now, not one per image

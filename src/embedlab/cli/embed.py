@@ -14,7 +14,9 @@ from embedlab.cli.common import (
     _data_dir,
     _dataset_root,
     _say,
+    check_apart,
     check_output,
+    model_file,
     settings_from,
 )
 from embedlab.settings import EmbedSettings
@@ -146,6 +148,9 @@ def _plot_embeddings(emb: Any, path: Path, seed: int, quiet: bool) -> Path:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     """Embed images (folder, .npy array or named dataset) and save the vectors."""
+    from embedlab.registry import canonical_backbone
+
+    args.model = canonical_backbone(args.model)  # 'torchvision/resnet18' as LightlyTrain spells it
     output = Path(args.output)
     if output.suffix == "" or output.is_dir():
         return _embed_to_folder(args, output)
@@ -157,6 +162,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if settings.embed_dimensions is not None and args.plot and settings.embed_dimensions < 2:
         raise CommandError("--plot needs at least 2 dimensions")
     check_output(output, "OUTPUT")  # a path under a file, a read-only or full disk: before the work, not after
+    check_apart(
+        ("OUTPUT", output), ("INPUT", args.input), ("--model", model_file(args.model)), ("--labels", args.labels)
+    )
     _check_model_option(args, settings)
     data, array = _embed_input(args)
     if array is None:
@@ -206,6 +214,7 @@ def _embed_to_folder(args: argparse.Namespace, output: Path) -> int:
         what = ", ".join(refused) if refused else "--model pca (it fits on every image at once)"
         raise CommandError(f"a folder OUTPUT (sharded embeddings) does not take {what}")
     check_output(output, "OUTPUT", folder=True)
+    check_apart(("OUTPUT", output), ("INPUT", args.input), ("--model", model_file(args.model)))
     _check_model_option(args, settings)
     if Path(args.input).suffix.lower() in NPY_IMAGES:
         raise CommandError("a folder OUTPUT (sharded embeddings) needs an image folder or a dataset name as INPUT")

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from embedlab.cli.common import CommandError, _load, _say, _write_lines, check_output, settings_from
+from embedlab.cli.common import CommandError, _load, _say, _write_lines, check_apart, check_output, settings_from
 from embedlab.rundir import RunDir
 from embedlab.settings import CompareSettings, CurationSettings, ProjectionSettings
 
@@ -35,9 +35,10 @@ def cmd_umap(args: argparse.Namespace) -> int:
         path = Path(path_text)
         emb = _load(path_text)
         out = _umap_dir(path, args.output_dir)
-        points = projection.project(emb.numpy(), **settings.projector_args())
+        projector = projection.Projector(name=path.stem, **settings.projector_args()).fit(emb.numpy())
+        points = projector.points_
         stem = path.stem if method == "umap" else f"{path.stem}-{method}"
-        saved = projection.save_points(points, out / f"{stem}.npy")
+        saved = projector.save(out / f"{stem}.npy")
         labels = emb.labels if emb.labels is not None else np.zeros(len(emb), dtype=int)
         classes = emb.class_names if emb.labels is not None else ["images"]
         figure = plotting.save_figure(
@@ -66,6 +67,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.output:  # checked before the scoring, not after it
         _table_suffix(Path(args.output))
         check_output(args.output, "--output")
+        check_apart(("--output", args.output), *(("EMBEDDINGS", path) for path in args.embeddings))
     loaded = {}
     for path in args.embeddings:
         emb = _load(path)
@@ -117,6 +119,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     settings = settings_from(args, CurationSettings)
     if args.output:
         check_output(args.output, "--output")
+        check_apart(("--output", args.output), ("EMBEDDINGS", args.embeddings))
     emb = _load(args.embeddings)
     picked = curation.select_diverse(emb, settings.subset_size, seed=settings.seed, progress=not args.quiet)
     lines = [emb.filenames[i] for i in picked]
@@ -180,6 +183,7 @@ def cmd_outliers(args: argparse.Namespace) -> int:
     settings = settings_from(args, CurationSettings)
     if args.output:
         check_output(args.output, "--output")
+        check_apart(("--output", args.output), ("EMBEDDINGS", args.embeddings))
     emb = _load(args.embeddings)
     graph = curation.knn_graph(emb, settings.outlier_k, backend=settings.search_backend, progress=not args.quiet)
     scores = curation.outlier_scores(emb, k=settings.outlier_k, graph=graph)
@@ -198,6 +202,7 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
     settings = settings_from(args, CurationSettings)
     if args.output:
         check_output(args.output, "--output")
+        check_apart(("--output", args.output), ("EMBEDDINGS", args.embeddings))
     emb = _load(args.embeddings)
     groups = curation.near_duplicates(
         emb, threshold=settings.duplicate_threshold, backend=settings.search_backend, progress=not args.quiet

@@ -93,7 +93,9 @@ def _parser_embed(sub: Any) -> None:
     )
     p.add_argument("input", help="image folder, .npy image array, or dataset name")
     p.add_argument("output", help="output file (.pt, .npy or .npz), or a folder for sharded, resumable embeddings")
-    p.add_argument("--model", default="pca", help=f"{EMBED_MODELS_HELP} (default: pca)")
+    p.add_argument(
+        "--model", default="efficientnet_lite0", help=f"{EMBED_MODELS_HELP} (default: efficientnet_lite0, ImageNet)"
+    )
     p.add_argument(
         "--weights",
         default="imagenet",

@@ -8,9 +8,10 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
-from embedlab.cli.common import CommandError, _say, check_output
+from embedlab.cli.common import CommandError, _say, check_apart, check_output
 from embedlab.settings import parse_text
 
 
@@ -87,6 +88,11 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
     if args.output:
         check_output(args.output, "--output")
+        from embedlab.rundir import PUBLISHED
+
+        check_apart(("--output", args.output), *((f"RUN_DIR/{part}", Path(args.run_dir) / part) for part in PUBLISHED))
+        if Path(args.output).suffix.lower() != ".zip":
+            raise CommandError(f"--output {args.output}: a results archive is a .zip file; end the name in .zip")
     try:
         archive = pack_run(args.run_dir, args.output)
     except FileNotFoundError as error:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from embedlab.cli.common import _data_dir, _dataset_root, _say, check_output, settings_from
+from embedlab.cli.common import _data_dir, _dataset_root, _say, check_apart, check_output, settings_from
 from embedlab.settings import TrainSettings
 
 
@@ -18,6 +18,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args, TrainSettings, knn_monitor=not args.no_knn, progress=not args.quiet
     )  # bad values fail before any work
     check_output(args.run_dir, "RUN_DIR", folder=True)  # a read-only or full disk: before any training
+    check_apart(("RUN_DIR", args.run_dir), ("DATA", args.data))  # a run inside the images would be trained on
     root = _dataset_root(args.data, _data_dir(args), settings.limit, not args.quiet)
     result = training.train(root, args.run_dir, settings=settings)
     _say(

@@ -83,10 +83,15 @@ def _train_if_missing(name: str, value: Any) -> dict[str, Any]:
 
 
 def _url(name: str, value: Any) -> str | None:
-    """None, or the http(s) address of a published run archive (see embedlab.course.standalone.pack_run)."""
+    """None, or where a published run archive is (standalone.pack_run): an http(s) address, or a local file such as
+    a download or a file on Google Drive (/content/drive/MyDrive/...)."""
     if value is None or (isinstance(value, str) and value.startswith(("http://", "https://"))):
         return value
-    raise ParameterError(f"parameter {name!r}: expected None or an http(s):// address, got {value!r}")
+    if isinstance(value, (str, os.PathLike)) and "://" not in str(value) and str(value).strip():
+        return str(Path(value).expanduser())
+    raise ParameterError(
+        f"parameter {name!r}: expected None, an http(s):// address or the path of a results archive, got {value!r}"
+    )
 
 
 def _preset(name: str, value: Any) -> str | None:

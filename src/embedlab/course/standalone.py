@@ -148,6 +148,7 @@ def fetch_pretrained(p: NotebookParams) -> bool:
 
     from embedlab._io import atomic_path
     from embedlab.datasets import download, extract
+    from embedlab.datasets.archives import RESULTS_ARCHIVE_LIMITS
 
     url = p.declared.get("pretrained_url")
     if not url:
@@ -156,7 +157,9 @@ def fetch_pretrained(p: NotebookParams) -> bool:
     name = str(url).rstrip("/").rsplit("/", 1)[-1].split("?")[0] or "pretrained.zip"
     _say(f"Using the published results in {url} instead of computing them (no dataset needed for them).")
     archive = Path(url).expanduser() if local else download(url, p.run.root / "downloads" / name)
-    folder = extract(archive, p.run.root / "downloads" / "pretrained")
+    if not archive.is_file():
+        raise FileNotFoundError(f"pretrained_url: no results archive at {archive} (a path on Drive: is it mounted?)")
+    folder = extract(archive, p.run.root / "downloads" / "pretrained", limits=RESULTS_ARCHIVE_LIMITS)
     for source in sorted(f for f in folder.rglob("*") if f.is_file()):
         relative = source.relative_to(folder)
         target = p.run.root / relative

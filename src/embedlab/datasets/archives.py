@@ -13,6 +13,7 @@ import tarfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -24,6 +25,39 @@ from embedlab.datasets.images import _image_extensions, _visible
 logger = logging.getLogger(__name__)
 
 _EXTRACTED_MARKER = ".embedlab-extracted.json"
+
+
+@dataclass(frozen=True)
+class ExtractLimits:
+    """What an archive may unpack to: total bytes, member count and expansion over its own size (a zip bomb's
+    0.6 MB that becomes 600 MB is refused before anything is written). The defaults fit the registry's datasets."""
+
+    max_bytes: int = 256 * 2**30
+    max_members: int = 5_000_000
+    max_ratio: float = 1000.0
+
+
+DATASET_LIMITS = ExtractLimits()
+RESULTS_ARCHIVE_LIMITS = ExtractLimits(max_bytes=8 * 2**30, max_members=200_000, max_ratio=200.0)  # pretrained_url
+
+
+def _check_limits(archive: Path, members: list[tuple[PurePosixPath, bool, Any]], limits: ExtractLimits) -> None:
+    """Refuse, before writing, an archive over its limits or with two members of the same name (the last would win)."""
+    files = [(rel, info) for rel, is_dir, info in members if not is_dir]
+    total = sum(int(getattr(info, "file_size", getattr(info, "size", 0))) for _, info in files)
+    ratio = total / max(archive.stat().st_size, 1)
+    seen: set[PurePosixPath] = set()
+    for rel, _ in files:
+        if rel in seen:
+            raise UnsafeArchiveError(f"{archive}: two members are named {rel}; refusing to extract")
+        seen.add(rel)
+    problems = [
+        f"{len(files):,} files (at most {limits.max_members:,})" if len(files) > limits.max_members else "",
+        f"{total / 2**30:.1f} GB unpacked (at most {limits.max_bytes / 2**30:.1f})" if total > limits.max_bytes else "",
+        f"{ratio:.0f}x its own size unpacked (at most {limits.max_ratio:.0f}x)" if ratio > limits.max_ratio else "",
+    ]
+    if any(problems):
+        raise UnsafeArchiveError(f"{archive}: {'; '.join(p for p in problems if p)}; refusing to extract")
 
 
 def _safe_member_path(name: str, archive: Path) -> PurePosixPath | None:
@@ -66,11 +100,18 @@ def _tar_members(archive: Path, tf: tarfile.TarFile) -> list[tuple[PurePosixPath
     return members
 
 
-def extract(archive: str | os.PathLike[str], target: str | os.PathLike[str], *, progress: bool = True) -> Path:
+def extract(
+    archive: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    progress: bool = True,
+    limits: ExtractLimits = DATASET_LIMITS,
+) -> Path:
     """Safely extract a zip or tar(.gz/.bz2/.xz) into ``target`` and mark it done; return ``target``.
 
-    Every member is validated before anything is written: absolute paths, ``..`` and links raise
-    UnsafeArchiveError and leave the disk untouched. A marker file makes a second call a no-op.
+    Every member is validated before anything is written: absolute paths, ``..``, links, duplicate names and an
+    archive over `limits` (size, member count, expansion) raise UnsafeArchiveError and leave the disk untouched.
+    A marker file makes a second call a no-op.
     """
     archive, target = Path(archive), Path(target)
     marker = target / _EXTRACTED_MARKER
@@ -79,6 +120,7 @@ def extract(archive: str | os.PathLike[str], target: str | os.PathLike[str], *, 
     if not archive.is_file():
         raise DatasetError(f"archive {archive} does not exist")
     with _open_archive(archive) as (members, read):
+        _check_limits(archive, members, limits)
         target.mkdir(parents=True, exist_ok=True)
         resolved = target.resolve()
         for rel, _is_dir, _info in members:  # a second check against links already inside target

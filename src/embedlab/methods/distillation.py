@@ -1,4 +1,5 @@
-"""Distillation as in LightlyTrain's `method="distillation"`: a student learns a frozen teacher's embeddings.
+"""Distillation as in LightlyTrain's `method="distillationv1"` (its default before 0.7.0; LightlyTrain recommends v1
+for global tasks such as classification, which kNN is): a student learns a frozen teacher's embeddings.
 
 Each step the teacher embeds an augmented (and mixed-up) batch of *your* images; the student backbone plus a
 linear projection head embeds the same batch. Both are L2-normalised and compared against a queue of recent
@@ -21,8 +22,8 @@ from embedlab.methods.base import Method, MethodContext
 from embedlab.models import Backbone
 from embedlab.registry import DINOV2_TEACHERS, teacher_names
 
-DISTILLATION_TEMPERATURE = 0.07  # LightlyTrain's default: sharp pseudo-labels over the queue
-DEFAULT_TEACHER = "dinov2_vitb14"  # LightlyTrain's default teacher (ViT-B/14); needs the internet once
+DISTILLATION_TEMPERATURE = 0.07  # LightlyTrain's distillationv1 value: sharp pseudo-labels over the queue
+DEFAULT_TEACHER = "dinov2_vitb14"  # LightlyTrain's distillationv1 teacher (ViT-B/14); needs the internet once
 DINOV2_HUB_REPO = "facebookresearch/dinov2"
 # LightlyTrain's queue sizes: about a quarter to a half of the dataset, so the queue never holds stale duplicates.
 _QUEUE_BUCKETS: tuple[tuple[float, int], ...] = (
