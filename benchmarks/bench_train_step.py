@@ -52,9 +52,9 @@ def run_embedlab(batches: list[tuple[Any, ...]], args: argparse.Namespace) -> fl
     """Steady-state seconds per step through SSLModule + the Trainer settings train() uses."""
     import pytorch_lightning as pl
 
+    from embedlab.runtime import quiet_lightning
     from embedlab.settings import TrainSettings
     from embedlab.training import build_module, build_trainer
-    from embedlab.training.callbacks import quiet_lightning
 
     times: list[float] = []
 

@@ -1,18 +1,29 @@
-"""Where and how the work runs: accelerator, precision, device, data-loading workers and process rank.
+"""Where and how the work runs: accelerator, precision and autocast dtype, device, data-loading workers, process
+rank, SIGTERM, and Lightning's logging.
 
-One resolver for every stage; the training and embedding policies for "auto" sit side by side so they can be
-compared. A request this machine cannot honour is a one-line ParameterError naming the option.
+One resolver for every stage (train, embed, predict and the benchmarks); the training and embedding policies for
+"auto" sit side by side so they can be compared. A request this machine cannot honour is a one-line ParameterError
+naming the option.
 """
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import os
+import signal
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from embedlab.settings import ParameterError
 
 GPU_ACCELERATORS = ("gpu", "cuda")
 MAX_WORKERS = 8
+BF16_FROM_CAPABILITY = (8, 0)  # bf16 tensor cores from Ampere; a T4 (7.5) runs bf16 by slow emulation
+_LOGGERS = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric")
 
 
 def cpu_count() -> int:
@@ -42,15 +53,56 @@ def resolve_accelerator(accelerator: str) -> str:
     return accelerator
 
 
+def _nvml_capability() -> tuple[int, int] | None:
+    """The lowest compute capability among the GPUs, read through NVML: it does not initialise CUDA, so DDP may still
+    fork afterwards (Kaggle's 2 x T4 notebooks); None where NVML is missing."""
+    try:
+        nvml = ctypes.CDLL("libnvidia-ml.so.1")
+        count, major, minor, handle = ctypes.c_uint(), ctypes.c_int(), ctypes.c_int(), ctypes.c_void_p()
+        if nvml.nvmlInit_v2() or nvml.nvmlDeviceGetCount_v2(ctypes.byref(count)) or not count.value:
+            return None
+        found = []
+        for index in range(count.value):
+            failed = nvml.nvmlDeviceGetHandleByIndex_v2(index, ctypes.byref(handle))
+            if failed or nvml.nvmlDeviceGetCudaComputeCapability(handle, ctypes.byref(major), ctypes.byref(minor)):
+                return None
+            found.append((major.value, minor.value))
+        return min(found)
+    except (OSError, AttributeError):
+        return None
+
+
+def gpu_capability() -> tuple[int, int]:
+    """The lowest compute capability among the visible GPUs (every rank must choose the same precision)."""
+    import torch
+
+    if not torch.cuda.is_initialized():
+        found = _nvml_capability()
+        if found is not None:
+            return found
+    return min(tuple(torch.cuda.get_device_capability(i)) for i in range(max(torch.cuda.device_count(), 1)))
+
+
 def resolve_precision(precision: str | int, accelerator: str) -> str:
-    """'auto' -> bf16-mixed on GPUs that support bf16, 16-mixed on older GPUs, 32-true on CPU (bf16 is slow there)."""
+    """'auto' -> bf16-mixed from compute capability 8.0, 16-mixed below (torch.cuda.is_bf16_supported() is True on a
+    T4 by emulation, slowly), 32-true on CPU (bf16 is ~20x slower there). Train, embed and predict all use it."""
     if precision != "auto":
         return str(precision)
     if accelerator in GPU_ACCELERATORS:
-        import torch
-
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+        return "bf16-mixed" if gpu_capability() >= BF16_FROM_CAPABILITY else "16-mixed"
     return "32-true"
+
+
+def autocast_dtype(precision: str) -> Any:
+    """The autocast dtype of a Lightning precision (torch.bfloat16, torch.float16), None for full precision."""
+    import torch
+
+    return {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(str(precision))
+
+
+def device_precision(device: Any) -> str:
+    """The precision 'auto' gives work on a torch.device (what `embed` autocasts to)."""
+    return resolve_precision("auto", "gpu" if getattr(device, "type", device) == "cuda" else "cpu")
 
 
 def resolve_device(device: Any = "auto") -> Any:
@@ -98,3 +150,64 @@ def embed_workers(num_workers: int | str, device_type: str, *, cpus: int | None 
         return int(num_workers)
     cpus = cpu_count() if cpus is None else cpus
     return min(MAX_WORKERS, max(cpus - 1, 1)) if device_type == "cuda" else 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler, `timeout`, a recycled Colab runtime) handled like Ctrl+C: finished work is saved; the
+    command exits with 143 (128 + SIGTERM), never 0."""
+
+    exit_status = 143
+
+
+class StopSignal:
+    """The SIGTERM handler: one process raises Terminated at once; under torch.distributed it only records the signal
+    (`received`), so that the ranks agree at a step boundary and all stop at the same step (a collective inside a
+    signal handler, or one rank leaving alone, hangs the others)."""
+
+    def __init__(self, message: str) -> None:
+        self.message, self.received = message, False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            self.received = True
+            return
+        raise Terminated(self.message)
+
+    def install(self) -> None:
+        """Make this the SIGTERM handler again (Lightning puts its own first, which broadcasts inside the handler)."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self)
+
+
+@contextmanager
+def sigterm_as_interrupt(message: str) -> Iterator[StopSignal]:
+    """While the body runs (main thread only), SIGTERM becomes Terminated, a KeyboardInterrupt: the work saves and
+    stops as for Ctrl+C instead of dying with a stale output or leaving with exit status 0."""
+    stop = StopSignal(message)
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def quiet_lightning(quiet: bool = True) -> Iterator[None]:
+    """Hide Lightning's info banners (GPU available..., model summary) and its known harmless warnings."""
+    loggers = [logging.getLogger(name) for name in _LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING if quiet else logging.INFO)
+    try:
+        with warnings.catch_warnings():
+            for message in ("does not have many workers", "sync_dist=True", "that ended before the epoch", "treespec"):
+                warnings.filterwarnings("ignore", message=f".*{message}.*")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
