@@ -184,3 +184,15 @@ def test_sigterm_to_one_ddp_rank_stops_both_at_the_same_step(fault: str, tiny_da
     assert len(lines) == 1 and "SIGTERM" in lines[0] and "step 2" in lines[0], done.stderr[-3000:]
     saved = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert saved["global_step"] == 2
+
+
+@pytest.mark.parametrize(("ranks", "gpu_workers", "cpu_workers"), [("1", 15, 8), ("4", 3, 2)])
+def test_workers_share_the_cores_among_the_ranks(
+    monkeypatch: pytest.MonkeyPatch, ranks: str, gpu_workers: int, cpu_workers: int
+) -> None:
+    """16 cores: one rank gets 15 workers (8 starved an H100 at 224 px), each of 4 ranks 3 (they asked for 4 x 8)."""
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", ranks)
+    assert runtime.train_workers("auto", "gpu", cpus=16) == gpu_workers
+    assert runtime.embed_workers("auto", "cuda", cpus=16) == gpu_workers
+    assert runtime.train_workers("auto", "cpu", cpus=16) == cpu_workers
+    assert runtime.embed_workers("auto", "cpu", cpus=16) == 0

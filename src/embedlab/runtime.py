@@ -127,29 +127,44 @@ def resolve_device(device: Any = "auto") -> Any:
     return dev
 
 
-def train_workers(num_workers: int | str, accelerator: str = "cpu", *, cpus: int | None = None) -> int:
-    """DataLoader workers for training; 'auto' from measurements (benchmarks/bench_gpu.py --workers).
+def local_ranks() -> int:
+    """Processes sharing this machine's cores (torchrun and Lightning's launcher set LOCAL_WORLD_SIZE), else 1."""
+    return max(int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1), 1)
+
+
+def _cores_per_rank(cpus: int | None, ranks: int | None) -> int:
+    """This process's share of the machine's cores."""
+    cpus = cpu_count() if cpus is None else cpus
+    return max(cpus // (local_ranks() if ranks is None else max(ranks, 1)), 1)
+
+
+def train_workers(
+    num_workers: int | str, accelerator: str = "cpu", *, cpus: int | None = None, ranks: int | None = None
+) -> int:
+    """DataLoader workers per rank for training; 'auto' shares the cores among the `ranks` on this machine.
 
     On CPU the step itself uses every core and waiting for data is small (measured on 2 cores at 32 px: about 3% of
-    the step with 0 workers, benchmarks/results/bench_gpu-cpu-workers.json), so with 2 cores or fewer there are no
-    workers to compete with it; with more cores half of them decode (not measured). On a GPU the step is fast and
-    decoding + augmenting becomes the bottleneck: every core gets a worker, up to 8 (not measured: no GPU run yet).
+    the step with 0 workers, benchmarks/results/bench_gpu-cpu-workers.json), so with 2 cores or fewer per rank there
+    are no workers; with more, half of them decode (not measured). On a GPU decoding + augmenting limits the step (a
+    core does ~160-280 images/s at 224 px; an H100 steps far faster), so every core but the rank's own gets a worker,
+    without a fixed cap (not measured on a GPU yet: benchmarks/gpu_check.py measures the data-wait share).
     """
     if num_workers != "auto":
         return int(num_workers)
-    cpus = cpu_count() if cpus is None else cpus
+    cores = _cores_per_rank(cpus, ranks)
     if accelerator in GPU_ACCELERATORS:
-        return min(MAX_WORKERS, cpus)
-    return 0 if cpus <= 2 else min(MAX_WORKERS, cpus // 2)
+        return max(cores - 1, 1)
+    return 0 if cores <= 2 else min(MAX_WORKERS, cores // 2)
 
 
-def embed_workers(num_workers: int | str, device_type: str, *, cpus: int | None = None) -> int:
-    """DataLoader workers for embedding: several on GPU (decoding must keep up), none on CPU (decoding is cheap
-    next to the forward pass and a worker would take a core from it)."""
+def embed_workers(
+    num_workers: int | str, device_type: str, *, cpus: int | None = None, ranks: int | None = None
+) -> int:
+    """DataLoader workers per rank for embedding: on GPU every core of the rank's share but its own (decoding must
+    keep up), none on CPU (decoding is cheap next to the forward pass and a worker would take a core from it)."""
     if num_workers != "auto":
         return int(num_workers)
-    cpus = cpu_count() if cpus is None else cpus
-    return min(MAX_WORKERS, max(cpus - 1, 1)) if device_type == "cuda" else 0
+    return max(_cores_per_rank(cpus, ranks) - 1, 1) if device_type == "cuda" else 0
 
 
 class Terminated(KeyboardInterrupt):

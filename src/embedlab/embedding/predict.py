@@ -244,7 +244,7 @@ def predict_shards(
     with sigterm_as_interrupt(STOPPED) as stop:
         writer = ShardWriter(shard_size, images, write, stop)
         trainer = build_predictor(device, devices, num_nodes, strategy, progress, writer)
-        workers = embed_workers(num_workers, resolve_device(device).type)
+        workers = embed_workers(num_workers, resolve_device(device).type, ranks=trainer.num_devices)
         data = ShardDataModule(images, shard_size, unfinished, batch_size, workers)
         try:
             with quiet_lightning():

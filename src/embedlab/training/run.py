@@ -168,7 +168,7 @@ def resolve_settings(settings: TrainSettings, n_images: int, world_size: int, ac
         small_images=resolve_small_images(settings.small_images, settings.image_size),
         accelerator=accelerator,
         precision=resolve_precision(settings.precision, accelerator),
-        num_workers=train_workers(settings.num_workers, accelerator),
+        num_workers=train_workers(settings.num_workers, accelerator, ranks=max(world_size // settings.num_nodes, 1)),
     )
 
 
