@@ -196,3 +196,30 @@ def test_workers_share_the_cores_among_the_ranks(
     assert runtime.embed_workers("auto", "cuda", cpus=16) == gpu_workers
     assert runtime.train_workers("auto", "cpu", cpus=16) == cpu_workers
     assert runtime.embed_workers("auto", "cpu", cpus=16) == 0
+
+
+def test_out_of_memory_is_one_error_naming_batch_size_and_precision(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CUDA's out-of-memory error (mocked: no GPU here) becomes a TrainingError that says what to lower."""
+    from embedlab.training import SSLModule, TrainingError, train
+
+    def out_of_memory(self: Any, batch: Any, batch_idx: int) -> Any:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(SSLModule, "training_step", out_of_memory)
+    options = {"backbone": "resnet18", "small_images": False, "layers": 1, "image_size": 32, "batch_size": 8}
+    with pytest.raises(TrainingError, match=r"out of GPU memory.*batch_size=8 .*precision=32-true.*e\.g\. 4"):
+        train(tiny_data, tmp_path / "run", **options, progress=False, knn_monitor=False)
+
+
+def test_gpu_tuning_turns_on_cudnn_benchmark_tf32_and_channels_last() -> None:
+    """What training and embedding switch on for CUDA (they had none of it)."""
+    before = torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision()
+    try:
+        conv = runtime.tune_for_gpu(torch.nn.Conv2d(3, 8, 3))
+        assert torch.backends.cudnn.benchmark and torch.get_float32_matmul_precision() == "high"
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    finally:
+        torch.backends.cudnn.benchmark = before[0]
+        torch.set_float32_matmul_precision(before[1])

@@ -105,6 +105,16 @@ def device_precision(device: Any) -> str:
     return resolve_precision("auto", "gpu" if getattr(device, "type", device) == "cuda" else "cpu")
 
 
+def tune_for_gpu(module: Any = None) -> Any:
+    """On CUDA: cuDNN benchmarks convolutions once per input size (fixed in training and embedding), float32 matmuls
+    may use TF32, and the module's weights go channels_last (the layout tensor cores read); returns the module."""
+    import torch
+
+    torch.backends.cudnn.benchmark = True
+    torch.set_float32_matmul_precision("high")
+    return module.to(memory_format=torch.channels_last) if module is not None else None
+
+
 def resolve_device(device: Any = "auto") -> Any:
     """A torch.device for embedding and inference: 'auto' -> CUDA when available, else CPU; checked to exist."""
     import torch

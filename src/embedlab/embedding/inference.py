@@ -15,7 +15,7 @@ import torch
 from embedlab._progress import tqdm
 from embedlab.embedding.images import FolderImages, _batches, _class_info, _dataset, _loader, _report_skipped
 from embedlab.embedding.store import Embeddings, EmbeddingsError
-from embedlab.runtime import autocast_dtype, device_precision, resolve_device
+from embedlab.runtime import autocast_dtype, device_precision, resolve_device, tune_for_gpu
 
 
 class _Normalize(torch.nn.Module):
@@ -90,6 +90,8 @@ def _forward_all(
     """Run the backbone over all batches (inference mode, channels_last, autocast on CUDA only: `autocast_for`)."""
     was_training = backbone.training
     net = _inference_net(backbone).to(device)
+    if device.type == "cuda":
+        tune_for_gpu()
     try:
         return _run_batches(net, loader, device, total=total, compile=compile, progress=progress, desc=desc)
     finally:

@@ -22,6 +22,7 @@ from embedlab.methods.base import MethodContext
 from embedlab.registry import method_spec
 from embedlab.rundir import RunDir
 from embedlab.runtime import (
+    GPU_ACCELERATORS,
     StopSignal,
     Terminated,
     is_rank_zero,
@@ -30,6 +31,7 @@ from embedlab.runtime import (
     resolve_precision,
     sigterm_as_interrupt,
     train_workers,
+    tune_for_gpu,
 )
 from embedlab.settings import TrainSettings
 from embedlab.training.callbacks import AtomicLastCheckpoint, LogAndMonitor, StopTogether
@@ -84,6 +86,8 @@ def _train(data: str | Path, run: RunDir, settings: TrainSettings, stop: StopSig
     trainer = build_trainer(settings, accelerator)
     settings = resolve_settings(settings, len(dataset), trainer.world_size, accelerator)
     module = build_module(settings, trainer.world_size, len(dataset), dataset=dataset, cache_dir=run.teacher_cache)
+    if accelerator in GPU_ACCELERATORS:
+        tune_for_gpu(module)
     log = RunLog(run, done, resume_step, dataset, verify=settings.verify)
     knn_data = monitor_data(data, settings)
     callbacks = make_callbacks(run, log, knn_data, settings, stop)
@@ -295,6 +299,8 @@ def fit(
     try:
         with quiet_lightning():
             trainer.fit(module, loader, ckpt_path=ckpt)
+    except torch.cuda.OutOfMemoryError:
+        raise TrainingError(out_of_memory(settings or module.settings)) from None
     except SystemExit:
         guard = callbacks[1]
         if guard.interrupted:  # Lightning turns Ctrl+C into sys.exit(1) and SIGTERM into a SystemExit
@@ -309,6 +315,16 @@ def fit(
                 "run the same training again (same run_dir) to resume"
             ) from None
         raise
+
+
+def out_of_memory(settings: TrainSettings) -> str:
+    """The one line for a GPU that ran out of memory: what uses the memory and what to lower."""
+    s = settings
+    return (
+        f"out of GPU memory training {s.method} at batch_size={s.batch_size} per device, image_size={s.image_size}, "
+        f"precision={s.precision}: lower batch_size (e.g. {max(s.batch_size // 2, 2)}) or image_size, or use "
+        "precision='16-mixed' (or 'bf16-mixed' from compute capability 8.0); progress so far is in the checkpoint"
+    )
 
 
 def export_after_stop(trainer: pl.Trainer, module: SSLModule, run: RunDir, saved: bool, settings: Any) -> str:
