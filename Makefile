@@ -27,7 +27,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_embed.py --json benchmarks/results/embed.json
 	$(PY) benchmarks/bench_quality.py --json benchmarks/results/quality.json
 	$(PY) benchmarks/bench_thumbnails.py --json benchmarks/results/thumbnails.json
-	$(PY) benchmarks/bench_gpu.py   # on a GPU machine; writes benchmarks/results/ (see docs/benchmarks.md)
+	$(PY) benchmarks/gpu_check.py  # on a GPU machine; writes benchmarks/results/ (see docs/benchmarks.md)
 
 strip: $(STAMP)
 	$(PY) data_scripts/strip_notebooks.py notebooks/*.ipynb

@@ -6,7 +6,7 @@
     python data_scripts/make_docs.py --from-run runs/demo # after `make demo`: take its metrics and figure first
 
 - docs/api.md: every public name of `embedlab` by pipeline stage, with its signature and docstring.
-- docs/benchmarks.md: each benchmarks/bench_*.py with its command and what it measures (its docstring) and the
+- docs/benchmarks.md: each benchmarks/bench_*.py and gpu_check.py: its command, what it measures (its docstring), the
   latest committed result (benchmarks/results/<name>.json) with the machine it was measured on.
 - README.md: the headline results table between the `make_docs: results` markers, from benchmarks/results/*.json.
 - --from-run copies <run>/metrics.json + <run>/pipeline.json into benchmarks/results/demo.json and the side-by-side
@@ -532,7 +532,7 @@ def _script_section(script: Path, names: list[str], results: Mapping[str, Mappin
 
 def benchmarks_markdown(results: Mapping[str, Mapping[str, Any]]) -> str:
     """docs/benchmarks.md: one section per benchmark script (command, what it measures, latest result)."""
-    scripts = sorted((REPO / "benchmarks").glob("bench_*.py"))
+    scripts = [*sorted((REPO / "benchmarks").glob("bench_*.py")), REPO / "benchmarks" / "gpu_check.py"]
     out = [
         "# Benchmarks",
         "",

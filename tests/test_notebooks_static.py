@@ -93,7 +93,7 @@ def test_skeleton(path: Path) -> None:
     title = _source(cells[1])
     assert title.startswith("# ") and "You will learn" in title and "How long it takes" in title
     assert "Colab T4" in title and "CPU" in title and "GPU" in title
-    assert "estimated" not in title, "GPU times are measured (benchmarks/bench_gpu.py) or say 'not measured'"
+    assert "estimated" not in title, "GPU times are measured (benchmarks/gpu_check.py) or say 'not measured'"
     assert '"google.colab" in sys.modules' in _source(cells[2]) and "%pip install" in _source(cells[2])
     index, params = _params_cell(nb)
     assert index == 3

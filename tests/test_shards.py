@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -86,13 +87,56 @@ def test_without_pyarrow_the_error_says_what_to_install(monkeypatch: pytest.Monk
         shards_module.embed_to_shards(tmp_path, "resnet18", tmp_path / "out")
 
 
+def _photos(folder: Path, count: int = 240) -> Path:
+    """Photo-like JPEGs (random pixels, 64 x 48) in 4 albums."""
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        album = folder / f"album{i % 4}"
+        album.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(album / f"img_{i:04d}.jpg")
+    return folder
+
+
+def _wait_for_shards(out: Path, process: subprocess.Popen[Any], shards: int) -> None:
+    """Wait (up to 2 minutes) until the manifest lists `shards` finished shards or the process ends."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if (out / "manifest.json").is_file() and len(
+            json.loads((out / "manifest.json").read_text())["shards"]
+        ) >= shards:
+            return
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_sigterm_during_sharded_embedding_exits_143_keeping_every_finished_shard(
+    small_model: Path, tmp_path: Path
+) -> None:
+    """`embedlab embed FOLDER OUT` (OUT a folder: sharded) stopped by SIGTERM exits 143 with one line; the finished
+    shards stay as written and a rerun embeds the rest (it went on embedding, and exited 0, before)."""
+    photos, out = _photos(tmp_path / "photos"), tmp_path / "emb"
+    command = [sys.executable, "-m", "embedlab.cli", "embed", str(photos), str(out), "--model", str(small_model)]
+    command += ["--image-size", "32", "--shard-size", "12", "--batch-size", "4", "--device", "cpu", "--quiet"]
+    process = subprocess.Popen([*command, "--num-workers", "0"], stderr=subprocess.PIPE, text=True)
+    _wait_for_shards(out, process, 3)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err[-2000:]
+    lines = [line for line in err.splitlines() if line.startswith("embedlab")]
+    assert len(lines) == 1 and "SIGTERM" in lines[0] and "finished shards are kept" in lines[0], err[-2000:]
+    before = shards_module.finished_shards(out, 20, 12, 240)
+    assert 3 <= len(before) < 20, "the signal came while shards were still being written"
+    stamps = {e["index"]: shards_module.shard_files(out, e["index"])[0].stat().st_mtime_ns for e in before}
+    assert subprocess.run(command, capture_output=True, timeout=300).returncode == 0
+    assert json.loads((out / "manifest.json").read_text())["complete"]
+    assert all(shards_module.shard_files(out, i)[0].stat().st_mtime_ns == t for i, t in stamps.items())
+    loaded = load_embeddings(out)
+    assert len(loaded) == 240 and len(set(loaded.filenames)) == 240
+
+
 @pytest.mark.slow
 def test_sigkilled_embedding_resumes_losing_at_most_one_shard(small_model: Path, tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    for i in range(240):  # photo-like JPEGs in 4 classes
-        folder = tmp_path / "photos" / f"album{i % 4}"
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(folder / f"img_{i:04d}.jpg")
+    _photos(tmp_path / "photos")
     out = tmp_path / "emb"
     script = textwrap.dedent(
         f"""
@@ -102,11 +146,7 @@ def test_sigkilled_embedding_resumes_losing_at_most_one_shard(small_model: Path,
         """
     )
     process = subprocess.Popen([sys.executable, "-c", script])
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        if (out / "manifest.json").is_file() and len(json.loads((out / "manifest.json").read_text())["shards"]) >= 3:
-            break
-        time.sleep(0.05)
+    _wait_for_shards(out, process, 3)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     before = json.loads((out / "manifest.json").read_text())["shards"]

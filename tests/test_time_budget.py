@@ -86,6 +86,10 @@ class _StepClockBudget(TimeBudget):
         self.step = 0
         super().__init__(budget_s, verbose, clock=lambda: self.step * self.SECONDS_PER_STEP, **options)
 
+    def on_train_start(self, trainer: Any, *args: Any) -> None:
+        self.step = int(trainer.global_step)  # a resumed run's clock starts where it resumes
+        super().on_train_start(trainer, *args)
+
     def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
         self.step = int(trainer.global_step)
         super().on_train_batch_end(trainer, *args)
@@ -126,9 +130,36 @@ def test_capped_run_warms_up_and_anneals_within_its_budget(
 
 def test_num_workers_auto_follows_the_measured_rule() -> None:
     """On a <= 2-core CPU no workers (measured: ~1% of the step waits for data, bench_gpu-cpu-workers.json); on a
-    GPU every core gets one, up to 8 (the step is fast there, so decoding is expected to limit it)."""
-    assert runtime.train_workers("auto", "cpu", cpus=2) == 0
-    assert runtime.train_workers("auto", "cpu", cpus=2) == 0
-    assert runtime.train_workers("auto", "gpu", cpus=2) == 2
-    assert runtime.train_workers("auto", "gpu", cpus=16) == 8
+    GPU every core but the main process's gets one (the step is fast there, so decoding is expected to limit it)."""
+    assert runtime.train_workers("auto", "cpu", cpus=2, ranks=1) == 0
+    assert runtime.train_workers("auto", "gpu", cpus=2, ranks=1) == 1
+    assert runtime.train_workers("auto", "gpu", cpus=16, ranks=1) == 15
     assert runtime.train_workers(3, "gpu", cpus=2) == 3
+
+
+@pytest.mark.slow
+def test_a_rerun_of_a_capped_run_gets_a_fresh_budget_and_finishes_it(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The first run spent its whole 10-minute cap; the rerun (same cap, "rerun to continue") plans 17 more steps
+    and runs them all: Lightning's clock does not come back from the checkpoint (it stopped the rerun at once)."""
+    import torch
+
+    monkeypatch.setattr(training.run, "TimeBudget", _StepClockBudget)
+    tiny = {"backbone": "resnet18", "small_images": False, "layers": 1, "image_size": 32, "batch_size": 8}
+    options = {**tiny, "epochs": 200, "progress": True, "knn_monitor": False, "max_time": 600.0}
+    train(tiny_data, tmp_path / "run", **options)
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    for state in saved["callbacks"].values():  # what a real capped run leaves: its clock at the cap
+        if "time_elapsed" in state:
+            state["time_elapsed"]["train"] = 600.0
+    torch.save(saved, checkpoint)
+    capsys.readouterr()
+    result = train(tiny_data, tmp_path / "run", **options)
+    out = capsys.readouterr().out
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    steps = [int(r["step"]) for r in csv.DictReader(open(result.loss_log, newline=""))]
+    # the rerun plans at step 19 (2 timed steps = 5% of the budget): 19 + int(0.85 * 540 s / 30 s) = 34
+    assert config["planned_steps"] == 34 and steps == list(range(1, 35)), (steps, out)
+    assert "stopped as planned after 34 steps" in out and "time cap" not in out

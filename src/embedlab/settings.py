@@ -300,7 +300,7 @@ class TrainSettings(Settings):
         None, _float(0.0, 10.0, optional=True, strict=True), "None: 0.06 x global batch / 128"
     )
     warmup_epochs: float = setting(1, _float(0.0, 100_000.0), "linear warmup length (at most 10% of the steps)")
-    precision: str | int = setting("auto", _precision, "auto: 16-mixed on GPU, 32 on CPU")
+    precision: str | int = setting("auto", _precision, "auto: bf16-mixed from capability 8.0, else 16-mixed; 32 on CPU")
     accelerator: str = setting("auto", _str, "auto | cpu | gpu | ...")
     devices: int | str = setting(1, _devices, "devices per node (1..4096 or a Lightning device string)")
     num_nodes: int = setting(1, _int(1, 4096), "machines (DDP)")

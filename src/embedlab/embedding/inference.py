@@ -15,7 +15,7 @@ import torch
 from embedlab._progress import tqdm
 from embedlab.embedding.images import FolderImages, _batches, _class_info, _dataset, _loader, _report_skipped
 from embedlab.embedding.store import Embeddings, EmbeddingsError
-from embedlab.runtime import resolve_device
+from embedlab.runtime import autocast_dtype, device_precision, resolve_device, tune_for_gpu
 
 
 class _Normalize(torch.nn.Module):
@@ -87,9 +87,11 @@ def _forward_all(
     progress: bool,
     desc: str,
 ) -> tuple[torch.Tensor, list[int], list[str]]:
-    """Run the backbone over all batches (inference mode, channels_last, bf16 autocast on CUDA only)."""
+    """Run the backbone over all batches (inference mode, channels_last, autocast on CUDA only: `autocast_for`)."""
     was_training = backbone.training
     net = _inference_net(backbone).to(device)
+    if device.type == "cuda":
+        tune_for_gpu()
     try:
         return _run_batches(net, loader, device, total=total, compile=compile, progress=progress, desc=desc)
     finally:
@@ -105,10 +107,12 @@ def _run_batches(
     """
     skipped = loader.dataset.skipped
     run = torch.compile(net) if compile else net
-    cuda = device.type == "cuda"  # bf16 autocast on GPU only: on CPU it is ~20x slower here
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
     outputs, labels, filenames = [], [], []
-    with torch.inference_mode(), autocast, tqdm(total=total, unit="img", desc=desc, disable=not progress) as bar:
+    with (
+        torch.inference_mode(),
+        autocast_for(device),
+        tqdm(total=total, unit="img", desc=desc, disable=not progress) as bar,
+    ):
         for images, n, batch_labels, batch_files, errors in _batches(loader, loader.batch_size, compile):
             out = run(images.to(device, non_blocking=True))[:n]
             keep = [i for i in range(n) if not errors[i]]
@@ -124,6 +128,13 @@ def _run_batches(
             else f"none of the {len(skipped)} images could be decoded, e.g. {skipped[0][1]}"
         )
     return torch.cat(outputs), labels, filenames
+
+
+def autocast_for(device: torch.device) -> Any:
+    """The autocast of embedding on `device`: the dtype the one precision rule (runtime.resolve_precision) gives it,
+    bf16 from compute capability 8.0, fp16 below (a T4); none on the CPU (bf16 is ~20x slower there)."""
+    dtype = autocast_dtype(device_precision(device))
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
 def _labeled(dataset: FolderImages, labels: list[int]) -> dict[str, Any]:

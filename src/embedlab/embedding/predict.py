@@ -18,8 +18,10 @@ import torch
 
 from embedlab.embedding.images import FolderImages
 from embedlab.embedding.store import Embeddings
+from embedlab.runtime import StopSignal, Terminated, quiet_lightning
 
 PADDING = -1  # the row number of a padding item: a blank image that no shard receives
+STOPPED = "embedding stopped by SIGTERM: the finished shards are kept; run the same command again to embed the rest"
 
 
 def deal_shards(unfinished: list[int], world_size: int) -> list[list[int]]:
@@ -105,9 +107,15 @@ class ShardWriter(pl.callbacks.BasePredictionWriter):
     """Gathers each shard's rows as batches finish and writes the shard (`write`) once its last row is in; only
     one shard per process is held in memory."""
 
-    def __init__(self, shard_size: int, images: FolderImages, write: Callable[[int, Embeddings], None]) -> None:
+    def __init__(
+        self,
+        shard_size: int,
+        images: FolderImages,
+        write: Callable[[int, Embeddings], None],
+        stop: StopSignal | None = None,
+    ) -> None:
         super().__init__(write_interval="batch")
-        self.shard_size, self.images, self.write = shard_size, len(images.filenames), write
+        self.shard_size, self.images, self.write, self.stop = shard_size, len(images.filenames), write, stop
         self.labeled = images.labeled  # a folder of loose photos has no classes: its shards get no labels
         self.pending: dict[int, dict[str, list[Any]]] = {}
         self.skipped: list[tuple[str, str]] = []
@@ -116,6 +124,22 @@ class ShardWriter(pl.callbacks.BasePredictionWriter):
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         """Remember why predict stopped (Lightning turns Ctrl+C into sys.exit(1))."""
         self.stopped_by = exception
+
+    def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
+        """Lightning installed its SIGTERM handler (it only notes the signal, and predict never reads the note):
+        ours goes back."""
+        if self.stop is not None:
+            self.stop.install()
+
+    def on_predict_batch_start(
+        self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        """Under DDP a SIGTERM is only noted: the processes agree on it before each batch and all stop there."""
+        if self.stop is None or trainer.world_size == 1:
+            return
+        received = torch.tensor([float(self.stop.received)], device=trainer.strategy.root_device)
+        if trainer.strategy.reduce(received, reduce_op="max").item():
+            raise Terminated(STOPPED)
 
     def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
         """Wait for every process's last shard, so that rank 0's manifest sees them all."""
@@ -173,7 +197,7 @@ def build_predictor(
     machine cannot honour are a one-line EmbeddingsError."""
     from embedlab._progress import live_bars
     from embedlab.embedding.store import EmbeddingsError
-    from embedlab.runtime import quiet_lightning, resolve_precision
+    from embedlab.runtime import resolve_precision
 
     accelerator, named = _accelerator(device)
     chosen = named if named is not None and devices == 1 else devices
@@ -207,27 +231,34 @@ def predict_shards(
     num_workers: int | str,
     progress: bool,
 ) -> None:
-    """Embed the unfinished shards with Trainer.predict and hand each complete shard to `write`; Ctrl+C or
-    SIGTERM ends in a one-line KeyboardInterrupt that says the finished shards are kept."""
+    """Embed the unfinished shards with Trainer.predict and hand each complete shard to `write`; Ctrl+C or SIGTERM
+    ends in a one-line KeyboardInterrupt (for SIGTERM Terminated, exit status 143) that says the finished shards are
+    kept; under DDP every process stops at the same batch and rank 0 alone says so."""
     import signal
 
     from embedlab.embedding.images import _report_skipped
     from embedlab.embedding.inference import _inference_net
-    from embedlab.runtime import embed_workers, quiet_lightning, resolve_device
+    from embedlab.runtime import embed_workers, is_rank_zero, resolve_device, sigterm_as_interrupt
 
-    writer = ShardWriter(shard_size, images, write)
-    trainer = build_predictor(device, devices, num_nodes, strategy, progress, writer)
-    workers = embed_workers(num_workers, resolve_device(device).type)
-    data = ShardDataModule(images, shard_size, unfinished, batch_size, workers)
     sigint = signal.getsignal(signal.SIGINT)
-    try:
-        with quiet_lightning():
-            trainer.predict(EmbedModule(_inference_net(backbone)), datamodule=data, return_predictions=False)
-    except SystemExit:
-        if not isinstance(writer.stopped_by, KeyboardInterrupt):
-            raise
-        signal.signal(signal.SIGINT, sigint)  # Lightning ignores Ctrl+C from then on: give it back
-        raise KeyboardInterrupt(
-            "embedding interrupted: the finished shards are kept; run the same command again to embed the rest"
-        ) from None
+    with sigterm_as_interrupt(STOPPED) as stop:
+        writer = ShardWriter(shard_size, images, write, stop)
+        trainer = build_predictor(device, devices, num_nodes, strategy, progress, writer)
+        workers = embed_workers(num_workers, resolve_device(device).type, ranks=trainer.num_devices)
+        data = ShardDataModule(images, shard_size, unfinished, batch_size, workers)
+        try:
+            with quiet_lightning():
+                trainer.predict(EmbedModule(_inference_net(backbone)), datamodule=data, return_predictions=False)
+        except SystemExit:
+            if not isinstance(writer.stopped_by, KeyboardInterrupt):
+                raise
+            signal.signal(signal.SIGINT, sigint)  # Lightning ignores Ctrl+C from then on: give it back
+            terminated = isinstance(writer.stopped_by, Terminated)
+            if not is_rank_zero():  # rank 0 says it, once
+                raise SystemExit(Terminated.exit_status if terminated else 130) from None
+            if terminated:
+                raise Terminated(STOPPED) from None
+            raise KeyboardInterrupt(
+                "embedding interrupted: the finished shards are kept; run the same command again to embed the rest"
+            ) from None
     _report_skipped(writer.skipped + list(images.skipped), images.root)

@@ -1,4 +1,5 @@
-"""Lightning callbacks of a training run: step/epoch logging with the kNN monitor, and atomic checkpoints."""
+"""Lightning callbacks of a training run: step/epoch logging with the kNN monitor, atomic checkpoints, and the stop
+decisions that every DDP rank must share (a non-finite loss, SIGTERM)."""
 
 from __future__ import annotations
 
@@ -13,23 +14,23 @@ import pytorch_lightning as pl
 import torch
 
 from embedlab._io import atomic_path, write_failed
+from embedlab.runtime import StopSignal, Terminated
 from embedlab.training.errors import TrainingError
 from embedlab.training.logs import RunLog
 from embedlab.training.monitor import KNN_K, knn_monitor
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a scheduler, `timeout`, a recycled Colab runtime) handled like Ctrl+C: the checkpoint is saved and
-    the backbone re-exported; the command exits with 143 (128 + SIGTERM), never 0."""
-
-    exit_status = 143
-
-
 class LogAndMonitor(pl.Callback):
     """Record loss, lr and images/s per step; loss, kNN accuracy and time per epoch (rank 0 writes)."""
 
-    def __init__(self, log: RunLog, knn_data: tuple[torch.Tensor, torch.Tensor] | None, verbose: bool) -> None:
-        self.run_log, self.knn_data, self.verbose = log, knn_data, verbose
+    def __init__(
+        self,
+        log: RunLog,
+        knn_data: tuple[torch.Tensor, torch.Tensor] | None,
+        verbose: bool,
+        agree: StopTogether | None = None,
+    ) -> None:
+        self.run_log, self.knn_data, self.verbose, self.agree = log, knn_data, verbose, agree
         self.last_time = self.epoch_start = time.perf_counter()
         self.epoch_images = 0
         self.step_lr = 0.0
@@ -56,7 +57,7 @@ class LogAndMonitor(pl.Callback):
         images = int(batch[0][0].shape[0]) * trainer.world_size
         speed = images / max(now - self.last_time, 1e-9)
         self.last_time = now
-        loss = float(outputs["loss"].detach()) if isinstance(outputs, dict) else float(outputs)
+        loss = self.step_loss(outputs)
         self.epoch_images += images
         self.epoch_losses.append(loss)
         pl_module.log("img/s", speed, prog_bar=True, on_step=True, on_epoch=False, rank_zero_only=True)
@@ -64,6 +65,12 @@ class LogAndMonitor(pl.Callback):
             self.run_log.skip([f for f, label in zip(batch[2], batch[1].tolist()) if label == SUBSTITUTED])
             row = {"epoch": trainer.current_epoch, "step": trainer.global_step, "loss": f"{loss:.6f}"}
             self.run_log.steps.append({**row, "lr": f"{self.step_lr:.6g}", "images_per_second": f"{speed:.2f}"})
+
+    def step_loss(self, outputs: Any) -> float:
+        """The step's loss on the host: as StopTogether already read it (no second host sync), else from `outputs`."""
+        if self.agree is not None:
+            return self.agree.loss
+        return float(outputs["loss"].detach()) if isinstance(outputs, dict) else float(outputs)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         """One epochs.csv row with the kNN monitor's accuracy; both logs flushed."""
@@ -154,3 +161,35 @@ class AtomicLastCheckpoint(pl.Callback):
                 file=sys.stderr,
                 flush=True,
             )
+
+
+class StopTogether(pl.Callback):
+    """Before each backward pass the ranks agree, in one all-reduce read with the step's loss (one host sync), whether
+    any rank's loss is not finite or any rank got SIGTERM; then every rank raises the same error at the same step.
+    One rank raising alone leaves the others waiting in the gradient all-reduce until the 30-minute timeout."""
+
+    def __init__(self, stop: StopSignal | None = None) -> None:
+        self.stop = stop
+        self.loss = float("nan")  # this rank's loss of the current step, on the host (LogAndMonitor logs it)
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        """Lightning installed its SIGTERM handler (it broadcasts inside the handler under DDP): ours goes back."""
+        if self.stop is not None:
+            self.stop.install()
+
+    def on_before_backward(self, trainer: Any, pl_module: Any, loss: torch.Tensor) -> None:
+        """Agree on stopping; raise TrainingError (a non-finite loss) or Terminated (SIGTERM) on every rank alike."""
+        received = float(self.stop is not None and self.stop.received)
+        loss = loss.detach().float().reshape(1)
+        flags = torch.stack([(~torch.isfinite(loss[0])).float(), loss.new_tensor(received)])
+        if trainer.world_size > 1:
+            flags = trainer.strategy.reduce(flags, reduce_op="max")
+        self.loss, nonfinite, terminated = torch.cat([loss, flags]).tolist()
+        if nonfinite:
+            where = "" if trainer.world_size == 1 else " on one of the ranks"
+            raise TrainingError(
+                f"loss became non-finite{where} at step {trainer.global_step}: lower learning_rate "
+                f"(now {pl_module.learning_rate}) or use precision=32."
+            )
+        if terminated:
+            raise Terminated(f"stopped by SIGTERM at step {trainer.global_step}")

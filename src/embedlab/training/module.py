@@ -16,7 +16,6 @@ from torch import nn
 from embedlab.methods import build_method
 from embedlab.methods.base import MethodContext
 from embedlab.settings import TrainSettings
-from embedlab.training.errors import TrainingError
 from embedlab.training.schedule import default_learning_rate, lr_factor
 
 WEIGHT_DECAY = 5e-4
@@ -76,12 +75,7 @@ class SSLModule(pl.LightningModule):
         """One step on a batch of (views, labels, filenames); labels are never used."""
         views = batch[0]
         self.method.before_step(self.backbone, self.global_step, self.total_steps)
-        loss = self.method.batch_loss(self.backbone, views, batch[2])
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"loss became {loss.item()} at step {self.global_step}: lower learning_rate "
-                f"(now {self.learning_rate}) or use precision=32."
-            )
+        loss = self.method.batch_loss(self.backbone, views, batch[2])  # a non-finite loss: callbacks.StopTogether
         self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=views[0].shape[0])
         return loss
 

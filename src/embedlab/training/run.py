@@ -10,8 +10,6 @@ import datetime as _dt
 import signal
 import threading
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +21,20 @@ from embedlab._progress import live_bars
 from embedlab.methods.base import MethodContext
 from embedlab.registry import method_spec
 from embedlab.rundir import RunDir
-from embedlab.runtime import is_rank_zero, quiet_lightning, resolve_accelerator, resolve_precision, train_workers
+from embedlab.runtime import (
+    GPU_ACCELERATORS,
+    StopSignal,
+    Terminated,
+    is_rank_zero,
+    quiet_lightning,
+    resolve_accelerator,
+    resolve_precision,
+    sigterm_as_interrupt,
+    train_workers,
+    tune_for_gpu,
+)
 from embedlab.settings import TrainSettings
-from embedlab.training.callbacks import AtomicLastCheckpoint, LogAndMonitor, Terminated
+from embedlab.training.callbacks import AtomicLastCheckpoint, LogAndMonitor, StopTogether
 from embedlab.training.checkpoints import (
     check_compatible,
     export,
@@ -38,7 +47,9 @@ from embedlab.training.errors import TrainingError
 from embedlab.training.logs import RunLog, TrainResult, result_from_files
 from embedlab.training.module import SSLModule, resolve_small_images
 from embedlab.training.monitor import knn_subset
-from embedlab.training.schedule import TimeBudget, default_learning_rate, stop_reason
+from embedlab.training.schedule import RunTimer, TimeBudget, default_learning_rate, stop_reason
+
+BEFORE_TRAINING = "stopped by SIGTERM before training began; run the same training again to start it"
 
 
 def train(data: str | Path, run_dir: str | Path, settings: TrainSettings | None = None, **options: Any) -> TrainResult:
@@ -50,11 +61,16 @@ def train(data: str | Path, run_dir: str | Path, settings: TrainSettings | None 
     or a crash saves the checkpoint; a rerun resumes where it stopped.
     """
     settings = TrainSettings.from_mapping({**(settings.options() if settings else {}), **options}, strict=True)
-    with sigterm_as_interrupt():  # SIGTERM is handled like Ctrl+C: checkpoint, export, a clean interrupt
-        return _train(data, RunDir(Path(run_dir).expanduser().resolve()), settings)
+    try:
+        with sigterm_as_interrupt(BEFORE_TRAINING) as stop:  # like Ctrl+C: checkpoint, export, a clean interrupt
+            return _train(data, RunDir(Path(run_dir).expanduser().resolve()), settings, stop)
+    except (TrainingError, KeyboardInterrupt) as error:
+        if not is_rank_zero():  # every rank stops alike (StopTogether); rank 0 says why, once
+            raise SystemExit(int(getattr(error, "exit_status", 1))) from None
+        raise
 
 
-def _train(data: str | Path, run: RunDir, settings: TrainSettings) -> TrainResult:
+def _train(data: str | Path, run: RunDir, settings: TrainSettings, stop: StopSignal | None = None) -> TrainResult:
     """train() once the settings are checked: its phases."""
     if is_rank_zero():  # temporary files of a write that was killed (SIGKILL) in an earlier run
         for folder in (run.root, run.checkpoints_dir, run.exported_dir):
@@ -70,9 +86,11 @@ def _train(data: str | Path, run: RunDir, settings: TrainSettings) -> TrainResul
     trainer = build_trainer(settings, accelerator)
     settings = resolve_settings(settings, len(dataset), trainer.world_size, accelerator)
     module = build_module(settings, trainer.world_size, len(dataset), dataset=dataset, cache_dir=run.teacher_cache)
+    if accelerator in GPU_ACCELERATORS:
+        tune_for_gpu(module)
     log = RunLog(run, done, resume_step, dataset, verify=settings.verify)
     knn_data = monitor_data(data, settings)
-    callbacks = make_callbacks(run, log, knn_data, settings)
+    callbacks = make_callbacks(run, log, knn_data, settings, stop)
     trainer.callbacks.extend(callbacks)
     config = write_config(run, data, settings, trainer.world_size, len(dataset), len(dataset.classes), done)
     fit(
@@ -154,7 +172,7 @@ def resolve_settings(settings: TrainSettings, n_images: int, world_size: int, ac
         small_images=resolve_small_images(settings.small_images, settings.image_size),
         accelerator=accelerator,
         precision=resolve_precision(settings.precision, accelerator),
-        num_workers=train_workers(settings.num_workers, accelerator),
+        num_workers=train_workers(settings.num_workers, accelerator, ranks=max(world_size // settings.num_nodes, 1)),
     )
 
 
@@ -208,7 +226,6 @@ def build_trainer(settings: TrainSettings, accelerator: str, progress: bool | No
                 enable_progress_bar=show and live_bars(),
                 enable_model_summary=False,
                 log_every_n_steps=1,
-                max_time=None if s.max_time is None else _dt.timedelta(seconds=float(s.max_time)),
                 max_steps=-1 if s.max_steps is None else int(s.max_steps),
                 num_sanity_val_steps=0,
                 use_distributed_sampler=True,
@@ -227,14 +244,20 @@ def monitor_data(data: str | Path, settings: TrainSettings) -> tuple[torch.Tenso
     return knn_subset(Path(data), settings.image_size, settings.limit, settings.seed, settings.knn_images)
 
 
-def make_callbacks(run: RunDir, log: RunLog, knn_data: Any, settings: TrainSettings) -> list[pl.Callback]:
-    """Logging + kNN monitor, the atomic checkpoint (always second), and the time budget when max_time is set."""
+def make_callbacks(
+    run: RunDir, log: RunLog, knn_data: Any, settings: TrainSettings, stop: StopSignal | None = None
+) -> list[pl.Callback]:
+    """Logging + kNN monitor, the atomic checkpoint (always second), the stop decisions all ranks share, and with
+    max_time the time budget and its hard cap (both counted from this run's start)."""
+    agree = StopTogether(stop)
     callbacks: list[pl.Callback] = [
-        LogAndMonitor(log, knn_data, verbose=settings.progress),
+        LogAndMonitor(log, knn_data, verbose=settings.progress, agree=agree),
         AtomicLastCheckpoint(run.checkpoint, log),
+        agree,
     ]
     if settings.max_time is not None:
-        callbacks.append(TimeBudget(settings.max_time, verbose=settings.progress))
+        cap = RunTimer(_dt.timedelta(seconds=settings.max_time))
+        callbacks += [TimeBudget(settings.max_time, verbose=settings.progress), cap]
     return callbacks
 
 
@@ -260,24 +283,6 @@ def write_config(
     return config
 
 
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """While training (main thread only), SIGTERM raises Terminated, a KeyboardInterrupt: Lightning then saves and
-    stops exactly as for Ctrl+C, instead of leaving with exit status 0 and a stale export."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def terminate(signum: int, frame: Any) -> None:
-        raise Terminated("stopped by SIGTERM before training began; run the same training again to start it")
-
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def fit(
     trainer: pl.Trainer,
     module: SSLModule,
@@ -294,6 +299,8 @@ def fit(
     try:
         with quiet_lightning():
             trainer.fit(module, loader, ckpt_path=ckpt, weights_only=True)  # a checkpoint never runs code
+    except torch.cuda.OutOfMemoryError:
+        raise TrainingError(out_of_memory(settings or module.settings)) from None
     except SystemExit:
         guard = callbacks[1]
         if guard.interrupted:  # Lightning turns Ctrl+C into sys.exit(1) and SIGTERM into a SystemExit
@@ -308,6 +315,16 @@ def fit(
                 "run the same training again (same run_dir) to resume"
             ) from None
         raise
+
+
+def out_of_memory(settings: TrainSettings) -> str:
+    """The one line for a GPU that ran out of memory: what uses the memory and what to lower."""
+    s = settings
+    return (
+        f"out of GPU memory training {s.method} at batch_size={s.batch_size} per device, image_size={s.image_size}, "
+        f"precision={s.precision}: lower batch_size (e.g. {max(s.batch_size // 2, 2)}) or image_size, or use "
+        "precision='16-mixed' (or 'bf16-mixed' from compute capability 8.0); progress so far is in the checkpoint"
+    )
 
 
 def export_after_stop(trainer: pl.Trainer, module: SSLModule, run: RunDir, saved: bool, settings: Any) -> str:

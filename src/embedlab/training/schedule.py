@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Timer
 
 BASE_LEARNING_RATE = 0.06  # lightly's CIFAR-10 benchmark recipe: SGD lr 0.06 per 128 images of global batch
 BASE_BATCH = 128
@@ -99,7 +100,8 @@ class TimeBudget(pl.Callback):
         t0, s0 = self.stamps[0]
         pace = (int(trainer.global_step) - s0) / max(self.clock() - t0, 1e-9)  # steps/s including epoch ends
         left = self.planned_steps - int(trainer.global_step)
-        if self.clock() + left / max(pace, 1e-9) > self.started + self.budget_s:
+        overrun = self.clock() + left / max(pace, 1e-9) > self.started + self.budget_s
+        if trainer.strategy.broadcast(overrun, src=0):  # rank 0's clock decides for every rank: all enter _fit
             self.planned_steps = min(self.planned_steps, self._fit(trainer, pl_module, pace))
             trainer.should_stop = trainer.global_step >= self.planned_steps
 
@@ -110,6 +112,15 @@ class TimeBudget(pl.Callback):
             "planned_steps": self.planned_steps,
             "calibrated_steps_per_second": self.steps_per_second,
         }
+
+
+class RunTimer(Timer):
+    """Lightning's max_time cap (the hard safety net under TimeBudget), counted from this run's start: a rerun of a
+    capped run gets the whole max_time again. Lightning's own Timer restores the elapsed time from the checkpoint, so
+    the rerun planned a fresh budget and was then cut after the first run's leftover seconds."""
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Ignore the elapsed time of the run that wrote the checkpoint."""
 
 
 def stop_reason(
