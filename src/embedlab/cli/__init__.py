@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from embedlab.cli.arrays import ArrayImages
 from embedlab.cli.common import PROG, CommandError
 from embedlab.cli.parser import build_parser
+from embedlab.runtime import sigterm_as_interrupt
 
 __all__ = ["ArrayImages", "CommandError", "build_parser", "main"]
 
@@ -53,7 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     debug = args.debug or os.environ.get("EMBEDLAB_DEBUG") == "1"
     try:
-        return int(args.func(args) or 0)
+        with sigterm_as_interrupt("stopped by SIGTERM; run the same command again to resume (finished work is kept)"):
+            return int(args.func(args) or 0)  # SIGTERM like Ctrl+C, for every command: one line, exit status 143
     except KeyboardInterrupt as interrupt:  # Ctrl+C: 130; SIGTERM during training (Terminated): 143
         print(_interrupted_message(interrupt), file=sys.stderr)
         return int(getattr(interrupt, "exit_status", 130))
