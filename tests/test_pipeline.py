@@ -205,6 +205,8 @@ def test_tiny_pipeline_writes_every_result(tiny_run: Path) -> None:
         "umap_ssl",
         "compare_umap",
         "compare_metrics",
+        "quality_cost",
+        "label_efficiency",
     } <= figures
     assert {p.stem for p in (tiny_run / "interactive").glob("*.html")} >= {"ssl", "imagenet"}
     executed = sorted(p.name[:2] for p in (tiny_run / "notebooks").glob("*.ipynb"))
@@ -223,6 +225,9 @@ def test_tiny_pipeline_metrics_are_sane_and_indexed(tiny_run: Path) -> None:
     assert metrics["verdict"].startswith("**On this data")
     assert {"knn_low", "knn_high", "probe_low", "probe_high"} <= set(rows["ssl"])  # 95% bootstrap intervals
     assert any(p["a"] == "ssl" for p in metrics["paired"])  # paired differences behind the verdict's ties
+    curves = metrics["label_efficiency"]  # what a few labels buy: the trained row and the strongest baselines
+    assert len(curves) >= 2 and all(c and c[0]["labels_per_class"] == 1 for c in curves.values())
+    assert all(r["images_per_second"] for r in metrics["comparison"] if r["kind"] in ("self-supervised", "ImageNet"))
     index = (tiny_run / "index.html").read_text()
     for link in ("notebooks/02_train_embedding_model.html", "interactive/ssl.html", "metrics.json"):
         assert f"href='{link}'" in index

@@ -384,3 +384,26 @@ def test_inline_map_samples_large_sets_and_stays_small(tmp_path: Path) -> None:
     whole = show_map(points, names, [i % 3 for i in range(300)], ["a", "b", "c"], root, max_points=None)
     assert whole.shown == 300 and len(whole._repr_html_()) < 5 * 2**20
     assert show_map(points, names, [i % 3 for i in range(300)], None, root, max_points=50).html.count("c1/") > 0
+
+
+def test_cost_chart_joins_the_quality_for_cost_frontier_and_label_efficiency_chart_draws_each_set(tmp_path) -> None:
+    import pandas as pd
+
+    from embedlab.plotting import cost_chart, label_efficiency_chart, quality_frontier, save_figure
+
+    rows = [
+        {"name": "ssl", "kind": "self-supervised", "knn_accuracy": 0.83, "knn_low": 0.82, "knn_high": 0.84,
+         "images_per_second": 400.0},
+        {"name": "imagenet", "kind": "ImageNet", "knn_accuracy": 0.826, "knn_low": 0.81, "knn_high": 0.84,
+         "images_per_second": 100.0},
+        {"name": "imagenet+pca", "kind": "combination", "knn_accuracy": 0.844, "knn_low": 0.83, "knn_high": 0.86,
+         "images_per_second": 90.0},
+        {"name": "pca", "kind": "floor", "knn_accuracy": 0.80, "knn_low": 0.79, "knn_high": 0.81,
+         "images_per_second": 5000.0},
+    ]  # fmt: skip
+    assert [r["name"] for r in quality_frontier(rows)] == ["pca", "ssl", "imagenet+pca"]  # imagenet is dominated
+    assert save_figure(cost_chart(pd.DataFrame(rows)), tmp_path / "cost.png").is_file()
+    point = {"labels_per_class": 1, "knn": 0.5, "knn_low": 0.4, "knn_high": 0.6, "probe": 0.5, "probe_low": 0.4,
+             "probe_high": 0.6}  # fmt: skip
+    figure = label_efficiency_chart({"a": [point, {**point, "labels_per_class": 10}], "b": [point]}, chance=0.1)
+    assert len(figure.axes[0].get_lines()) >= 3 and save_figure(figure, tmp_path / "labels.png").is_file()

@@ -83,6 +83,7 @@ _EXPORTS: dict[str, str] = {
     "bootstrap_interval": "evaluation",
     "paired_difference": "evaluation",
     "cluster_score": "evaluation",
+    "label_efficiency": "evaluation",
     "EvaluationError": "evaluation",
     # plotting
     "class_palette": "plotting",
@@ -98,6 +99,8 @@ _EXPORTS: dict[str, str] = {
     "nearest_neighbor_grid": "plotting",
     "loss_curve": "plotting",
     "metrics_chart": "plotting",
+    "cost_chart": "plotting",
+    "label_efficiency_chart": "plotting",
     "classifier_curve": "plotting",
     # curation
     "nearest_neighbors": "curation",
@@ -150,6 +153,7 @@ _EXPORTS: dict[str, str] = {
     "describe_embeddings": "course.comparison",
     "recipe_order": "course.comparison",
     "linear_probe_note": "course.comparison",
+    "label_efficiency_rows": "course.comparison",
     "describe_comparison": "course.verdict",
     "save_metrics": "course.report",
     "run_pipeline": "course.runner",

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from embedlab.evaluation import (
     BOOTSTRAP_LEVEL,
     BOOTSTRAP_RESAMPLES,
@@ -260,3 +262,19 @@ def linear_probe_note(
         f"a different subset (set classifier_images_per_class=None to use the same images and split); "
         f"fewer training images usually mean a lower probe accuracy"
     )
+
+
+def label_efficiency_rows(table: Any, embeddings: Mapping[str, Any], *, draws: int = 5, seed: int = 0) -> dict:
+    """evaluation.label_efficiency for the rows a learner weighs: the best trained row and the two strongest
+    baselines (single model, ImageNet ⊕ PCA), by recipe name; shots a class cannot fill are left out."""
+    from embedlab.evaluation import LABEL_SHOTS, label_efficiency
+
+    trained = [r for r in table.to_dict("records") if r["kind"] == "self-supervised"][:1]
+    baselines = [r for r in table.to_dict("records") if r["kind"] in BASELINE_KINDS][:2]
+    curves = {}
+    for row in trained + baselines:
+        emb = embeddings[row["name"]]
+        smallest = min(np.unique(np.asarray(emb.labels), return_counts=True)[1])
+        shots = [n for n in LABEL_SHOTS if n <= 0.7 * smallest]  # the probe split keeps 70% of each class
+        curves[row["recipe"]] = label_efficiency(emb, shots=shots, draws=draws, seed=seed)
+    return curves

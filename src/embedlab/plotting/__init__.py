@@ -8,7 +8,7 @@ importing only common.py:
 common.py        PlottingError, class colours, label checks, class_of, wrap_at_commas, save_figure
 scatterplots.py  scatter, side_by_side, annotate_classes (class names at their medians)
 grids.py         image_grid, samples_per_class, augmented_pairs, nearest_neighbor_grid
-curves.py        loss_curve, classifier_curve, metrics_chart
+curves.py        loss_curve, classifier_curve, metrics_chart, cost_chart, label_efficiency_chart
 interactive.py   interactive_scatter (bokeh HTML page), show_map (the same map inline in a notebook)
 maps.py          map tiers past 20,000 points: linked thumbnails + WebGL, export_map_table for a viewer
 ===============  ====================================================================================
@@ -31,8 +31,11 @@ from embedlab.plotting.curves import (
     METRIC_LABELS,
     classifier_curve,
     contrastive_chance_level,
+    cost_chart,
+    label_efficiency_chart,
     loss_curve,
     metrics_chart,
+    quality_frontier,
 )
 from embedlab.plotting.grids import augmented_pairs, image_grid, nearest_neighbor_grid, samples_per_class
 from embedlab.plotting.interactive import TOOLTIP, interactive_scatter, map_figure, show_map, thumbnail_data_uri
@@ -51,6 +54,9 @@ __all__ = [
     "class_palette",
     "classifier_curve",
     "contrastive_chance_level",
+    "cost_chart",
+    "label_efficiency_chart",
+    "quality_frontier",
     "export_map_table",
     "image_grid",
     "interactive_scatter",

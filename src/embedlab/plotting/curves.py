@@ -271,3 +271,62 @@ def classifier_curve(result: Any) -> Any:
     right.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, fontsize="small")
     fig.tight_layout()
     return fig
+
+
+def quality_frontier(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows no other row beats on both kNN accuracy and embedding speed, fastest first: the best quality each
+    embedding cost buys."""
+    frontier: list[dict[str, Any]] = []
+    for row in sorted(rows, key=lambda r: -float(r["images_per_second"])):
+        if not frontier or float(row["knn_accuracy"]) > float(frontier[-1]["knn_accuracy"]):
+            frontier.append(row)
+    return frontier
+
+
+def cost_chart(table: Any, *, title: str = "Quality against embedding cost") -> Any:
+    """Each row's kNN accuracy (95% whiskers) against its embedding speed (images/s, log axis), coloured by kind, with
+    the quality-for-cost frontier joined: is a better embedding worth its slower embedding?"""
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in table.to_dict("records") if r.get("images_per_second")]
+    if not rows:
+        raise PlottingError("no row recorded its embedding speed (images_per_second); embed the sets in notebook 03")
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for r in rows:
+        speed, knn = float(r["images_per_second"]), float(r["knn_accuracy"])
+        low, high = float(r.get("knn_low", knn)), float(r.get("knn_high", knn))
+        colour = KIND_COLOURS.get(str(r.get("kind")), "tab:purple")
+        ax.errorbar(speed, knn, yerr=[[knn - low], [high - knn]], fmt="o", color=colour, capsize=3)
+        ax.annotate(str(r["name"]), (speed, knn), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    best = quality_frontier(rows)
+    ax.plot([float(r["images_per_second"]) for r in best], [float(r["knn_accuracy"]) for r in best], "--",
+            color="grey", linewidth=1, label="best quality for its cost (frontier)")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set(xlabel="embedding speed, images/s (log scale; faster to the right)", ylabel="kNN accuracy", title=title)
+    ax.legend(loc="lower left", fontsize=8, frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def label_efficiency_chart(curves: Any, *, chance: float | None = None) -> Any:
+    """kNN and linear-probe accuracy against the labels per class they were given (evaluation.label_efficiency),
+    one line per embedding set, whiskers over the label draws: what each embedding makes of a few labels."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, (metric, label) in zip(axes, (("knn", "kNN"), ("probe", "linear probe"))):
+        for name, points in curves.items():
+            x = [p["labels_per_class"] for p in points]
+            y = np.array([p[metric] for p in points])
+            spread = [y - [p[f"{metric}_low"] for p in points], [p[f"{metric}_high"] for p in points] - y]
+            ax.errorbar(x, y, yerr=spread, marker="o", capsize=3, label=wrap_at_commas(str(name), 40))
+        if chance is not None:
+            ax.axhline(chance, color="black", linestyle=":", linewidth=1)
+        ax.set_xscale("log")
+        ax.set(xlabel="labelled images per class (log scale)", title=f"{label} with few labels")
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0].set_ylabel("accuracy on the held-out images")
+    axes[1].legend(fontsize=7, frameon=False, loc="lower right")
+    fig.tight_layout()
+    return fig
