@@ -352,3 +352,25 @@ def test_output_spread_tells_a_collapsed_model_from_a_healthy_one() -> None:
     healthy = torch.randn(2000, 64)
     assert output_spread(healthy) == pytest.approx(1 / 64**0.5, rel=0.05)
     assert output_spread(torch.ones(2000, 64) + 1e-6 * torch.randn(2000, 64)) < 1e-3
+
+
+def test_training_continues_from_an_exported_backbone(tiny_data: Path, tmp_path: Path) -> None:
+    """init=<exported backbone.pt> (lightly-train #77): the new run starts from those weights; another architecture
+    is one TrainingError naming it."""
+    from embedlab import export_backbone, train
+    from embedlab.methods.base import MethodContext
+    from embedlab.models import create_backbone
+    from embedlab.training.errors import TrainingError
+
+    torch.manual_seed(3)
+    start = create_backbone("resnet18", layers=1)
+    exported = export_backbone(start, tmp_path / "first" / "exported" / "backbone.pt")
+    settings = TrainSettings(backbone="resnet18", layers=1, small_images=False, image_size=32, init=str(exported))
+    module = SSLModule(settings, MethodContext(num_images=40))
+    assert all(torch.equal(a, b) for a, b in zip(module.backbone.state_dict().values(), start.state_dict().values()))
+    result = train(tiny_data, tmp_path / "second", settings=settings.replace(epochs=1, batch_size=8, progress=False))
+    assert result.exported.is_file()
+    with pytest.raises(TrainingError, match="holds a resnet18 backbone"):
+        SSLModule(settings.replace(layers=2), MethodContext(num_images=40))
+    with pytest.raises(ParameterError, match="parameter 'init'"):
+        TrainSettings(init=str(tmp_path / "missing.pt"))

@@ -1,13 +1,9 @@
 """Typed, checked settings: one frozen dataclass per stage, shared by the notebooks, the CLI and the library.
 
-Each field carries its check (type and range) in its metadata, so a bad value fails when the settings are made,
-with a one-line ParameterError naming the parameter. This is the only declaration, check and help of every option:
-`train(data, run_dir, settings)` and the other stages take these objects and check nothing again, and the CLI's
-options are generated from them.
-
-Only the standard library is imported: the lists of valid names (methods and the options each reads, backbones,
-augmentation presets, teachers) come from the torch-free `embedlab.registry`; dataset names and verify modes from
-`embedlab.datasets`, which imports no torch either.
+Each field carries its check in its metadata: a bad value fails when the settings are made, in one ParameterError
+naming the parameter. This is the only declaration, check and help of every option; the stages take these objects
+and check nothing again, and the CLI's options are generated from them. Only the standard library is imported:
+valid names come from the torch-free `embedlab.registry` and `embedlab.datasets`.
 """
 
 from __future__ import annotations
@@ -168,7 +164,7 @@ def _dataset_names() -> tuple[str, ...]:
 
 
 def _verify_modes() -> tuple[str, ...]:
-    """How thoroughly images are checked before use (embedlab.datasets.VERIFY_MODES)."""
+    """How thoroughly images are checked before use."""
     from embedlab.datasets import VERIFY_MODES
 
     return tuple(VERIFY_MODES)
@@ -197,6 +193,13 @@ def _teacher(name: str, value: Any) -> str:
         f"parameter {name!r}: unknown teacher {text!r}; use one of {', '.join(teacher_names())} "
         f"or the path of an exported backbone (.pt) or checkpoint (.ckpt)"
     )
+
+
+def _init(name: str, value: Any) -> str | None:
+    """None (random), 'imagenet', or an exported backbone file to continue training it."""
+    if value is None or value == "imagenet" or (isinstance(value, str) and Path(value).expanduser().is_file()):
+        return value
+    raise _fail(name, value, "None, 'imagenet' or the path of an exported backbone.pt")
 
 
 def _teachers(name: str, value: Any) -> str:
@@ -289,7 +292,7 @@ class TrainSettings(Settings):
     stage: ClassVar[str] = "train"
     method: str = setting("simclr", _method, "self-supervised method")
     backbone: str = setting("resnet18", _backbone, "network to train")
-    init: str | None = setting(None, _choice(("imagenet",), optional=True), "None: random; 'imagenet' weights")
+    init: str | None = setting(None, _init, "None: random; 'imagenet'; or an exported backbone.pt to continue")
     small_images: bool | str = setting("auto", _auto_or_bool, "CIFAR-style stem; auto: for images <= 64 px")
     layers: int | None = setting(None, _int(1, 16, True), "keep only the first N stages of the backbone")
     augment: str = setting("natural", _augment, "augmentation preset: natural | aerial | grayscale")
@@ -355,16 +358,10 @@ class EmbedSettings(Settings):
     num_workers: int | str = setting("auto", _workers, "data-loading processes (0..256)")
     seed: int = setting(0, _seed, "seed of the random-init and PCA baselines")
     embed_image_size: int | None = setting(
-        None,
-        _int(8, MAX_IMAGE_SIZE, True),
-        "resize to this size; None: the size stored with a checkpoint, 224 for names, 32 for pca",
-        cli="image-size",
+        None, _int(8, MAX_IMAGE_SIZE, True), "None: a checkpoint's size, 224 for names, 32 for pca", cli="image-size"
     )
     embed_dimensions: int | None = setting(
-        None,
-        _int(1, 4096, True),
-        "PCA components for --model pca (None: 50); other models: PCA to N dimensions after embedding (None: all)",
-        cli="dimensions",
+        None, _int(1, 4096, True), "PCA components (pca: 50; other models: all, or a PCA to N)", cli="dimensions"
     )
     embed_layers: int | None = setting(None, _int(1, 16, True), "keep a named backbone's first N stages", cli="layers")
     embed_limit: int | None = setting(None, _int(1, 10**9, True), "images per class; None: all", cli="limit")

@@ -99,7 +99,8 @@ def recipe_name(meta: Mapping[str, Any], name: str = "") -> str:
         return f"the distillation teacher (no training), {backbone}{px}"
     method = meta.get("method")
     if method:
-        start = "continued from ImageNet" if meta.get("init") == "imagenet" else "from random init"
+        init = meta.get("init")
+        start = {None: "from random init", "imagenet": "continued from ImageNet"}.get(init, f"continued from {init}")
         teacher = f" of {_backbone_title(meta['teacher'])}" if meta.get("teacher") else ""
         return f"{_method_title(method)}{teacher} {start}, {backbone}{px}"
     if meta.get("weights") == "imagenet":

@@ -16,6 +16,7 @@ from torch import nn
 from embedlab.methods import build_method
 from embedlab.methods.base import MethodContext
 from embedlab.settings import TrainSettings
+from embedlab.training.errors import TrainingError
 from embedlab.training.schedule import default_learning_rate, lr_factor
 
 WEIGHT_DECAY = 5e-4
@@ -26,6 +27,21 @@ SMALL_IMAGE_SIZE = 64  # small_images="auto" gives a CIFAR-style stem to images 
 def resolve_small_images(small_images: bool | str, image_size: int) -> bool:
     """'auto' -> True for images of SMALL_IMAGE_SIZE px or less (a CIFAR-style stem keeps their resolution)."""
     return image_size <= SMALL_IMAGE_SIZE if small_images == "auto" else bool(small_images)
+
+
+def _exported_weights(path: str, backbone: Any) -> dict[str, Any]:
+    """The weights of an exported backbone for `backbone`; a TrainingError when it holds another architecture."""
+    from embedlab.models import load_backbone
+
+    found = load_backbone(path)
+    if found.state_dict().keys() != backbone.state_dict().keys() or any(
+        a.shape != b.shape for a, b in zip(found.state_dict().values(), backbone.state_dict().values())
+    ):
+        raise TrainingError(
+            f"init {path} holds a {found.name} backbone (small_images={found.small_images}, layers={found.layers}); "
+            f"set backbone, small_images and layers to match it"
+        )
+    return found.state_dict()
 
 
 class SSLModule(pl.LightningModule):
@@ -45,7 +61,10 @@ class SSLModule(pl.LightningModule):
         )
         resolved = {"small_images": small, "learning_rate": self.learning_rate}
         self.save_hyperparameters({**settings.options(), **resolved, "world_size": context.world_size})
-        self.backbone = create_backbone(settings.backbone, settings.init, small_images=small, layers=settings.layers)
+        weights = settings.init if settings.init in (None, "imagenet") else None
+        self.backbone = create_backbone(settings.backbone, weights, small_images=small, layers=settings.layers)
+        if settings.init != weights:  # an exported backbone.pt: continue training it
+            self.backbone.load_state_dict(_exported_weights(settings.init, self.backbone))
         self.method = build_method(settings.method, self.backbone, self.settings, context)
         self.total_steps, self.warmup_steps = 1, 0  # set in configure_optimizers (a time budget may shorten them)
 
