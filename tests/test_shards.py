@@ -193,3 +193,38 @@ def test_the_cli_refuses_what_shards_cannot_do(
     assert main(["embed", str(tiny_data), str(tmp_path / "lib"), "--model", "resnet18", "--plot", "--quiet"]) == 1
     assert "--plot" in capsys.readouterr().err
     assert not (tmp_path / "library").exists() and not (tmp_path / "lib").exists()
+
+
+@pytest.mark.parametrize(
+    "damage", ["interrupted", "deleted-metadata", "truncated-vectors", "rows-mismatch", "manifest"]
+)
+def test_an_incomplete_or_damaged_shard_folder_is_refused_in_one_line_and_a_rerun_repairs_it(
+    tiny_data: Path, small_model: Path, tmp_path: Path, damage: str, capsys
+) -> None:
+    from embedlab import cli
+    from embedlab.embedding import shards as shards_module
+
+    options = {"shard_size": 16, "image_size": 32, "progress": False}
+    out = embed_to_shards(tiny_data, small_model, tmp_path / "emb", **options)
+    vectors, metadata = shards_module.shard_files(out, 1)
+    if damage == "interrupted":  # as a kill leaves it: the last shard never written, the manifest says so
+        for path in shards_module.shard_files(out, 2):
+            path.unlink()
+        manifest = json.loads((out / "manifest.json").read_text())
+        (out / "manifest.json").write_text(
+            json.dumps({**manifest, "complete": False, "shards": manifest["shards"][:2]})
+        )
+    elif damage == "deleted-metadata":
+        metadata.unlink()
+    elif damage == "truncated-vectors":
+        vectors.write_bytes(vectors.read_bytes()[:200])
+    elif damage == "rows-mismatch":  # another shard's vectors under this shard's name
+        vectors.write_bytes(shards_module.shard_files(out, 2)[0].read_bytes())
+    else:
+        (out / "manifest.json").write_text('{"images": 4')
+    with pytest.raises(EmbeddingsError, match="run the same `embedlab embed` command again") as caught:
+        load_embeddings(out)
+    assert "\n" not in str(caught.value)
+    assert cli.main(["duplicates", str(out), "-q"]) == 1 and "again" in capsys.readouterr().err
+    embed_to_shards(tiny_data, small_model, out, **options)  # the rerun repairs what is missing or damaged
+    assert len(load_embeddings(out)) == 40 and json.loads((out / "manifest.json").read_text())["complete"]

@@ -52,7 +52,10 @@ def _read_manifest(out_dir: Path, expected: dict[str, Any]) -> dict[str, Any]:
     path = out_dir / MANIFEST
     if not path.is_file():
         return {**expected, "shards": []}
-    found = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:  # cut short by a full disk or a kill: the shards on disk say what is done
+        return {**expected, "shards": []}
     differs = [k for k, v in expected.items() if found.get(k) != v]
     if differs:
         raise EmbeddingsError(
@@ -91,11 +94,23 @@ def finished_shards(out_dir: Path, count: int, shard_size: int, images: int) -> 
 
     entries = []
     for index in range(count):
-        vectors_path, metadata_path = shard_files(out_dir, index)
-        if vectors_path.is_file() and metadata_path.is_file():
-            rows = _parquet().read_metadata(metadata_path).num_rows
+        rows = _whole_shard_rows(*shard_files(out_dir, index))
+        if rows is not None:
             entries.append({"index": index, "rows": rows, "skipped": len(shard_rows(index, shard_size, images)) - rows})
     return entries
+
+
+def _whole_shard_rows(vectors_path: Path, metadata_path: Path) -> int | None:
+    """The rows of a shard whose two files are both readable and agree, else None (missing, cut short or mixed up:
+    the shard counts as unfinished, so a rerun writes it again)."""
+    if not (vectors_path.is_file() and metadata_path.is_file()):
+        return None
+    try:
+        rows = _parquet().read_metadata(metadata_path).num_rows
+        vectors = np.load(vectors_path, mmap_mode="r")
+    except (OSError, ValueError, EOFError):  # pyarrow's ArrowInvalid is a ValueError
+        return None
+    return rows if vectors.ndim == 2 and len(vectors) == rows else None
 
 
 def _write_manifest(out_dir: Path, manifest: dict[str, Any], count: int) -> None:
@@ -207,10 +222,20 @@ def iter_shards(out_dir: str | os.PathLike[str]) -> Iterator[Embeddings]:
     path = out / MANIFEST
     if not path.is_file():
         raise EmbeddingsError(f"no {MANIFEST} in {out}: not a folder of sharded embeddings (embed_to_shards)")
-    manifest = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        count = -(-manifest["images"] // manifest["shard_size"])
+    except (ValueError, KeyError, TypeError):
+        raise EmbeddingsError(f"{path} is damaged: run the same `embedlab embed` command again to rewrite it") from None
     classes = manifest.get("class_names")
-    count = -(-manifest["images"] // manifest["shard_size"])
-    for entry in finished_shards(out, count, manifest["shard_size"], manifest["images"]):  # the files, not a list
+    done = finished_shards(out, count, manifest["shard_size"], manifest["images"])  # the files, not the list
+    if len(done) < count:
+        first = sorted(set(range(count)) - {entry["index"] for entry in done})[0]
+        raise EmbeddingsError(
+            f"{out} is not complete: {len(done)} of {count} shards are whole (shard {first} is missing, cut short or "
+            f"does not match its metadata); run the same `embedlab embed` command again to finish or repair it"
+        )
+    for entry in done:
         vectors_path, metadata_path = shard_files(out, entry["index"])
         meta = _parquet().read_table(metadata_path).to_pydict()
         labels = np.asarray(meta["label"]) if all(x >= 0 for x in meta["label"]) else None

@@ -258,11 +258,10 @@ def load_embeddings(path: str | os.PathLike[str]) -> Embeddings:
     """Load embeddings saved as .pt, .npy (+ .json sidecar) or .npz, or a folder of shards (`embed_to_shards`);
     clear error for missing/foreign files."""
     path = Path(path)
-    if path.is_dir():  # a folder of shards is written by embed_to_shards, shard by shard, never replaced whole
-        raise EmbeddingsError(
-            f"cannot save embeddings to {path}: it is a folder; give a file ending in {', '.join(SAVE_FORMATS)} "
-            f"(embed_to_shards writes folders of shards)"
-        )
+    if path.is_dir() and (path / "manifest.json").is_file():  # a folder of shards (embed_to_shards)
+        from embedlab.embedding.shards import load_shards
+
+        return load_shards(path)
     suffix = path.suffix.lower()
     if suffix not in SAVE_FORMATS:
         raise EmbeddingsError(f"cannot load embeddings from {path}: expected a {', '.join(SAVE_FORMATS)} file")
