@@ -393,12 +393,7 @@ def train_classifier(
     features, labels, usable, unreadable = _frozen_features(
         net if embed else None, folder, transforms_[1], run_device, batch_size, progress
     )
-    skipped = _report_skipped(folder, [*folder.skipped, *unreadable])
-    if len(np.unique(labels)) < 2:  # the class folders exist, but only one has images that could be read
-        raise FinetuneError(
-            f"{getattr(folder, 'root', data)}: only {len(np.unique(labels))} class has usable images "
-            f"({len(skipped)} file(s) skipped); a classifier needs at least 2"
-        )
+    skipped = _check_usable_classes(folder, labels, _report_skipped(folder, [*folder.skipped, *unreadable]))
     train_idx, test_idx = stratified_split(labels, test_fraction, seed)
     probe_accuracy = _probe_accuracy(features, labels, test_fraction, seed) if probe else None
     options = dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed, device=run_device)
@@ -421,6 +416,16 @@ def train_classifier(
         model=model.eval(),
         skipped=skipped,
     )
+
+
+def _check_usable_classes(folder: Any, labels: np.ndarray, skipped: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """`skipped`, once sure that images could be read in at least two classes (a classifier needs two)."""
+    if len(np.unique(labels)) < 2:
+        raise FinetuneError(
+            f"{folder.root}: only {len(np.unique(labels))} class has usable images ({len(skipped)} file(s) skipped); "
+            f"a classifier needs at least 2"
+        )
+    return skipped
 
 
 def _report_skipped(folder: Any, skipped: list[tuple[str, str]]) -> list[tuple[str, str]]:
