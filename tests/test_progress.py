@@ -22,7 +22,8 @@ def test_text_bar_is_sparse_inside_a_kernel_without_widgets(monkeypatch: pytest.
         for _ in range(500):
             bar.update(1)
     assert bar.mininterval == _progress.SPARSE_SECONDS and type(bar).__module__ == "tqdm.std"
-    assert out.getvalue().count("\r") <= 3  # start, end: no redraw per update
+    assert out.getvalue().count("\r") == 0 and out.getvalue().count("\n") == 1  # one line, when the bar ends
+    assert "500/500" in out.getvalue() and "0/500" not in out.getvalue().replace("500/500", "")
     monkeypatch.delitem(sys.modules, "ipykernel")
     assert not _progress.in_kernel() and _progress.live_bars()
     with _progress.tqdm(total=3, file=io.StringIO()) as bar:

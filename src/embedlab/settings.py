@@ -411,7 +411,7 @@ class CurationSettings(Settings):
 
     stage: ClassVar[str] = "curation"
     SEARCH_BACKENDS: ClassVar[tuple[str, ...]] = ("auto", "exact", "faiss")  # curation.graph.BACKENDS
-    embedding_name: str = setting("ssl", _str, "which embedding set: ssl | imagenet | random | pca | imagenet+pca")
+    embedding_name: str = setting("ssl", _str, "which set: auto (notebook 05's choice) | ssl | imagenet | pca | ...")
     neighbors_k: int = setting(8, _int(1, 10_000), "neighbours shown per query", cli="k")
     outlier_k: int = setting(5, _int(1, 10_000), "outlier score: cosine distance to the k-th neighbour", cli="k")
     outlier_count: int = setting(20, _int(1, 10**9), "how many of the most unusual images to list", cli="n")

@@ -175,7 +175,7 @@ def _cost_line(ssl: Mapping[str, Any], base: Mapping[str, Any], result: str) -> 
     a smaller input size saves when the trained model is as good."""
     sizes = [r.get("image_size") for r in (ssl, base)]
     speeds = [_number(r.get("images_per_second")) for r in (ssl, base)]
-    source = "measured in notebook 03 on this machine"
+    source = "measured on this machine when the embeddings were made"
     if None in speeds:
         return "- **Cost:** embedding speed not measured for these rows."
     text = (
