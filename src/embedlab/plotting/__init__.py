@@ -9,8 +9,8 @@ common.py        PlottingError, class colours, label checks, class_of, wrap_at_c
 scatterplots.py  scatter, side_by_side, annotate_classes (class names at their medians)
 grids.py         image_grid, samples_per_class, augmented_pairs, nearest_neighbor_grid
 curves.py        loss_curve, classifier_curve, metrics_chart, cost_chart, label_efficiency_chart
-interactive.py   interactive_scatter (bokeh HTML page), show_map (the same map inline in a notebook)
-maps.py          map tiers past 20,000 points: linked thumbnails + WebGL, export_map_table for a viewer
+maps.py          interactive_scatter (bokeh HTML page; linked thumbnails + WebGL past 20,000 points),
+                 show_map (the same map inline in a notebook), export_map_table for a large-scale viewer
 ===============  ====================================================================================
 
 Every public name is re-exported here (``from embedlab.plotting import scatter``).
@@ -38,8 +38,17 @@ from embedlab.plotting.curves import (
     quality_frontier,
 )
 from embedlab.plotting.grids import augmented_pairs, image_grid, nearest_neighbor_grid, samples_per_class
-from embedlab.plotting.interactive import TOOLTIP, interactive_scatter, map_figure, show_map, thumbnail_data_uri
-from embedlab.plotting.maps import export_map_table, map_tier, viewer_command, write_thumbnails
+from embedlab.plotting.maps import (
+    TOOLTIP,
+    export_map_table,
+    interactive_scatter,
+    map_figure,
+    map_tier,
+    show_map,
+    thumbnail_data_uri,
+    viewer_command,
+    write_thumbnails,
+)
 from embedlab.plotting.scatterplots import annotate_classes, scatter, side_by_side
 
 __all__ = [

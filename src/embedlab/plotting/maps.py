@@ -1,4 +1,4 @@
-"""Maps of any size: which tier a map gets, linked thumbnails on disk, the WebGL page, and the map as a table.
+"""The interactive map at any size: a bokeh scatter whose points show their thumbnail on hover.
 
 =========================  ===========================================================================
 below LINKED_MIN_POINTS    "inline": one self-contained HTML file, every thumbnail a base64 data URI
@@ -13,28 +13,23 @@ or markup; filenames and class names reach the page html.escape'd and are shown 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import html
+import io
 import json
 import os
 import shutil
 import urllib.parse
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from embedlab._io import atomic_open, remove_stale_temps
-from embedlab.plotting.common import PlottingError
-from embedlab.plotting.interactive import (
-    _add_hover_and_legend,
-    _class_renderers,
-    _map_inputs,
-    _map_plot,
-    write_page,
-)
+from embedlab.plotting.common import PlottingError, _check_points, _label_names, class_palette
 
 # Inline pages cost ~2 kB and ~14 ms a point (measured on AID-sized photos), so 20,000 points already make a
 # ~40 MB page written in ~5 min. Linked pages, measured by benchmarks/bench_scale.py (2 cores, headless Chromium
@@ -44,9 +39,23 @@ LINKED_MIN_POINTS = 20_000
 # Past this the first paint passes ~5 s (interpolated between the 100,000 and 300,000 measurements above): the page
 # is still written, with a warning that points to the table and a large-scale viewer (embedding-atlas).
 LINKED_MAX_POINTS = 150_000
+INLINE_MAX_POINTS = 2000  # about 3 MB of notebook output with 48 px thumbnails (bokeh's own script included)
 THUMBNAIL_MODES = ("auto", "inline", "linked")
 MANIFEST = "sources.json"  # in the thumbs folder: which image and size made each row's thumbnail
 VIEWER_COMMAND = "embedding-atlas {table} --x x --y y --image image --disable-projection"
+_TOOLTIP = """
+<div style="max-width: 240px">
+  <img src="IMAGE" alt="" style="width: 96px; height: 96px; object-fit: contain; image-rendering: pixelated"/>
+  <div style="font-size: 12px; word-break: break-all">@filename{safe}</div>
+  <div style="font-size: 12px; font-weight: bold">LABEL{safe}</div>
+</div>
+"""
+# `{safe}` only because filename and class are html.escape'd in the data: they show as text, never run as HTML.
+TOOLTIP = _TOOLTIP.replace("IMAGE", "@thumb").replace("LABEL", "@label")
+# Linked: the thumbnail URL is made in the browser from the row number (5 bytes a point instead of ~35); the
+# renderer's name is its html.escape'd class.
+LINKED_TOOLTIP = _TOOLTIP.replace("IMAGE", "@row{thumb}").replace("LABEL", "$name")
+THUMB_URL_JS = "return prefix + String(value).padStart(8, '0') + '.jpg'"
 
 
 def map_tier(n_points: int, thumbnails: str = "auto") -> str:
@@ -69,25 +78,26 @@ def thumbnail_name(row: int) -> str:
     return f"{row:08d}.jpg"
 
 
-def thumbnail_url_prefix(out_html: str | os.PathLike[str]) -> str:
-    """The relative URL of the thumbs folder as seen from the page (the page's name percent-encoded)."""
-    return urllib.parse.quote(map_files_folder(out_html).name) + "/thumbs/"
+def thumbnail_data_uri(path: str | os.PathLike[str], size: int = 64) -> str:
+    """A small JPEG of the image as a base64 data URI, so the HTML works offline and can be e-mailed."""
+    from PIL import Image
 
-
-def _read_manifest(folder: Path) -> dict[str, Any]:
-    """The previous run's sources and size ({} when there is none or it cannot be read)."""
-    with contextlib.suppress(OSError, ValueError):
-        return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    return {}
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+        img.thumbnail((size, size))
+        buffer = io.BytesIO()
+        img.save(buffer, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _stale_and_kept(folder: Path, sources: list[str], size: int) -> tuple[list[str], set[int]]:
     """Existing thumbnails that no longer match their row (another image or size), and the rows that do."""
-    old = _read_manifest(folder)
+    old: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):  # no previous manifest, or an unreadable one: remake all
+        old = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     old_sources = old.get("sources", []) if old.get("size") == size else []
-    present = [entry.name for entry in os.scandir(folder) if entry.name.endswith(".jpg")]
     stale, kept = [], set()
-    for name in present:
+    for name in (entry.name for entry in os.scandir(folder) if entry.name.endswith(".jpg")):
         row = int(name[:-4]) if name[:-4].isdigit() else -1
         if 0 <= row < min(len(sources), len(old_sources)) and old_sources[row] == sources[row]:
             kept.add(row)
@@ -143,10 +153,8 @@ def write_thumbnails(
 ) -> int:
     """Write a JPEG thumbnail (shorter side `size` px) of every source as ``folder/<row>.jpg``; return how many.
 
-    Resumable: a thumbnail already made from the same image at the same size is kept, so a rerun after an
-    interruption only writes the rest. Runs in `workers` processes (default: all CPUs) with a progress bar; an
-    image listed twice is decoded once. An unreadable image gets no thumbnail (its tooltip shows no picture) and
-    is warned about.
+    Resumable: a thumbnail already made from the same image at the same size is kept. Runs in `workers` processes
+    (default: all CPUs); an image listed twice is decoded once; an unreadable image gets none and is warned about.
     """
     if size < 1:
         raise PlottingError(f"thumbnail size must be a positive number of pixels, got {size}")
@@ -166,19 +174,86 @@ def write_thumbnails(
     return written
 
 
-LINKED_TOOLTIP = """
-<div style="max-width: 240px">
-  <img src="@row{thumb}" alt="" style="width: 96px; height: 96px; object-fit: contain; image-rendering: pixelated"/>
-  <div style="font-size: 12px; word-break: break-all">@filename{safe}</div>
-  <div style="font-size: 12px; font-weight: bold">$name{safe}</div>
-</div>
-"""
-# The thumbnail URL is made in the browser from the row number (5 bytes a point instead of ~35); the renderer's
-# name is its html.escape'd class. `{safe}` only because filename and class are html.escape'd in the data.
-THUMB_URL_JS = "return prefix + String(value).padStart(8, '0') + '.jpg'"
+def _map_inputs(
+    points: Any, filenames: Sequence[str], labels: Any, class_names: Sequence[str] | None
+) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
+    """Checked [N, 2] float32 points, class name per point and the class colours; one error line on a mismatch."""
+    names = _label_names(labels, class_names)
+    array = _check_points(points, len(names))
+    if len(filenames) != len(array):
+        raise PlottingError(f"{len(filenames)} filenames but {len(array)} points")
+    return array, names, class_palette(class_names if class_names is not None else names)
 
 
-def linked_map_figure(
+def _draw(
+    title: str,
+    inputs: tuple[np.ndarray, np.ndarray, dict[str, str]],
+    columns: Callable[[np.ndarray], dict[str, Any]],
+    hover: Any,
+    point_size: float,
+    backend: str = "canvas",
+) -> Any:
+    """The map figure: one renderer per class (`columns(rows)` adds what `hover` shows), no axes or grid (UMAP's
+    axes mean nothing), wheel zoom on, and a legend beside it whose entries hide their class."""
+    from bokeh.models import ColumnDataSource, Legend, LegendItem
+    from bokeh.plotting import figure
+
+    array, names, palette = inputs
+    plot = figure(
+        title=title,
+        width=900,
+        height=700,
+        tools="pan,wheel_zoom,box_zoom,reset,save",
+        active_scroll="wheel_zoom",
+        match_aspect=True,
+        output_backend=backend,
+    )
+    plot.axis.visible = False
+    plot.grid.visible = False
+    items = []
+    for name in sorted(set(names)):
+        idx = np.flatnonzero(names == name)
+        source = ColumnDataSource({"x": array[idx, 0], "y": array[idx, 1], **columns(idx)})
+        style = {"size": point_size, "color": palette[name], "alpha": 0.8, "line_color": None}
+        renderer = plot.scatter("x", "y", source=source, name=html.escape(name), **style)
+        items.append(LegendItem(label=name, renderers=[renderer]))
+    hover.renderers = [item.renderers[0] for item in items]
+    plot.add_tools(hover)
+    plot.add_layout(Legend(items=items, click_policy="hide", label_text_font_size="9pt", spacing=0), "right")
+    return plot
+
+
+def map_figure(
+    points: Any,
+    filenames: Sequence[str],
+    labels: Any,
+    class_names: Sequence[str] | None,
+    image_root: str | os.PathLike[str],
+    *,
+    title: str = "",
+    thumbnail_size: int = 64,
+    point_size: float = 6.0,
+) -> Any:
+    """The bokeh figure of the map with thumbnails inline: hover shows thumbnail, filename and class."""
+    from bokeh.models import HoverTool
+
+    from embedlab._progress import tqdm
+
+    inputs = _map_inputs(points, filenames, labels, class_names)
+    root = Path(image_root)
+    thumbs = [thumbnail_data_uri(root / f, thumbnail_size) for f in tqdm(filenames, desc="thumbnails", leave=False)]
+
+    def columns(idx: np.ndarray) -> dict[str, Any]:
+        return {
+            "thumb": [thumbs[i] for i in idx],
+            "filename": [html.escape(str(filenames[i])) for i in idx],
+            "label": [html.escape(str(inputs[1][idx[0]]))] * len(idx),
+        }
+
+    return _draw(title, inputs, columns, HoverTool(tooltips=TOOLTIP), point_size)
+
+
+def linked_page(
     points: Any,
     filenames: Sequence[str],
     labels: Any,
@@ -191,27 +266,48 @@ def linked_map_figure(
     point_size: float = 6.0,
     workers: int | None = None,
     progress: bool = True,
-) -> Any:
-    """The map drawn with WebGL whose hover loads each point's thumbnail from ``<page>_files/thumbs/``."""
+) -> Path:
+    """Write the map drawn with WebGL whose hover loads each point's thumbnail from ``<page>_files/thumbs/``;
+    past LINKED_MAX_POINTS warn how to open it at scale."""
     from bokeh.models import CustomJSHover, HoverTool
 
-    array, names, palette = _map_inputs(points, filenames, labels, class_names)
-    root = Path(image_root)
-    folder = map_files_folder(out_html) / "thumbs"
-    write_thumbnails([root / f for f in filenames], folder, thumbnail_size, workers=workers, progress=progress)
+    inputs = _map_inputs(points, filenames, labels, class_names)
+    folder = map_files_folder(out_html)
+    sources = [Path(image_root) / f for f in filenames]
+    write_thumbnails(sources, folder / "thumbs", thumbnail_size, workers=workers, progress=progress)
     escaped = np.asarray([html.escape(str(f)) for f in filenames], dtype=object)
 
     def columns(idx: np.ndarray) -> dict[str, Any]:
         return {"row": idx.astype(np.int32), "filename": escaped[idx].tolist()}
 
-    plot = _map_plot(title, backend="webgl")
-    items = _class_renderers(plot, array, names, columns, palette, point_size)
-    thumb = CustomJSHover(code=THUMB_URL_JS, args={"prefix": thumbnail_url_prefix(out_html)})
+    prefix = urllib.parse.quote(folder.name) + "/thumbs/"  # relative to the page, its name percent-encoded
+    thumb = CustomJSHover(code=THUMB_URL_JS, args={"prefix": prefix})
     hover = HoverTool(tooltips=LINKED_TOOLTIP, formatters={"@row": thumb}, limit=5)
-    return _add_hover_and_legend(plot, items, hover)
+    plot = _draw(title, inputs, columns, hover, point_size, backend="webgl")
+    if len(filenames) > LINKED_MAX_POINTS:
+        table = folder / "map.parquet"
+        warnings.warn(
+            f"{len(filenames):,} points: past {LINKED_MAX_POINTS:,} the page opens and hovers slowly; for a "
+            f"large-scale viewer write the table (export_map_table(..., {str(table)!r}, thumbs=..., "
+            f"with_images=True)) and run: {viewer_command(table)}",
+            stacklevel=3,
+        )
+    return write_page(plot, out_html, title)
 
 
-def linked_page(
+def write_page(plot: Any, out_html: str | os.PathLike[str], title: str) -> Path:
+    """The figure as one HTML file with BokehJS inline (opens offline), written atomically."""
+    from bokeh.embed import file_html
+    from bokeh.resources import INLINE
+
+    document = file_html(plot, resources=INLINE, title=title or "embedlab embeddings")
+    target = Path(out_html)
+    with atomic_open(target, "w", encoding="utf-8") as handle:
+        handle.write(document)
+    return target
+
+
+def interactive_scatter(
     points: Any,
     filenames: Sequence[str],
     labels: Any,
@@ -220,19 +316,23 @@ def linked_page(
     out_html: str | os.PathLike[str],
     *,
     title: str = "",
-    **options: Any,
+    thumbnail_size: int = 64,
+    point_size: float = 6.0,
+    thumbnails: str = "auto",
+    workers: int | None = None,
+    progress: bool = True,
 ) -> Path:
-    """Write the linked map (thumbnails beside it, WebGL); past LINKED_MAX_POINTS say how to open it at scale."""
-    plot = linked_map_figure(points, filenames, labels, class_names, image_root, out_html, title=title, **options)
-    if len(filenames) > LINKED_MAX_POINTS:
-        table = map_files_folder(out_html) / "map.parquet"
-        warnings.warn(
-            f"{len(filenames):,} points: past {LINKED_MAX_POINTS:,} the page opens and hovers slowly; for a "
-            f"large-scale viewer write the table (export_map_table(..., {str(table)!r}, thumbs=..., "
-            f"with_images=True)) and run: {viewer_command(table)}",
-            stacklevel=3,
-        )
-    return write_page(plot, out_html, title)
+    """A bokeh HTML map: hover shows thumbnail, filename and class; click a legend entry to hide a class.
+
+    `thumbnails="inline"` embeds them (one self-contained file; the default below LINKED_MIN_POINTS points);
+    `"linked"` writes them once as JPEG files beside the page (`<page>_files/thumbs/`, resumable, `workers`
+    processes) and draws with WebGL, so 100,000 points stay a page of a few MB.
+    """
+    data = (points, filenames, labels, class_names, image_root)
+    shared: dict[str, Any] = {"title": title, "thumbnail_size": thumbnail_size, "point_size": point_size}
+    if map_tier(len(filenames), thumbnails) == "linked":
+        return linked_page(*data, out_html, workers=workers, progress=progress, **shared)
+    return write_page(map_figure(*data, **shared), out_html, title)
 
 
 def export_map_table(
@@ -265,19 +365,12 @@ def export_map_table(
     if with_images:
         if thumbs is None:
             raise PlottingError("with_images=True needs thumbs=, the folder of the map's thumbnails")
-        columns["image"] = pa.array([_read_or_none(Path(thumbs) / thumbnail_name(r)) for r in range(len(array))])
+        files = [Path(thumbs) / thumbnail_name(row) for row in range(len(array))]
+        columns["image"] = pa.array([p.read_bytes() if p.is_file() else None for p in files])  # None: unreadable
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(out, "wb") as handle:
         pq.write_table(pa.table(columns), handle)
     return out
-
-
-def _read_or_none(path: Path) -> bytes | None:
-    """A file's bytes, or None when it is missing (an image that could not be read has no thumbnail)."""
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
 
 
 def viewer_command(table: str | os.PathLike[str]) -> str:
@@ -285,3 +378,58 @@ def viewer_command(table: str | os.PathLike[str]) -> str:
     import shlex
 
     return VIEWER_COMMAND.format(table=shlex.quote(os.fspath(table)))
+
+
+def map_sample(n: int, max_points: int | None, seed: int = 0) -> np.ndarray:
+    """Indices of the points an inline map shows: all of them, or a seeded random `max_points`, in order."""
+    if max_points is None or n <= max_points:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False))
+
+
+class MapHTML:
+    """An inline map for a notebook: rich HTML output (bokeh's script inline, so it works offline, in Colab,
+    Jupyter and VS Code); `.html` holds the markup, `.points` how many points it shows of how many."""
+
+    def __init__(self, html: str, shown: int, total: int) -> None:
+        self.html, self.shown, self.total = html, shown, total
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def __repr__(self) -> str:
+        return f"<interactive map: {self.shown:,} of {self.total:,} points; display it in a notebook>"
+
+
+def show_map(
+    points: Any,
+    filenames: Sequence[str],
+    labels: Any,
+    class_names: Sequence[str] | None,
+    image_root: str | os.PathLike[str],
+    out_html: str | os.PathLike[str] | None = None,
+    *,
+    title: str = "",
+    max_points: int | None = INLINE_MAX_POINTS,
+    thumbnail_size: int = 48,
+    seed: int = 0,
+) -> MapHTML:
+    """The interactive map inside the notebook: hover a point to see its image. Past `max_points` a seeded random
+    sample is shown, so the notebook stays small (the full map is the standalone HTML of `interactive_scatter`).
+    `out_html` is accepted (and ignored) so the same arguments as interactive_scatter's can be passed."""
+    from bokeh.embed import components
+    from bokeh.resources import INLINE
+
+    keep = map_sample(len(filenames), max_points, seed)
+    shown = f"{len(keep):,} of {len(filenames):,} points" if len(keep) < len(filenames) else f"{len(keep):,} points"
+    plot = map_figure(
+        np.asarray(points)[keep],
+        [filenames[i] for i in keep],
+        np.asarray(labels)[keep],
+        class_names,
+        image_root,
+        title=f"{title} ({shown})" if title else shown,
+        thumbnail_size=thumbnail_size,
+    )
+    script, div = components(plot)
+    return MapHTML(INLINE.render() + div + script, len(keep), len(filenames))
