@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from embedlab.evaluation import linear_probe_accuracy
 from embedlab.runtime import resolve_device
+from embedlab.settings import CLASSIFIER_MODES as MODES
 
 __all__ = ["Classifier", "ClassifierResult", "FinetuneError", "stratified_split", "train_classifier"]
-
-MODES = ("frozen", "finetune")
 
 
 class FinetuneError(ValueError):
@@ -111,18 +111,6 @@ def _resolve_backbone(backbone: Any) -> nn.Module:
         if not (RunDir(target).exported if target.is_dir() else target).exists():
             raise FileNotFoundError(str(exc)) from None
         raise
-
-
-def _dataset(data: Any, limit_per_class: int | None, verify: str = "header") -> Any:
-    """Open `data` (a dataset root or an ImageFolder) as an ImageFolder without transform."""
-    from embedlab import datasets
-
-    if isinstance(data, datasets.ImageFolder):
-        return data
-    root = Path(data)
-    if not root.is_dir():
-        raise FileNotFoundError(f"dataset folder not found: {root} (a folder with one subfolder per class)")
-    return datasets.ImageFolder(root, limit_per_class=limit_per_class, verify=verify)
 
 
 class _Transformed(torch.utils.data.Dataset):
@@ -347,8 +335,15 @@ def _check_options(mode: str, epochs: int | None, batch_size: int, learning_rate
 
 
 def _labeled_folder(data: Any, limit_per_class: int | None, verify: str) -> Any:
-    """The labeled image folder to train on (FinetuneError when it has fewer than 2 classes)."""
-    folder = _dataset(data, limit_per_class, verify)
+    """`data` (a dataset root or an ImageFolder) as an ImageFolder without transform; it needs 2 classes."""
+    from embedlab import datasets
+
+    if isinstance(data, datasets.ImageFolder):
+        folder = data
+    elif not Path(data).is_dir():
+        raise FileNotFoundError(f"dataset folder not found: {data} (a folder with one subfolder per class)")
+    else:
+        folder = datasets.ImageFolder(Path(data), limit_per_class=limit_per_class, verify=verify)
     if len(folder.classes) < 2:
         raise FinetuneError(
             f"{getattr(folder, 'root', data)} has {len(folder.classes)} class folder(s); need at least 2"
@@ -393,9 +388,9 @@ def train_classifier(
     features, labels, usable, unreadable = _frozen_features(
         net if embed else None, folder, transforms_[1], run_device, batch_size, progress
     )
-    skipped = _check_usable_classes(folder, labels, _report_skipped(folder, [*folder.skipped, *unreadable]))
+    skipped = _usable_and_skipped(folder, labels, [*folder.skipped, *unreadable])
     train_idx, test_idx = stratified_split(labels, test_fraction, seed)
-    probe_accuracy = _probe_accuracy(features, labels, test_fraction, seed) if probe else None
+    probe_accuracy = linear_probe_accuracy(features, labels, test_fraction=test_fraction, seed=seed) if probe else None
     options = dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed, device=run_device)
     options["progress"] = progress
     history, accuracy = _train_mode(
@@ -404,7 +399,7 @@ def train_classifier(
     _check_finite(model, learning_rate)
     return ClassifierResult(
         accuracy=accuracy,
-        probe_accuracy=probe_accuracy,
+        probe_accuracy=None if probe_accuracy is None else float(probe_accuracy),
         chance=float(np.bincount(labels[test_idx]).max() / len(test_idx)),
         mode=mode,
         epochs=epochs,
@@ -418,18 +413,9 @@ def train_classifier(
     )
 
 
-def _check_usable_classes(folder: Any, labels: np.ndarray, skipped: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """`skipped`, once sure that images could be read in at least two classes (a classifier needs two)."""
-    if len(np.unique(labels)) < 2:
-        raise FinetuneError(
-            f"{folder.root}: only {len(np.unique(labels))} class has usable images ({len(skipped)} file(s) skipped); "
-            f"a classifier needs at least 2"
-        )
-    return skipped
-
-
-def _report_skipped(folder: Any, skipped: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Warn once, naming every image left out (not only the first), so a rerun is not needed to find the next."""
+def _usable_and_skipped(folder: Any, labels: np.ndarray, skipped: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Warn once naming every image left out (so no rerun is needed to find the next); FinetuneError unless images
+    could be read in at least two classes (a classifier needs two). Returns `skipped`."""
     if skipped:
         import warnings
 
@@ -437,6 +423,11 @@ def _report_skipped(folder: Any, skipped: list[tuple[str, str]]) -> list[tuple[s
 
         names = "; ".join(f"{name} ({' '.join(why.split())})" for name, why in skipped)
         warnings.warn(f"{folder.root}: skipped {len(skipped)} unusable file(s): {names}", DatasetWarning, stacklevel=3)
+    if len(np.unique(labels)) < 2:
+        raise FinetuneError(
+            f"{folder.root}: only {len(np.unique(labels))} class has usable images ({len(skipped)} file(s) skipped); "
+            f"a classifier needs at least 2"
+        )
     return skipped
 
 
@@ -467,10 +458,3 @@ def _train_mode(
         model.backbone.requires_grad_(False)
         return _train_frozen(model, features, labels, train_idx, test_idx, **options)
     return _train_finetune(model, folder, transforms_, usable[train_idx], usable[test_idx], **options)
-
-
-def _probe_accuracy(features: Any, labels: Any, test_fraction: float, seed: int) -> float:
-    """The linear probe on the frozen features (`evaluation.linear_probe_accuracy`, the same split)."""
-    from embedlab import evaluation
-
-    return float(evaluation.linear_probe_accuracy(features, labels, test_fraction=test_fraction, seed=seed))
