@@ -90,7 +90,7 @@ def test_top_level_help_lists_every_command_and_no_command_prints_help(capsys):
 
 def test_embed_help_documents_the_tool_options(capsys):
     _, out, _ = run_cli(capsys, "embed", "--help")
-    for option in ("--model", "--dimensions", "--layers", "--compress", "--plot", "--seed", "PCA to N dimensions"):
+    for option in ("--model", "--dimensions", "--layers", "--compress", "--plot", "--seed", "a PCA to N"):
         assert option in " ".join(out.split()), option
 
 
