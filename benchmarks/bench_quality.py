@@ -414,7 +414,8 @@ def heads_report(root: Path, exported: Path, recipe: dict[str, Any], size: int, 
     for part, dim in model.part_dims.items():  # each part is centred and normalised alone: a slice is that part
         columns[part], start = list(range(start, start + dim)), start + dim
     by_output = {}
-    for output, parts in OUTPUTS.items():
+    outputs = {**OUTPUTS, **{f"head {h}": (h,) for h in heads}}  # and each head alone
+    for output, parts in outputs.items():
         chosen = [p for name in parts for p in (heads if name == "heads" else [name])]
         vectors = emb.vectors[:, [c for p in chosen for c in columns[p]]]
         by_output[output] = knn(vectors, emb.labels, f"{recipe['label']} [{output}]")
