@@ -73,7 +73,7 @@ def test_each_teacher_gets_a_head_and_the_loss_is_finite_for_both_target_kinds(
 
 
 def test_the_exported_model_embeds_as_centred_unit_parts(tiny_data: Path, teacher_file: Path) -> None:
-    method, backbone, _ = _method(tiny_data, f"{teacher_file}+pca")
+    method, backbone, _ = _method(tiny_data, f"{teacher_file}+pca", MultiTeacherOptions(output=("backbone", "heads")))
     images = [torch.randn(5, 3, 32, 32), torch.randn(3, 3, 32, 32)]
     model = method.exported(backbone.eval(), images)
     assert isinstance(model, HeadedBackbone) and model.output == ("backbone", "teacher", "pca")
@@ -92,7 +92,7 @@ def test_the_exported_model_embeds_as_centred_unit_parts(tiny_data: Path, teache
 def test_a_model_with_heads_round_trips_weights_only_and_embeds(tiny_data: Path, teacher_file: Path, tmp_path: Path):
     from embedlab.embedding import embed
 
-    method, backbone, _ = _method(tiny_data, f"{teacher_file}+pca")
+    method, backbone, _ = _method(tiny_data, f"{teacher_file}+pca", MultiTeacherOptions(output=("heads", "backbone")))
     model = method.exported(backbone.eval())  # centred on the training images
     model.meta["image_size"] = 32
     path = export_backbone(model, tmp_path / "backbone.pt")
@@ -100,6 +100,7 @@ def test_a_model_with_heads_round_trips_weights_only_and_embeds(tiny_data: Path,
     assert any(k.startswith("heads.pca.") for k in state) and "centres" in state
     meta = json.loads(path.with_suffix(".json").read_text())
     assert meta["heads"] == [["teacher", 64, 128], ["pca", 64, 40]] and meta["embedding_dim"] == 232
+    assert meta["output"] == ["teacher", "pca", "backbone"]
     loaded = load_backbone(path)
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
@@ -124,7 +125,9 @@ def test_train_multi_teacher_offline_exports_heads_and_resumes(
     stamp = {p: p.stat().st_mtime_ns for p in (run / "teachers").iterdir()}
     meta = json.loads((run / "exported" / "backbone.json").read_text())
     assert meta["method"] == "multi_teacher" and meta["teachers"] == teachers
-    assert meta["output"] == ["backbone", "teacher", "pca"] and load_backbone(run / "exported" / "backbone.pt")
+    assert meta["output"] == ["backbone"] and meta["heads"] == [["teacher", 64, 128], ["pca", 64, 40]]
+    model = load_backbone(run / "exported" / "backbone.pt")  # the centred backbone, its heads kept
+    assert model.embedding_dim == 64 and model.select(["backbone", "teacher", "pca"]).embedding_dim == 232
     train(tiny_data, run, teachers=teachers, **{**FAST, "epochs": 2})  # resumes; the PCA fit comes from the cache
     assert {p: p.stat().st_mtime_ns for p in (run / "teachers").iterdir()} == stamp
     with pytest.raises(TrainingError, match="new run_dir"):
