@@ -449,6 +449,24 @@ def speed(root: Path, exported: Path, args: argparse.Namespace) -> dict[str, Any
     }
 
 
+def ablation(root: Path, out: Path, keys: list[str], size: int = 64) -> dict[str, Any]:
+    """Recipes trained earlier into --out, read again (each model's centred backbone, the default output) and
+    compared with the first, image by image: a paired interval per recipe (one training each: seed noise not
+    included)."""
+    from embedlab.models import load_backbone
+    from embedlab.rundir import RunDir
+
+    rows = {}
+    for key in keys:
+        model = load_backbone(RunDir(out / key).exported)
+        model = model.select(["backbone"]) if hasattr(model, "select") else model
+        rows[key] = {"knn": embed_knn(root, model, size, row=f"ablation {key}")[0]}
+        if key != keys[0]:
+            rows[key]["vs_" + keys[0]] = _points(CORRECT[f"ablation {key}"], CORRECT[f"ablation {keys[0]}"])
+        print(f"  ablation {key}: {rows[key]}", flush=True)
+    return rows
+
+
 def _steps_done(run_dir: Path) -> int:
     """Optimizer steps a run took (rows of its loss.csv)."""
     from embedlab.rundir import RunDir
@@ -562,6 +580,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=0, help="override the planned steps of every recipe")
     parser.add_argument("--calibration-steps", type=int, default=3)
     parser.add_argument("--baseline-cache", type=Path, default=None, help="keep off-the-shelf embeddings here")
+    parser.add_argument("--ablation", nargs="*", default=[], help="recipes trained into --out: each vs the first")
     parser.add_argument("--knn-images", type=int, default=1000, help="images the per-epoch kNN curve uses")
     parser.add_argument("--speed-images", type=int, default=100, help="images per class the speed turns embed")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench_quality", help="runs and data")
@@ -590,6 +609,7 @@ def main() -> int:
         start_knn = by_size.get(size) if RECIPES[key]["train"]["init"] == "imagenet" else None
         rows.append(run_recipe(key, root, args.out, args, n_images, start_knn))
     paired_intervals(rows)
+    compared = ablation(root, args.out, args.ablation) if args.ablation else None
     outcome = verdict(rows)
     print_table(rows, n_images, outcome)
     print("end:", machine_info())
@@ -604,6 +624,7 @@ def main() -> int:
             "knn": "leave-one-out, k=20, cosine, weighted",
             "rows": rows,
             "verdict": outcome,
+            **({"ablation_backbone_output": compared} if compared else {}),
         },
     )
     print(f"results: {args.json}")
