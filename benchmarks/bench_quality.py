@@ -31,6 +31,7 @@ milder crops, longer runs.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -108,22 +109,46 @@ _MULTI_TEACHER: dict[str, Any] = {
     "teacher_image_size": 112,
     "image_size": 64,
 }
-for _key, _teachers, _label in (
-    ("multi-64", "efficientnet_lite0+pca", "ImageNet EfficientNet-Lite0 at 112 px + raw-pixel PCA"),
-    ("multi-64-imagenet-only", "efficientnet_lite0", "ImageNet EfficientNet-Lite0 at 112 px only"),
-    ("multi-64-pca-only", "pca", "raw-pixel PCA only"),
+_BOTH = "efficientnet_lite0+pca"
+# multi-64: the default method (each teacher describes the student's own view, queue distillation for both, heads
+# exported); the others change one thing: drop a teacher, clean cached targets, a cosine loss for PCA.
+for _key, _teachers, _options, _label in (
+    ("multi-64", _BOTH, {}, "ImageNet EfficientNet-Lite0 at 112 px + raw-pixel PCA"),
+    ("multi-64-imagenet-only", "efficientnet_lite0", {}, "ImageNet EfficientNet-Lite0 at 112 px only"),
+    ("multi-64-pca-only", "pca", {}, "raw-pixel PCA only"),
+    ("multi-64-clean-targets", _BOTH, {"targets": "clean"}, "both, the network's targets of the clean image"),
+    ("multi-64-pca-cosine", _BOTH, {"pca_loss": "cosine"}, "both, a cosine loss for PCA"),
 ):
     RECIPES[_key] = {
         "label": f"Multi-teacher distillation ({_label}) into EfficientNet-Lite0, 64 px",
         "train": {**_MULTI_TEACHER, "teachers": _teachers},
-        "steps": 300,
+        "method_options": _options,
+        "steps": 2000,
         "embed_sizes": (64,),
     }
+OUTPUTS = {"backbone": ("backbone",), "heads": ("heads",), "backbone+heads": ("backbone", "heads")}
+
+
+def register_variants() -> None:
+    """Each recipe with method_options trains a variant of multi_teacher, registered under the recipe's key."""
+    from functools import partial
+
+    from embedlab.methods.multi_teacher import MultiTeacherDistillation, MultiTeacherOptions
+    from embedlab.registry import register_method
+
+    for key, recipe in RECIPES.items():
+        if recipe.get("method_options"):
+            options = MultiTeacherOptions(**recipe["method_options"])
+            register_method(key, partial(MultiTeacherDistillation, options=options), key, num_views=1)
+            recipe["train"] = {**recipe["train"], "method": key}
+
+
 DEFAULT_RECIPES = ("simclr-32", "simclr-64", "distill-64")
 
 
 CORRECT: dict[str, Any] = {}  # row name -> per-image kNN correctness (for the paired intervals; not in the JSON)
 SETS: dict[str, Any] = {}  # row name -> Embeddings, for the off-the-shelf concatenation row
+CACHE: dict[str, Path] = {}  # "dir": where off-the-shelf rows' embeddings are kept between runs (--baseline-cache)
 
 
 def knn(vectors: Any, labels: Any, row: str | None = None) -> float:
@@ -142,12 +167,38 @@ def embed_knn(
     """kNN accuracy of a model's embeddings of every image, and the seconds the embedding took."""
     from embedlab.embedding import embed
 
-    start = time.perf_counter()
-    emb = embed(root, model, weights=weights, image_size=image_size, progress=False, batch_size=256, num_workers=0)
-    seconds = time.perf_counter() - start
+    def make() -> Any:
+        return embed(root, model, weights=weights, image_size=image_size, progress=False, batch_size=256, num_workers=0)
+
+    emb, seconds = cached(row, make) if isinstance(model, str) else timed(make)
     if row is not None:
         SETS[row] = emb
     return knn(emb.vectors, emb.labels, row), seconds
+
+
+def timed(make: Any) -> tuple[Any, float]:
+    """make()'s result and the seconds it took."""
+    start = time.perf_counter()
+    found = make()
+    return found, time.perf_counter() - start
+
+
+def cached(row: str | None, make: Any) -> tuple[Any, float]:
+    """An off-the-shelf row's Embeddings and seconds: from --baseline-cache when there (its kNN does not depend on
+    the machine's load; its seconds are those first measured), else made (and saved there)."""
+    from embedlab.embedding import load_embeddings
+
+    folder = CACHE.get("dir")
+    path = None if folder is None or row is None else folder / (re.sub(r"\W+", "_", row) + ".pt")
+    if path is not None and path.is_file():
+        found = load_embeddings(path)
+        return found, float(found.meta["bench_seconds"])
+    found, seconds = timed(make)
+    if path is not None:
+        found.meta["bench_seconds"] = seconds
+        path.parent.mkdir(parents=True, exist_ok=True)
+        found.save(path)
+    return found, seconds
 
 
 def paired_intervals(rows: list[dict[str, Any]]) -> None:
@@ -157,10 +208,24 @@ def paired_intervals(rows: list[dict[str, Any]]) -> None:
 
     singles = [r for r in rows if r["kind"] == "baseline"]
     strongest = max(singles, key=lambda r: r["knn"])["row"]
+    combination = next((r["row"] for r in rows if r["kind"] == "combination"), None)
     for row in rows:
         if row["row"] in CORRECT and row["row"] != strongest:
             diff, low, high = paired_difference(CORRECT[row["row"]], CORRECT[strongest])
             row["vs_strongest_single"] = [round(100 * v, 2) for v in (diff, low, high)]
+        if row["kind"] == "recipe" and combination is not None:
+            row["vs_combination"] = _points(CORRECT[row["row"]], CORRECT[combination])
+            for output in row.get("knn_by_output", {}):
+                row.setdefault("vs_combination_by_output", {})[output] = _points(
+                    CORRECT[f"{row['row']} [{output}]"], CORRECT[combination]
+                )
+
+
+def _points(correct: Any, reference: Any) -> list[float]:
+    """[difference, low, high] in kNN points: a paired bootstrap interval (the same resampled images score both)."""
+    from embedlab.evaluation import paired_difference
+
+    return [round(100 * v, 2) for v in paired_difference(correct, reference)]
 
 
 def baseline_rows(root: Path, sizes: list[int]) -> list[dict[str, Any]]:
@@ -182,10 +247,10 @@ def baseline_rows(root: Path, sizes: list[int]) -> list[dict[str, Any]]:
         )
         print(f"  {rows[-1]['row']}: {accuracy:.4f} ({seconds:.0f} s)", flush=True)
     for pca_size in PCA_SIZES:
-        start = time.perf_counter()
         name = f"PCA on raw pixels ({pca_size} px, 50 dimensions)"
-        SETS[name] = pca = embed_pca(root, dimensions=50, image_size=pca_size, progress=False)
-        seconds = round(time.perf_counter() - start, 1)
+        pca, seconds = cached(name, lambda px=pca_size: embed_pca(root, dimensions=50, image_size=px, progress=False))
+        SETS[name] = pca
+        seconds = round(seconds, 1)
         rows.append(
             {
                 "kind": "floor",
@@ -294,7 +359,7 @@ def run_recipe(
         max_time=budget,
         seed=0,
         progress=False,
-        knn_images=n_images,
+        knn_images=min(n_images, args.knn_images),
         num_workers=0,
         **options,
     )
@@ -308,6 +373,8 @@ def run_recipe(
         flush=True,
     )
     embedded, embed_seconds = {}, {}
+    size = options["image_size"]
+    extra = heads_report(root, result.exported, recipe, size, args) if "teachers" in options else {}
     for size in recipe["embed_sizes"]:
         embedded[size], embed_seconds[size] = embed_knn(root, result.exported, size, row=f"{recipe['label']} @{size}")
         print(
@@ -331,7 +398,73 @@ def run_recipe(
         "knn": max(embedded.values()),
         "best_embed_size": max(embedded, key=lambda s: embedded[s]),
         "seconds": round(embed_seconds[max(embedded, key=lambda s: embedded[s])], 1),
+        **extra,
     }
+
+
+def heads_report(root: Path, exported: Path, recipe: dict[str, Any], size: int, args: argparse.Namespace) -> dict:
+    """A model with heads: kNN of each output (backbone, heads, both: one training, read three ways), and its
+    embedding speed against the off-the-shelf combination's, timed side by side (A B C A B C, fastest of each)."""
+    from embedlab.models import load_backbone
+
+    model = load_backbone(exported)
+    exported_output, heads = model.output, list(model.heads)
+    embed_knn(root, model.select(list(model.part_dims)), size, row=f"{recipe['label']} [all parts]")
+    emb, columns, start = SETS.pop(f"{recipe['label']} [all parts]"), {}, 0
+    for part, dim in model.part_dims.items():  # each part is centred and normalised alone: a slice is that part
+        columns[part], start = list(range(start, start + dim)), start + dim
+    by_output = {}
+    outputs = {**OUTPUTS, **{f"head {h}": (h,) for h in heads}}  # and each head alone
+    for output, parts in outputs.items():
+        chosen = [p for name in parts for p in (heads if name == "heads" else [name])]
+        vectors = emb.vectors[:, [c for p in chosen for c in columns[p]]]
+        by_output[output] = knn(vectors, emb.labels, f"{recipe['label']} [{output}]")
+        print(f"  output {output} ({vectors.shape[1]} dims): kNN {by_output[output]:.4f}", flush=True)
+    return {"knn_by_output": by_output, "exported_output": list(exported_output), **speed(root, exported, args)}
+
+
+def speed(root: Path, exported: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Images/s of the trained model at its size against ImageNet at 112 px + PCA at 64 px (the combination), timed
+    in turns on the same images, so that other load on the machine hits both alike."""
+    from embedlab.embedding import embed, embed_pca
+
+    common = {"limit": args.speed_images, "progress": False, "batch_size": 256}
+    times: dict[str, list[float]] = {"trained": [], "imagenet@112": [], "pca@64": []}
+    for _ in range(2):
+        for name, run in (
+            ("trained", lambda: embed(root, exported, num_workers=0, **common)),
+            ("imagenet@112", lambda: embed(root, "efficientnet_lite0", image_size=112, num_workers=0, **common)),
+            ("pca@64", lambda: embed_pca(root, dimensions=50, image_size=64, **common)),
+        ):
+            start = time.perf_counter()
+            n = len(run())
+            times[name].append(time.perf_counter() - start)
+    best = {k: min(v) for k, v in times.items()}
+    ratio = (best["imagenet@112"] + best["pca@64"]) / best["trained"]
+    print(f"  speed: trained {n / best['trained']:.0f} img/s, combination {ratio:.2f}x slower", flush=True)
+    return {
+        "speed_images": n,
+        "speed_seconds": {k: round(v, 2) for k, v in best.items()},
+        "speed_ratio_vs_combination": round(ratio, 2),
+    }
+
+
+def ablation(root: Path, out: Path, keys: list[str], size: int = 64) -> dict[str, Any]:
+    """Recipes trained earlier into --out, read again (each model's centred backbone, the default output) and
+    compared with the first, image by image: a paired interval per recipe (one training each: seed noise not
+    included)."""
+    from embedlab.models import load_backbone
+    from embedlab.rundir import RunDir
+
+    rows = {}
+    for key in keys:
+        model = load_backbone(RunDir(out / key).exported)
+        model = model.select(["backbone"]) if hasattr(model, "select") else model
+        rows[key] = {"knn": embed_knn(root, model, size, row=f"ablation {key}")[0]}
+        if key != keys[0]:
+            rows[key]["vs_" + keys[0]] = _points(CORRECT[f"ablation {key}"], CORRECT[f"ablation {keys[0]}"])
+        print(f"  ablation {key}: {rows[key]}", flush=True)
+    return rows
 
 
 def _steps_done(run_dir: Path) -> int:
@@ -446,6 +579,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--baseline-sizes", type=int, nargs="*", default=list(BASELINE_SIZES))
     parser.add_argument("--steps", type=int, default=0, help="override the planned steps of every recipe")
     parser.add_argument("--calibration-steps", type=int, default=3)
+    parser.add_argument("--baseline-cache", type=Path, default=None, help="keep off-the-shelf embeddings here")
+    parser.add_argument("--ablation", nargs="*", default=[], help="recipes trained into --out: each vs the first")
+    parser.add_argument("--knn-images", type=int, default=1000, help="images the per-epoch kNN curve uses")
+    parser.add_argument("--speed-images", type=int, default=100, help="images per class the speed turns embed")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench_quality", help="runs and data")
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "quality.json")
     return parser.parse_args()
@@ -454,6 +591,9 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     """Baselines, floors and recipes in one process; the table, the curves, the verdict; JSON for the README."""
     args = parse_args()
+    register_variants()
+    if args.baseline_cache is not None:
+        CACHE["dir"] = args.baseline_cache / f"{args.images}-per-class"
     from embedlab._io import write_json
     from embedlab.datasets import ImageFolder, prepare
 
@@ -469,6 +609,7 @@ def main() -> int:
         start_knn = by_size.get(size) if RECIPES[key]["train"]["init"] == "imagenet" else None
         rows.append(run_recipe(key, root, args.out, args, n_images, start_knn))
     paired_intervals(rows)
+    compared = ablation(root, args.out, args.ablation) if args.ablation else None
     outcome = verdict(rows)
     print_table(rows, n_images, outcome)
     print("end:", machine_info())
@@ -483,6 +624,7 @@ def main() -> int:
             "knn": "leave-one-out, k=20, cosine, weighted",
             "rows": rows,
             "verdict": outcome,
+            **({"ablation_backbone_output": compared} if compared else {}),
         },
     )
     print(f"results: {args.json}")

@@ -281,13 +281,15 @@ def sidecar_path(path: str | os.PathLike[str]) -> Path:
 
 def backbone_config(backbone: Backbone) -> dict[str, Any]:
     """The options needed to rebuild `backbone` (name, small_images, layers) plus what it was built from."""
-    return {
+    config = {
         "name": backbone.name,
         "small_images": backbone.small_images,
         "layers": backbone.layers,
         "weights": backbone.weights,
         "embedding_dim": backbone.embedding_dim,
     }
+    heads = getattr(backbone, "head_config", None)  # a HeadedBackbone (embedlab.heads) records its heads too
+    return {**config, **heads()} if heads is not None else config
 
 
 def export_backbone(
@@ -361,6 +363,8 @@ def _load_state(backbone: Backbone, state: Mapping[str, torch.Tensor], path: Pat
 def infer_architecture(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     """Guess name/small_images/layers from a state dict's keys and shapes (for files without metadata)."""
     keys = set(state)
+    if any(k.startswith("heads.") for k in keys):
+        raise BackboneLoadError("a backbone with heads needs its .json sidecar (written by export_backbone) to load")
     if "_conv_stem.weight" in keys:
         blocks = {int(m.group(1)) for k in keys if (m := re.match(r"_blocks\.(\d+)\.", k))}
         layers = None if "_conv_head.weight" in keys else (max(blocks) + 1 if blocks else None)
@@ -416,6 +420,17 @@ def _read_sidecar(path: Path) -> dict[str, Any] | None:
         ) from None
 
 
+def _with_heads(backbone: Backbone, meta: Mapping[str, Any], path: Path) -> Backbone:
+    """The exported backbone with the heads its sidecar lists (weights loaded next), embedding as its `output`."""
+    from embedlab.heads import HeadedBackbone
+
+    try:
+        heads = {str(name): nn.Linear(int(n_in), int(n_out)) for name, n_in, n_out in meta["heads"]}
+        return HeadedBackbone(backbone, heads, tuple(meta.get("output") or ()) or None)
+    except (TypeError, ValueError, IndexError) as exc:
+        raise BackboneLoadError(f"metadata {sidecar_path(path)} lists heads it cannot rebuild: {exc}") from None
+
+
 def _from_state_dict(state: Mapping[str, Any], path: Path) -> Backbone:
     """Rebuild an exported backbone from its state dict and .json sidecar (or a guess from the keys)."""
     if not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -427,6 +442,8 @@ def _from_state_dict(state: Mapping[str, Any], path: Path) -> Backbone:
         if key not in arch:
             raise BackboneLoadError(f"metadata {sidecar_path(path)} lacks {key!r}; was it written by export_backbone?")
     backbone = create_backbone(arch["name"], None, small_images=bool(arch["small_images"]), layers=arch.get("layers"))
+    if meta is not None and "heads" in meta:
+        backbone = _with_heads(backbone, meta, path)
     _load_state(backbone, state, path)
     backbone.meta = dict(meta or {})
     backbone.meta["source"] = str(path)

@@ -53,3 +53,8 @@ class Method(nn.Module):
 
     def before_step(self, backbone: nn.Module, step: int, total_steps: int) -> None:
         """Called before each optimizer step's loss (momentum updates live here); nothing by default."""
+
+    def exported(self, backbone: nn.Module, images: Sequence[torch.Tensor] | None = None) -> nn.Module:
+        """The model a run exports and its kNN monitor measures: the backbone by default. A method whose heads are
+        part of the embedding wraps them around it, centred on `images` (batches) or else on the training images."""
+        return backbone

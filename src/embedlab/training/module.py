@@ -90,6 +90,10 @@ class SSLModule(pl.LightningModule):
         """Embed images with the backbone (what gets exported)."""
         return self.backbone(x)
 
+    def exported_model(self, images: Any = None) -> nn.Module:
+        """What the run exports and monitors: the backbone, or it with the method's heads (`Method.exported`)."""
+        return self.method.exported(self.backbone, images)
+
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         """One step on a batch of (views, labels, filenames); labels are never used."""
         views = batch[0]

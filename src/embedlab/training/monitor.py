@@ -50,8 +50,8 @@ def output_spread(vectors: torch.Tensor) -> float:
 
 @torch.no_grad()
 def knn_monitor(module: nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:
-    """Leave-one-out kNN accuracy and the output spread (`output_spread`) of the module's current backbone on
-    the monitor subset."""
+    """Leave-one-out kNN accuracy and the output spread (`output_spread`) of the module's current backbone (with
+    the heads a method exports, centred on the subset) on the monitor subset."""
     from embedlab.evaluation import knn_accuracy
 
     images, labels = data
@@ -60,7 +60,8 @@ def knn_monitor(module: nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> t
     device = next(module.backbone.parameters()).device
     try:
         batches = [images[i : i + MONITOR_BATCH].to(device) for i in range(0, len(images), MONITOR_BATCH)]
-        vectors = torch.cat([module.backbone(batch).float().cpu() for batch in batches])
+        model = module.exported_model(batches) if hasattr(module, "exported_model") else module.backbone
+        vectors = torch.cat([model(batch).float().cpu() for batch in batches])
     finally:
         module.train(was_training)  # SSLModule.train re-applies freeze_bn
     return float(knn_accuracy(vectors, labels.numpy(), k=KNN_K)), output_spread(vectors)

@@ -335,7 +335,7 @@ def export_after_stop(trainer: pl.Trainer, module: SSLModule, run: RunDir, saved
     if saved and settings is not None:
         meta = {**export_meta(settings, int(trainer.current_epoch)), "stopped_at_step": int(trainer.global_step)}
         try:
-            export(module.backbone, run, meta)
+            export(module.exported_model(), run, meta)
             return f"the backbone as of that step is exported to {run.exported}"
         except OSError as error:
             warnings.warn(f"could not export the backbone: {error}", stacklevel=2)
@@ -365,5 +365,5 @@ def finish(
         log.flush()
         if not run.checkpoint.is_file():  # stopped before any epoch end: still save the progress
             callbacks[1].save_rank_zero(trainer)
-        export(module.backbone, run, export_meta(settings, completed))
+        export(module.exported_model(), run, export_meta(settings, completed))
     return result_from_files(run, completed)
