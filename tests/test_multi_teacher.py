@@ -12,7 +12,6 @@ import pytest
 import torch
 from conftest import TINY_TRAINING
 
-from embedlab.heads import HeadedBackbone
 from embedlab.methods.base import MethodContext
 from embedlab.methods.multi_teacher import (
     MultiTeacherDistillation,
@@ -21,6 +20,7 @@ from embedlab.methods.multi_teacher import (
     parse_teachers,
 )
 from embedlab.models import create_backbone, export_backbone, load_backbone
+from embedlab.models.heads import HeadedBackbone
 from embedlab.settings import ParameterError, TrainSettings
 from embedlab.training import TrainingError, build_module, open_dataset, train
 

@@ -1,7 +1,7 @@
 """Multi-teacher distillation: one small student learns what several frozen teachers know about your images.
 
 The idea of AM-RADIO (CVPR 2024): one head per teacher maps the student's features into that teacher's space, and
-the heads stay part of the model (`embedlab.heads.HeadedBackbone`): it embeds as the parts chosen (the backbone's
+the heads stay part of the model (`embedlab.models.heads.HeadedBackbone`): it embeds as the parts chosen (the backbone's
 features and/or each head's output), each centred on the training images and L2-normalised, concatenated. Measured
 (benchmarks/bench_quality.py), the centred backbone alone embeds best: the default output.
 
@@ -267,7 +267,7 @@ class MultiTeacherDistillation(Method):
     def exported(self, backbone: nn.Module, images: Sequence[torch.Tensor] | None = None) -> nn.Module:
         """The backbone with every teacher's head (a HeadedBackbone sharing their weights), centred on `images`, or
         else on the training images at the student's size."""
-        from embedlab.heads import HeadedBackbone
+        from embedlab.models.heads import HeadedBackbone
 
         model = HeadedBackbone(backbone, {part: loss.head for part, loss in self.losses.items()}, self.output_parts())
         model.meta = {**model.meta, "teachers": "+".join(self.teachers), "heads_output": list(model.output)}

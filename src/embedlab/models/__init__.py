@@ -288,7 +288,7 @@ def backbone_config(backbone: Backbone) -> dict[str, Any]:
         "weights": backbone.weights,
         "embedding_dim": backbone.embedding_dim,
     }
-    heads = getattr(backbone, "head_config", None)  # a HeadedBackbone (embedlab.heads) records its heads too
+    heads = getattr(backbone, "head_config", None)  # a HeadedBackbone (embedlab.models.heads) records its heads too
     return {**config, **heads()} if heads is not None else config
 
 
@@ -422,7 +422,7 @@ def _read_sidecar(path: Path) -> dict[str, Any] | None:
 
 def _with_heads(backbone: Backbone, meta: Mapping[str, Any], path: Path) -> Backbone:
     """The exported backbone with the heads its sidecar lists (weights loaded next), embedding as its `output`."""
-    from embedlab.heads import HeadedBackbone
+    from embedlab.models.heads import HeadedBackbone
 
     try:
         heads = {str(name): nn.Linear(int(n_in), int(n_out)) for name, n_in, n_out in meta["heads"]}
