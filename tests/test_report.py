@@ -192,3 +192,15 @@ def test_the_imagenet_pca_concatenation_can_be_the_strongest_baseline(tmp_path) 
     assert metrics["strongest_baseline"] == "imagenet+pca" and metrics["best"] == "imagenet+pca"
     plain = describe_comparison(_table(ssl=(0.825, 0.829), ssl_size=64))
     assert "strongest single model" not in plain  # only said when the baseline to beat is a combination
+
+
+def test_the_verdict_says_what_training_bought_in_quality_cost_and_labels_in_one_sentence() -> None:
+    point = {"labels_per_class": 5, "draws": 5, "knn": 0.70, "knn_low": 0.68, "knn_high": 0.72}
+    labels = {SSL: [point], BASE: [{**point, "knn": 0.60, "knn_low": 0.58, "knn_high": 0.62}]}
+    text = describe_comparison(_table(ssl=(0.827, 0.829)), labels=labels)
+    assert "- **With 5 labels per class:** kNN 0.700 (0.680–0.720 over 5 draws) against 0.600" in text
+    summary = text.splitlines()[-1]
+    assert summary.startswith("- **In one sentence:** training bought embeddings as good as the strongest baseline")
+    assert "3.1× the embedding speed" in summary and "more accuracy from few labels" in summary
+    plain = describe_comparison(_table(ssl=(0.827, 0.829)))
+    assert "labels per class" not in plain and "few labels" not in plain.splitlines()[-1]

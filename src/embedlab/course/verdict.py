@@ -198,11 +198,17 @@ def _use_line(best: Mapping[str, Any], ssl: Mapping[str, Any], base: Mapping[str
 
 
 def describe_comparison(
-    table: Any, *, n_classes: int | None = None, tie: float | None = None, quality: Mapping[str, Any] | None = None
+    table: Any,
+    *,
+    n_classes: int | None = None,
+    tie: float | None = None,
+    quality: Mapping[str, Any] | None = None,
+    labels: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> str:
     """The verdict as a short Markdown block computed from the table: best embedding, what training bought
     against its own starting point, the trained model against the strongest baseline with 95% intervals, the
-    cost, what would change the outcome (with measured numbers where they exist), the floors and chance."""
+    cost, with few labels (`labels`: comparison.label_efficiency_rows), what would change the outcome, the floors
+    and chance, and one sentence on what training bought in quality, cost and labels."""
     from embedlab.course.comparison import KINDS
 
     del tie  # kept for old callers: ties come from the intervals now
@@ -230,13 +236,61 @@ def describe_comparison(
         f"{against}: {CALL_WORDS[result]}.",
         *_single_line(table, ssl, base, groups),
         _cost_line(ssl, base, result),
+        *_labels_line(ssl, base, labels),
     ]
     if result != "wins":
         lines.append("- **What would change the outcome:**")
         lines += [f"  - {lever}." for lever in levers(ssl, base, quality)]
     lines.append(_floor_line(table, ssl, groups["floor"], n_classes))
     lines.append(_use_line(best, ssl, base, result))
+    lines.append(_summary_line(ssl, base, result, labels))
     return "\n".join(lines)
+
+
+def _few_labels(ssl: Mapping[str, Any], base: Mapping[str, Any], labels: Any) -> tuple[dict, dict] | None:
+    """The trained row's and the strongest baseline's kNN points at the fewest labels both were measured with."""
+    mine, theirs = (labels or {}).get(ssl.get("recipe")), (labels or {}).get(base.get("recipe"))
+    if not mine or not theirs:
+        return None
+    shared = sorted({p["labels_per_class"] for p in mine} & {p["labels_per_class"] for p in theirs})
+    if not shared:
+        return None
+    at = {"mine": mine, "theirs": theirs}
+    return tuple(next(p for p in at[k] if p["labels_per_class"] == shared[0]) for k in at)  # type: ignore[return-value]
+
+
+def _labels_call(points: tuple[dict, dict]) -> str:
+    """'more', 'less' or 'as much' accuracy from few labels: ranges over label draws that do not overlap, else a tie."""
+    mine, theirs = points
+    if mine["knn_low"] > theirs["knn_high"]:
+        return "more"
+    return "less" if mine["knn_high"] < theirs["knn_low"] else "as much"
+
+
+def _labels_line(ssl: Mapping[str, Any], base: Mapping[str, Any], labels: Any) -> list[str]:
+    """With a handful of labels per class: the trained model's kNN against the strongest baseline's."""
+    points = _few_labels(ssl, base, labels)
+    if points is None:
+        return []
+    mine, theirs = points
+    n = mine["labels_per_class"]
+    return [
+        f"- **With {n} label{'s' if n > 1 else ''} per class:** kNN {mine['knn']:.3f} ({mine['knn_low']:.3f}–"
+        f"{mine['knn_high']:.3f} over {mine['draws']} draws) against {theirs['knn']:.3f} ({theirs['knn_low']:.3f}–"
+        f"{theirs['knn_high']:.3f}) for the strongest baseline: {_labels_call(points)} from few labels."
+    ]
+
+
+def _summary_line(ssl: Mapping[str, Any], base: Mapping[str, Any], result: str, labels: Any) -> str:
+    """What training bought, in quality, cost and labels, as one sentence to repeat."""
+    quality = {"wins": "better embeddings than", "tie": "embeddings as good as", "loses": "worse embeddings than"}.get(
+        result, "embeddings better on one measure and worse on another than"
+    )
+    speeds = [_number(r.get("images_per_second")) for r in (ssl, base)]
+    cost = "" if None in speeds else f", {speeds[0] / speeds[1]:.1f}× the embedding speed"  # type: ignore[operator]
+    points = _few_labels(ssl, base, labels)
+    few = "" if points is None else f", and {_labels_call(points)} accuracy from few labels"
+    return f"- **In one sentence:** training bought {quality} the strongest baseline{cost}{few}."
 
 
 def _single_line(
