@@ -223,3 +223,16 @@ def test_gpu_tuning_turns_on_cudnn_benchmark_tf32_and_channels_last() -> None:
     finally:
         torch.backends.cudnn.benchmark = before[0]
         torch.set_float32_matmul_precision(before[1])
+
+
+def test_auto_picks_apples_gpu_on_a_mac(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On an Apple-silicon laptop 'auto' trains and embeds on MPS (full precision), not on the CPU."""
+    from embedlab import runtime
+
+    monkeypatch.setattr(runtime, "_cuda_available", lambda: False)
+    monkeypatch.setattr(runtime, "_mps_available", lambda: True)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert runtime.resolve_accelerator("auto") == "mps" and runtime.resolve_precision("auto", "mps") == "32-true"
+    assert runtime.resolve_device("auto").type == "mps"
+    monkeypatch.setattr(runtime, "_mps_available", lambda: False)
+    assert runtime.resolve_accelerator("auto") == "cpu" and runtime.resolve_device("auto").type == "cpu"

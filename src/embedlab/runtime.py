@@ -42,10 +42,17 @@ def _cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def _mps_available() -> bool:
+    """True on an Apple-silicon Mac whose torch can use its GPU (Metal)."""
+    import torch
+
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
 def resolve_accelerator(accelerator: str) -> str:
-    """Lightning's accelerator for training: 'auto' -> 'gpu' when CUDA is usable, else 'cpu'."""
+    """Lightning's accelerator for training: 'auto' -> 'gpu' when CUDA is usable, 'mps' on an Apple GPU, else 'cpu'."""
     if accelerator == "auto":
-        return "gpu" if _cuda_available() else "cpu"
+        return "gpu" if _cuda_available() else "mps" if _mps_available() else "cpu"
     if accelerator in GPU_ACCELERATORS and not _cuda_available():
         raise ParameterError(
             f"parameter 'accelerator': {accelerator!r} but no CUDA GPU is visible; use accelerator='cpu' or 'auto'."
@@ -116,11 +123,11 @@ def tune_for_gpu(module: Any = None) -> Any:
 
 
 def resolve_device(device: Any = "auto") -> Any:
-    """A torch.device for embedding and inference: 'auto' -> CUDA when available, else CPU; checked to exist."""
+    """A torch.device for embedding and inference: 'auto' -> CUDA, else Apple's MPS, else CPU; checked to exist."""
     import torch
 
     if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
@@ -132,7 +139,7 @@ def resolve_device(device: Any = "auto") -> Any:
         if (dev.index or 0) >= count:
             have = f"cuda:0 to cuda:{count - 1}" if count else "no CUDA GPU: use cpu or auto"
             raise ParameterError(f"parameter 'device': {device!r} is not on this machine ({have})")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+    if dev.type == "mps" and not _mps_available():
         raise ParameterError(f"parameter 'device': {device!r} is not available here: use cpu or auto")
     return dev
 
