@@ -134,12 +134,13 @@ def register_variants() -> None:
     from functools import partial
 
     from embedlab.methods.multi_teacher import MultiTeacherDistillation, MultiTeacherOptions
-    from embedlab.registry import register_method
+    from embedlab.registry import method_spec, register_method
 
+    reads = method_spec("multi_teacher").reads  # a variant reads what multi_teacher reads (its recipe)
     for key, recipe in RECIPES.items():
         if recipe.get("method_options"):
             options = MultiTeacherOptions(**recipe["method_options"])
-            register_method(key, partial(MultiTeacherDistillation, options=options), key, num_views=1)
+            register_method(key, partial(MultiTeacherDistillation, options=options), key, num_views=1, reads=reads)
             recipe["train"] = {**recipe["train"], "method": key}
 
 
