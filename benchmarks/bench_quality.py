@@ -13,17 +13,17 @@ single model. The verdict: the best recipe must beat the strongest single model 
 above 0, and at least tie the combination while embedding faster. Results also go to a JSON file, from which the
 README lines are generated.
 
-The multi-teacher recipes train method multi_teacher: every teacher describes the student's own (mixed-up) view
-(the PCA teacher as a fixed linear map of pixels applied online; the network resized to 112 px), queue distillation
-for each, and the heads kept in the exported model. multi-64 learns from ImageNet EfficientNet-Lite0 at 112 px +
-PCA; -imagenet-only and -pca-only drop a teacher; -clean-targets gives the network's cached vectors of the clean
-image instead; -pca-cosine a cosine loss for PCA (not yet measured). Each is read three ways from one training
+The multi-teacher recipes train method multi_teacher: every teacher describes the student's own (mixed-up) view (the
+PCA teacher as a fixed linear map of pixels applied online; the network resized to 112 px), queue distillation for
+each, and the heads kept in the exported model. multi-64 learns from ImageNet EfficientNet-Lite0 at 112 px + PCA;
+-imagenet-only and -pca-only drop a teacher; -clean-targets gives the network's cached vectors of the clean image
+instead; -pca-cosine a cosine loss for PCA (not yet measured). Each is read three ways from one training
 (knn_by_output: the centred backbone, the heads, both; and each head alone), compared image by image with the
-combination (vs_combination_by_output) and timed against it in turns (speed_ratio_vs_combination: ImageNet at
-112 px + PCA seconds over the trained model's, on the same 1,000 images). --ablation reads earlier runs again and pairs them.
+combination (vs_combination_by_output) and timed against it in turns (speed_ratio_vs_combination: ImageNet at 112 px +
+PCA seconds over the trained model's, on the same 1,000 images). --ablation reads earlier runs again and pairs them.
 Measured on the 2-core CPU, one training each (results/quality_pays_*.json; kNN of the exported output, the centred
-backbone; the curves are the monitor's on 1,000 images, without step 0 when it is not on all of them, and of
-backbone + heads for multi-64 and -clean-targets on 3,000, trained while that was the default output):
+backbone; the curves are the monitor's on 1,000 images, without step 0 when it is not on all of them, and of backbone
++ heads for multi-64 and -clean-targets on 3,000, trained while that was the default output):
 
 | recipe | images | steps (min) | backbone | heads | both | backbone vs ImageNet+PCA | speed |
 |---|---|---|---|---|---|---|---|
