@@ -33,16 +33,16 @@ backbone; the curves are the monitor's on 1,000 images, without step 0 when it i
 | multi-64-pca-only | 3,000 | 337 (4.8) | 0.788 | 0.755 | 0.779 | -5.6 [-6.8, -4.4] | 4.2x |
 | multi-64 | 10,000 | 285 (5.5) | 0.848 | 0.838 | 0.844 | -1.7 [-2.3, -1.2] | 4.6x |
 
-ImageNet at 112 px + PCA (no training): 0.844 on 3,000 images, 0.865 on 10,000; ImageNet at 112 px alone: 0.826
-and 0.837 (multi-64 on 10,000: +1.1 [+0.5, +1.7] against it). Paired, on 3,000 images (quality_pays_3k_ablation):
-per-view targets beat clean ones by 1.1 [0.1, 2.0] points; dropping the PCA teacher: -0.3 [-1.4, +0.7], a tie;
-the PCA teacher alone loses what ImageNet knew (0.788, below ImageNet at 64 px: 0.791).
-The heads embed worse than the backbone they sit on (the PCA head alone: 0.798 on 10,000 against PCA's 0.823).
-The target (the trained 64 px model's interval against ImageNet + PCA reaching 0, at 3x its speed or more) is met
-on 3,000 images (the interval's top at +0.2, 4.7x faster) and not on 10,000 (1.7 points below, the interval's top
-1.2 short) after 1.8 epochs, its curve still rising; the moonshot (+2 points) is not met.
-The earlier multi-teacher method (cosine loss, the clean image's targets, heads dropped) measured 0.810 on 3,000 and
-0.827 on 10,000 images (results/quality_multi_teacher*.json).
+ImageNet at 112 px + PCA (no training): 0.844 on 3,000 images, 0.865 on 10,000; ImageNet at 112 px alone: 0.826 and
+0.837 (multi-64 on 10,000: +1.1 [+0.5, +1.7] against it). Paired, on 3,000 images (quality_pays_3k_ablation): per-view
+targets beat clean ones by 1.1 [0.1, 2.0] points; dropping the PCA teacher: -0.3 [-1.4, +0.7], a tie; dropping
+ImageNet: -4.7 [-5.9, -3.4] (the PCA teacher alone ends below ImageNet at 64 px: 0.788 against 0.791). The heads embed
+worse than the backbone they sit on (the PCA head alone: 0.798 on 10,000 against PCA's 0.823). The target (the trained
+64 px model's interval against ImageNet + PCA reaching 0, at 3x its speed or more) is met on 3,000 images (the
+interval's top at +0.2, 4.7x faster) and not on 10,000 (1.7 points below, the interval's top 1.2 short) after 1.8
+epochs, its curve still rising; the moonshot (+2 points) is not met. The earlier multi-teacher method (cosine loss,
+the clean image's targets, heads dropped) measured 0.810 on 3,000 and 0.827 on 10,000 images
+(results/quality_multi_teacher*.json).
 
     .venv/bin/python benchmarks/bench_quality.py                       # demo's 3,000 images, 15 min per recipe
     .venv/bin/python benchmarks/bench_quality.py --images 1000 --json benchmarks/results/quality_10k.json
