@@ -427,7 +427,13 @@ def readme_results(results: Mapping[str, Mapping[str, Any]]) -> str:
                 f"- `benchmarks/results/{name}.json`: {text} (machine: {where}; its load: docs/benchmarks.md)."
             )
             continue
-        if name == "demo" or not headline or result.get("kind") == "speed" or result.get("superseded_by"):
+        if (
+            name == "demo"
+            or not headline
+            or result.get("kind") == "speed"
+            or result.get("superseded_by")
+            or result.get("summarised_by")
+        ):
             continue  # speed benchmarks depend on the machine's load: docs/benchmarks.md shows them with it
         machine = without_load(str(result.get("machine", "machine not recorded")))
         lines.append(f"- `benchmarks/results/{name}.json`: {escape_markdown(str(headline))} (machine: {machine}).")
