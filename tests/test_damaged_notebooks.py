@@ -3,7 +3,6 @@ a truncated JPEG, with the notebook's tiny test settings."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -32,6 +31,6 @@ def test_notebook_02_runs_on_a_folder_with_a_truncated_jpeg(tmp_path: Path, monk
     truncated_jpeg(folder / "a" / "zz_cut.jpg")
     _run("02_train_embedding_model", {"dataset": str(folder), "run_dir": "runs/damaged"}, tmp_path)
     run = tmp_path / "runs" / "damaged"
-    assert (run / "exported" / "backbone.pt").is_file()
-    skipped = json.loads((run / "skipped_images.json").read_text()) if (run / "skipped_images.json").exists() else {}
-    assert "zz_cut.jpg" in json.dumps(skipped) or (run / "figures").is_dir()
+    figures = {p.stem for p in (run / "figures").glob("*.png")}
+    assert {"augmented_pairs", "loss_curve"} <= figures  # the cells before and after the histogram all ran
+    assert (run / "exported" / "backbone.pt").is_file() and (run / "exported" / "backbone.json").is_file()

@@ -197,8 +197,10 @@ def _teacher(name: str, value: Any) -> str:
 
 def _init(name: str, value: Any) -> str | None:
     """None (random), 'imagenet', or an exported backbone file to continue training it."""
-    if value is None or value == "imagenet" or (isinstance(value, str) and Path(value).expanduser().is_file()):
+    if value is None or value == "imagenet":
         return value
+    if isinstance(value, str) and Path(value).expanduser().is_file():
+        return str(Path(value).expanduser())  # '~/runs/x/exported/backbone.pt' as the loader will open it
     raise _fail(name, value, "None, 'imagenet' or the path of an exported backbone.pt")
 
 
