@@ -190,6 +190,15 @@ def _accelerator(device: str) -> tuple[str, int | str | list[int] | None]:
     return kind, [dev.index] if dev.index is not None else None
 
 
+def leave_process_group() -> None:
+    """End this process's part in torch.distributed once prediction is over: a process group left to the interpreter's
+    exit can abort it ("terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def build_predictor(
     device: str, devices: int | str | list[int], num_nodes: int, strategy: str, progress: bool, writer: ShardWriter
 ) -> pl.Trainer:
@@ -249,7 +258,9 @@ def predict_shards(
         try:
             with quiet_lightning():
                 trainer.predict(EmbedModule(_inference_net(backbone)), datamodule=data, return_predictions=False)
+            leave_process_group()
         except SystemExit:
+            leave_process_group()
             if not isinstance(writer.stopped_by, KeyboardInterrupt):
                 raise
             signal.signal(signal.SIGINT, sigint)  # Lightning ignores Ctrl+C from then on: give it back
