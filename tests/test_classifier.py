@@ -85,3 +85,21 @@ def test_a_folder_where_only_one_class_has_usable_images_is_refused(tmp_path):
     export_run(tmp_path / "run")
     with pytest.raises(FinetuneError, match="only 1 class has usable images"):
         classifier.train_classifier(tmp_path / "run", root, progress=False, verify="none")
+
+
+def test_the_classifier_options_are_declared_once_in_the_settings():
+    """train_classifier's defaults are CurationSettings' classifier_* defaults, and a bad value fails with the
+    settings' own message (naming the option and what it accepts), before any image is read."""
+    import inspect
+
+    from embedlab.settings import CurationSettings
+
+    declared = CurationSettings()
+    defaults = inspect.signature(classifier.train_classifier).parameters
+    for option in ("mode", "epochs", "batch_size", "learning_rate", "image_size", "verify"):
+        assert defaults[option].default == getattr(declared, f"classifier_{option}")
+    assert defaults["limit_per_class"].default == declared.classifier_images_per_class
+    with pytest.raises(FinetuneError, match=r"'classifier_batch_size': expected an integer from 1 to 65536"):
+        classifier.train_classifier("unused", "unused", batch_size=0, progress=False)
+    with pytest.raises(FinetuneError, match=r"'classifier_learning_rate': expected a finite number > 0"):
+        classifier.train_classifier("unused", "unused", learning_rate=float("nan"), progress=False)

@@ -114,17 +114,28 @@ def test_classify_skips_and_names_every_damaged_file(capsys, damaged: Path, expo
     assert status == 0 and "a/zz_cut.jpg" in err and "b/zz_cut.jpg" in err  # found up front, the same list
 
 
-def test_classify_refuses_an_infinite_learning_rate_and_nan_weights(capsys, damaged: Path, exported: Path):
+def test_classify_refuses_an_infinite_learning_rate_and_nan_weights(
+    capsys, monkeypatch, damaged: Path, exported: Path
+):
     from embedlab import classifier
 
     status, _, err = run_cli(capsys, "classify", exported, damaged, "--learning-rate", "inf", "-q")
     assert status == 1 and "--learning-rate" in one_line(err)
     with pytest.raises(classifier.FinetuneError, match="learning_rate"):
         classifier.train_classifier(exported, damaged, learning_rate=float("inf"), progress=False)
+    train_mode = classifier._train_mode
+
+    def diverging(*args, **kwargs):  # training that diverged (the settings refuse a learning rate above 10)
+        result = train_mode(*args, **kwargs)
+        with torch.no_grad():
+            args[1].head[1].weight.fill_(float("nan"))
+        return result
+
+    monkeypatch.setattr(classifier, "_train_mode", diverging)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises(classifier.FinetuneError, match="NaN or infinite"):
-            classifier.train_classifier(exported, damaged, epochs=5, learning_rate=1e20, progress=False)
+            classifier.train_classifier(exported, damaged, epochs=1, progress=False)
 
 
 # --------------------------------------------------------------------- 2. SIGTERM behaves like Ctrl+C

@@ -22,9 +22,12 @@ from torch import nn
 
 from embedlab.evaluation import linear_probe_accuracy
 from embedlab.runtime import resolve_device
-from embedlab.settings import CLASSIFIER_MODES as MODES
+from embedlab.settings import CurationSettings, ParameterError
 
 __all__ = ["Classifier", "ClassifierResult", "FinetuneError", "stratified_split", "train_classifier"]
+
+
+_DECLARED = CurationSettings()  # the classifier options' defaults, declared once in settings
 
 
 class FinetuneError(ValueError):
@@ -323,15 +326,16 @@ def _train_finetune(
 
 
 def _check_options(mode: str, epochs: int | None, batch_size: int, learning_rate: float) -> int:
-    """The number of epochs (default: 50 frozen, 2 finetune); FinetuneError naming a bad option."""
-    if mode not in MODES:
-        raise FinetuneError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    epochs = epochs if epochs is not None else (50 if mode == "frozen" else 2)
-    if epochs < 1 or batch_size < 1 or not 0 < learning_rate < math.inf:
-        raise FinetuneError(
-            f"epochs, batch_size and learning_rate must be positive, got {epochs}, {batch_size}, {learning_rate}"
-        )
-    return epochs
+    """Check the options against their one declaration (CurationSettings' classifier_* fields); the number of epochs
+    (None: 50 frozen, 2 finetune). A bad option is a FinetuneError naming it."""
+    try:
+        settings = CurationSettings(
+            classifier_mode=mode, classifier_epochs=epochs, classifier_batch_size=batch_size,
+            classifier_learning_rate=learning_rate,
+        )  # fmt: skip
+    except ParameterError as exc:
+        raise FinetuneError(str(exc)) from None
+    return settings.classifier_epochs or (50 if mode == "frozen" else 2)
 
 
 def _labeled_folder(data: Any, limit_per_class: int | None, verify: str) -> Any:
@@ -355,18 +359,18 @@ def train_classifier(
     backbone: Any,
     data: Any,
     *,
-    mode: str = "frozen",
-    epochs: int | None = None,
-    batch_size: int = 64,
-    learning_rate: float = 1e-3,
-    image_size: int | None = None,
+    mode: str = _DECLARED.classifier_mode,
+    epochs: int | None = _DECLARED.classifier_epochs,
+    batch_size: int = _DECLARED.classifier_batch_size,
+    learning_rate: float = _DECLARED.classifier_learning_rate,
+    image_size: int | None = _DECLARED.classifier_image_size,
     test_fraction: float = 0.3,
-    limit_per_class: int | None = None,
-    seed: int = 0,
+    limit_per_class: int | None = _DECLARED.classifier_images_per_class,
+    seed: int = _DECLARED.seed,
     device: str = "auto",
     probe: bool = True,
     progress: bool = True,
-    verify: str = "header",
+    verify: str = _DECLARED.classifier_verify,
 ) -> ClassifierResult:
     """Train backbone + linear head on a labeled image folder; report held-out accuracy and the linear probe.
 
