@@ -114,9 +114,7 @@ def test_classify_skips_and_names_every_damaged_file(capsys, damaged: Path, expo
     assert status == 0 and "a/zz_cut.jpg" in err and "b/zz_cut.jpg" in err  # found up front, the same list
 
 
-def test_classify_refuses_an_infinite_learning_rate_and_nan_weights(
-    capsys, monkeypatch, damaged: Path, exported: Path
-):
+def test_classify_refuses_an_infinite_learning_rate_and_nan_weights(capsys, monkeypatch, damaged: Path, exported: Path):
     from embedlab import classifier
 
     status, _, err = run_cli(capsys, "classify", exported, damaged, "--learning-rate", "inf", "-q")
