@@ -241,3 +241,32 @@ def test_the_course_layer_is_one_room_and_the_top_holds_at_most_12_loose_modules
     library = [p for p in _python_files(SRC) if p.relative_to(SRC).parts[0] not in ("course", "cli", "__init__.py")]
     reaching_up = [str(p.relative_to(SRC)) for p in library if "embedlab.course" in p.read_text(encoding="utf-8")]
     assert not reaching_up, f"the library imports the course layer: {reaching_up}"
+
+
+def test_library_defaults_are_the_settings_declarations():
+    """The library's functions take their defaults from the one declaration of each option (settings), so the
+    notebooks, the CLI and a direct call agree; a literal that drifts from its declaration fails here."""
+    import inspect
+
+    from embedlab import classifier, curation, evaluation, projection
+    from embedlab.embedding import shards
+    from embedlab.settings import CompareSettings, CurationSettings, EmbedSettings, ProjectionSettings
+
+    compare, curate, project, embed = CompareSettings(), CurationSettings(), ProjectionSettings(), EmbedSettings()
+    expected = [
+        (evaluation.knn_accuracy, "k", compare.knn_k),
+        (evaluation.knn_correct, "k", compare.knn_k),
+        (evaluation.knn_predict, "k", compare.knn_k),
+        (projection.project, "n_neighbors", project.umap_n_neighbors),
+        (projection.project, "min_dist", project.umap_min_dist),
+        (projection.Projector, "n_neighbors", project.umap_n_neighbors),
+        (projection.Projector, "min_dist", project.umap_min_dist),
+        (curation.nearest_neighbors, "k", curate.neighbors_k),
+        (curation.outlier_scores, "k", curate.outlier_k),
+        (curation.most_unusual, "k", curate.outlier_k),
+        (curation.near_duplicates, "threshold", curate.duplicate_threshold),
+        (shards.embed_to_shards, "shard_size", embed.embed_shard_size),
+        (classifier.train_classifier, "batch_size", curate.classifier_batch_size),
+    ]
+    for function, option, declared in expected:
+        assert inspect.signature(function).parameters[option].default == declared, (function.__name__, option)

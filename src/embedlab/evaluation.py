@@ -13,7 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from embedlab.settings import CompareSettings
+
 KNN_CHUNK = 1024  # query rows per similarity block: [1024, N] floats at a time, fewer when N is large
+_DECLARED = CompareSettings()  # the default k, declared once in settings
 KNN_BLOCK_ELEMENTS = 2**25  # at most this many similarities at once (128 MB): 33 query rows against 1M images
 
 
@@ -58,7 +61,7 @@ def knn_predict(
     bank_labels: torch.Tensor,
     num_classes: int,
     *,
-    k: int = 20,
+    k: int = _DECLARED.knn_k,
     temperature: float = 0.1,
     exclude_self: bool | None = None,
     chunk_size: int = KNN_CHUNK,
@@ -88,11 +91,11 @@ def knn_correct(
     test_vectors: Any = None,
     test_labels: Any = None,
     *,
-    k: int = 20,
+    k: int = _DECLARED.knn_k,
     temperature: float = 0.1,
     chunk_size: int = KNN_CHUNK,
 ) -> np.ndarray:
-    """Per query image, whether the weighted kNN vote (cosine, k=20, T=0.1) names its class: a boolean array.
+    """Per query image, whether the weighted kNN vote (cosine, k=knn_k, T=0.1) names its class: a boolean array.
 
     Without a test set every image is a query against all the others (leave-one-out, itself excluded); its mean is
     `knn_accuracy`, and `bootstrap_interval` resamples it for a 95% interval.
@@ -127,11 +130,11 @@ def knn_accuracy(
     test_vectors: Any = None,
     test_labels: Any = None,
     *,
-    k: int = 20,
+    k: int = _DECLARED.knn_k,
     temperature: float = 0.1,
     chunk_size: int = KNN_CHUNK,
 ) -> float:
-    """Weighted-kNN top-1 accuracy (cosine, k=20, T=0.1); leave-one-out (self excluded) without a test set."""
+    """Weighted-kNN top-1 accuracy (cosine, k=knn_k, T=0.1); leave-one-out (self excluded) without a test set."""
     correct = knn_correct(
         vectors, labels, test_vectors, test_labels, k=k, temperature=temperature, chunk_size=chunk_size
     )

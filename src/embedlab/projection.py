@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 
 from embedlab._io import atomic_open
+from embedlab.settings import PROJECTION_METHODS as METHODS
+from embedlab.settings import ProjectionSettings
 
-METHODS = ("umap", "pca", "tsne")
+_DECLARED = ProjectionSettings()  # the UMAP defaults, declared once in settings
 MAX_FIT = 100_000  # UMAP/PCA fit on at most this many points (a seeded sample); the rest are placed by transform
 TRANSFORM_CHUNK = 50_000  # points placed per transform call: memory stays bounded for a million
 
@@ -65,8 +67,8 @@ class Projector:
         *,
         name: str = "",
         seed: int = 0,
-        n_neighbors: int = 15,
-        min_dist: float = 0.1,
+        n_neighbors: int = _DECLARED.umap_n_neighbors,
+        min_dist: float = _DECLARED.umap_min_dist,
         metric: str = "cosine",
         perplexity: float = 30.0,
         max_fit: int | None = MAX_FIT,
@@ -198,8 +200,8 @@ def project(
     method: str = "umap",
     *,
     seed: int = 0,
-    n_neighbors: int = 15,
-    min_dist: float = 0.1,
+    n_neighbors: int = _DECLARED.umap_n_neighbors,
+    min_dist: float = _DECLARED.umap_min_dist,
     metric: str = "cosine",
 ) -> np.ndarray:
     """Reduce vectors [N, D] to 2-D points [N, 2] with a fresh, seeded reducer."""

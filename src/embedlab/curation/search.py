@@ -21,6 +21,9 @@ from embedlab.curation.inputs import (
     _filenames,
     _normalized,
 )
+from embedlab.settings import CurationSettings
+
+_DECLARED = CurationSettings()  # the default k of each search, declared once in settings
 
 
 @dataclass
@@ -211,7 +214,7 @@ def nearest_neighbors(
     data: VectorsLike,
     query: QueryLike,
     *,
-    k: int = 8,
+    k: int = _DECLARED.neighbors_k,
     exclude_self: bool = True,
     model: Any = None,
     image_size: int | None = None,
@@ -252,7 +255,7 @@ def nearest_neighbors(
 def outlier_scores(
     data: VectorsLike,
     *,
-    k: int = 5,
+    k: int = _DECLARED.outlier_k,
     progress: bool = True,
     graph: NeighbourGraph | None = None,
     backend: str = "auto",
@@ -270,7 +273,7 @@ def most_unusual(
     data: VectorsLike,
     n: int = 16,
     *,
-    k: int = 5,
+    k: int = _DECLARED.outlier_k,
     progress: bool = True,
     graph: NeighbourGraph | None = None,
     backend: str = "auto",

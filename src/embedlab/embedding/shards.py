@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from embedlab.embedding.store import Embeddings, EmbeddingsError
+from embedlab.settings import EmbedSettings
 
-SHARD_SIZE = 10_000  # images per shard: at D=2048 a shard's vectors are 80 MB, its loss on a kill minutes of work
+SHARD_SIZE: int = EmbedSettings.__dataclass_fields__["embed_shard_size"].default  # declared once in settings
 MANIFEST = "manifest.json"
 LAYOUT = "img_emb/*.npy + metadata/*.parquet"
 
