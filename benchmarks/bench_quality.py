@@ -112,6 +112,18 @@ RECIPES: dict[str, dict[str, Any]] = {
         "steps": 300,
         "embed_sizes": (64, 112),
     },
+    "distill2-64": {
+        "label": "Distillation v2 (feature maps) of ImageNet EfficientNet-Lite0 at 112 px into Lite0, 64 px",
+        "train": {
+            **_FROM_IMAGENET,
+            "method": "distillation_v2",
+            "teacher": "efficientnet_lite0",
+            "teacher_image_size": 112,
+            "image_size": 64,
+        },
+        "steps": 300,
+        "embed_sizes": (64, 112),
+    },
     "scratch-32": {
         "label": "SimCLR from scratch, ResNet18, 32 px",
         "train": {

@@ -174,3 +174,66 @@ def test_cli_passes_distillation_and_its_teacher_to_train(
     ]
     assert main(argv) == 0
     assert (seen["method"], seen["teacher"], seen["teacher_image_size"]) == ("distillation", "efficientnet_lite0", 112)
+
+
+# --------------------------------------------------------------------- distillation v2 (LightlyTrain's default)
+def test_v2_loss_is_the_mse_of_the_projected_resized_student_map() -> None:
+    """feature_map_loss by hand: head over channels, bilinear resize to the teacher's grid, mean squared error."""
+    from embedlab.methods.distillation_v2 import feature_map_loss
+
+    torch.manual_seed(0)
+    student, teacher, head = torch.randn(2, 8, 2, 2), torch.randn(2, 4, 4, 6), torch.nn.Linear(8, 6)
+    projected = torch.einsum("nchw,dc->ndhw", student, head.weight) + head.bias[None, :, None, None]
+    resized = F.interpolate(projected, size=(4, 4), mode="bilinear", align_corners=False).permute(0, 2, 3, 1)
+    expected = ((resized - teacher) ** 2).mean()
+    assert float(feature_map_loss(student, teacher, head).detach()) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_v2_trains_the_student_towards_a_frozen_teacher_map(teacher_file: Path) -> None:
+    """The teacher's grid comes at its own input size, the teacher stays frozen and out of the state, and a few
+    steps on one batch lower the loss (the student can follow the teacher's feature map)."""
+    from embedlab.methods.base import MethodContext
+    from embedlab.methods.distillation_v2 import DistillationV2
+    from embedlab.settings import TrainSettings
+
+    torch.manual_seed(0)
+    settings = TrainSettings(
+        method="distillation_v2", teacher=str(teacher_file), teacher_image_size=48, backbone="resnet18", init=None
+    )
+    student = create_backbone("resnet18", None, small_images=False, layers=1)
+    method = DistillationV2(student, settings, MethodContext(num_images=4)).eval()  # eval: no mixup, same batch
+    assert set(method.state_dict()) == {"head.weight", "head.bias"}
+    seen: list[tuple[int, ...]] = []
+    teacher = method.__dict__["_teacher"]
+    teacher.conv1.register_forward_pre_hook(lambda _m, args: seen.append(tuple(args[0].shape)))
+    images = torch.randn(4, 3, 32, 32)
+    optimizer = torch.optim.Adam([*student.parameters(), *method.parameters()], lr=1e-2)
+    losses = []
+    for _ in range(20):
+        optimizer.zero_grad()
+        loss = method.loss(student, [images])
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert seen[0] == (4, 3, 48, 48) and losses[-1] < 0.5 * losses[0]
+    assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_v2_reads_a_dinov2_teachers_patch_tokens_of_its_last_two_blocks() -> None:
+    """A DINOv2 teacher (here a stand-in with its hub API) gives the patch grid of its last two blocks, concatenated:
+    LightlyTrain v2's n_teacher_blocks=2."""
+    from embedlab.methods.distillation import _DinoTeacher
+    from embedlab.methods.distillation_v2 import teacher_feature_map, teacher_width
+
+    class FakeDino(torch.nn.Module):
+        embed_dim = 6
+
+        def get_intermediate_layers(self, x, n, reshape):
+            assert reshape
+            grid = x.shape[-1] // 14
+            return tuple(torch.full((x.shape[0], self.embed_dim, grid, grid), float(i)) for i in range(n))
+
+    teacher = _DinoTeacher(FakeDino())
+    grid = teacher_feature_map(teacher, torch.randn(2, 3, 28, 28))
+    assert grid.shape == (2, 2, 2, 12) == (2, 2, 2, teacher_width(teacher))
+    assert torch.equal(grid[..., :6], torch.zeros(2, 2, 2, 6)) and torch.equal(grid[..., 6:], torch.ones(2, 2, 2, 6))

@@ -60,7 +60,9 @@ def test_method_training_step_updates_weights(tiny_data: Path, method: str) -> N
         image_size=32,
         learning_rate=0.1,
         batch_size=8,
-        **{"distillation": {"teacher": "efficientnet_lite0"}, "multi_teacher": {"teachers": "pca"}}.get(method, {}),
+        **{"multi_teacher": {"teachers": "pca"}}.get(
+            method, {"teacher": "efficientnet_lite0"} if "distil" in method else {}
+        ),
     )  # offline teachers: ImageNet EfficientNet-Lite0, raw-pixel PCA of the training images
     from embedlab.datasets import ImageFolder
     from embedlab.methods.base import MethodContext

@@ -155,6 +155,8 @@ register_method("byol", "embedlab.methods.byol:BYOL", "BYOL", views="byol")
 register_method(
     "distillation", "embedlab.methods.distillation:Distillation", "Distillation", num_views=1, reads=_TEACHER
 )
+_V2 = "embedlab.methods.distillation_v2:DistillationV2"
+register_method("distillation_v2", _V2, "Distillation v2 (feature maps)", num_views=1, reads=_TEACHER)
 _MULTI = "embedlab.methods.multi_teacher:MultiTeacherDistillation"
 register_method(
     "multi_teacher", _MULTI, "Multi-teacher distillation", num_views=1, reads=("teachers", "teacher_image_size")

@@ -335,12 +335,13 @@ class TrainSettings(Settings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for f in (f for f in fields(self) if f.name in method_options() - set(method_spec(self.method).reads)):
+        reads = method_spec(self.method).reads
+        for f in (f for f in fields(self) if f.name in method_options() - set(reads)):
             if getattr(self, f.name) != f.default:  # set for a method that ignores it: say so instead
                 users = ", ".join(spec.name for spec in METHODS.values() if f.name in spec.reads)
                 raise ParameterError(f"parameter {f.name!r}: method {self.method!r} does not use it (only {users} do)")
         size = self.teacher_image_size
-        if self.method == "distillation" and self.teacher in DINOV2_TEACHERS and size and size % DINOV2_PATCH:
+        if "teacher" in reads and self.teacher in DINOV2_TEACHERS and size and size % DINOV2_PATCH:
             raise _fail("teacher_image_size", size, f"a multiple of {DINOV2_PATCH} for a DINOv2 teacher (its patch)")
 
 
