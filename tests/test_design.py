@@ -126,14 +126,21 @@ def test_docs_toy_method_registers_and_trains(tiny_data: Path, tmp_path: Path) -
     from embedlab.training.checkpoints import recipe
 
     try:
-        assert TrainSettings(method="toy").method == "toy"
-        assert recipe(TrainSettings(method="toy", temperature=0.3))["temperature"] == 0.3  # its option: its recipe
-        options = {"epochs": 1, "batch_size": 8, "image_size": 16, "layers": 1, "max_steps": 1}
+        assert TrainSettings(method="toy").method_args == {"sharpness": 2.0}  # its own option, default filled in
+        assert TrainSettings(method="toy", method_args="sharpness=4").method_args == {"sharpness": 4.0}  # CLI form
+        assert recipe(TrainSettings(method="toy", method_args={"sharpness": 3}))["method_args"] == {"sharpness": 3.0}
+        with pytest.raises(ParameterError, match="parameter 'sharpness': expected a number > 0, got -1"):
+            TrainSettings(method="toy", method_args={"sharpness": -1})
+        with pytest.raises(ParameterError, match="unknown ToyArgs option.*'sharp'"):
+            TrainSettings(method="toy", method_args={"sharp": 3})
+        with pytest.raises(ParameterError, match="parameter 'method_args': method 'byol' takes none"):
+            TrainSettings(method="byol", method_args={"sharpness": 3})
+        options = {"epochs": 1, "batch_size": 8, "image_size": 16, "layers": 1, "max_steps": 1, "knn_monitor": False}
         run = tmp_path / "run"
-        result = train(tiny_data, run, method="toy", temperature=0.3, knn_monitor=False, progress=False, **options)
+        result = train(tiny_data, run, method="toy", method_args={"sharpness": 3}, progress=False, **options)
         assert result.exported.is_file() and result.final_loss == result.final_loss  # trained one finite step
-        with pytest.raises(Exception, match="temperature"):  # a resume cannot silently change the method's option
-            train(tiny_data, run, method="toy", temperature=0.9, knn_monitor=False, progress=False, **options)
+        with pytest.raises(Exception, match="method_args"):  # a resume cannot silently change the method's option
+            train(tiny_data, run, method="toy", method_args={"sharpness": 9}, progress=False, **options)
         with pytest.raises(ParameterError, match="parameter 'temperature': method 'byol' does not use it"):
             TrainSettings(method="byol", temperature=0.3)
     finally:

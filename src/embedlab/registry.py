@@ -34,7 +34,8 @@ class MethodSpec:
     views: which natural-image augmentation pair the method wants ("simclr": two alike views; "byol": BYOL's
     asymmetric pair); num_views: how many augmented views of each image a training batch holds; reads: the
     TrainSettings options only this method's loss or teachers read (part of its recipe: a resume cannot change
-    them, and setting one that the chosen method ignores is refused).
+    them, and setting one that the chosen method ignores is refused); args: the method's own options, a Settings
+    class (or "module:Class") that checks TrainSettings.method_args and fills in their defaults.
     """
 
     name: str
@@ -43,10 +44,15 @@ class MethodSpec:
     views: str = "simclr"
     num_views: int = 2
     reads: tuple[str, ...] = ()
+    args: Any = None
 
     def load(self) -> Any:
         """The method's class (imports torch and lightly)."""
         return load_target(self.target)
+
+    def load_args(self) -> Any:
+        """The class of the method's own options (method_args), or None when it has none."""
+        return None if self.args is None else load_target(self.args)
 
 
 METHODS: dict[str, MethodSpec] = {}
@@ -60,11 +66,12 @@ def register_method(
     views: str = "simclr",
     num_views: int = 2,
     reads: tuple[str, ...] = (),
+    args: Any = None,
 ) -> MethodSpec:
     """Register a method class (or its "module:Class" path) under `name`; settings and the CLI accept it at once."""
     if views not in NATURAL_VIEWS:
         raise ValueError(f"views={views!r}: use one of {', '.join(NATURAL_VIEWS)}")
-    spec = MethodSpec(name, target, display_name or name, views, int(num_views), tuple(reads))
+    spec = MethodSpec(name, target, display_name or name, views, int(num_views), tuple(reads), args)
     METHODS[name] = spec
     return spec
 

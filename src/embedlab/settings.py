@@ -132,6 +132,16 @@ def _auto_or_bool(name: str, value: Any) -> bool | str:
     raise _fail(name, value, "True, False or 'auto'")
 
 
+def _mapping(name: str, value: Any) -> dict[str, Any] | None:
+    """None, a mapping of option names to values, or 'name=value,name=value' as typed on a command line."""
+    if isinstance(value, str):
+        pairs = [pair.partition("=") for pair in value.split(",") if pair.strip()]
+        value = {k.strip(): parse_text(v) for k, _, v in pairs} if all(sep for _, sep, _ in pairs) else value
+    if value is not None and not (isinstance(value, Mapping) and all(isinstance(k, str) for k in value)):
+        raise _fail(name, value, "a mapping of option names to values, or name=value pairs joined by ','")
+    return None if value is None else dict(value)
+
+
 MAX_SEED = 2**32 - 1  # what NumPy and scikit-learn accept as a seed
 MAX_BATCH = 65536
 MAX_IMAGE_SIZE = 1024  # pixels per side: 1024 x 1024 x 3 floats is 12 MB per image
@@ -332,10 +342,16 @@ class TrainSettings(Settings):
     verify: str = setting(
         "header", _choice(_verify_modes), "check images first: header (fast), full (decode all) or none (no check)"
     )
+    method_args: dict[str, Any] | None = setting(None, _mapping, "the method's own options (its registered args class)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        reads = method_spec(self.method).reads
+        spec = method_spec(self.method)
+        reads, args = spec.reads, spec.load_args()
+        if args is not None or self.method_args:  # the method's own settings check its args; defaults filled in
+            if args is None:
+                raise ParameterError(f"parameter 'method_args': method {self.method!r} takes none")
+            object.__setattr__(self, "method_args", args.from_mapping(self.method_args or {}, strict=True).options())
         for f in (f for f in fields(self) if f.name in method_options() - set(reads)):
             if getattr(self, f.name) != f.default:  # set for a method that ignores it: say so instead
                 users = ", ".join(spec.name for spec in METHODS.values() if f.name in spec.reads)
@@ -477,23 +493,3 @@ def parse_text(text: str) -> Any:
         except ValueError:
             pass
     return text
-
-
-def add_arguments(parser: Any, cls: type[Settings], *, skip: tuple[str, ...] = ()) -> None:
-    """Add one `--field-name VALUE` option per field of `cls` (except `skip`), so the CLI follows the settings;
-    a number's help names its range."""
-    import argparse
-
-    for f in fields(cls):
-        if f.name not in skip:
-            short, span = f.metadata.get("cli"), getattr(f.metadata.get("check"), "range", None)
-            text = f"{f.metadata.get('help', '')}{f'; range {span}' if span else ''} (default: {f.default!r})"
-            parser.add_argument(
-                f"--{f.name.replace('_', '-')}",
-                *((f"--{short}",) if short else ()),
-                dest=f.name,
-                type=parse_text,
-                default=argparse.SUPPRESS,
-                metavar=f.name.upper(),
-                help=text.replace("%", "%%"),
-            )

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from embedlab.settings import ParameterError, Settings, add_arguments
+from embedlab.settings import ParameterError, Settings, parse_text
 
 S = TypeVar("S", bound=Settings)
 
@@ -24,6 +24,24 @@ EMBED_MODELS_HELP = (
 
 class CommandError(Exception):
     """A command-line input problem; the message is shown as one line."""
+
+
+def add_arguments(parser: Any, cls: type[Settings], *, skip: tuple[str, ...] = ()) -> None:
+    """Add one `--field-name VALUE` option per field of `cls` (except `skip`), so the CLI follows the settings;
+    a number's help names its range."""
+    for f in dataclasses.fields(cls):
+        if f.name not in skip:
+            short, span = f.metadata.get("cli"), getattr(f.metadata.get("check"), "range", None)
+            text = f"{f.metadata.get('help', '')}{f'; range {span}' if span else ''} (default: {f.default!r})"
+            parser.add_argument(
+                f"--{f.name.replace('_', '-')}",
+                *((f"--{short}",) if short else ()),
+                dest=f.name,
+                type=parse_text,
+                default=argparse.SUPPRESS,
+                metavar=f.name.upper(),
+                help=text.replace("%", "%%"),
+            )
 
 
 def add_settings(parser: argparse.ArgumentParser, cls: type[Settings], *names: str) -> None:

@@ -24,6 +24,7 @@ RECIPE = (
     "min_scale",
     "freeze_bn",
     "backbone_lr_scale",
+    "method_args",
 )
 
 
