@@ -5,6 +5,7 @@ sharded embedding, and DataLoader workers per rank."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -184,6 +185,65 @@ def test_sigterm_to_one_ddp_rank_stops_both_at_the_same_step(fault: str, tiny_da
     assert len(lines) == 1 and "SIGTERM" in lines[0] and "step 2" in lines[0], done.stderr[-3000:]
     saved = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert saved["global_step"] == 2
+
+
+MULTI_TEACHER_RANK = """
+import json, sys
+from functools import partial
+import torch.distributed as dist
+from embedlab import embedding, registry
+from embedlab.embedding import inference
+from embedlab.methods import multi_teacher
+from embedlab.training import train
+
+data, run, out, teacher = sys.argv[1:5]
+passes = []
+
+def counted(name, real):  # each pass over the whole dataset: whether the DDP group (and device) was set up by then
+    def wrapper(*args, **kwargs):
+        passes.append([name, dist.is_initialized(), str(kwargs.get("device", "-"))])
+        return real(*args, **kwargs)
+    return wrapper
+
+inference._pixels = counted("pca fit", inference._pixels)
+embedding.embed = counted("clean targets", embedding.embed)
+method = partial(multi_teacher.MultiTeacherDistillation, options=multi_teacher.MultiTeacherOptions(targets="clean"))
+registry.register_method("clean", method, "clean", num_views=1, reads=registry.method_spec("multi_teacher").reads)
+train(data, run, method="clean", teachers=teacher + "+pca", backbone="resnet18", small_images=False, layers=1,
+      image_size=32, batch_size=4, epochs=1, accelerator="cpu", devices=2, strategy="ddp", progress=False,
+      knn_monitor=False, num_workers=0)
+json.dump(passes, open(out, "w"))
+"""
+
+
+@pytest.mark.slow
+def test_multi_teacher_prepares_its_targets_once_for_all_ranks_on_the_rank_device(
+    tiny_data: Path, teacher_file: Path, tmp_path: Path
+) -> None:
+    """Two ranks started together (as torchrun or SLURM start them): the PCA fit and the clean targets are made once,
+    by rank 0, after Lightning set up the group and the device (each rank made them all, on the default device)."""
+    import socket
+
+    script = tmp_path / "rank.py"
+    script.write_text(textwrap.dedent(MULTI_TEACHER_RANK))
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = str(free.getsockname()[1])
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "WORLD_SIZE": "2", "NODE_RANK": "0"}
+    argv = [sys.executable, str(script), str(tiny_data), str(tmp_path / "run")]
+    ranks = [
+        subprocess.Popen([*argv, str(tmp_path / f"{r}.json"), str(teacher_file)], env={**env, "LOCAL_RANK": str(r)})
+        for r in (0, 1)
+    ]
+    try:
+        codes = [process.wait(timeout=240) for process in ranks]
+    except subprocess.TimeoutExpired:
+        for process in ranks:
+            process.kill()
+        pytest.fail("a rank hung")
+    assert codes == [0, 0]
+    passes = [json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1)]
+    assert passes == [[["pca fit", True, "-"], ["clean targets", True, "cpu"]], []]  # the fit reads pixels (CPU)
 
 
 @pytest.mark.parametrize(("ranks", "gpu_workers", "cpu_workers"), [("1", 15, 8), ("4", 3, 2)])

@@ -68,6 +68,17 @@ class SSLModule(pl.LightningModule):
         self.method = build_method(settings.method, self.backbone, self.settings, context)
         self.total_steps, self.warmup_steps = 1, 0  # set in configure_optimizers (a time budget may shorten them)
 
+    def setup(self, stage: str) -> None:
+        """Once Lightning has set this process's device (and the DDP group): the method prepares its targets on it,
+        rank 0 computing what all ranks share."""
+        trainer = self.trainer
+        strategy = trainer.strategy
+
+        def once(compute: Any) -> Any:
+            return strategy.broadcast(compute() if trainer.is_global_zero else None, src=0)
+
+        self.method.prepare(strategy.root_device, once)
+
     def train(self, mode: bool = True) -> SSLModule:
         """Switch train/eval mode; with freeze_bn the backbone's BatchNorm keeps its (ImageNet) statistics."""
         super().train(mode)
