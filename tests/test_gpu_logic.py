@@ -1,6 +1,6 @@
 """The GPU decisions, checked on the CPU: precision and autocast dtype by compute capability (mocked devices), the
 time budget of a resumed capped run, stop decisions that every DDP rank shares (2 gloo processes), SIGTERM during
-sharded embedding, and DataLoader workers per rank."""
+sharded embedding, DataLoader workers per rank, and thumbnails on Colab's Google Drive read from a local copy."""
 
 from __future__ import annotations
 
@@ -296,3 +296,37 @@ def test_auto_picks_apples_gpu_on_a_mac(monkeypatch: pytest.MonkeyPatch) -> None
     assert runtime.resolve_device("auto").type == "mps"
     monkeypatch.setattr(runtime, "_mps_available", lambda: False)
     assert runtime.resolve_accelerator("auto") == "cpu" and runtime.resolve_device("auto").type == "cpu"
+
+
+def test_thumbnails_on_google_drive_are_read_from_a_local_copy_made_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Training read the thumbnail cache from the Drive mount every epoch; now image_root copies it to local disk
+    once (a copy cut short resumes with the missing files) and says so in one line."""
+    import shutil
+
+    from embedlab import paths
+    from embedlab.rundir import RunDir
+
+    drive, local = tmp_path / "drive", tmp_path / "local"
+    monkeypatch.setattr(paths, "DRIVE_MOUNT", drive, raising=False)
+    monkeypatch.setattr(paths, "LOCAL_COPIES", local, raising=False)
+    thumbs = drive / "MyDrive" / "embedlab" / "thumbnails" / "ds-64"
+    for name in ("a/1.png", "a/2.png", "b/1.png"):
+        (thumbs / name).parent.mkdir(parents=True, exist_ok=True)
+        (thumbs / name).write_bytes(name.encode())
+    run = RunDir(tmp_path / "run")
+    run.record_dataset(tmp_path / "gone" / "raw", dataset="ds", thumbnail_size=64, thumbnails=thumbs)
+    copied: list[str] = []
+    real = shutil.copyfile
+    monkeypatch.setattr(shutil, "copyfile", lambda src, dst: copied.append(Path(src).name) or real(src, dst))
+    copy = local / "MyDrive" / "embedlab" / "thumbnails" / "ds-64"
+    (copy / "a").mkdir(parents=True)
+    (copy / "a" / "1.png").write_bytes(b"a/1.png")  # a copy cut short: one file made it
+    assert run.image_root(32) == copy and len(copied) == 2
+    assert sorted(str(p.relative_to(copy)) for p in copy.rglob("*.png")) == ["a/1.png", "a/2.png", "b/1.png"]
+    assert (copy / "b" / "1.png").read_bytes() == b"b/1.png"
+    assert capsys.readouterr().out.count("Google Drive") == 1
+    assert run.image_root(32) == copy and len(copied) == 2 and capsys.readouterr().out == ""  # once
+    monkeypatch.setattr(paths, "DRIVE_MOUNT", tmp_path / "elsewhere")
+    assert run.image_root(32) == thumbs  # not on Drive: read where it is
