@@ -1,6 +1,7 @@
 """The GPU decisions, checked on the CPU: precision and autocast dtype by compute capability (mocked devices), the
 time budget of a resumed capped run, stop decisions that every DDP rank shares (2 gloo processes), SIGTERM during
-sharded embedding, DataLoader workers per rank, and thumbnails on Colab's Google Drive read from a local copy."""
+sharded embedding, DataLoader workers per rank, host syncs of a training step, multi-teacher targets made once for all
+ranks, and thumbnails on Colab's Google Drive read from a local copy."""
 
 from __future__ import annotations
 
@@ -330,3 +331,36 @@ def test_thumbnails_on_google_drive_are_read_from_a_local_copy_made_once(
     assert run.image_root(32) == copy and len(copied) == 2 and capsys.readouterr().out == ""  # once
     monkeypatch.setattr(paths, "DRIVE_MOUNT", tmp_path / "elsewhere")
     assert run.image_root(32) == thumbs  # not on Drive: read where it is
+
+
+@pytest.mark.parametrize("method", ["distillation", "multi_teacher"])
+def test_a_distillation_step_reads_nothing_back_from_the_device(
+    method: str, tiny_data: Path, teacher_file: Path
+) -> None:
+    """The queue's fill level (twice per teacher) and the mixup weight were read on the host every step, each a wait
+    for the device on a GPU; the labels went to the device and were read back. Now the step reads nothing back."""
+    from conftest import TINY_TRAINING
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from embedlab.settings import TrainSettings
+    from embedlab.training import build_module, open_dataset
+
+    class HostReads(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            HostReads.count += func is torch.ops.aten._local_scalar_dense.default  # .item(), float(), int(), bool()
+            return func(*args, **(kwargs or {}))
+
+    teacher = {"teacher": str(teacher_file)} if method == "distillation" else {"teachers": f"{teacher_file}+pca"}
+    settings = TrainSettings(**{**TINY_TRAINING, "method": method, **teacher})
+    dataset = open_dataset(tiny_data, settings)
+    module = build_module(settings, 1, len(dataset), dataset=dataset)
+    module.method.prepare(torch.device("cpu"))  # once before training, not per step
+    module.log = lambda *args, **kwargs: None  # no Trainer here
+    batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=8)))
+    with HostReads():
+        losses = [module.training_step(batch, step) for step in range(3)]
+    assert HostReads.count == 0 and all(torch.isfinite(loss) for loss in losses)
+    moved = module.transfer_batch_to_device(batch, torch.device("meta"), 0)
+    assert moved[0][0].device.type == "meta" and moved[1].device.type == "cpu" and moved[2] == batch[2]

@@ -154,12 +154,13 @@ def fit_pixel_pca(dataset: Any, size: int, dimensions: int, cache_dir: Path | No
     return PixelPCA(mean, components, size)
 
 
-def mixup_weights(batch: int, device: torch.device) -> tuple[float, torch.Tensor]:
-    """One blend weight ~ U(0, 1) for the batch and the shuffled partner of every image (as LightlyTrain mixes)."""
-    return float(torch.rand(())), torch.randperm(batch, device=device)
+def mixup_weights(batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One blend weight ~ U(0, 1) for the batch and the shuffled partner of every image (as LightlyTrain mixes),
+    both on the device (no host sync)."""
+    return torch.rand((), device=device), torch.randperm(batch, device=device)
 
 
-def blend(x: torch.Tensor, weight: float, partner: torch.Tensor) -> torch.Tensor:
+def blend(x: torch.Tensor, weight: float | torch.Tensor, partner: torch.Tensor) -> torch.Tensor:
     """weight * x + (1 - weight) * x[partner]: the same mix for images, cached targets or anything per image."""
     return weight * x + (1.0 - weight) * x[partner]
 
@@ -181,8 +182,7 @@ class _QueueTeacher(nn.Module):
         """Cross-entropy of the head's softmax over the queue against the (L2-normalised) targets' softmax."""
         targets = F.normalize(targets.float(), dim=1)
         self.update_queue(targets.detach())
-        queue = self.queue[: max(int(self.queue_filled), 1)]
-        return distillation_loss(F.normalize(self.head(features), dim=1), targets, queue)
+        return distillation_loss(F.normalize(self.head(features), dim=1), targets, self.queue, filled=self.queue_filled)
 
 
 class _CosineTeacher(nn.Module):

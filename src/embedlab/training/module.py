@@ -113,6 +113,11 @@ class SSLModule(pl.LightningModule):
         self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=views[0].shape[0])
         return loss
 
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Only the views go to the device: labels and filenames stay on the host, where the log reads them (reading
+        them from the device would wait for the step's work, every step)."""
+        return [super().transfer_batch_to_device(batch[0], device, dataloader_idx), *batch[1:]]
+
     def configure_optimizers(self) -> Any:
         """SGD (momentum 0.9) with linear warmup + cosine decay, stepped every optimizer step.
 
