@@ -7,6 +7,8 @@ median throughputs is printed: the target is A/B >= 0.9. With --checkpoint, also
 image size stored with a trained model and what embedding it at 224 px instead does to kNN accuracy.
 Besides wall-clock images/s it reports images per CPU-second (this process plus finished DataLoader workers):
 on a machine shared with other jobs the wall-clock ratio swings from round to round, the CPU-time ratio much less.
+With torch's default threads on a shared 2-core machine (load ~3.3) per-round ratios ran from 0.20 to 1.86 (both
+arms' threads fight the other jobs): take the ratio with --threads 1 there (per-round 0.86-0.99, results/embed.json).
 
     .venv/bin/python benchmarks/bench_embed.py --images 512 --size 64 --rounds 5 [--workers 0 1] [--threads 1]
 """

@@ -1,10 +1,12 @@
 """The GPU decisions, checked on the CPU: precision and autocast dtype by compute capability (mocked devices), the
 time budget of a resumed capped run, stop decisions that every DDP rank shares (2 gloo processes), SIGTERM during
-sharded embedding, and DataLoader workers per rank."""
+sharded embedding, DataLoader workers per rank, host syncs of a training step, multi-teacher targets made once for all
+ranks, and thumbnails on Colab's Google Drive read from a local copy."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -186,6 +188,65 @@ def test_sigterm_to_one_ddp_rank_stops_both_at_the_same_step(fault: str, tiny_da
     assert saved["global_step"] == 2
 
 
+MULTI_TEACHER_RANK = """
+import json, sys
+from functools import partial
+import torch.distributed as dist
+from embedlab import embedding, registry
+from embedlab.embedding import inference
+from embedlab.methods import multi_teacher
+from embedlab.training import train
+
+data, run, out, teacher = sys.argv[1:5]
+passes = []
+
+def counted(name, real):  # each pass over the whole dataset: whether the DDP group (and device) was set up by then
+    def wrapper(*args, **kwargs):
+        passes.append([name, dist.is_initialized(), str(kwargs.get("device", "-"))])
+        return real(*args, **kwargs)
+    return wrapper
+
+inference._pixels = counted("pca fit", inference._pixels)
+embedding.embed = counted("clean targets", embedding.embed)
+method = partial(multi_teacher.MultiTeacherDistillation, options=multi_teacher.MultiTeacherOptions(targets="clean"))
+registry.register_method("clean", method, "clean", num_views=1, reads=registry.method_spec("multi_teacher").reads)
+train(data, run, method="clean", teachers=teacher + "+pca", backbone="resnet18", small_images=False, layers=1,
+      image_size=32, batch_size=4, epochs=1, accelerator="cpu", devices=2, strategy="ddp", progress=False,
+      knn_monitor=False, num_workers=0)
+json.dump(passes, open(out, "w"))
+"""
+
+
+@pytest.mark.slow
+def test_multi_teacher_prepares_its_targets_once_for_all_ranks_on_the_rank_device(
+    tiny_data: Path, teacher_file: Path, tmp_path: Path
+) -> None:
+    """Two ranks started together (as torchrun or SLURM start them): the PCA fit and the clean targets are made once,
+    by rank 0, after Lightning set up the group and the device (each rank made them all, on the default device)."""
+    import socket
+
+    script = tmp_path / "rank.py"
+    script.write_text(textwrap.dedent(MULTI_TEACHER_RANK))
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = str(free.getsockname()[1])
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "WORLD_SIZE": "2", "NODE_RANK": "0"}
+    argv = [sys.executable, str(script), str(tiny_data), str(tmp_path / "run")]
+    ranks = [
+        subprocess.Popen([*argv, str(tmp_path / f"{r}.json"), str(teacher_file)], env={**env, "LOCAL_RANK": str(r)})
+        for r in (0, 1)
+    ]
+    try:
+        codes = [process.wait(timeout=240) for process in ranks]
+    except subprocess.TimeoutExpired:
+        for process in ranks:
+            process.kill()
+        pytest.fail("a rank hung")
+    assert codes == [0, 0]
+    passes = [json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1)]
+    assert passes == [[["pca fit", True, "-"], ["clean targets", True, "cpu"]], []]  # the fit reads pixels (CPU)
+
+
 @pytest.mark.parametrize(("ranks", "gpu_workers", "cpu_workers"), [("1", 15, 8), ("4", 3, 2)])
 def test_workers_share_the_cores_among_the_ranks(
     monkeypatch: pytest.MonkeyPatch, ranks: str, gpu_workers: int, cpu_workers: int
@@ -236,3 +297,70 @@ def test_auto_picks_apples_gpu_on_a_mac(monkeypatch: pytest.MonkeyPatch) -> None
     assert runtime.resolve_device("auto").type == "mps"
     monkeypatch.setattr(runtime, "_mps_available", lambda: False)
     assert runtime.resolve_accelerator("auto") == "cpu" and runtime.resolve_device("auto").type == "cpu"
+
+
+def test_thumbnails_on_google_drive_are_read_from_a_local_copy_made_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Training read the thumbnail cache from the Drive mount every epoch; now image_root copies it to local disk
+    once (a copy cut short resumes with the missing files) and says so in one line."""
+    import shutil
+
+    from embedlab import paths
+    from embedlab.rundir import RunDir
+
+    drive, local = tmp_path / "drive", tmp_path / "local"
+    monkeypatch.setattr(paths, "DRIVE_MOUNT", drive, raising=False)
+    monkeypatch.setattr(paths, "LOCAL_COPIES", local, raising=False)
+    thumbs = drive / "MyDrive" / "embedlab" / "thumbnails" / "ds-64"
+    for name in ("a/1.png", "a/2.png", "b/1.png"):
+        (thumbs / name).parent.mkdir(parents=True, exist_ok=True)
+        (thumbs / name).write_bytes(name.encode())
+    run = RunDir(tmp_path / "run")
+    run.record_dataset(tmp_path / "gone" / "raw", dataset="ds", thumbnail_size=64, thumbnails=thumbs)
+    copied: list[str] = []
+    real = shutil.copyfile
+    monkeypatch.setattr(shutil, "copyfile", lambda src, dst: copied.append(Path(src).name) or real(src, dst))
+    copy = local / "MyDrive" / "embedlab" / "thumbnails" / "ds-64"
+    (copy / "a").mkdir(parents=True)
+    (copy / "a" / "1.png").write_bytes(b"a/1.png")  # a copy cut short: one file made it
+    assert run.image_root(32) == copy and len(copied) == 2
+    assert sorted(str(p.relative_to(copy)) for p in copy.rglob("*.png")) == ["a/1.png", "a/2.png", "b/1.png"]
+    assert (copy / "b" / "1.png").read_bytes() == b"b/1.png"
+    assert capsys.readouterr().out.count("Google Drive") == 1
+    assert run.image_root(32) == copy and len(copied) == 2 and capsys.readouterr().out == ""  # once
+    monkeypatch.setattr(paths, "DRIVE_MOUNT", tmp_path / "elsewhere")
+    assert run.image_root(32) == thumbs  # not on Drive: read where it is
+
+
+@pytest.mark.parametrize("method", ["distillation", "multi_teacher"])
+def test_a_distillation_step_reads_nothing_back_from_the_device(
+    method: str, tiny_data: Path, teacher_file: Path
+) -> None:
+    """The queue's fill level (twice per teacher) and the mixup weight were read on the host every step, each a wait
+    for the device on a GPU; the labels went to the device and were read back. Now the step reads nothing back."""
+    from conftest import TINY_TRAINING
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from embedlab.settings import TrainSettings
+    from embedlab.training import build_module, open_dataset
+
+    class HostReads(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            HostReads.count += func is torch.ops.aten._local_scalar_dense.default  # .item(), float(), int(), bool()
+            return func(*args, **(kwargs or {}))
+
+    teacher = {"teacher": str(teacher_file)} if method == "distillation" else {"teachers": f"{teacher_file}+pca"}
+    settings = TrainSettings(**{**TINY_TRAINING, "method": method, **teacher})
+    dataset = open_dataset(tiny_data, settings)
+    module = build_module(settings, 1, len(dataset), dataset=dataset)
+    module.method.prepare(torch.device("cpu"))  # once before training, not per step
+    module.log = lambda *args, **kwargs: None  # no Trainer here
+    batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=8)))
+    with HostReads():
+        losses = [module.training_step(batch, step) for step in range(3)]
+    assert HostReads.count == 0 and all(torch.isfinite(loss) for loss in losses)
+    moved = module.transfer_batch_to_device(batch, torch.device("meta"), 0)
+    assert moved[0][0].device.type == "meta" and moved[1].device.type == "cpu" and moved[2] == batch[2]

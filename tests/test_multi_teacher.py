@@ -49,6 +49,7 @@ def test_the_pca_teacher_applied_online_to_a_clean_view_is_embed_pca(tiny_data: 
     from embedlab.transforms import eval_transform
 
     method, _, dataset = _method(tiny_data, "pca", cache=tmp_path)
+    method.prepare(torch.device("cpu"))  # fitted here (training: once Lightning has set the device)
     expected = embed_pca(dataset, dimensions=50, image_size=32, progress=False)
     from PIL import Image
 
@@ -57,6 +58,7 @@ def test_the_pca_teacher_applied_online_to_a_clean_view_is_embed_pca(tiny_data: 
     np.testing.assert_allclose(method.pca(images).numpy(), expected.vectors.numpy(), atol=2e-3)
     assert (tmp_path / "pca-32px-fit.pt").is_file()  # fitted once, read back when a run resumes
     again, _, _ = _method(tiny_data, "pca", cache=tmp_path)
+    again.prepare(torch.device("cpu"))
     assert torch.equal(again.pca.components, method.pca.components)
 
 

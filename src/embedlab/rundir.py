@@ -18,7 +18,7 @@ import json
 import os
 from pathlib import Path
 
-from embedlab.paths import resolve_path
+from embedlab.paths import local_copy, resolve_path
 
 CONFIG = "config.json"
 CHECKPOINT = "last.ckpt"
@@ -164,14 +164,14 @@ class RunDir:
     def image_root(self, image_size: int) -> Path:
         """The fastest complete copy of the run's images for `image_size`: the thumbnails when they are big enough
         (much faster to decode), else the raw images; without the raw images (a fresh runtime, a results archive),
-        the thumbnails are all there is."""
+        the thumbnails are all there is. Thumbnails on Google Drive are read from a local copy (`paths.local_copy`)."""
         root, thumbs = self.recorded_root(), self.recorded_thumbnails()
         if root is None:
             if thumbs is None:
                 self.dataset_root()  # raises MissingInputError naming notebook 01
-            return thumbs  # type: ignore[return-value]
+            return local_copy(thumbs)  # type: ignore[arg-type]
         size = self.dataset_record().get("thumbnail_size")
-        return thumbs if thumbs is not None and size and image_size <= int(str(size)) else root
+        return local_copy(thumbs) if thumbs is not None and size and image_size <= int(str(size)) else root
 
     def require(self, path: str | os.PathLike[str], made_by: str) -> Path:
         """Return `path` if it exists, else raise MissingInputError telling which notebook makes it."""

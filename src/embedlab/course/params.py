@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from embedlab.paths import DRIVE_MOUNT
 from embedlab.rundir import MissingInputError, RunDir
 from embedlab.settings import (
     ALL_SETTINGS,
@@ -70,7 +71,6 @@ NOTEBOOK_STAGES: dict[str, tuple[str, ...]] = {
     "05": ("data", "train", "embed", "projection", "compare"),
     "06": ("data", "train", "embed", "curation"),
 }
-DRIVE_MOUNT = Path("/content/drive")
 DRIVE_FOLDER = Path("MyDrive") / "embedlab"
 
 

@@ -6,13 +6,18 @@ and one method, calls `before_step` and `loss` each step, and optimizes every tr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+
+def run_here(compute: Callable[[], Any]) -> Any:
+    """`Method.prepare`'s `once` in a single process: run the work here."""
+    return compute()
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,11 @@ class Method(nn.Module):
         """The loss of one batch whose images are `filenames` (the training step calls this); `loss` by default.
         A method whose targets belong to particular images (cached teacher vectors) overrides it."""
         return self.loss(backbone, views)
+
+    def prepare(self, device: torch.device, once: Callable[[Callable[[], Any]], Any] = run_here) -> None:
+        """Called on every process once its device is set, before training: compute what the method needs from the
+        training images, once for all processes (`once(work)` runs work on rank 0 and gives each rank its result).
+        Nothing by default."""
 
     def before_step(self, backbone: nn.Module, step: int, total_steps: int) -> None:
         """Called before each optimizer step's loss (momentum updates live here); nothing by default."""

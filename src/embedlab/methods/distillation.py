@@ -108,21 +108,32 @@ def load_teacher(teacher: str | os.PathLike[str]) -> nn.Module:
 
 
 def distillation_loss(
-    student: torch.Tensor, teacher: torch.Tensor, queue: torch.Tensor, temperature: float = DISTILLATION_TEMPERATURE
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    queue: torch.Tensor,
+    temperature: float = DISTILLATION_TEMPERATURE,
+    filled: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy between the teacher's and the student's softmax over the queue (all inputs L2-normalised).
 
     The queue of teacher embeddings plays the classifier's weights: the teacher's similarities to it are the soft
-    pseudo-labels, the student's similarities to it the predictions.
+    pseudo-labels, the student's similarities to it the predictions. `filled` (a tensor, so the host never waits
+    for the device to read it): only the queue's first `filled` rows count.
     """
-    targets = F.softmax(teacher @ queue.T / temperature, dim=1)
-    log_predictions = F.log_softmax(student @ queue.T / temperature, dim=1)
-    return -(targets * log_predictions).sum(dim=1).mean()
+    teacher_logits, student_logits = teacher @ queue.T / temperature, student @ queue.T / temperature
+    if filled is not None:
+        empty = torch.arange(queue.shape[0], device=queue.device) >= filled.clamp(min=1)
+        teacher_logits = teacher_logits.masked_fill(empty, -torch.inf)
+        student_logits = student_logits.masked_fill(empty, -torch.inf)
+    targets = F.softmax(teacher_logits, dim=1)
+    log_predictions = F.log_softmax(student_logits, dim=1)
+    return -torch.where(targets > 0, targets * log_predictions, 0.0).sum(dim=1).mean()
 
 
 def mixup(images: torch.Tensor) -> torch.Tensor:
-    """Blend the batch with a shuffled copy of itself, one weight ~ U(0, 1) per batch (as LightlyTrain does)."""
-    weight = float(torch.rand(()))
+    """Blend the batch with a shuffled copy of itself, one weight ~ U(0, 1) per batch (as LightlyTrain does), drawn
+    on the images' device (no host sync)."""
+    weight = torch.rand((), device=images.device)
     return weight * images + (1.0 - weight) * images[torch.randperm(images.shape[0], device=images.device)]
 
 
@@ -187,7 +198,7 @@ class Distiller(nn.Module):
         else:
             self.queue[batch:] = self.queue[:-batch].clone()
             self.queue[:batch] = embeddings
-        self.queue_filled.fill_(min(int(self.queue_filled) + batch, size))
+        self.queue_filled.add_(batch).clamp_(max=size)  # on the device: no host sync
 
     def forward(self, student: nn.Module, images: torch.Tensor) -> torch.Tensor:
         """The distillation loss of the student backbone on one batch of augmented views."""
@@ -196,8 +207,7 @@ class Distiller(nn.Module):
         targets = self.teacher_embeddings(images)
         predictions = F.normalize(self.projection_head(student(images)), dim=1)
         self._update_queue(targets)
-        queue = self.queue[: max(int(self.queue_filled), 1)]
-        return distillation_loss(predictions, targets, queue, self.temperature)
+        return distillation_loss(predictions, targets, self.queue, self.temperature, self.queue_filled)
 
 
 class Distillation(Method):

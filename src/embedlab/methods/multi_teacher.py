@@ -17,7 +17,7 @@ teacher); the PCA teacher may use a cosine loss instead (pca_loss="cosine").
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from embedlab.methods.base import Method, MethodContext
+from embedlab.methods.base import Method, MethodContext, run_here
 from embedlab.methods.distillation import Distiller, distillation_loss, queue_size_for
 
 PCA_TEACHER = "pca"  # the raw-pixel PCA teacher (fitted on the training images at the student's input size)
@@ -69,8 +69,11 @@ def _cache_file(cache_dir: Path | None, teacher: str, size: int) -> Path | None:
     return Path(cache_dir) / f"{teacher_label(teacher)}-{size}px.pt"
 
 
-def teacher_vectors(teacher: str, dataset: Any, size: int, cache_dir: Path | None = None, progress: bool = True) -> Any:
-    """A network teacher's Embeddings of every training image (cached in cache_dir; recomputed if the images differ)."""
+def teacher_vectors(
+    teacher: str, dataset: Any, size: int, cache_dir: Path | None = None, progress: bool = True, device: Any = "auto"
+) -> Any:
+    """A network teacher's Embeddings of every training image on `device` (cached in cache_dir; recomputed if the
+    images differ)."""
     from embedlab.embedding import embed, load_embeddings
     from embedlab.methods.distillation import teacher_backbone
     from embedlab.runtime import is_rank_zero
@@ -81,7 +84,8 @@ def teacher_vectors(teacher: str, dataset: Any, size: int, cache_dir: Path | Non
         if list(cached.filenames) == list(dataset.filenames):
             return cached
     model = teacher_backbone(teacher)
-    found = embed(dataset, model, image_size=size, name=f"teacher {teacher}", num_workers=0, progress=progress)
+    name = f"teacher {teacher}"
+    found = embed(dataset, model, image_size=size, name=name, device=device, num_workers=0, progress=progress)
     if cache is not None and is_rank_zero():
         cache.parent.mkdir(parents=True, exist_ok=True)
         found.save(cache)
@@ -111,6 +115,18 @@ class PixelPCA(nn.Module):
         """How many components (the teacher's embedding size)."""
         return int(self.components.shape[0])
 
+    @classmethod
+    def planned(cls, dataset: Any, size: int, dimensions: int) -> PixelPCA:
+        """An unfitted teacher of the size a fit on `dataset` gives (`prepare` fills it): zero mean and components."""
+        features = 3 * int(size) ** 2
+        rows = max(1, min(int(dimensions), len(dataset), features))
+        return cls(torch.zeros(features), torch.zeros(rows, features), size)
+
+    def load(self, mean: torch.Tensor, components: torch.Tensor) -> None:
+        """Take a fit's mean and components (fewer components than planned, when images were undecodable: zeros)."""
+        self.mean.copy_(mean.reshape(-1))
+        self.components.zero_()[: components.shape[0]].copy_(components)
+
     def forward(self, views: torch.Tensor) -> torch.Tensor:
         """PCA vectors of normalised NCHW views at the teacher's size."""
         pixels = (views * self.input_std + self.input_mean).permute(0, 2, 3, 1).reshape(views.shape[0], -1)
@@ -138,12 +154,13 @@ def fit_pixel_pca(dataset: Any, size: int, dimensions: int, cache_dir: Path | No
     return PixelPCA(mean, components, size)
 
 
-def mixup_weights(batch: int, device: torch.device) -> tuple[float, torch.Tensor]:
-    """One blend weight ~ U(0, 1) for the batch and the shuffled partner of every image (as LightlyTrain mixes)."""
-    return float(torch.rand(())), torch.randperm(batch, device=device)
+def mixup_weights(batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One blend weight ~ U(0, 1) for the batch and the shuffled partner of every image (as LightlyTrain mixes),
+    both on the device (no host sync)."""
+    return torch.rand((), device=device), torch.randperm(batch, device=device)
 
 
-def blend(x: torch.Tensor, weight: float, partner: torch.Tensor) -> torch.Tensor:
+def blend(x: torch.Tensor, weight: float | torch.Tensor, partner: torch.Tensor) -> torch.Tensor:
     """weight * x + (1 - weight) * x[partner]: the same mix for images, cached targets or anything per image."""
     return weight * x + (1.0 - weight) * x[partner]
 
@@ -165,8 +182,7 @@ class _QueueTeacher(nn.Module):
         """Cross-entropy of the head's softmax over the queue against the (L2-normalised) targets' softmax."""
         targets = F.normalize(targets.float(), dim=1)
         self.update_queue(targets.detach())
-        queue = self.queue[: max(int(self.queue_filled), 1)]
-        return distillation_loss(F.normalize(self.head(features), dim=1), targets, queue)
+        return distillation_loss(F.normalize(self.head(features), dim=1), targets, self.queue, filled=self.queue_filled)
 
 
 class _CosineTeacher(nn.Module):
@@ -196,10 +212,12 @@ class MultiTeacherDistillation(Method):
         self.teachers = parse_teachers(settings.teachers)
         self.image_size = int(settings.image_size)
         self.teacher_size = settings.teacher_image_size or settings.image_size
+        self.progress = bool(settings.progress)
         queue = queue_size_for(context.num_images or len(context.dataset))
         dim = backbone.embedding_dim
         self.losses = nn.ModuleDict()
         self.__dict__["_sources"] = {}  # part -> the frozen teacher (not state: rebuilt when a run resumes)
+        self.__dict__["_prepared"] = False  # the PCA fit and clean targets: made by `prepare`, once
         for teacher in self.teachers:
             part = teacher_label(teacher)
             if teacher == PCA_TEACHER:
@@ -210,28 +228,58 @@ class MultiTeacherDistillation(Method):
                     else _CosineTeacher(dim, self.pca.dimensions)
                 )
             else:
-                source = self._network_teacher(teacher, settings, context)
+                source = self._network_teacher(teacher)
                 self.__dict__["_sources"][part] = source
                 self.losses[part] = _QueueTeacher(dim, self._teacher_dim(source), queue)
 
     def _pca_teacher(self, settings: Any, context: MethodContext) -> PixelPCA:
-        """The PCA teacher at the student's size with the comparison's dimensions (EmbedSettings.pca_dimensions)."""
+        """The PCA teacher at the student's size with the comparison's dimensions (EmbedSettings.pca_dimensions),
+        unfitted until `prepare`."""
         from embedlab.settings import EmbedSettings
 
-        return fit_pixel_pca(context.dataset, settings.image_size, EmbedSettings().pca_dimensions, context.cache_dir)
+        return PixelPCA.planned(context.dataset, settings.image_size, EmbedSettings().pca_dimensions)
 
-    def _network_teacher(self, teacher: str, settings: Any, context: MethodContext) -> Any:
-        """targets="view": a Distiller that embeds each view (resized); "clean": the clean images' cached vectors."""
+    def _network_teacher(self, teacher: str) -> Any:
+        """targets="view": a Distiller that embeds each view (resized); "clean": the teacher, whose vectors of the
+        clean images `prepare` computes."""
+        from embedlab.methods.distillation import teacher_backbone
+
         if self.options.targets == "view":
             return Distiller(1, teacher, self.teacher_size, 1, use_mixup=False)
-        found = teacher_vectors(teacher, context.dataset, self.teacher_size, context.cache_dir, settings.progress)
-        index = {name: row for row, name in enumerate(found.filenames)}
-        return F.normalize(torch.as_tensor(found.vectors).float(), dim=1), index  # as a view's targets are
+        return teacher_backbone(teacher)
 
     @staticmethod
     def _teacher_dim(source: Any) -> int:
         """The teacher's embedding size."""
-        return int(source.teacher.embedding_dim) if isinstance(source, Distiller) else int(source[0].shape[1])
+        return int(source.teacher.embedding_dim if isinstance(source, Distiller) else source.embedding_dim)
+
+    def prepare(self, device: torch.device, once: Callable[[Callable[[], Any]], Any] = run_here) -> None:
+        """Fit the PCA teacher and embed the clean images' targets on `device`, once for all processes: `once` runs
+        the work on one rank and gives every rank its result (the training module calls this after Lightning has
+        set the rank's device; a first step without it prepares here)."""
+        if self.__dict__["_prepared"]:
+            return
+        found = once(lambda: self._prepared_targets(device))
+        if "pca" in found:
+            self.pca.load(*found["pca"])
+        for part, (vectors, filenames) in found["clean"].items():
+            index = {name: row for row, name in enumerate(filenames)}
+            self.__dict__["_sources"][part] = F.normalize(vectors.float(), dim=1), index  # as a view's targets are
+        self.__dict__["_prepared"] = True
+
+    def _prepared_targets(self, device: torch.device) -> dict[str, Any]:
+        """The PCA fit (mean, components) and each clean-target teacher's (vectors, filenames), on the CPU."""
+        context, found = self.context, {"clean": {}}
+        if hasattr(self, "pca"):
+            fitted = fit_pixel_pca(context.dataset, self.image_size, self.pca.dimensions, context.cache_dir)
+            found["pca"] = fitted.mean.cpu(), fitted.components.cpu()
+        for teacher in self.teachers:
+            if teacher == PCA_TEACHER or isinstance(self.__dict__["_sources"][teacher_label(teacher)], Distiller):
+                continue
+            size, progress = self.teacher_size, self.progress
+            vectors = teacher_vectors(teacher, context.dataset, size, context.cache_dir, progress, device)
+            found["clean"][teacher_label(teacher)] = torch.as_tensor(vectors.vectors).cpu(), list(vectors.filenames)
+        return found
 
     def _targets(self, part: str, views: torch.Tensor, filenames: Sequence[str], mix: Any) -> torch.Tensor:
         """One teacher's description of this batch's (mixed) views."""
@@ -247,6 +295,7 @@ class MultiTeacherDistillation(Method):
     def batch_loss(self, backbone: nn.Module, views: Sequence[torch.Tensor], filenames: Sequence[str]) -> torch.Tensor:
         """Mean over teachers of each teacher's loss on the same (mixed-up) view the student sees."""
         images = views[0]
+        self.prepare(images.device)
         mix = mixup_weights(images.shape[0], images.device) if self.options.mixup and self.training else None
         if mix is not None:
             images = blend(images, *mix)

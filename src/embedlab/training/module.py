@@ -68,6 +68,17 @@ class SSLModule(pl.LightningModule):
         self.method = build_method(settings.method, self.backbone, self.settings, context)
         self.total_steps, self.warmup_steps = 1, 0  # set in configure_optimizers (a time budget may shorten them)
 
+    def setup(self, stage: str) -> None:
+        """Once Lightning has set this process's device (and the DDP group): the method prepares its targets on it,
+        rank 0 computing what all ranks share."""
+        trainer = self.trainer
+        strategy = trainer.strategy
+
+        def once(compute: Any) -> Any:
+            return strategy.broadcast(compute() if trainer.is_global_zero else None, src=0)
+
+        self.method.prepare(strategy.root_device, once)
+
     def train(self, mode: bool = True) -> SSLModule:
         """Switch train/eval mode; with freeze_bn the backbone's BatchNorm keeps its (ImageNet) statistics."""
         super().train(mode)
@@ -101,6 +112,11 @@ class SSLModule(pl.LightningModule):
         loss = self.method.batch_loss(self.backbone, views, batch[2])  # a non-finite loss: callbacks.StopTogether
         self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=views[0].shape[0])
         return loss
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Only the views go to the device: labels and filenames stay on the host, where the log reads them (reading
+        them from the device would wait for the step's work, every step)."""
+        return [super().transfer_batch_to_device(batch[0], device, dataloader_idx), *batch[1:]]
 
     def configure_optimizers(self) -> Any:
         """SGD (momentum 0.9) with linear warmup + cosine decay, stepped every optimizer step.
