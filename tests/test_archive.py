@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import zipfile
 from collections.abc import Iterator
@@ -77,3 +78,90 @@ def test_notebook_runs_alone_from_the_archive_without_the_dataset(
     client.execute()  # offline: a download of AID or a training run would fail the cell
     assert not (tmp_path / "data").exists(), "the dataset was prepared although the archive had what was needed"
     assert not (tmp_path / "runs" / "alone" / "checkpoints").exists(), "a model was trained"
+
+
+# ------------------------------------------------------------------ an archive made with other settings
+IMAGENET_META = {"backbone": "efficientnet_lite0", "model": "efficientnet_lite0", "weights": "imagenet"}
+
+
+def _small_archive(path: Path, model: bytes = b"finished model") -> Path:
+    """A results archive as the demo's would be (Fashion-MNIST, EfficientNet-Lite0 at 32 and 112 px), tiny."""
+    import torch
+
+    from embedlab.embedding import Embeddings
+
+    files, labels = [f"c{i % 2}/{i}.png" for i in range(12)], [i % 2 for i in range(12)]
+    metas = {
+        "ssl": {"backbone": "efficientnet_lite0", "method": "distillation", "image_size": 64},
+        "imagenet": {**IMAGENET_META, "image_size": 112},
+        "imagenet-32": {**IMAGENET_META, "image_size": 32},
+        "random": {"backbone": "efficientnet_lite0", "image_size": 64},
+        "pca": {"model": "pca", "embedding_dim": 4, "image_size": 64},
+    }
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, meta in metas.items():
+            emb = Embeddings(torch.rand(12, 4), files, labels, ["c0", "c1"], meta=meta, name=name)
+            emb.save(path.parent / f"{name}.pt")
+            zf.write(path.parent / f"{name}.pt", f"embeddings/{name}.pt")
+        zf.writestr("exported/backbone.pt", model)
+        zf.writestr("exported/backbone.json", json.dumps({"method": "distillation", "image_size": 64}))
+        info = {"dataset": "fashion-mnist", "root": None, "archived_thumbnails": False}
+        zf.writestr("dataset.json", json.dumps(info))
+    return path
+
+
+def _alone(tmp_path: Path, archive: Path, monkeypatch: pytest.MonkeyPatch) -> params.NotebookParams:
+    """Notebook 05 opened alone with its own defaults (AID, ResNet18 at 64/112/224 px) and the archive; any dataset
+    preparation or download fails the test."""
+    import embedlab.datasets as datasets
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a dataset download was started")
+
+    monkeypatch.setattr(datasets, "prepare", refuse)
+    monkeypatch.setattr(datasets, "download", refuse)
+    monkeypatch.setenv("EMBEDLAB_ROOT", str(tmp_path))
+    cells = _notebook("05_compare_with_imagenet")["cells"]
+    cell = next(c for c in cells if "parameters" in c["metadata"].get("tags", []))
+    values = {n.targets[0].id: ast.literal_eval(n.value) for n in ast.parse("".join(cell["source"])).body}
+    alone = {"use_drive": False, "run_dir": "runs/alone", "pretrained_url": str(archive)}
+    return params.check({**values, **alone}, "05")
+
+
+def test_an_archive_made_with_other_settings_is_compared_as_it_is_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    archive = _small_archive(tmp_path / "demo-results.zip")
+    p = _alone(tmp_path, archive, monkeypatch)
+    embeddings = workflow.ensure_embeddings(p)  # the classroom sizes imagenet-64/-112 are not in the archive
+    assert sorted(embeddings) == ["imagenet", "imagenet+pca", "imagenet-32", "pca", "random", "ssl"]
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("pretrained_url:")]
+    assert "dataset: 'fashion-mnist' in the archive, 'aid' here" in line
+    assert "imagenet_model: 'efficientnet_lite0' in the archive, 'resnet18' here" in line
+    assert "imagenet_image_sizes: [32, 112] in the archive, [64, 112, 224] here" in line
+    assert "'imagenet-64', 'imagenet-112'" in line and "no dataset download" in line
+    assert not (tmp_path / "data").exists()
+
+
+def test_an_archive_replaces_a_half_trained_export_saying_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    archive = _small_archive(tmp_path / "results.zip")
+    p = _alone(tmp_path, archive, monkeypatch)
+    (p.run.root / "exported").mkdir(parents=True)
+    p.run.exported.write_bytes(b"half-trained model")  # an interrupted training's export (export_after_stop)
+    p.run.exported.with_suffix(".json").write_text(json.dumps({"image_size": 64, "stopped_at_step": 7}), "utf-8")
+    assert workflow.ensure_backbone(p).read_bytes() == b"finished model"
+    said = capsys.readouterr().out
+    assert "half-trained model (training stopped at step 7)" in said and said.count("half-trained") == 1
+    assert "stopped_at_step" not in p.run.exported.with_suffix(".json").read_text("utf-8")
+    workflow.ensure_backbone(p)  # now finished: nothing more is replaced or said
+    assert "half-trained" not in capsys.readouterr().out
+
+
+def test_a_finished_export_in_run_dir_is_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = _alone(tmp_path, _small_archive(tmp_path / "results.zip"), monkeypatch)
+    (p.run.root / "exported").mkdir(parents=True)
+    p.run.exported.write_bytes(b"my own model")
+    p.run.exported.with_suffix(".json").write_text(json.dumps({"image_size": 64}), "utf-8")
+    assert workflow.ensure_backbone(p).read_bytes() == b"my own model"

@@ -18,6 +18,7 @@ from embedlab.course.comparison import (
     recipe_name,
     recipe_order,
 )
+from embedlab.course.verdict import gaps_sentence, paired_gaps
 from embedlab.embedding import Embeddings
 from embedlab.evaluation import (
     EvaluationError,
@@ -353,9 +354,10 @@ def test_a_concatenation_of_untrained_sets_is_a_baseline_with_its_own_recipe() -
     assert recipe_order(sets, without=["combination"]) == ["imagenet", "pca"]  # notebook 05's maps
 
 
-def test_paired_intervals_are_against_the_strongest_single_model_even_when_the_combination_is_best() -> None:
+def test_paired_intervals_are_against_the_strongest_single_model_and_the_strongest_baseline() -> None:
     """ImageNet ⊕ PCA may top every single model: each row (the concatenation too) is still paired against the best
-    ImageNet row, and the trained model against every other baseline, the concatenation included."""
+    ImageNet row, every other row also against the concatenation (the strongest baseline: notebook 05's gap figure),
+    and the trained model against every other baseline."""
     from embedlab.embedding import concatenate_embeddings
 
     vectors, labels = _separable(n_per_class=40)
@@ -379,11 +381,25 @@ def test_paired_intervals_are_against_the_strongest_single_model_even_when_the_c
     single = table.loc[table["kind"] == "ImageNet", "name"].iloc[0]  # the strongest single model
     pairs = {(p["a"], p["b"]) for p in table.attrs["paired"] if p["metric"] == "knn_accuracy"}
     assert {(n, single) for n in sets if n != single} <= pairs  # every row against it, the concatenation too
-    assert ("ssl", "imagenet+pca") in pairs  # the verdict's strongest baseline gets a paired interval
-    assert not any(b == "imagenet+pca" for a, b in pairs if a != "ssl")  # nothing else is measured against it
+    assert {(n, "imagenet+pca") for n in sets if n != "imagenet+pca"} <= pairs  # every row against the strongest
+    assert len(pairs) == len(set(pairs)) == len(table.attrs["paired"]) / 2  # each pair once per metric
     row = next(p for p in table.attrs["paired"] if (p["a"], p["b"]) == ("imagenet+pca", single))
     knn = dict(zip(table["name"], table["knn_accuracy"]))
     assert row["difference"] == pytest.approx(knn["imagenet+pca"] - knn[single])
+    gaps = paired_gaps(table)  # notebook 05's gap figure: every row minus the strongest baseline, paired
+    assert [g["name"] for g in gaps] == [n for n in table["name"] if n != "imagenet+pca"]
+    for g in gaps:
+        pair = next(p for p in table.attrs["paired"] if (p["a"], p["b"], p["metric"]) == (g["name"], "imagenet+pca",
+                    "knn_accuracy"))  # fmt: skip
+        assert (g["low"], g["high"]) == (pair["low"], pair["high"]) and g["difference"] == pytest.approx(
+            knn[g["name"]] - knn["imagenet+pca"]
+        )
+        assert g["call"] == ("tie" if g["low"] <= 0 <= g["high"] else "higher" if g["low"] > 0 else "lower")
+    said = gaps_sentence(gaps)
+    assert "\n" not in said and "ImageNet ⊕ PCA" in said and "a tie (interval contains 0)" in said
+    for g in gaps:
+        words = {"higher": "above it beyond the noise:", "tie": "a tie (interval contains 0):", "lower": "below:"}
+        assert g["name"] in said.split(words[g["call"]], 1)[1].split(";")[0]  # each row named under its call
 
 
 def test_knn_blocks_shrink_as_the_bank_grows_with_the_same_answer(monkeypatch: pytest.MonkeyPatch) -> None:

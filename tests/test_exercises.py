@@ -1,5 +1,6 @@
-"""Each exercise of notebooks 00, 03, 04 and 06 applied on tiny settings: the change it asks for has the effect its
-text promises (or the text says why the effect cannot be seen on the demo settings, and this checks the rest)."""
+"""Each exercise of notebooks 00, 02, 03, 04, 05 and 06 applied on tiny settings: the change it asks for has the
+effect its text promises (or the text says why the effect cannot be seen on the demo settings, and this checks the
+rest)."""
 
 from __future__ import annotations
 
@@ -161,3 +162,63 @@ def test_06_falls_back_to_ssl_and_says_so(tmp_path: Path) -> None:
     shutil.copy(REPO / "benchmarks" / "results" / "demo.json", tmp_path / "metrics.json")
     name, said = _choose(tmp_path, "imagenet")  # a learner's own choice wins, and the line says so
     assert name == "imagenet" and "you chose it" in said
+
+
+# ------------------------------------------------------------------- 02·2, 05·3 · two runs side by side in 05
+def _fake_run(folder: Path, knn: dict[str, float]) -> Path:
+    """A run folder whose metrics.json holds one row per set (as notebook 05 writes it), kNN scores as given."""
+    from embedlab.course.comparison import COLUMNS
+
+    rows = [
+        {**dict.fromkeys(COLUMNS), "name": n, "recipe": f"recipe of {n}", "kind": "ImageNet" if "imagenet" in n else
+         "self-supervised", "knn_accuracy": v, "knn_low": v - 0.02, "knn_high": v + 0.02, "linear_probe_accuracy": v,
+         "probe_low": v - 0.03, "probe_high": v + 0.03, "cluster_nmi": 0.5, "images_per_second": 100.0 + 10 * v}
+        for n, v in knn.items()
+    ]  # fmt: skip
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"comparison": rows, "paired": []}), encoding="utf-8")
+    return folder
+
+
+def test_02_and_05_compare_two_runs_in_one_table_and_chart(tmp_path: Path) -> None:
+    import zipfile
+
+    import pandas as pd
+
+    from embedlab import cost_chart, join_runs, metrics_chart
+    from embedlab.course import params
+
+    assert 'compare_runs=["<the new run_dir>"]' in _exercises("02_train_embedding_model.ipynb")
+    assert 'compare_runs=["<the natural run_dir>"]' in _exercises("05_compare_with_imagenet.ipynb")
+    aerial = _fake_run(tmp_path / "aerial", {"ssl": 0.80, "imagenet": 0.78})
+    natural = _fake_run(tmp_path / "natural", {"ssl": 0.75, "imagenet": 0.78})
+    with zipfile.ZipFile(tmp_path / "grey.zip", "w") as zf:  # a results archive stands for a run too
+        zf.write(_fake_run(tmp_path / "grey", {"ssl": 0.70}) / "metrics.json", "metrics.json")
+    values = {**_defaults("05_compare_with_imagenet.ipynb"), "run_dir": str(aerial), "use_drive": False}
+    p = params.check({**values, "compare_runs": [str(natural), str(tmp_path / "grey.zip")]}, "05")
+    table = pd.DataFrame(json.loads((aerial / "metrics.json").read_text(encoding="utf-8"))["comparison"])
+    shown = join_runs(table, p["compare_runs"], label=p.run.root.name)  # notebook 05's cell
+    assert list(shown["name"]) == ["aerial: ssl", "aerial: imagenet", "natural: imagenet", "natural: ssl", "grey: ssl"]
+    assert shown["recipe"].str.startswith(("aerial: ", "natural: ", "grey: ")).all()
+    ticks = " ".join(t.get_text() for t in metrics_chart(shown).axes[0].get_yticklabels())
+    assert all(f"{run}: recipe of ssl" in ticks.replace("\n", " ") for run in ("aerial", "natural", "grey"))
+    assert {t.get_text() for t in cost_chart(shown).axes[0].texts} >= {"aerial: ssl", "natural: ssl", "grey: ssl"}
+    assert join_runs(table, [], label="aerial") is table  # no other runs: the table as compare() made it
+
+
+def test_05_compare_runs_refuses_a_run_without_metrics_in_one_line(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from embedlab import ParameterError, join_runs
+    from embedlab.course import params
+    from embedlab.rundir import MissingInputError
+
+    with pytest.raises(ParameterError, match="compare_runs"):
+        params.check({**_defaults("05_compare_with_imagenet.ipynb"), "compare_runs": "runs/other"}, "05")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MissingInputError, match=r"compare_runs: no readable metrics\.json .*notebook 05") as error:
+        join_runs(pd.DataFrame(columns=["name", "recipe"]), [tmp_path / "empty"], label="this")
+    assert "\n" not in str(error.value)
+    code = "\n".join(_source(c) for c in _cells("05_compare_with_imagenet.ipynb") if c["cell_type"] == "code")
+    assert 'join_runs(table, p["compare_runs"]' in code
+    assert "metrics_chart(shown" in code and "cost_chart(shown)" in code

@@ -260,6 +260,35 @@ def test_metrics_chart_draws_the_95_percent_intervals_when_the_table_has_them() 
     plt.close(fig)
 
 
+def test_paired_gap_chart_draws_one_interval_per_row_against_a_zero_line() -> None:
+    from matplotlib.colors import to_rgba
+
+    from embedlab.plotting import paired_gap_chart
+    from embedlab.plotting.curves import GAP_COLOURS
+
+    base = "ImageNet ⊕ PCA (no training)"
+    gaps = [
+        {"recipe": "SimCLR, 64 px", "difference": -0.016, "low": -0.028, "high": -0.005, "call": "lower"},
+        {"recipe": "ImageNet weights, 112 px", "difference": -0.018, "low": -0.029, "high": -0.007, "call": "lower"},
+        {"recipe": "ImageNet weights, 64 px", "difference": 0.004, "low": -0.006, "high": 0.015, "call": "tie"},
+    ]
+    fig = paired_gap_chart([{**g, "baseline": base} for g in gaps])
+    (ax,) = fig.axes
+    zero = [line for line in ax.get_lines() if list(line.get_xdata()) == [0.0, 0.0]]
+    assert len(zero) == 1  # the zero line
+    whiskers = [c for c in ax.collections if c.__class__.__name__ == "LineCollection"]
+    assert len(whiskers) == len(gaps) and all(len(w.get_segments()) == 1 for w in whiskers)  # one interval per row
+    spans = sorted(tuple(np.round(w.get_segments()[0][:, 0], 3)) for w in whiskers)
+    assert spans == sorted((g["low"], g["high"]) for g in gaps)
+    assert [t.get_text() for t in ax.get_yticklabels()][-1] == "SimCLR, 64 px"  # the first row on top
+    tie = next(w for w in whiskers if w.get_segments()[0][0, 0] == pytest.approx(-0.006))
+    assert tuple(tie.get_color()[0]) == to_rgba(GAP_COLOURS["tie"])
+    assert base in ax.get_xlabel()
+    plt.close(fig)
+    with pytest.raises(PlottingError, match="no paired gaps"):
+        paired_gap_chart([])
+
+
 def test_loss_curve_draws_the_collapse_monitor_against_one_over_sqrt_d(tmp_path) -> None:
     loss, epochs = _loss_files(tmp_path, method="byol")
     epochs.write_text(

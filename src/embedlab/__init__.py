@@ -100,6 +100,7 @@ _EXPORTS: dict[str, str] = {
     "loss_curve": "plotting",
     "metrics_chart": "plotting",
     "cost_chart": "plotting",
+    "paired_gap_chart": "plotting",
     "label_efficiency_chart": "plotting",
     "classifier_curve": "plotting",
     # curation
@@ -154,7 +155,10 @@ _EXPORTS: dict[str, str] = {
     "recipe_order": "course.comparison",
     "linear_probe_note": "course.comparison",
     "label_efficiency_rows": "course.comparison",
+    "join_runs": "course.comparison",
     "describe_comparison": "course.verdict",
+    "paired_gaps": "course.verdict",
+    "gaps_sentence": "course.verdict",
     "save_metrics": "course.report",
     "run_pipeline": "course.runner",
     "PipelineError": "course.runner",

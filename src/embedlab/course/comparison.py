@@ -166,14 +166,15 @@ def _score(name: str, emb: Any, k: int, test_fraction: float, seed: int) -> tupl
 
 def _pairs_to_compare(table: Any) -> list[tuple[str, str]]:
     """Every row, a combination such as ImageNet ⊕ PCA included, against the strongest single off-the-shelf model
-    (the best ImageNet or teacher row), and each trained row against every other baseline row (its own starting
-    point and any combination among them)."""
+    (the best ImageNet or teacher row) and against the strongest baseline (the best of those and the combinations),
+    and each trained row against every other baseline row (its own starting point and any combination among them)."""
     names, kinds = list(table["name"]), list(table["kind"])
     singles = [n for n, kind in zip(names, kinds) if kind in SINGLE_BASELINE_KINDS]
-    pairs = [(n, singles[0]) for n in names if n != singles[0]] if singles else []
-    trained = [n for n, kind in zip(names, kinds) if kind == "self-supervised"]
     others = [n for n, kind in zip(names, kinds) if kind in BASELINE_KINDS and n not in singles[:1]]
-    return pairs + [(t, b) for t in trained for b in others]
+    strongest = [n for n, kind in zip(names, kinds) if kind in BASELINE_KINDS][:1]  # the table is sorted best first
+    pairs = [(n, b) for b in dict.fromkeys(singles[:1] + strongest) for n in names if n != b]
+    trained = [n for n, kind in zip(names, kinds) if kind == "self-supervised"]
+    return list(dict.fromkeys(pairs + [(t, b) for t in trained for b in others]))
 
 
 def _paired_rows(items: Mapping[str, Any], table: Any, correct: Mapping[str, Any], seed: int) -> list[dict]:
@@ -196,8 +197,9 @@ def compare(
     cluster NMI and embedding speed (images/s, when the embeddings recorded it).
 
     `table.attrs["paired"]` holds paired differences with their intervals (every row against the strongest single
-    off-the-shelf model, the best ImageNet or teacher row; each trained row against every other baseline, ImageNet
-    ⊕ PCA included): the verdict calls a gap a tie when its interval contains 0.
+    off-the-shelf model, the best ImageNet or teacher row, and against the strongest baseline, ImageNet ⊕ PCA when
+    it is best; each trained row against every other baseline): the verdict calls a gap a tie when its interval
+    contains 0.
     """
     import pandas as pd
 
@@ -220,6 +222,55 @@ def compare(
     }  # how it was measured: save_metrics writes it to metrics.json
     table.attrs["paired"] = _paired_rows(items, table, {n: c for n, (_, c) in scored.items()}, seed)
     return table
+
+
+def _metrics_of(source: Path) -> dict[str, Any]:
+    """metrics.json of another run: its folder, the file itself, or a results archive (pack_run) holding one."""
+    import zipfile
+
+    from embedlab.rundir import METRICS, MissingInputError
+
+    if source.is_dir():
+        source = source / METRICS
+    try:
+        if zipfile.is_zipfile(source):
+            with zipfile.ZipFile(source) as archive:
+                return dict(json.loads(archive.read(METRICS)))
+        return dict(json.loads(source.read_text(encoding="utf-8")))
+    except (OSError, KeyError, ValueError):
+        raise MissingInputError(
+            f"compare_runs: no readable {METRICS} in {source} (run notebook 05 in that run_dir first)"
+        ) from None
+
+
+def _run_label(source: Path) -> str:
+    """How a run is named beside the others: its folder (a results.zip or metrics.json: the folder holding it)."""
+    if source.is_dir():
+        return source.name
+    return source.parent.name if source.stem in ("results", "metrics") else source.stem
+
+
+def join_runs(table: Any, others: Sequence[str | os.PathLike[str]], *, label: str) -> Any:
+    """`table` (this run, labelled `label`) with the rows of other runs' metrics.json (run folders or results
+    archives) joined, best kNN first; every name and recipe starts with its run's label, so the figures tell the
+    runs apart. The paired differences stay this run's: other runs' per-image scores are not stored."""
+    import pandas as pd
+
+    if not others:
+        return table
+    frames = [table.assign(name=label + ": " + table["name"], recipe=label + ": " + table["recipe"].astype(str))]
+    labels = {label}
+    for other in map(Path, others):
+        tag = _run_label(other)
+        tag = tag if tag not in labels else f"{tag} ({len(labels) + 1})"
+        labels.add(tag)
+        rows = pd.DataFrame(_metrics_of(other).get("comparison", []), columns=list(COLUMNS))
+        frames.append(rows.assign(name=tag + ": " + rows["name"], recipe=tag + ": " + rows["recipe"].astype(str)))
+    joined = pd.concat(frames, ignore_index=True)
+    joined = joined.sort_values(["knn_accuracy", "linear_probe_accuracy"], ascending=False, kind="stable")
+    joined = joined.reset_index(drop=True)
+    joined.attrs = dict(table.attrs)
+    return joined
 
 
 def recipe_order(embeddings: Mapping[str, Any], *, without: Sequence[str] = ()) -> list[str]:

@@ -94,6 +94,13 @@ def _url(name: str, value: Any) -> str | None:
     )
 
 
+def _runs(name: str, value: Any) -> list[Path]:
+    """Other runs to compare with (notebook 05): a list of run folders or results archives, paths resolved."""
+    if not isinstance(value, (list, tuple)):
+        raise ParameterError(f"parameter {name!r}: expected a list of run folders or results archives, got {value!r}")
+    return [_path(name, item) for item in value]
+
+
 def _preset(name: str, value: Any) -> str | None:
     """None, a shipped preset name (embedlab.course.presets) or the path of a YAML parameter file."""
     from embedlab.course.presets import PresetError, preset_path
@@ -115,6 +122,7 @@ EXTRA_CHECKS = {
     "max_train_minutes": _float(0.0, optional=True, strict=True),
     "train_if_missing": _train_if_missing,
     "pretrained_url": _url,
+    "compare_runs": _runs,
 }
 
 

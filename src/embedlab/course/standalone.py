@@ -12,6 +12,9 @@ With a `pretrained_url` parameter (an http(s) address or a local file), a missin
 a results archive (made with `pack_run` / `embedlab pack`, fetched with the resumable, checked download of
 embedlab.datasets) instead of being computed; the archive's thumbnails stand in for the images, so notebooks 04-06
 run from it without preparing the dataset. Only a cell that needs every full-size image prepares the dataset.
+The archive defines what is compared: a set it lacks (it was made with other settings) is left out in one line
+naming the settings that differ, never made from a dataset download; and its finished model replaces a
+half-trained export left in run_dir by an interrupted training, saying so.
 
 This module sits above the stages it calls (datasets, models, training, embedding) and below the pipeline.
 """
@@ -141,9 +144,9 @@ def pack_run(run_dir: str | Path, archive: str | Path | None = None) -> Path:
     return target
 
 
-def fetch_pretrained(p: NotebookParams) -> bool:
+def fetch_pretrained(p: NotebookParams, replace: tuple[str, ...] = ()) -> bool:
     """Unpack the results archive at p["pretrained_url"] (an http(s) address or a local file) into run_dir,
-    existing files kept; False when the notebook has none."""
+    existing files kept except those under the `replace` paths; False when the notebook has none."""
     import shutil
 
     from embedlab._io import atomic_path
@@ -159,14 +162,81 @@ def fetch_pretrained(p: NotebookParams) -> bool:
     archive = Path(url).expanduser() if local else download(url, p.run.root / "downloads" / name)
     if not archive.is_file():
         raise FileNotFoundError(f"pretrained_url: no results archive at {archive} (a path on Drive: is it mounted?)")
-    folder = extract(archive, p.run.root / "downloads" / "pretrained", limits=RESULTS_ARCHIVE_LIMITS)
+    folder = extract(archive, _unpacked(p), limits=RESULTS_ARCHIVE_LIMITS)
     for source in sorted(f for f in folder.rglob("*") if f.is_file()):
         relative = source.relative_to(folder)
         target = p.run.root / relative
-        if relative.parts[0] in PUBLISHED and not target.exists():
+        replaced = any(relative.as_posix().startswith(part) for part in replace)
+        if relative.parts[0] in PUBLISHED and (replaced or not target.exists()):
             with atomic_path(target) as tmp:
                 shutil.copyfile(source, tmp)
     return True
+
+
+def _unpacked(p: NotebookParams) -> Path:
+    """Where the results archive of pretrained_url is unpacked inside the run."""
+    return p.run.root / "downloads" / "pretrained"
+
+
+def _stopped_at(run: RunDir) -> int | None:
+    """The step at which the run's exported backbone was saved by an interrupted training (half-trained), else None."""
+    from embedlab.models import sidecar_path
+
+    try:
+        meta = json.loads(sidecar_path(run.exported).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta.get("stopped_at_step") if isinstance(meta, dict) else None
+
+
+def _prefer_archive(p: NotebookParams) -> None:
+    """A half-trained export in run_dir gives way to pretrained_url's finished model (and its "ssl" set), saying so."""
+    stopped = _stopped_at(p.run) if p.run.exported.is_file() and p.declared.get("pretrained_url") else None
+    if stopped is not None:
+        _say(f"run_dir holds a half-trained model (training stopped at step {stopped}): the finished model of "
+             f"pretrained_url replaces it, with its 'ssl' embeddings.")  # fmt: skip
+        fetch_pretrained(p, replace=("exported/", "embeddings/ssl."))
+
+
+def _archive_differences(p: NotebookParams) -> list[tuple[str, object, object]]:
+    """(setting, the archive's value, this notebook's value) for each setting that made the unpacked archive's
+    sets and differs here: the dataset, the ImageNet model and its input sizes."""
+    from embedlab.embedding import load_embeddings
+
+    folder, settings = _unpacked(p), p.embed or EmbedSettings()
+    try:
+        dataset = json.loads((folder / p.run.dataset_info.name).read_text(encoding="utf-8")).get("dataset")
+    except (OSError, ValueError):
+        dataset = None
+    names = sorted(f.stem for f in (folder / "embeddings").glob("imagenet*.pt") if "+" not in f.stem)
+    metas = {name: load_embeddings(folder / "embeddings" / f"{name}.pt").meta or {} for name in names}
+    sizes = sorted(int(m["image_size"]) for m in metas.values() if m.get("image_size"))
+    model = (metas.get("imagenet") or {}).get("backbone")
+    several = "imagenet_image_sizes" in p.declared
+    found = {
+        "dataset": (dataset, p.data.dataset),
+        "imagenet_model": (model, settings.imagenet_model),
+        "imagenet_image_sizes" if several else "imagenet_image_size": (
+            sizes if several else (sizes or [None])[-1],
+            sorted(imagenet_sizes(p)) if several else max(imagenet_sizes(p)),
+        ),
+    }
+    return [(name, theirs, ours) for name, (theirs, ours) in found.items() if theirs is not None and theirs != ours]
+
+
+def _within_archive(p: NotebookParams, missing: list[str]) -> list[str]:
+    """The sets still missing after the archive was unpacked that are made without the dataset (a concatenation of
+    saved parts); the others are left out in one line naming the settings that differ: the archive defines what is
+    compared, and no dataset is downloaded for it."""
+    parts_saved = {n: all(p.run.embedding(part).is_file() for part in n.split("+")) for n in missing}
+    makeable = [n for n in missing if n == CONCATENATION and parts_saved[n]]
+    skipped = [n for n in missing if n not in makeable]
+    if skipped:
+        differs = "; ".join(f"{n}: {a!r} in the archive, {b!r} here" for n, a, b in _archive_differences(p))
+        why = f"the archive was made with other settings ({differs})" if differs else "the archive has no such sets"
+        _say(f"pretrained_url: {why}: comparing the archive's sets without {', '.join(map(repr, skipped))}, no "
+             f"dataset download (pretrained_url=None makes them from the dataset).")  # fmt: skip
+    return makeable
 
 
 def ensure_images(p: NotebookParams, image_size: int = 64) -> Path:
@@ -184,6 +254,7 @@ def ensure_backbone(p: NotebookParams) -> Path:
     from embedlab.datasets import ImageFolder
     from embedlab.training import train
 
+    _prefer_archive(p)
     if p.run.exported.is_file() or (fetch_pretrained(p) and p.run.exported.is_file()):
         return p.run.exported
     if p.train is None:
@@ -290,13 +361,16 @@ def comparison_sets(p: NotebookParams) -> tuple[str, ...]:
 
 def ensure_embeddings(p: NotebookParams, *needed: str) -> dict[str, Embeddings]:
     """Every embedding set of the run, loaded; the `needed` ones fetched from the results archive or made now (as
-    notebook 03 would) when missing. Without `needed`: every set notebook 03 makes (`comparison_sets`)."""
+    notebook 03 would) when missing. Without `needed`: every set notebook 03 makes (`comparison_sets`). With
+    pretrained_url, the archive's sets are what is compared: one it lacks is left out, naming the settings that
+    differ, rather than made from a dataset download."""
     from embedlab.embedding import load_embeddings
 
+    _prefer_archive(p)
     needed = needed or comparison_sets(p)
     missing = [name for name in needed if not p.run.embedding(name).is_file()]
     if missing and fetch_pretrained(p):
-        missing = [name for name in missing if not p.run.embedding(name).is_file()]
+        missing = _within_archive(p, [name for name in missing if not p.run.embedding(name).is_file()])
     for name in missing:
         how = (
             f"concatenating the saved {' and '.join(map(repr, name.split('+')))} sets now (seconds)"

@@ -120,6 +120,35 @@ def _gaps_text(table: Any, a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[
     return ", ".join(parts), calls
 
 
+def paired_gaps(table: Any, metric: str = "knn_accuracy") -> list[dict[str, Any]]:
+    """Every row's gap to the strongest baseline (row minus baseline, `metric`) with its paired 95% interval and its
+    call (higher / lower / tie): what notebook 05's gap figure draws. Empty without a baseline row."""
+    baselines = rows_by_kind(table)["baselines"]
+    if not baselines:
+        return []
+    base, gaps = baselines[0], []
+    for row in table.to_dict("records"):
+        if row["name"] != base["name"]:
+            diff, low, high = gap(table, row, base, metric)
+            recipe = str(row.get("recipe") or row["name"])
+            call = _call(diff, low, high)
+            gaps.append({"name": row["name"], "recipe": recipe, "baseline": str(base.get("recipe") or base["name"]),
+                         "metric": metric, "difference": diff, "low": low, "high": high, "call": call})  # fmt: skip
+    return gaps
+
+
+def gaps_sentence(gaps: Sequence[Mapping[str, Any]]) -> str:
+    """One sentence from `paired_gaps`: which rows score above, below or tie with the strongest baseline (a tie: the
+    interval contains 0)."""
+    if not gaps:
+        return "No baseline row to measure the gaps against."
+    label = METRICS[gaps[0]["metric"]][0]
+    groups = {call: [g["name"] for g in gaps if g["call"] == call] for call in ("higher", "tie", "lower")}
+    words = {"higher": "above it beyond the noise:", "tie": "a tie (interval contains 0):", "lower": "below:"}
+    said = [f"{words[call]} {', '.join(names) or 'none'}" for call, names in groups.items()]
+    return f"{label} against the strongest baseline, “{gaps[0]['baseline']}”: " + "; ".join(said) + "."
+
+
 def outcome(calls: Mapping[str, str]) -> str:
     """'wins', 'loses', 'tie' or 'mixed' from the per-metric calls."""
     values = set(calls.values())

@@ -8,7 +8,7 @@ importing only common.py:
 common.py        PlottingError, class colours, label checks, class_of, wrap_at_commas, save_figure
 scatterplots.py  scatter, side_by_side, annotate_classes (class names at their medians)
 grids.py         image_grid, samples_per_class, augmented_pairs, nearest_neighbor_grid
-curves.py        loss_curve, classifier_curve, metrics_chart, cost_chart, label_efficiency_chart
+curves.py        loss_curve, classifier_curve, metrics_chart, cost_chart, label_efficiency_chart, paired_gap_chart
 maps.py          interactive_scatter (bokeh HTML page; linked thumbnails + WebGL past 20,000 points),
                  show_map (the same map inline in a notebook), export_map_table for a large-scale viewer
 ===============  ====================================================================================
@@ -35,6 +35,7 @@ from embedlab.plotting.curves import (
     label_efficiency_chart,
     loss_curve,
     metrics_chart,
+    paired_gap_chart,
     quality_frontier,
 )
 from embedlab.plotting.grids import augmented_pairs, image_grid, nearest_neighbor_grid, samples_per_class
@@ -75,6 +76,7 @@ __all__ = [
     "loss_curve",
     "metrics_chart",
     "nearest_neighbor_grid",
+    "paired_gap_chart",
     "samples_per_class",
     "save_figure",
     "scatter",

@@ -1,5 +1,5 @@
-"""Training figures: the self-supervised loss curve (with chance level and kNN monitor), the classifier's curves
-and the bar chart comparing embedding sets."""
+"""Training figures: the self-supervised loss curve (with chance level and kNN monitor), the classifier's curves,
+the bar chart comparing embedding sets and each set's paired gap to the strongest baseline."""
 
 from __future__ import annotations
 
@@ -304,6 +304,34 @@ def cost_chart(table: Any, *, title: str = "Quality against embedding cost") -> 
     ax.set_xscale("log")
     ax.set(xlabel="embedding speed, images/s (log scale; faster to the right)", ylabel="kNN accuracy", title=title)
     ax.legend(loc="lower left", fontsize=8, frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+GAP_COLOURS = {"higher": "tab:green", "tie": "tab:gray", "lower": "tab:red"}
+
+
+def paired_gap_chart(gaps: Any, *, label_width: int = 40) -> Any:
+    """Each row's paired gap to one baseline (dicts with recipe, difference, low, high, call and baseline, as the
+    course's `paired_gaps` gives them), its 95% interval as whiskers, and a zero line: an interval across the line
+    is a tie."""
+    import matplotlib.pyplot as plt
+
+    rows = list(gaps)[::-1]  # barh order: the first row ends on top
+    if not rows:
+        raise PlottingError("no paired gaps to draw (the table has no baseline row)")
+    names = [wrap_at_commas(str(r["recipe"]), label_width) for r in rows]
+    fig, ax = plt.subplots(figsize=(9, 0.9 + 0.42 * len(rows) * max(n.count("\n") + 1 for n in names)))
+    for y, r in enumerate(rows):
+        diff = float(r["difference"])
+        low, high = (diff, diff) if r.get("low") is None else (float(r["low"]), float(r["high"]))
+        colour = GAP_COLOURS.get(str(r.get("call")), "tab:purple")
+        ax.errorbar(diff, y, xerr=[[diff - low], [high - diff]], fmt="o", color=colour, capsize=3)
+    ax.axvline(0.0, color="black", linewidth=1)
+    ax.set_yticks(np.arange(len(rows)), names, fontsize=8)
+    ax.set(xlabel=f"gap to {wrap_at_commas(str(rows[0]['baseline']), 80)} (95% paired interval)")
+    ax.set_title("Each row minus the strongest baseline: an interval across 0 is a tie", fontsize=10)
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     return fig
