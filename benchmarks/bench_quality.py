@@ -162,27 +162,11 @@ for _key, _teachers, _options, _label in (
 ):
     RECIPES[_key] = {
         "label": f"Multi-teacher distillation ({_label}) into EfficientNet-Lite0, 64 px",
-        "train": {**_MULTI_TEACHER, "teachers": _teachers},
-        "method_options": _options,
+        "train": {**_MULTI_TEACHER, "teachers": _teachers, "method_args": _options},
         "steps": 2000,
         "embed_sizes": (64,),
     }
 OUTPUTS = {"backbone": ("backbone",), "heads": ("heads",), "backbone+heads": ("backbone", "heads")}
-
-
-def register_variants() -> None:
-    """Each recipe with method_options trains a variant of multi_teacher, registered under the recipe's key."""
-    from functools import partial
-
-    from embedlab.methods.multi_teacher import MultiTeacherDistillation, MultiTeacherOptions
-    from embedlab.registry import method_spec, register_method
-
-    reads = method_spec("multi_teacher").reads  # a variant reads what multi_teacher reads (its recipe)
-    for key, recipe in RECIPES.items():
-        if recipe.get("method_options"):
-            options = MultiTeacherOptions(**recipe["method_options"])
-            register_method(key, partial(MultiTeacherDistillation, options=options), key, num_views=1, reads=reads)
-            recipe["train"] = {**recipe["train"], "method": key}
 
 
 DEFAULT_RECIPES = ("simclr-32", "simclr-64", "distill-64")
@@ -635,7 +619,6 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     """Baselines, floors and recipes in one process; the table, the curves, the verdict; JSON for the README."""
     args = parse_args()
-    register_variants()
     if args.baseline_cache is not None:
         CACHE["dir"] = args.baseline_cache / f"{args.images}-per-class"
     from embedlab._io import write_json

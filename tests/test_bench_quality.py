@@ -45,7 +45,7 @@ def test_bench_quality_reports_intervals_and_a_computed_verdict(tmp_path: Path) 
             assert low <= diff <= high and diff == pytest.approx(100 * (row["knn"] - strongest["knn"]), abs=0.01)
     recipe, clean = (r for r in result["rows"] if r["kind"] == "recipe")
     assert recipe["train_options"]["teachers"] == "efficientnet_lite0+pca" and recipe["steps_done"] == 2
-    assert clean["train_options"]["method"] == "multi-64-clean-targets" and clean["steps_done"] == 2
+    assert clean["train_options"]["method_args"] == {"targets": "clean"} and clean["steps_done"] == 2
     outputs = {"backbone", "heads", "backbone+heads", "head efficientnet_lite0", "head pca"}
     assert set(recipe["knn_by_output"]) == set(recipe["vs_combination_by_output"]) == outputs
     assert recipe["exported_output"][0] == "backbone" and recipe["speed_ratio_vs_combination"] > 0

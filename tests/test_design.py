@@ -76,6 +76,7 @@ def test_settings_check_names_with_torch_blocked() -> None:
         from embedlab import settings
         from embedlab.course import params
         settings.TrainSettings(method="distillation", backbone="resnet50", augment="aerial", teacher="resnet18")
+        settings.TrainSettings(method="multi_teacher", method_args={"targets": "clean"})  # a method's own args too
         params.check({"run_dir": "runs/x", "method": "moco", "epochs": 2, "dataset": "fashion-mnist"}, "02")
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("lightly", "pytorch_lightning", "lightning"))
         print(heavy, "embedlab.training" in sys.modules)

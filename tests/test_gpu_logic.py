@@ -190,11 +190,9 @@ def test_sigterm_to_one_ddp_rank_stops_both_at_the_same_step(fault: str, tiny_da
 
 MULTI_TEACHER_RANK = """
 import json, sys
-from functools import partial
 import torch.distributed as dist
-from embedlab import embedding, registry
+from embedlab import embedding
 from embedlab.embedding import inference
-from embedlab.methods import multi_teacher
 from embedlab.training import train
 
 data, run, out, teacher = sys.argv[1:5]
@@ -208,11 +206,9 @@ def counted(name, real):  # each pass over the whole dataset: whether the DDP gr
 
 inference._pixels = counted("pca fit", inference._pixels)
 embedding.embed = counted("clean targets", embedding.embed)
-method = partial(multi_teacher.MultiTeacherDistillation, options=multi_teacher.MultiTeacherOptions(targets="clean"))
-registry.register_method("clean", method, "clean", num_views=1, reads=registry.method_spec("multi_teacher").reads)
-train(data, run, method="clean", teachers=teacher + "+pca", backbone="resnet18", small_images=False, layers=1,
-      image_size=32, batch_size=4, epochs=1, accelerator="cpu", devices=2, strategy="ddp", progress=False,
-      knn_monitor=False, num_workers=0)
+train(data, run, method="multi_teacher", method_args={"targets": "clean"}, teachers=teacher + "+pca",
+      backbone="resnet18", small_images=False, layers=1, image_size=32, batch_size=4, epochs=1, accelerator="cpu",
+      devices=2, strategy="ddp", progress=False, knn_monitor=False, num_workers=0)
 json.dump(passes, open(out, "w"))
 """
 

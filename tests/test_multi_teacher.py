@@ -16,7 +16,6 @@ from embedlab.methods.base import MethodContext
 from embedlab.methods.multi_teacher import (
     MultiTeacherDistillation,
     MultiTeacherError,
-    MultiTeacherOptions,
     parse_teachers,
 )
 from embedlab.models import create_backbone, export_backbone, load_backbone
@@ -27,13 +26,13 @@ from embedlab.training import TrainingError, build_module, open_dataset, train
 FAST: dict[str, Any] = {**TINY_TRAINING, "method": "multi_teacher"}
 
 
-def _method(tiny_data: Path, teachers: str, options: MultiTeacherOptions | None = None, cache: Path | None = None):
-    """The method on the tiny data, built as training builds it (with a chosen MultiTeacherOptions)."""
-    settings = TrainSettings(**{**FAST, "teachers": teachers})
+def _method(tiny_data: Path, teachers: str, options: dict[str, Any] | None = None, cache: Path | None = None):
+    """The method on the tiny data, built as training builds it (with chosen method_args)."""
+    settings = TrainSettings(**{**FAST, "teachers": teachers, "method_args": options})
     dataset = open_dataset(tiny_data, settings)
     backbone = create_backbone("resnet18", None, layers=1)
     context = MethodContext(num_images=len(dataset), dataset=dataset, cache_dir=cache)
-    return MultiTeacherDistillation(backbone, settings, context, options), backbone, dataset
+    return MultiTeacherDistillation(backbone, settings, context), backbone, dataset
 
 
 def test_teachers_are_parsed_and_checked(teacher_file: Path) -> None:
@@ -65,7 +64,7 @@ def test_the_pca_teacher_applied_online_to_a_clean_view_is_embed_pca(tiny_data: 
 def test_each_teacher_gets_a_head_and_the_loss_is_finite_for_both_target_kinds(
     tiny_data: Path, teacher_file: Path, tmp_path: Path
 ) -> None:
-    for options in (MultiTeacherOptions(), MultiTeacherOptions(targets="clean", pca_loss="cosine")):
+    for options in ({}, {"targets": "clean", "pca_loss": "cosine"}):
         method, backbone, dataset = _method(tiny_data, f"{teacher_file}+pca", options, tmp_path)
         assert {part: loss.head.out_features for part, loss in method.losses.items()} == {"teacher": 128, "pca": 40}
         views = [torch.randn(6, 3, 32, 32)]
@@ -75,7 +74,7 @@ def test_each_teacher_gets_a_head_and_the_loss_is_finite_for_both_target_kinds(
 
 
 def test_the_exported_model_embeds_as_centred_unit_parts(tiny_data: Path, teacher_file: Path) -> None:
-    method, backbone, _ = _method(tiny_data, f"{teacher_file}+pca", MultiTeacherOptions(output=("backbone", "heads")))
+    method, backbone, _ = _method(tiny_data, f"{teacher_file}+pca", {"output": "backbone+heads"})
     images = [torch.randn(5, 3, 32, 32), torch.randn(3, 3, 32, 32)]
     model = method.exported(backbone.eval(), images)
     assert isinstance(model, HeadedBackbone) and model.output == ("backbone", "teacher", "pca")
@@ -94,7 +93,7 @@ def test_the_exported_model_embeds_as_centred_unit_parts(tiny_data: Path, teache
 def test_a_model_with_heads_round_trips_weights_only_and_embeds(tiny_data: Path, teacher_file: Path, tmp_path: Path):
     from embedlab.embedding import embed
 
-    method, backbone, _ = _method(tiny_data, f"{teacher_file}+pca", MultiTeacherOptions(output=("heads", "backbone")))
+    method, backbone, _ = _method(tiny_data, f"{teacher_file}+pca", {"output": "heads+backbone"})
     model = method.exported(backbone.eval())  # centred on the training images
     model.meta["image_size"] = 32
     path = export_backbone(model, tmp_path / "backbone.pt")

@@ -165,6 +165,5 @@ register_method(
 _V2 = "embedlab.methods.distillation_v2:DistillationV2"
 register_method("distillation_v2", _V2, "Distillation v2 (feature maps)", num_views=1, reads=_TEACHER)
 _MULTI = "embedlab.methods.multi_teacher:MultiTeacherDistillation"
-register_method(
-    "multi_teacher", _MULTI, "Multi-teacher distillation", num_views=1, reads=("teachers", "teacher_image_size")
-)
+_MULTI_ARGS = "embedlab.methods.args:MultiTeacherArgs"
+register_method("multi_teacher", _MULTI, "Multi-teacher distillation", num_views=1, reads=_TEACHERS, args=_MULTI_ARGS)

@@ -6,7 +6,9 @@ simclr.py          SimCLR: two views, NT-Xent over the batch
 moco.py            MoCo v2: a momentum encoder and a memory bank of negatives
 byol.py            BYOL: a momentum target and a predictor, no negatives
 distillation.py    Distillation: the student learns a frozen teacher's embeddings of your images
+distillation_v2.py Distillation v2: the student's feature map regresses the teacher's (LightlyTrain's default)
 multi_teacher.py   Multi-teacher distillation: one student predicts several teachers' vectors (a network, PCA)
+args.py            the methods' own options (method_args), torch-free settings classes
 =================  ===========================================================================
 
 Each method is registered by name in `embedlab.registry` (one line), which is where settings, the CLI and the

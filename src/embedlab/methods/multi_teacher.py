@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from embedlab.methods.args import MultiTeacherArgs
 from embedlab.methods.base import Method, MethodContext, run_here
 from embedlab.methods.distillation import Distiller, distillation_loss, queue_size_for
 
@@ -34,18 +34,6 @@ PCA_TEACHER = "pca"  # the raw-pixel PCA teacher (fitted on the training images 
 
 class MultiTeacherError(ValueError):
     """The teachers cannot be prepared (no training images given, an unknown teacher): the message says why."""
-
-
-@dataclass(frozen=True)
-class MultiTeacherOptions:
-    """How the student learns and what it exports (the defaults are the measured recipe; bench_quality ablates)."""
-
-    targets: str = "view"  # network teachers: "view" (embed the student's own view) or "clean" (cached, mixed up)
-    pca_loss: str = "queue"  # "queue" (distillation over a queue of PCA targets) or "cosine" (1 - cos)
-    mixup: bool = True  # blend each batch with a shuffled copy (as LightlyTrain's distillation does)
-    # The exported embedding: "backbone", "heads" or head names. All heads are exported either way (select() picks);
-    # the centred backbone embeds best (bench_quality: kNN 0.835 against 0.826 heads, 0.831 both, 3,000 images).
-    output: tuple[str, ...] = ("backbone",)
 
 
 def parse_teachers(text: str) -> tuple[str, ...]:
@@ -198,17 +186,15 @@ class _CosineTeacher(nn.Module):
 
 
 class MultiTeacherDistillation(Method):
-    """The registered method `multi_teacher` (TrainSettings: teachers, teacher_image_size for network teachers;
-    `options` a MultiTeacherOptions). Needs the training images (MethodContext.dataset) to fit the PCA teacher and
-    centre the exported heads; keeps what it computes once in MethodContext.cache_dir."""
+    """The registered method `multi_teacher` (TrainSettings: teachers, teacher_image_size for network teachers; its
+    own options in method_args, checked by MultiTeacherArgs). Needs the training images (MethodContext.dataset) to fit
+    the PCA teacher and centre the exported heads; keeps what it computes once in MethodContext.cache_dir."""
 
-    def __init__(
-        self, backbone: nn.Module, settings: Any, context: MethodContext, options: MultiTeacherOptions | None = None
-    ) -> None:
+    def __init__(self, backbone: nn.Module, settings: Any, context: MethodContext) -> None:
         super().__init__(backbone, settings, context)
         if context.dataset is None:
             raise MultiTeacherError("method 'multi_teacher' needs the training images (MethodContext.dataset)")
-        self.options = options or MultiTeacherOptions()
+        self.options = MultiTeacherArgs.from_mapping(settings.method_args or {}, strict=True)
         self.teachers = parse_teachers(settings.teachers)
         self.image_size = int(settings.image_size)
         self.teacher_size = settings.teacher_image_size or settings.image_size
@@ -310,7 +296,7 @@ class MultiTeacherDistillation(Method):
     def output_parts(self) -> tuple[str, ...]:
         """The exported embedding's parts, in order ("heads" expanded to every teacher's head)."""
         heads = tuple(self.losses)
-        parts = [p for name in self.options.output for p in (heads if name == "heads" else (name,))]
+        parts = [p for name in self.options.output.split("+") for p in (heads if name == "heads" else (name,))]
         return tuple(dict.fromkeys(parts))
 
     def exported(self, backbone: nn.Module, images: Sequence[torch.Tensor] | None = None) -> nn.Module:
