@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SCRATCH, SCRATCH_ARGS
 from PIL import Image
 
 from embedlab import cli, datasets
@@ -35,6 +36,7 @@ from embedlab.datasets import DatasetError, DatasetWarning, DownloadError, Image
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_ARGS = [
+    *SCRATCH_ARGS,
     "--epochs",
     "2",
     "--batch-size",
@@ -510,7 +512,8 @@ def save_checkpoint(self, filepath, *args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)  # the power goes out mid-write
 
 pl.Trainer.save_checkpoint = save_checkpoint
-training.train(sys.argv[1], sys.argv[2], epochs=1, batch_size=4, image_size=16, layers=1, knn_monitor=False,
+training.train(sys.argv[1], sys.argv[2], method="simclr", backbone="resnet18", init=None, epochs=1,
+               batch_size=4, image_size=16, layers=1, knn_monitor=False,
                num_workers=0, accelerator="cpu", progress=False)
 """
 
@@ -528,6 +531,7 @@ def test_sigkill_during_a_checkpoint_write_leaves_debris_that_the_next_start_rem
     result = train(
         small_folder,
         run,
+        **SCRATCH,
         epochs=1,
         batch_size=4,
         image_size=16,
@@ -553,6 +557,7 @@ def test_a_crash_mid_epoch_saves_a_checkpoint_and_the_rerun_resumes(monkeypatch,
     make = training.run.make_callbacks
     monkeypatch.setattr(training.run, "make_callbacks", lambda *a, **k: [*make(*a, **k), Crash()])
     options = {
+        **SCRATCH,
         "epochs": 1,
         "batch_size": 4,
         "image_size": 16,

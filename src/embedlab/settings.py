@@ -289,12 +289,13 @@ class DataSettings(Settings):
 
 @dataclass(frozen=True)
 class TrainSettings(Settings):
-    """Every option of a training run (`embedlab.train(data, run_dir, settings)`); config.json records them."""
+    """Every option of a training run (`embedlab.train(data, run_dir, settings)`); config.json records them. Method,
+    backbone and init default to bench_quality's best offline recipe (multi-64, quality_pays_3k_ablation.json)."""
 
     stage: ClassVar[str] = "train"
-    method: str = setting("simclr", _method, "self-supervised method")
-    backbone: str = setting("resnet18", _backbone, "network to train")
-    init: str | None = setting(None, _init, "None: random; 'imagenet'; or an exported backbone.pt to continue")
+    method: str = setting("multi_teacher", _method, "self-supervised method")
+    backbone: str = setting("efficientnet_lite0", _backbone, "network to train")
+    init: str | None = setting("imagenet", _init, "None: random; 'imagenet'; or an exported backbone.pt to continue")
     small_images: bool | str = setting("auto", _auto_or_bool, "CIFAR-style stem; auto: for images <= 64 px")
     layers: int | None = setting(None, _int(1, 16, True), "keep only the first N stages of the backbone")
     augment: str = setting("natural", _augment, "augmentation preset: natural | aerial | grayscale")
