@@ -268,19 +268,19 @@ def test_verify_archive_and_extract_say_delete_and_run_again_in_one_line(tmp_pat
 
 
 def test_download_script_with_a_damaged_archive_exits_1_with_one_line(tmp_path: Path):
-    archive = tmp_path / "served" / "EuroSAT_RGB.zip"
+    archive = tmp_path / "served" / "aid.zip"  # AID: no published checksum, so the damage shows on extraction
     archive.parent.mkdir()
     with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr("EuroSAT_RGB/Forest/1.jpg", os.urandom(3000))
+        zf.writestr("AID/Forest/1.jpg", os.urandom(3000))
     data = bytearray(archive.read_bytes())
     data[60:70] = b"\xff" * 10  # inside the member's data: the CRC check fails on extraction
-    (tmp_path / "data" / "eurosat" / "downloads").mkdir(parents=True)
-    (tmp_path / "data" / "eurosat" / "downloads" / "EuroSAT_RGB.zip").write_bytes(bytes(data))  # "downloaded"
+    (tmp_path / "data" / "aid" / "downloads").mkdir(parents=True)
+    (tmp_path / "data" / "aid" / "downloads" / datasets.DATASETS["aid"].filename).write_bytes(bytes(data))
     result = subprocess.run(
         [
             sys.executable,
             str(REPO / "data_scripts" / "download_dataset.py"),
-            "eurosat",
+            "aid",
             "--data-dir",
             str(tmp_path / "data"),
             "--quiet",
