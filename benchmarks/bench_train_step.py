@@ -64,7 +64,9 @@ def run_embedlab(batches: list[tuple[Any, ...]], args: argparse.Namespace) -> fl
 
     torch.manual_seed(0)
     settings = TrainSettings(
+        method="simclr",
         backbone=args.backbone,
+        init=None,
         small_images=args.small_images,
         image_size=args.image_size,
         learning_rate=0.06 * args.batch_size / 128,

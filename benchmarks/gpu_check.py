@@ -111,7 +111,8 @@ def _settings(args: argparse.Namespace, method: str, precision: str, **extra: An
     """The classroom settings (or the smoke run's tiny ones) for `method` in `precision`."""
     from embedlab.settings import TrainSettings
 
-    options = {"backbone": "resnet18", "augment": "aerial", "image_size": args.size, "batch_size": args.batch_size}
+    options = {"backbone": "resnet18", "init": None, "augment": "aerial", "image_size": args.size}
+    options["batch_size"] = args.batch_size
     options.update(method=method, precision=precision, layers=args.layers, progress=False, knn_monitor=False)
     if method == "distillation":
         options.update(teacher="efficientnet_lite0", teacher_image_size=args.size)

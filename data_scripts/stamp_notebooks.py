@@ -8,7 +8,9 @@ The repository's address comes from one place, `[project.urls] Repository` in py
 line and reruns this script). The badge cell (tag `stamp-badge`) is the first cell; the setup cell (tag
 `stamp-setup`) follows the title cell; every link to another notebook in a markdown cell that starts with
 "**Next:**" gets an "open in Colab" companion (the relative link works in Jupyter, the Colab one in Colab).
-Outputs, execution counts and editor metadata are removed so git only ever holds clean notebooks.
+Outputs, execution counts and editor metadata are removed so git only ever holds clean notebooks. Every assignment
+of the `parameters` cell gets Colab's form annotation (`# @param ...`, a comment papermill and Python ignore), chosen
+from the value and from what embedlab accepts for that name (colab_form), so Colab shows the cell as a form.
 It also records every notebook's `parameters` cell values in src/embedlab/course/presets/notebook_defaults.json, so
 a preset can tell which values the learner changed (params.check); --check fails when that file is out of date.
 """
@@ -34,6 +36,9 @@ KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3
 COLAB_GPU = {"accelerator": "GPU", "colab": {"gpuType": "T4", "provenance": []}}  # a badge opens a T4 runtime
 _NOTEBOOK_LINK = re.compile(r"\[([^\]]+)\]\((\d\d_[\w.-]+\.ipynb)\)")
 _COLAB_COMPANION = re.compile(r" \(\[open in Colab\]\([^)]*\)\)")
+_ASSIGNMENT = re.compile(r"^(?P<code>[A-Za-z_]\w* = .*?)(?:  # (?P<comment>.*))?$")
+_FORM = re.compile(r"^@param (?:\{[^}]*\}|\[[^\]]*\](?: \{allow-input: true\})?)(?:  # (?P<rest>.*))?$")
+MAX_LINE = 120  # ruff's line length (pyproject.toml), which lints the notebooks too
 
 
 def repository_url(pyproject: Path = PYPROJECT) -> str:
@@ -145,11 +150,91 @@ def _stamp_next(cell: dict[str, Any], repo_url: str) -> dict[str, Any]:
     return {**cell, "source": _lines(next_links(text, repo_url))}
 
 
+# ------------------------------------------------------------------------------------- Colab forms (# @param)
+def _choices(name: str) -> tuple[tuple[str, ...], bool]:
+    """The names embedlab knows for a text parameter (a dropdown), and whether other text is allowed (a folder, a
+    'torchvision/<name>' backbone, a weights file); empty for free text."""
+    from embedlab import registry
+    from embedlab.datasets import DATASETS
+    from embedlab.settings import CLASSIFIER_MODES, PROJECTION_METHODS
+
+    table: dict[str, tuple[tuple[str, ...], bool]] = {
+        "dataset": (tuple(DATASETS), True),
+        "method": (registry.method_names(), False),
+        "backbone": (registry.backbone_names(), True),
+        "imagenet_model": (registry.backbone_names(), True),
+        "augment": (tuple(registry.AUGMENT_PRESETS), False),
+        "projection": (PROJECTION_METHODS, False),
+        "classifier_mode": (CLASSIFIER_MODES, False),
+    }
+    return table.get(name, ((), True))
+
+
+def _takes_other_types(name: str, value: Any) -> bool:
+    """True when the parameter also accepts None or a value of another type ('auto' or a number): raw Python."""
+    from embedlab.course.params import EXTRA_CHECKS
+    from embedlab.settings import field_check
+
+    check = EXTRA_CHECKS.get(name) or field_check(name)
+    probes = [None, "auto", True] + ([] if isinstance(value, float) else [1])
+    for probe in (p for p in probes if type(p) is not type(value)):
+        try:
+            check(name, probe)  # type: ignore[misc]
+            return True
+        except Exception:  # noqa: BLE001 - any refusal means: not this type
+            continue
+    return False
+
+
+def colab_form(name: str, value: Any) -> str:
+    """Colab's form annotation for one parameter: a checkbox, a number box, a dropdown of the names embedlab knows,
+    a text box, or raw Python for None, lists, dicts and parameters that take several types."""
+    if isinstance(value, bool):
+        return '@param {type:"boolean"}'
+    if value is None or not isinstance(value, (int, float, str)) or _takes_other_types(name, value):
+        return '@param {type:"raw"}'
+    if isinstance(value, int):
+        return '@param {type:"integer"}'
+    if isinstance(value, float):
+        return '@param {type:"number"}'
+    choices, other = _choices(name)
+    if not choices:
+        return '@param {type:"string"}'
+    return f"@param {json.dumps(list(choices))}" + (" {allow-input: true}" if other else "")
+
+
+def _form_line(line: str) -> list[str]:
+    """One parameters-cell line with its Colab annotation; a note that no longer fits moves to a line above."""
+    import ast
+
+    match = _ASSIGNMENT.match(line)
+    if match is None:
+        return [line]
+    code, comment = match["code"], match["comment"] or ""
+    form = _FORM.match(comment)
+    note = (form["rest"] or "") if form else comment
+    node = ast.parse(code).body[0]
+    annotated = f"{code}  # {colab_form(node.targets[0].id, ast.literal_eval(node.value))}"  # type: ignore[attr-defined]
+    if not note:
+        return [annotated]
+    if len(f"{annotated}  # {note}") <= MAX_LINE:
+        return [f"{annotated}  # {note}"]
+    return [f"# {note}", annotated]
+
+
+def stamp_forms(cell: dict[str, Any]) -> dict[str, Any]:
+    """The `parameters` cell with a Colab form annotation on every assignment; other cells unchanged."""
+    if cell["cell_type"] != "code" or not _has_tag(cell, "parameters"):
+        return cell
+    lines = "".join(cell["source"]).split("\n")
+    return {**cell, "source": _lines("\n".join(out for line in lines for out in _form_line(line)))}
+
+
 def stamp(nb: dict[str, Any], name: str, repo_url: str | None = None) -> dict[str, Any]:
     """Return the notebook with the badge, setup cell and next links stamped in and everything else stripped."""
     repo_url = repo_url or repository_url()
     cells = [c for c in nb["cells"] if not (_has_tag(c, BADGE_TAG) or _has_tag(c, SETUP_TAG))]
-    cells = [_stamp_next(clean_cell(c), repo_url) for c in cells]
+    cells = [stamp_forms(_stamp_next(clean_cell(c), repo_url)) for c in cells]
     badge = _stamp_cell("markdown", badge_source(name, repo_url), BADGE_TAG, "colab-badge")
     setup = _stamp_cell("code", setup_source(repo_url), SETUP_TAG, "setup")
     title_at = next((i for i, c in enumerate(cells) if c["cell_type"] == "markdown"), -1)

@@ -22,8 +22,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 # Tiny and fast training: the stem + first stage of a standard-stem ResNet18 on 32 px images, one epoch.
+# SimCLR on a random-init ResNet18: the cheapest recipe, for tests of the training machinery (not the default recipe)
+SCRATCH: dict[str, Any] = {"method": "simclr", "backbone": "resnet18", "init": None}
+SCRATCH_ARGS = ["--method", "simclr", "--backbone", "resnet18", "--init", "none"]
 TINY_TRAINING: dict[str, Any] = {
-    "backbone": "resnet18",
+    **SCRATCH,
     "small_images": False,
     "layers": 1,
     "image_size": 32,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import json
 import os
 import re
 import socket
@@ -389,8 +390,8 @@ def test_registry_has_real_sources_and_credits():
     assert datasets.DATASETS["aid"].url == (
         "https://www.kaggle.com/api/v1/datasets/download/jiayuanchengala/aid-scene-classification-datasets"
     )
-    assert datasets.DATASETS["eurosat"].url == "https://zenodo.org/records/7711810/files/EuroSAT_RGB.zip"
-    assert datasets.DATASETS["ucmerced"].url == "http://weegee.vision.ucmerced.edu/datasets/UCMerced_LandUse.zip"
+    assert datasets.DATASETS["eurosat"].url.endswith("/EuroSAT.zip")
+    assert datasets.DATASETS["ucmerced"].url.endswith("/UCMerced_LandUse.zip")
     assert datasets.DATASETS["fashion-mnist"].url is None
     for spec in datasets.DATASETS.values():
         assert spec.license and spec.citation and spec.num_classes
@@ -409,6 +410,46 @@ def test_prepare_refuses_a_hostile_archive_from_the_server(server, tmp_path):
         with pytest.raises(UnsafeArchiveError):
             datasets.prepare("eurosat", data_dir, url=f"{url}/{name}", progress=False)
         written = {str(p.relative_to(data_dir)) for p in data_dir.rglob("*")}
-        assert written == {"eurosat", "eurosat/downloads", "eurosat/downloads/EuroSAT_RGB.zip"}  # the archive only
-        (data_dir / "eurosat" / "downloads" / "EuroSAT_RGB.zip").unlink()
+        archive = "eurosat/downloads/EuroSAT.zip"
+        assert written == {"eurosat", "eurosat/downloads", archive, f"{archive}.json"}  # the archive and its record
+        (data_dir / archive).unlink()
+        (data_dir / f"{archive}.json").unlink()
     assert not (tmp_path / "escaped.png").exists()
+
+
+# ----------------------------------------------------------------------- published checksums, recorded downloads
+def test_registry_sources_are_https_with_published_checksums_cited() -> None:
+    """Every download is https; a pinned checksum says where it is published; an entry without one is named in
+    docs/datasets.md, which says why."""
+    checksums = (Path(__file__).resolve().parents[1] / "docs" / "datasets.md").read_text().split("## Checksums")[1]
+    for name, spec in datasets.DATASETS.items():
+        if spec.url is None:
+            continue
+        assert spec.url.startswith("https://"), name
+        if spec.md5 or spec.sha256:
+            assert spec.checksum_source, f"{name}: where is its checksum published?"
+        else:
+            assert f"`{name}`" in checksums.split("\n## ")[0], f"docs/datasets.md: why has {name} no checksum?"
+    assert datasets.DATASETS["ucmerced"].md5 and datasets.DATASETS["eurosat"].md5
+
+
+def test_a_verified_download_is_recorded_and_a_changed_file_is_refused(server, tmp_path: Path) -> None:
+    url, state = server
+    blob = ucmerced_like_zip(tmp_path / "u.zip").read_bytes()
+    state.files["/u.zip"] = blob
+    dest = tmp_path / "downloads" / "u.zip"
+    download(f"{url}/u.zip", dest, md5=hashlib.md5(blob).hexdigest(), progress=False)
+    record = json.loads((tmp_path / "downloads" / "u.zip.json").read_text())
+    assert (record["size"], record["sha256"]) == (len(blob), hashlib.sha256(blob).hexdigest())
+    requests = len(state.log)
+    assert download(f"{url}/u.zip", dest, progress=False) == dest and len(state.log) == requests  # reused as it was
+    dest.write_bytes(blob[:-1] + bytes([blob[-1] ^ 1]))  # the same size, one byte changed since
+    with pytest.raises(ChecksumError, match=r"not the file that was downloaded and verified \(sha256") as caught:
+        download(f"{url}/u.zip", dest, progress=False)
+    assert "\n" not in str(caught.value)
+    with pytest.raises(ChecksumError, match="MD5"):  # a published MD5 that does not match: removed, never used
+        download(f"{url}/u.zip", tmp_path / "other.zip", md5="0" * 32, progress=False)
+    assert not (tmp_path / "other.zip").exists()
+    bad = datasets.DatasetSpec(name="bad", title="test", url=f"{url}/u.zip", md5="0" * 32)
+    with pytest.raises(ChecksumError, match="MD5"):  # prepare() applies the registry's MD5
+        datasets.prepare(bad, tmp_path / "data", progress=False)

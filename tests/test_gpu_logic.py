@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import SCRATCH, SCRATCH_ARGS
 
 from embedlab import runtime
 
@@ -153,7 +154,7 @@ def _ddp_train(fault: str, data: Path, tmp_path: Path) -> tuple[subprocess.Compl
     script.write_text(textwrap.dedent(DDP_TRAIN))
     stamp = tmp_path / "fault_time"
     argv = ["train", str(data), str(tmp_path / "run"), "--epochs", "3", "--batch-size", "4", "--image-size", "32"]
-    argv += ["--layers", "1", "--no-knn", "--num-workers", "0", "--accelerator", "cpu", "--devices", "2"]
+    argv += [*SCRATCH_ARGS, "--layers", "1", "--no-knn", "--num-workers", "0", "--accelerator", "cpu", "--devices", "2"]
     argv += ["--strategy", "ddp", "-q"]
     try:
         done = subprocess.run(
@@ -265,7 +266,7 @@ def test_out_of_memory_is_one_error_naming_batch_size_and_precision(
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(SSLModule, "training_step", out_of_memory)
-    options = {"backbone": "resnet18", "small_images": False, "layers": 1, "image_size": 32, "batch_size": 8}
+    options = {**SCRATCH, "small_images": False, "layers": 1, "image_size": 32, "batch_size": 8}
     with pytest.raises(TrainingError, match=r"out of GPU memory.*batch_size=8 .*precision=32-true.*e\.g\. 4"):
         train(tiny_data, tmp_path / "run", **options, progress=False, knn_monitor=False)
 

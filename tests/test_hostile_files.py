@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import serve_folder
+from conftest import SCRATCH, serve_folder
 from test_reliability import class_folder, noise, one_line, run_cli
 
 from embedlab import load_backbone, load_embeddings
@@ -93,7 +93,7 @@ def test_training_refuses_to_resume_from_a_code_carrying_checkpoint(tmp_path: Pa
     run = tmp_path / "run"
     _hostile(run / "checkpoints" / "last.ckpt", marker, "checkpoint")
     with pytest.raises(TrainingError, match="could run code"):
-        train(folder, run, backbone="resnet18", layers=1, image_size=16, batch_size=4, epochs=1, progress=False)
+        train(folder, run, **SCRATCH, layers=1, image_size=16, batch_size=4, epochs=1, progress=False)
     assert not marker.exists()
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import types
 import urllib.error
 from pathlib import Path
 
@@ -268,3 +270,74 @@ def test_lightlytrain_spelling_of_torchvision_models_is_accepted(capsys, tmp_pat
         Image.new("RGB", (20, 20), (i * 60, 0, 0)).save(folder / f"{i}.png")
     argv = ["embed", str(tmp_path / "images"), str(tmp_path / "e.pt"), "--model", "torchvision/resnet18"]
     assert cli.main([*argv, "--weights", "random", "--image-size", "16", "-q"]) == 0, capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------- timm/<model> (timm faked)
+class _FakeTimmNet(nn.Module):
+    """What `timm.create_model(name, num_classes=0)` returns: pooled features, `num_features`, its input statistics."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv_stem = nn.Conv2d(3, 8, 3, stride=2)
+        self.num_features = 8
+        self.pretrained_cfg = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_stem(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x).mean((2, 3))
+
+
+@pytest.fixture
+def fake_timm(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool, int]]:
+    """A stand-in `timm` module (timm itself is not a dependency); the calls of its create_model."""
+    from embedlab import registry
+
+    calls: list[tuple[str, bool, int]] = []
+
+    def create_model(name: str, pretrained: bool = False, num_classes: int = 1000) -> nn.Module:
+        calls.append((name, pretrained, num_classes))
+        return _FakeTimmNet()
+
+    monkeypatch.setitem(sys.modules, "timm", types.SimpleNamespace(create_model=create_model))
+    monkeypatch.setitem(registry.BACKBONES, "timm/fakenet", None)  # so the registration is undone afterwards
+    del registry.BACKBONES["timm/fakenet"]
+    return calls
+
+
+def test_timm_models_by_their_lightlytrain_name(fake_timm, capsys, tmp_path: Path) -> None:
+    """`timm/<model>`: settings, create_backbone (timm's pooled features, its input statistics), export and load
+    with timm's own key names, and the CLI."""
+    from embedlab import cli
+    from embedlab.settings import TrainSettings
+
+    assert TrainSettings(backbone="timm/fakenet").backbone == "timm/fakenet"
+    backbone = models.create_backbone("timm/fakenet", "imagenet")
+    assert fake_timm == [("fakenet", True, 0)] and backbone.embedding_dim == 8
+    assert models.normalization("timm/fakenet") == ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    x = torch.rand(2, 3, 16, 16)
+    assert backbone.eval()(x).shape == (2, 8) and set(backbone.state_dict()) == {"conv_stem.weight", "conv_stem.bias"}
+    loaded = models.load_backbone(models.export_backbone(backbone, tmp_path / "backbone.pt"))
+    assert torch.allclose(loaded(x), backbone(x))
+    folder = tmp_path / "images" / "a"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        Image.new("RGB", (20, 20), (i * 60, 0, 0)).save(folder / f"{i}.png")
+    argv = ["embed", str(tmp_path / "images"), str(tmp_path / "e.pt"), "--model", "timm/fakenet", "--weights", "random"]
+    assert cli.main([*argv, "--image-size", "16", "-q"]) == 0, capsys.readouterr().err
+
+
+def test_timm_model_without_timm_is_one_line_saying_how_to_install(monkeypatch, capsys, tmp_path: Path) -> None:
+    from embedlab import cli
+    from embedlab.settings import ParameterError, TrainSettings
+
+    monkeypatch.setitem(sys.modules, "timm", None)  # not installed (an import of it would fail)
+    with pytest.raises(ParameterError, match=r"parameter 'backbone'.*needs timm.*pip install timm"):
+        TrainSettings(backbone="timm/resnet50")
+    (tmp_path / "images" / "a").mkdir(parents=True)
+    Image.new("RGB", (20, 20)).save(tmp_path / "images" / "a" / "0.png")
+    argv = ["embed", str(tmp_path / "images"), str(tmp_path / "e.pt"), "--model", "timm/resnet50", "-q"]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "pip install timm" in err and len(err.strip().splitlines()) == 1, err

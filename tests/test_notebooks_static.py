@@ -283,3 +283,45 @@ def test_the_three_diagrams_are_shown() -> None:
         if t.startswith("diagram-")
     }
     assert tags == {"diagram-pipeline", "diagram-simclr", "diagram-distillation"}
+
+
+# ------------------------------------------------------------------------------------------------ Colab forms
+COLAB_FORM = re.compile(
+    r'  # @param (?:\{type:"(?P<type>boolean|integer|number|string|raw)"\}'
+    r"|(?P<choices>\[[^\]]*\])(?P<other> \{allow-input: true\})?)(?:  # .*)?$"
+)
+FORM_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
+
+
+@pytest.mark.parametrize("path", OWN, ids=lambda p: p.stem)
+def test_every_parameter_is_a_colab_form_field_of_its_type(path: Path) -> None:
+    """Every assignment carries Colab's `# @param` in a valid form syntax: a dropdown that holds the default (or
+    takes other text), the value's own type, or raw Python (None, lists, dicts, values of several types)."""
+    _, cell = _params_cell(_load(path))
+    for line in _source(cell).splitlines():
+        if not line or line.startswith("#"):
+            continue
+        form, value = COLAB_FORM.search(line), ast.literal_eval(ast.parse(line).body[0].value)
+        assert form, f"{path.name}: no Colab form annotation on {line!r}"
+        if form["choices"]:
+            assert isinstance(value, str) and (value in json.loads(form["choices"]) or form["other"]), line
+        else:
+            assert form["type"] in (FORM_TYPES.get(type(value)), "raw"), line
+
+
+@pytest.mark.parametrize("path", OWN, ids=lambda p: p.stem)
+def test_papermill_still_reads_and_overrides_the_form_cell(path: Path) -> None:
+    """papermill infers every parameter with its default from the annotated cell, and its injected cell wins."""
+    import papermill
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+
+    defaults = _defaults(path)
+    inferred = papermill.inspect_notebook(str(path))
+    assert {name: ast.literal_eval(p["default"]) for name, p in inferred.items()} == defaults
+    nb = parameterize_notebook(load_notebook_node(str(path)), {"seed": 7})  # as papermill runs it
+    index, cell = _params_cell(nb)
+    assert "parameters" in cell.metadata.tags and "injected-parameters" in nb.cells[index + 1].metadata.tags
+    namespace: dict = {}
+    exec(_source(cell) + "\n" + _source(nb.cells[index + 1]), namespace)  # the parameters, then papermill's values
+    assert namespace["seed"] == 7 and all(namespace[k] == v for k, v in defaults.items() if k != "seed")

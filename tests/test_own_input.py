@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import SCRATCH
 from test_reliability import class_folder, one_line, run_cli
 
 
@@ -21,7 +22,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert cli.main(["embed", str(images), str(root / "e.pt"), "--model", "resnet18", "--weights", "random", "-q"]) == 0
     np.save(root / "x.npy", np.zeros((4, 8, 8, 3), dtype=np.uint8))
     np.save(root / "labels.npy", np.zeros(4, dtype=np.int64))
-    options = {"backbone": "resnet18", "layers": 1, "image_size": 16, "batch_size": 4, "epochs": 1, "progress": False}
+    options = {**SCRATCH, "layers": 1, "image_size": 16, "batch_size": 4, "epochs": 1, "progress": False}
     train(images, root / "run", knn_monitor=False, **options)
     return root
 

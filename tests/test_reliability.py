@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SCRATCH, SCRATCH_ARGS
 from PIL import Image
 
 from embedlab import cli, datasets
@@ -35,6 +36,7 @@ from embedlab.datasets import DatasetError, DatasetWarning, DownloadError, Image
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_ARGS = [
+    *SCRATCH_ARGS,
     "--epochs",
     "2",
     "--batch-size",
@@ -266,19 +268,19 @@ def test_verify_archive_and_extract_say_delete_and_run_again_in_one_line(tmp_pat
 
 
 def test_download_script_with_a_damaged_archive_exits_1_with_one_line(tmp_path: Path):
-    archive = tmp_path / "served" / "EuroSAT_RGB.zip"
+    archive = tmp_path / "served" / "aid.zip"  # AID: no published checksum, so the damage shows on extraction
     archive.parent.mkdir()
     with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr("EuroSAT_RGB/Forest/1.jpg", os.urandom(3000))
+        zf.writestr("AID/Forest/1.jpg", os.urandom(3000))
     data = bytearray(archive.read_bytes())
     data[60:70] = b"\xff" * 10  # inside the member's data: the CRC check fails on extraction
-    (tmp_path / "data" / "eurosat" / "downloads").mkdir(parents=True)
-    (tmp_path / "data" / "eurosat" / "downloads" / "EuroSAT_RGB.zip").write_bytes(bytes(data))  # "downloaded"
+    (tmp_path / "data" / "aid" / "downloads").mkdir(parents=True)
+    (tmp_path / "data" / "aid" / "downloads" / datasets.DATASETS["aid"].filename).write_bytes(bytes(data))
     result = subprocess.run(
         [
             sys.executable,
             str(REPO / "data_scripts" / "download_dataset.py"),
-            "eurosat",
+            "aid",
             "--data-dir",
             str(tmp_path / "data"),
             "--quiet",
@@ -510,7 +512,8 @@ def save_checkpoint(self, filepath, *args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)  # the power goes out mid-write
 
 pl.Trainer.save_checkpoint = save_checkpoint
-training.train(sys.argv[1], sys.argv[2], epochs=1, batch_size=4, image_size=16, layers=1, knn_monitor=False,
+training.train(sys.argv[1], sys.argv[2], method="simclr", backbone="resnet18", init=None, epochs=1,
+               batch_size=4, image_size=16, layers=1, knn_monitor=False,
                num_workers=0, accelerator="cpu", progress=False)
 """
 
@@ -528,6 +531,7 @@ def test_sigkill_during_a_checkpoint_write_leaves_debris_that_the_next_start_rem
     result = train(
         small_folder,
         run,
+        **SCRATCH,
         epochs=1,
         batch_size=4,
         image_size=16,
@@ -553,6 +557,7 @@ def test_a_crash_mid_epoch_saves_a_checkpoint_and_the_rerun_resumes(monkeypatch,
     make = training.run.make_callbacks
     monkeypatch.setattr(training.run, "make_callbacks", lambda *a, **k: [*make(*a, **k), Crash()])
     options = {
+        **SCRATCH,
         "epochs": 1,
         "batch_size": 4,
         "image_size": 16,

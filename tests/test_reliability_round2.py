@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import SCRATCH_ARGS
 from PIL import Image
 from test_reliability import class_folder, one_line, python, run_cli, truncated_jpeg
 
@@ -32,7 +33,7 @@ from embedlab import cli, datasets
 from embedlab.datasets import DatasetWarning, ImageFolder
 
 TRAIN_ARGS = ["--batch-size", "4", "--image-size", "16", "--layers", "1", "--no-knn", "--num-workers", "0"]
-TRAIN_ARGS += ["--accelerator", "cpu", "-q"]
+TRAIN_ARGS += [*SCRATCH_ARGS, "--accelerator", "cpu", "-q"]
 
 
 # ------------------------------------------------------------------------------------------------- helpers

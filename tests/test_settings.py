@@ -7,6 +7,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
+from conftest import SCRATCH
 
 from embedlab.course import params
 from embedlab.settings import (
@@ -22,7 +23,8 @@ def test_train_takes_the_settings_object_or_keywords(tiny_data: Path, tmp_path: 
     """train(data, run, settings) and train(data, run, **options) are the same run; options change the settings."""
     from embedlab.training import train
 
-    settings = TrainSettings(epochs=1, batch_size=8, image_size=16, layers=1, knn_monitor=False, progress=False)
+    options = {**SCRATCH, "epochs": 1, "batch_size": 8, "image_size": 16, "layers": 1}
+    settings = TrainSettings(**options, knn_monitor=False, progress=False)
     result = train(tiny_data, tmp_path / "a", settings, augment="grayscale")
     config = params.RunDir(tmp_path / "a").read_config()
     assert result.epochs == 1 and config["augment"] == "grayscale" and config["epochs"] == 1

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from conftest import SCRATCH
 
 from embedlab import runtime, training
 from embedlab.training import TimeBudget, train
@@ -105,7 +106,7 @@ def test_capped_run_warms_up_and_anneals_within_its_budget(
     result = train(
         tiny_data,
         tmp_path / "run",
-        backbone="resnet18",
+        **SCRATCH,
         small_images=False,
         layers=1,
         image_size=32,
@@ -146,7 +147,7 @@ def test_a_rerun_of_a_capped_run_gets_a_fresh_budget_and_finishes_it(
     import torch
 
     monkeypatch.setattr(training.run, "TimeBudget", _StepClockBudget)
-    tiny = {"backbone": "resnet18", "small_images": False, "layers": 1, "image_size": 32, "batch_size": 8}
+    tiny = {**SCRATCH, "small_images": False, "layers": 1, "image_size": 32, "batch_size": 8}
     options = {**tiny, "epochs": 200, "progress": True, "knn_monitor": False, "max_time": 600.0}
     train(tiny_data, tmp_path / "run", **options)
     checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"

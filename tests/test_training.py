@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_TRAINING
+from conftest import SCRATCH, TINY_TRAINING
 from PIL import Image
 
 from embedlab import training
@@ -54,6 +54,7 @@ def test_method_training_step_updates_weights(tiny_data: Path, method: str) -> N
     torch.manual_seed(0)
     settings = TrainSettings(
         backbone="resnet18",
+        init=None,
         small_images=False,
         layers=2,
         method=method,
@@ -206,7 +207,8 @@ def test_init_imagenet_efficientnet_lite0(tiny_data: Path, tmp_path: Path) -> No
     from embedlab.models import create_backbone, load_backbone
 
     imagenet = create_backbone("efficientnet_lite0", "imagenet", layers=3).state_dict()
-    module = SSLModule(TrainSettings(backbone="efficientnet_lite0", init="imagenet", layers=3, image_size=32))
+    settings = TrainSettings(method="simclr", backbone="efficientnet_lite0", init="imagenet", layers=3, image_size=32)
+    module = SSLModule(settings)
     assert torch.equal(module.backbone.state_dict()["_conv_stem.weight"], imagenet["_conv_stem.weight"])
     result = train(
         tiny_data,
@@ -231,7 +233,8 @@ def test_init_imagenet_efficientnet_lite0(tiny_data: Path, tmp_path: Path) -> No
 DDP_SCRIPT = """
 import json, sys
 from embedlab.training import train
-result = train(sys.argv[1], sys.argv[2], backbone="resnet18", small_images=False, layers=1, image_size=32,
+result = train(sys.argv[1], sys.argv[2], method="simclr", backbone="resnet18", init=None, small_images=False,
+               layers=1, image_size=32,
                batch_size=4, epochs=1, accelerator="cpu", devices=2, strategy="ddp", progress=False,
                knn_images=40)
 print("RESULT", json.dumps({"epochs": result.epochs, "loss": result.final_loss}))
@@ -367,7 +370,7 @@ def test_training_continues_from_an_exported_backbone(tiny_data: Path, tmp_path:
     torch.manual_seed(3)
     start = create_backbone("resnet18", layers=1)
     exported = export_backbone(start, tmp_path / "first" / "exported" / "backbone.pt")
-    settings = TrainSettings(backbone="resnet18", layers=1, small_images=False, image_size=32, init=str(exported))
+    settings = TrainSettings(**SCRATCH, layers=1, small_images=False, image_size=32).replace(init=str(exported))
     module = SSLModule(settings, MethodContext(num_images=40))
     assert all(torch.equal(a, b) for a, b in zip(module.backbone.state_dict().values(), start.state_dict().values()))
     result = train(tiny_data, tmp_path / "second", settings=settings.replace(epochs=1, batch_size=8, progress=False))

@@ -110,6 +110,13 @@ class BackboneSpec:
 
 
 _TORCHVISION = "torchvision (IMAGENET1K_V1, downloaded once to $TORCH_HOME)"
+TIMM_PREFIX = "timm/"  # a timm model, as LightlyTrain names it: 'timm/<model>' (needs `pip install timm`)
+
+
+class MissingPackageError(LookupError):
+    """A backbone name needs a package that is not installed (the message says how to install it)."""
+
+
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in (
@@ -134,11 +141,28 @@ def backbone_names() -> tuple[str, ...]:
 
 
 def canonical_backbone(name: Any) -> Any:
-    """'torchvision/resnet18' (LightlyTrain's spelling) -> 'resnet18'; other values unchanged."""
+    """'torchvision/resnet18' (LightlyTrain's spelling) -> 'resnet18'; 'timm/<model>' is registered on first use
+    (register_timm_backbone); other values unchanged."""
     prefix = "torchvision/"
     if isinstance(name, str) and name.startswith(prefix) and name[len(prefix) :] in BACKBONES:
         return name[len(prefix) :]
+    if isinstance(name, str) and name.startswith(TIMM_PREFIX) and name not in BACKBONES and name != TIMM_PREFIX:
+        register_timm_backbone(name)
     return name
+
+
+def register_timm_backbone(name: str) -> BackboneSpec:
+    """Register 'timm/<model>' (LightlyTrain's spelling), built by timm (embedlab.models.timm_backbone); its size and
+    input statistics are filled in when timm builds it. Without timm: MissingPackageError, saying how to install it."""
+    import importlib.util
+    import sys
+
+    installed = sys.modules["timm"] is not None if "timm" in sys.modules else importlib.util.find_spec("timm")
+    if not installed:
+        raise MissingPackageError(f"backbone {name!r} needs timm, which is not installed: pip install timm")
+    spec = BackboneSpec(name, "embedlab.models.timm_backbone:build_timm", 0, 0, name, "timm (Hugging Face Hub)")
+    BACKBONES[name] = spec
+    return spec
 
 
 # --------------------------------------------------------------------------------------------- views, teachers

@@ -223,8 +223,11 @@ def _teachers(name: str, value: Any) -> str:
 
 
 def _backbone(name: str, value: Any) -> str:
-    """A registered backbone, also spelt as LightlyTrain does ('torchvision/resnet18')."""
-    return _choice(backbone_names)(name, canonical_backbone(value))
+    """A registered backbone, also spelt as LightlyTrain does ('torchvision/resnet18'; 'timm/<model>' with timm)."""
+    try:
+        return _choice(backbone_names)(name, canonical_backbone(value))
+    except LookupError as error:  # 'timm/<model>' without timm installed
+        raise ParameterError(f"parameter {name!r}: {error.args[0]}") from None
 
 
 _method = _choice(method_names)
@@ -299,21 +302,20 @@ class DataSettings(Settings):
 
 @dataclass(frozen=True)
 class TrainSettings(Settings):
-    """Every option of a training run (`embedlab.train(data, run_dir, settings)`); config.json records them."""
+    """Every option of a training run (`embedlab.train(data, run_dir, settings)`); config.json records them. Method,
+    backbone and init default to bench_quality's best offline recipe (multi-64, quality_pays_3k_ablation.json)."""
 
     stage: ClassVar[str] = "train"
-    method: str = setting("simclr", _method, "self-supervised method")
-    backbone: str = setting("resnet18", _backbone, "network to train")
-    init: str | None = setting(None, _init, "None: random; 'imagenet'; or an exported backbone.pt to continue")
+    method: str = setting("multi_teacher", _method, "self-supervised method")
+    backbone: str = setting("efficientnet_lite0", _backbone, "network to train")
+    init: str | None = setting("imagenet", _init, "None: random; 'imagenet'; or an exported backbone.pt to continue")
     small_images: bool | str = setting("auto", _auto_or_bool, "CIFAR-style stem; auto: for images <= 64 px")
     layers: int | None = setting(None, _int(1, 16, True), "keep only the first N stages of the backbone")
     augment: str = setting("natural", _augment, "augmentation preset: natural | aerial | grayscale")
     epochs: int = setting(10, _int(1, 100_000), "passes over the images")
     batch_size: int = setting(128, _int(2, MAX_BATCH), "images per batch and device")
     image_size: int = setting(64, _int(16, MAX_IMAGE_SIZE), "training resolution in pixels (stored with the model)")
-    learning_rate: float | None = setting(
-        None, _float(0.0, 10.0, optional=True, strict=True), "None: 0.06 x global batch / 128"
-    )
+    learning_rate: float | None = setting(None, _float(0.0, 10.0, True, True), "None: 0.06 x global batch / 128")
     warmup_epochs: float = setting(1, _float(0.0, 100_000.0), "linear warmup length (at most 10% of the steps)")
     precision: str | int = setting("auto", _precision, "auto: bf16-mixed from capability 8.0, else 16-mixed; 32 on CPU")
     accelerator: str = setting("auto", _str, "auto | cpu | gpu | ...")
@@ -333,9 +335,7 @@ class TrainSettings(Settings):
     backbone_lr_scale: float = setting(1.0, _float(0.0, 10.0), "backbone learning rate relative to the heads")
     max_steps: int | None = setting(None, _int(1, 10**9, True), "optimizer steps; the schedule fits them")
     teacher: str = setting("dinov2_vitb14", _teacher, "method 'distillation': the teacher (a name or a weights file)")
-    teacher_image_size: int | None = setting(
-        None, _int(16, MAX_IMAGE_SIZE, True), "teacher's input size; None: default"
-    )
+    teacher_image_size: int | None = setting(None, _int(16, MAX_IMAGE_SIZE, True), "teacher's input; None: default")
     teachers: str = setting(
         "efficientnet_lite0+pca", _teachers, "method 'multi_teacher': teachers joined by '+' (names, files, 'pca')"
     )

@@ -48,7 +48,7 @@ def _check_model_option(args: argparse.Namespace, settings: EmbedSettings) -> No
     if args.model != "pca":
         embedding.resolve_device(args.device)  # --device banana / cuda:7 on a machine without it: one line
     layers = settings.embed_layers
-    if args.model == "pca" or args.model in models.BACKBONE_NAMES:
+    if args.model == "pca" or args.model in models.BACKBONES:
         if args.model == "pca" and layers is not None:
             raise CommandError("--layers applies to a backbone, not to --model pca")
         return
@@ -107,7 +107,7 @@ def _named_model(args: argparse.Namespace, settings: EmbedSettings) -> Any:
     from embedlab import models
 
     torch.manual_seed(settings.seed)
-    if args.model not in models.BACKBONE_NAMES:
+    if args.model not in models.BACKBONES:
         return args.model
     weights = None if args.weights == "random" else args.weights
     return models.create_backbone(args.model, weights, small_images=args.small_images, layers=settings.embed_layers)

@@ -156,7 +156,7 @@ def _neighbors_query(args: argparse.Namespace, emb: Any, query: Any) -> tuple[An
     from embedlab import datasets, models
 
     image = datasets.open_rgb(query)  # a damaged file: one line naming it
-    if args.model in models.BACKBONE_NAMES:
+    if models.canonical_backbone(args.model) in models.BACKBONES:
         return image, args.model
     if not Path(args.model).is_file():
         raise CommandError(f"--model {args.model!r} is neither a backbone name nor an existing file")

@@ -37,6 +37,7 @@ def download(
     *,
     sha256: str | None = None,
     size: int | None = None,
+    md5: str | None = None,
     progress: bool = True,
     retries: int = 3,
     retry_wait: float = 1.0,
@@ -50,14 +51,17 @@ def download(
     Range is restarted cleanly from byte 0. A resume sends the server's validators (If-Range with the ETag or
     Last-Modified kept in ``dest.part.json``), so a file that changed on the server is downloaded again whole,
     never spliced onto the old part (a 206 with other validators restarts too). A size or SHA-256 mismatch
-    removes the file and raises ChecksumError.
+    removes the file and raises ChecksumError (``md5`` too: the digest torchvision and torchgeo publish).
+    A verified file gets a record beside it, ``<dest>.json``: its size and SHA-256. A later call that finds ``dest``
+    checks it against that record (without one: against what is known, then records it) and refuses a file that
+    changed since in one line (ChecksumError), rather than extracting whatever is there now.
     When neither the server (no Content-Length) nor the caller (``size``/``sha256``) gives the length, an
     archive is read to its end (verify_archive) before it counts as complete: a connection that simply closed
     early is resumed, never renamed into place.
     """
     dest = Path(dest)
     if dest.is_file():
-        return dest
+        return _reuse(dest, url, sha256=sha256, size=size, md5=md5)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     for attempt in range(retries + 1):
@@ -75,9 +79,49 @@ def download(
                 ) from exc
             logger.warning("download of %s interrupted at %d bytes (%s); resuming", url, have, exc)
             time.sleep(retry_wait * (attempt + 1))
-    _verify(part, url, sha256=sha256, size=size)
+    digests = _verify(part, url, sha256=sha256, size=size, md5=md5)
     os.replace(part, dest)
     _validators_path(part).unlink(missing_ok=True)
+    _record(dest, url, digests)
+    return dest
+
+
+def download_record(dest: str | os.PathLike[str]) -> Path:
+    """Where a verified download's size and SHA-256 are recorded: `<dest>.json`."""
+    return Path(dest).with_name(Path(dest).name + ".json")
+
+
+def read_download_record(dest: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The record of a verified download ({"url", "size", "sha256", "md5"}), or None without a readable one."""
+    try:
+        found = json.loads(download_record(dest).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) and {"size", "sha256"} <= set(found) else None
+
+
+def _record(dest: Path, url: str, digests: dict[str, str] | None) -> None:
+    """Record a verified download's size and digests beside it (hashing it now when the check did not)."""
+    write_json(download_record(dest), {"url": url, "size": dest.stat().st_size, **(digests or file_digests(dest))})
+
+
+def _reuse(dest: Path, url: str, *, sha256: str | None, size: int | None, md5: str | None) -> Path:
+    """A file already at `dest`: the same as when it was verified (its record), else ChecksumError in one line."""
+    record = read_download_record(dest)
+    if record is None:  # placed by hand, or from before records: check what is known, then record it
+        _record(dest, url, _verify(dest, url, sha256=sha256, size=size, md5=md5))
+        return dest
+    digests = file_digests(dest)
+    expected = {"size": record["size"], "sha256": record["sha256"], "md5": record.get("md5")}
+    known = {"size": size, "sha256": sha256, "md5": md5}
+    actual = {"size": dest.stat().st_size, **digests}
+    for key, value in actual.items():
+        for want in (expected[key], known[key]):
+            if want is not None and str(want).lower() != str(value).lower():
+                raise ChecksumError(
+                    f"{dest} is not the file that was downloaded and verified ({key} {value}, expected {want}, "
+                    f"recorded in {download_record(dest)}): delete both to download it again"
+                )
     return dest
 
 
@@ -231,28 +275,40 @@ def _content_range_total(value: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _verify(path: Path, url: str, *, sha256: str | None, size: int | None) -> None:
-    """Check size and SHA-256 where known; on mismatch remove the file and raise ChecksumError."""
+def _verify(
+    path: Path, url: str, *, sha256: str | None, size: int | None, md5: str | None = None
+) -> dict[str, str] | None:
+    """Check size, SHA-256 and MD5 where known; on mismatch remove the file and raise ChecksumError. Returns the
+    digests when it computed them."""
     actual_size = path.stat().st_size
-    if (size is not None and actual_size != size) or sha256 is not None:
+    if (size is not None and actual_size != size) or sha256 is not None or md5 is not None:
         _validators_path(path).unlink(missing_ok=True)  # checked below: a mismatch removes the part for good
     if size is not None and actual_size != size:
         path.unlink()
         raise ChecksumError(f"{url}: got {actual_size} bytes, expected {size}; the file was removed, run again")
-    if sha256 is not None:
-        digest = file_sha256(path)
-        if digest.lower() != sha256.lower():
+    if sha256 is None and md5 is None:
+        return None
+    digests = file_digests(path)
+    for key, label, expected in (("sha256", "SHA-256", sha256), ("md5", "MD5", md5)):
+        if expected is not None and digests[key] != expected.lower():
             path.unlink()
             raise ChecksumError(
-                f"{url}: SHA-256 {digest} does not match the expected {sha256}; the file was removed. "
+                f"{url}: {label} {digests[key]} does not match the expected {expected}; the file was removed. "
                 "Run again to re-download; if it keeps failing the source has changed."
             )
+    return digests
+
+
+def file_digests(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Hex SHA-256 and MD5 of a file in one read of 1 MiB blocks (MD5: what torchvision and torchgeo publish)."""
+    sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            sha256.update(block)
+            md5.update(block)
+    return {"sha256": sha256.hexdigest(), "md5": md5.hexdigest()}
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+    """Hex SHA-256 of a file."""
+    return file_digests(path)["sha256"]

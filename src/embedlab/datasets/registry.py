@@ -12,7 +12,7 @@ from pathlib import Path
 from embedlab._io import atomic_path, write_json
 from embedlab._progress import tqdm
 from embedlab.datasets.archives import _EXTRACTED_MARKER, extract, find_image_root
-from embedlab.datasets.downloads import _filename_from_url, download, file_sha256
+from embedlab.datasets.downloads import _filename_from_url, download, download_record, read_download_record
 from embedlab.datasets.errors import DatasetError, DownloadError
 from embedlab.datasets.fashion_mnist import _PREPARED_MARKER, _prepare_fashion_mnist
 from embedlab.datasets.folder import ImageFolder, _check_limit
@@ -30,6 +30,8 @@ class DatasetSpec:
     filename: str | None = None  # archive file name under <data_dir>/<name>/downloads/
     sha256: str | None = None
     size: int | None = None  # archive size in bytes, when known
+    md5: str | None = None  # the digest maintained loaders publish (torchvision, torchgeo)
+    checksum_source: str = ""  # where a pinned checksum is published
     num_images: int | None = None
     num_classes: int | None = None
     image_format: str = ""
@@ -38,6 +40,7 @@ class DatasetSpec:
     citation: str = ""
 
 
+_TORCHGEO_HF = "https://huggingface.co/datasets/torchgeo/"  # torchgeo's mirrors, pinned to a revision
 DATASETS: dict[str, DatasetSpec] = {
     "aid": DatasetSpec(
         name="aid",
@@ -58,8 +61,10 @@ DATASETS: dict[str, DatasetSpec] = {
     "eurosat": DatasetSpec(
         name="eurosat",
         title="EuroSAT RGB: Sentinel-2 land use / land cover (10 classes)",
-        url="https://zenodo.org/records/7711810/files/EuroSAT_RGB.zip",
-        filename="EuroSAT_RGB.zip",
+        url=_TORCHGEO_HF + "eurosat/resolve/c877bcd43f099cd0196738f714544e355477f3fd/EuroSAT.zip",
+        filename="EuroSAT.zip",
+        md5="c8fa014336c82ac7804f0398fcb19387",
+        checksum_source="torchvision's EuroSAT loader (pytorch/vision, torchvision/datasets/eurosat.py)",
         num_images=27_000,
         num_classes=10,
         image_format="64x64 RGB JPEG, about 90 MB",
@@ -74,8 +79,13 @@ DATASETS: dict[str, DatasetSpec] = {
     "ucmerced": DatasetSpec(
         name="ucmerced",
         title="UC Merced Land Use (21 classes)",
-        url="http://weegee.vision.ucmerced.edu/datasets/UCMerced_LandUse.zip",
+        url=_TORCHGEO_HF + "ucmerced/resolve/7c5ef3454d9b1cccfa7ccde0c01fc8f00a45909a/UCMerced_LandUse.zip",
         filename="UCMerced_LandUse.zip",
+        md5="5b7ec56793786b6dc8a908e8854ac0e4",
+        checksum_source=(
+            "torchgeo's UCMerced loader (microsoft/torchgeo, torchgeo/datasets/ucmerced.py), which checked the same "
+            "MD5 against the authors' http://weegee.vision.ucmerced.edu archive before moving to this mirror"
+        ),
         num_images=2_100,
         num_classes=21,
         image_format="256x256 RGB TIFF, about 320 MB",
@@ -130,7 +140,7 @@ def prepare(
     if spec.url is None and url is None:
         return _prepare_fashion_mnist(Path(data_dir), limit=limit, progress=progress)
     if url is not None:  # another source: the registry's size/checksum describe a different file
-        spec = dataclasses.replace(spec, url=url, sha256=None, size=None)
+        spec = dataclasses.replace(spec, url=url, sha256=None, size=None, md5=None)
     raw = _prepare_download(spec, Path(data_dir) / spec.name, progress=progress, keep_archive=keep_archive)
     return raw if limit is None else _make_subset(raw, raw.parent / f"subset-{limit}", limit, progress=progress)
 
@@ -179,7 +189,7 @@ def _prepare_download(spec: DatasetSpec, base: Path, *, progress: bool, keep_arc
     assert spec.url is not None
     target = base / "downloads" / (spec.filename or _filename_from_url(spec.url))
     try:
-        archive = download(spec.url, target, sha256=spec.sha256, size=spec.size, progress=progress)
+        archive = download(spec.url, target, sha256=spec.sha256, size=spec.size, md5=spec.md5, progress=progress)
     except DownloadError as exc:
         raise type(exc)(
             f"{exc}\nAlternatively download {spec.homepage or spec.url} in a browser and save the archive as "
@@ -196,6 +206,7 @@ def _prepare_download(spec: DatasetSpec, base: Path, *, progress: bool, keep_arc
     shutil.rmtree(staging, ignore_errors=True)
     (raw / _EXTRACTED_MARKER).unlink(missing_ok=True)
     counts = {d.name: sum(1 for f in d.rglob("*") if f.is_file()) for d in sorted(raw.iterdir()) if d.is_dir()}
+    record = read_download_record(archive) or {}
     write_json(
         marker,
         {
@@ -203,12 +214,13 @@ def _prepare_download(spec: DatasetSpec, base: Path, *, progress: bool, keep_arc
             "url": spec.url,
             "archive": archive.name,
             "classes": counts,
-            "archive_size": archive.stat().st_size,
-            "archive_sha256": file_sha256(archive),
+            "archive_size": record.get("size", archive.stat().st_size),
+            "archive_sha256": record.get("sha256"),
         },
     )
     if not keep_archive:  # extracted, verified and recorded: the archive is no longer needed
         archive.unlink(missing_ok=True)
+        download_record(archive).unlink(missing_ok=True)
     return raw
 
 

@@ -35,7 +35,7 @@ class _Normalize(torch.nn.Module):
 def _resolve_model(model: Any, weights: str | None) -> tuple[Any, str]:
     """The backbone (`models.resolve_backbone`: a name, run directory, .ckpt / exported .pt or a Backbone) and the
     default name of its embedding set."""
-    from embedlab.models import BACKBONE_NAMES, Backbone, BackboneLoadError, resolve_backbone
+    from embedlab.models import BACKBONES, Backbone, BackboneLoadError, resolve_backbone
 
     if isinstance(model, Backbone):
         return model, model.name
@@ -45,7 +45,7 @@ def _resolve_model(model: Any, weights: str | None) -> tuple[Any, str]:
         if isinstance(model, (str, os.PathLike)) and Path(model).exists():
             raise  # the file is there but unusable: BackboneLoadError says why
         raise EmbeddingsError(str(exc)) from None
-    if isinstance(model, str) and model in BACKBONE_NAMES:
+    if isinstance(model, str) and model in BACKBONES:
         return backbone, f"{model}_{weights or 'random'}"
     method = backbone.meta.get("method")
     return backbone, f"{method}_{backbone.name}" if method else Path(model).stem
