@@ -70,13 +70,18 @@ def _write_shard(emb: Embeddings, out_dir: Path, index: int, classes: list[str])
     """Write one shard's vectors, then its metadata (each atomically): the metadata file marks the shard done."""
     import pyarrow as pa
 
-    from embedlab._io import atomic_open, write_json
+    from embedlab._io import atomic_open, write_failed, write_json
 
     vectors_path, metadata_path = shard_files(out_dir, index)
     for folder in (vectors_path.parent, metadata_path.parent):
         folder.mkdir(parents=True, exist_ok=True)
-    with atomic_open(vectors_path, "wb") as handle:
-        np.save(handle, emb.numpy().astype(np.float32))
+    try:
+        with atomic_open(vectors_path, "wb") as handle:
+            np.save(handle, emb.numpy().astype(np.float32))
+    except OSError as error:  # a full disk: numpy says only "51200 requested and 31712 written"
+        raise OSError(
+            f"{write_failed(vectors_path, error)}; the finished shards are kept and the same command continues"
+        ) from None
     listed, skipped = _shard_skipped(out_dir, index), emb.meta.get("skipped_images")
     if skipped:  # written before the file that marks the shard done
         write_json(listed, skipped)
