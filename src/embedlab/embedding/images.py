@@ -101,7 +101,7 @@ def _dataset(data: Any, size: int, limit: int | None, verify: str = "header") ->
 
 def _loader(dataset: Any, batch_size: int, device: torch.device, num_workers: int | str) -> Any:
     """Ordered DataLoader; pinned memory on CUDA; 'auto' workers from `runtime.embed_workers`."""
-    from embedlab.runtime import embed_workers
+    from embedlab.runtime import embed_workers, loader_worker_init
 
     return torch.utils.data.DataLoader(
         dataset,
@@ -110,6 +110,7 @@ def _loader(dataset: Any, batch_size: int, device: torch.device, num_workers: in
         num_workers=embed_workers(num_workers, device.type),
         pin_memory=device.type == "cuda",
         drop_last=False,
+        worker_init_fn=loader_worker_init,
     )
 
 

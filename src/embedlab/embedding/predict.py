@@ -18,7 +18,7 @@ import torch
 
 from embedlab.embedding.images import FolderImages
 from embedlab.embedding.store import Embeddings
-from embedlab.runtime import StopSignal, Terminated, quiet_lightning
+from embedlab.runtime import StopSignal, Terminated, loader_worker_init, quiet_lightning
 
 PADDING = -1  # the row number of a padding item: a blank image that no shard receives
 STOPPED = "embedding stopped by SIGTERM: the finished shards are kept; run the same command again to embed the rest"
@@ -83,7 +83,7 @@ class ShardDataModule(pl.LightningDataModule):
         mine = per_process[self.trainer.strategy.global_rank]
         return torch.utils.data.DataLoader(
             ShardItems(self.images, mine, longest), batch_size=self.batch_size, shuffle=False,
-            num_workers=self.num_workers, drop_last=False,
+            num_workers=self.num_workers, drop_last=False, worker_init_fn=loader_worker_init,
         )  # fmt: skip
 
 
