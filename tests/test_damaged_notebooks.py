@@ -4,6 +4,7 @@ a truncated JPEG, with the notebook's tiny test settings."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_reliability import class_folder, truncated_jpeg
@@ -11,7 +12,7 @@ from test_reliability import class_folder, truncated_jpeg
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _run(name: str, values: dict, cwd: Path) -> None:
+def _run(name: str, values: dict, cwd: Path) -> Any:
     """Execute notebooks/<name>.ipynb with its nbmake mock plus `values` injected after the parameters cell."""
     import nbformat
     from nbclient import NotebookClient
@@ -21,7 +22,9 @@ def _run(name: str, values: dict, cwd: Path) -> None:
     mock = dict(notebook.cells[index].metadata["nbmake"]["mock"])
     source = "\n".join(f"{k} = {v!r}" for k, v in {**mock, **values}.items())
     notebook.cells.insert(index + 1, nbformat.v4.new_code_cell(source))
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+    return NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+    ).execute()
 
 
 @pytest.mark.slow

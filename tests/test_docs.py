@@ -204,3 +204,17 @@ def test_demo_result_has_comparison_rows() -> None:
     data = json.loads((REPO / "benchmarks" / "results" / "demo.json").read_text(encoding="utf-8"))
     assert data["comparison"], "demo.json holds no comparison rows"
     assert {"name", "knn_accuracy"} <= set(data["comparison"][0]), "demo.json rows need name and knn_accuracy"
+
+
+def test_reliability_page_covers_every_command() -> None:
+    """docs/reliability.md says what is guaranteed per command: every `embedlab` command has a row there."""
+    import argparse
+
+    from embedlab.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    text = (REPO / "docs" / "reliability.md").read_text(encoding="utf-8")
+    section = text.split("## Per command and per notebook", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    missing = [name for name in sub.choices if not any(f"`{name}`" in row.split(" | ")[0] for row in rows)]
+    assert not missing, f"docs/reliability.md has no row for {missing}"

@@ -24,6 +24,7 @@ from embedlab.settings import ParameterError, TrainSettings
 from embedlab.training import TrainingError, build_module, open_dataset, train
 
 FAST: dict[str, Any] = {**TINY_TRAINING, "method": "multi_teacher"}
+PCA_DIMS = 39  # the PCA teacher on the 40 tiny images keeps N - 1 components (one more would be all zeros)
 
 
 def _method(tiny_data: Path, teachers: str, options: dict[str, Any] | None = None, cache: Path | None = None):
@@ -66,7 +67,10 @@ def test_each_teacher_gets_a_head_and_the_loss_is_finite_for_both_target_kinds(
 ) -> None:
     for options in ({}, {"targets": "clean", "pca_loss": "cosine"}):
         method, backbone, dataset = _method(tiny_data, f"{teacher_file}+pca", options, tmp_path)
-        assert {part: loss.head.out_features for part, loss in method.losses.items()} == {"teacher": 128, "pca": 40}
+        assert {part: loss.head.out_features for part, loss in method.losses.items()} == {
+            "teacher": 128,
+            "pca": PCA_DIMS,
+        }
         views = [torch.randn(6, 3, 32, 32)]
         loss = method.batch_loss(backbone, views, list(dataset.filenames[:6]))
         assert torch.isfinite(loss) and loss.requires_grad
@@ -78,14 +82,14 @@ def test_the_exported_model_embeds_as_centred_unit_parts(tiny_data: Path, teache
     images = [torch.randn(5, 3, 32, 32), torch.randn(3, 3, 32, 32)]
     model = method.exported(backbone.eval(), images)
     assert isinstance(model, HeadedBackbone) and model.output == ("backbone", "teacher", "pca")
-    assert model.embedding_dim == 64 + 128 + 40
+    assert model.embedding_dim == 64 + 128 + PCA_DIMS
     with torch.no_grad():
         raw = torch.cat([torch.cat(list(model.raw_parts(x).values()), dim=1) for x in images])
         np.testing.assert_allclose(model.centres.numpy(), raw.mean(dim=0).numpy(), atol=1e-5)
         out = model(images[0])
-    norms = [out[:, a:b].norm(dim=1) for a, b in ((0, 64), (64, 192), (192, 232))]
-    assert out.shape == (5, 232) and all(torch.allclose(n, torch.ones(5), atol=1e-5) for n in norms)
-    assert model.select(["pca"]).embedding_dim == 40 and model(images[0]).shape == (5, 40)
+    norms = [out[:, a:b].norm(dim=1) for a, b in ((0, 64), (64, 192), (192, 192 + PCA_DIMS))]
+    assert out.shape == (5, 192 + PCA_DIMS) and all(torch.allclose(n, torch.ones(5), atol=1e-5) for n in norms)
+    assert model.select(["pca"]).embedding_dim == PCA_DIMS and model(images[0]).shape == (5, PCA_DIMS)
     with pytest.raises(ValueError, match="choose parts"):
         model.select(["dinov2"])
 
@@ -100,7 +104,7 @@ def test_a_model_with_heads_round_trips_weights_only_and_embeds(tiny_data: Path,
     state = torch.load(path, map_location="cpu", weights_only=True)
     assert any(k.startswith("heads.pca.") for k in state) and "centres" in state
     meta = json.loads(path.with_suffix(".json").read_text())
-    assert meta["heads"] == [["teacher", 64, 128], ["pca", 64, 40]] and meta["embedding_dim"] == 232
+    assert meta["heads"] == [["teacher", 64, 128], ["pca", 64, PCA_DIMS]] and meta["embedding_dim"] == 192 + PCA_DIMS
     assert meta["output"] == ["teacher", "pca", "backbone"]
     loaded = load_backbone(path)
     x = torch.randn(4, 3, 32, 32)
@@ -126,9 +130,9 @@ def test_train_multi_teacher_offline_exports_heads_and_resumes(
     stamp = {p: p.stat().st_mtime_ns for p in (run / "teachers").iterdir()}
     meta = json.loads((run / "exported" / "backbone.json").read_text())
     assert meta["method"] == "multi_teacher" and meta["teachers"] == teachers
-    assert meta["output"] == ["backbone"] and meta["heads"] == [["teacher", 64, 128], ["pca", 64, 40]]
+    assert meta["output"] == ["backbone"] and meta["heads"] == [["teacher", 64, 128], ["pca", 64, PCA_DIMS]]
     model = load_backbone(run / "exported" / "backbone.pt")  # the centred backbone, its heads kept
-    assert model.embedding_dim == 64 and model.select(["backbone", "teacher", "pca"]).embedding_dim == 232
+    assert model.embedding_dim == 64 and model.select(["backbone", "teacher", "pca"]).embedding_dim == 192 + PCA_DIMS
     train(tiny_data, run, teachers=teachers, **{**FAST, "epochs": 2})  # resumes; the PCA fit comes from the cache
     assert {p: p.stat().st_mtime_ns for p in (run / "teachers").iterdir()} == stamp
     with pytest.raises(TrainingError, match="new run_dir"):

@@ -113,7 +113,8 @@ def test_a_saved_map_is_reused_only_for_the_method_settings_and_vectors_it_was_m
 def test_reduce_pca_caps_components_at_the_data_and_reports_variance_kept() -> None:
     vectors = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)
     reduced, kept = reduce_pca(vectors, 50)
-    assert reduced.shape == (5, 5) and reduced.dtype == np.float32 and kept == pytest.approx(1.0)
+    assert reduced.shape == (5, 4) and reduced.dtype == np.float32 and kept == pytest.approx(1.0)  # 5 centred: 4 axes
+    assert (reduced.std(axis=0) > 1e-6).all()  # no column of zeros
     again, _ = reduce_pca(torch.from_numpy(vectors), 2, seed=0)
     np.testing.assert_allclose(again, reduced[:, :2], atol=1e-5)
 

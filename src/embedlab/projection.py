@@ -49,11 +49,17 @@ def pca_reducer(components: int, seed: int = 0) -> Any:
     return PCA(n_components=components, random_state=seed)
 
 
+def pca_components(dimensions: int, shape: tuple[int, ...]) -> int:
+    """The components PCA keeps of [N, D] data: min(dimensions, N - 1, D), at least 1 (N centred vectors span at
+    most N - 1 directions; one more component would be a column of zeros)."""
+    return max(1, min(int(dimensions), shape[0] - 1, shape[1]))
+
+
 def reduce_pca(vectors: Any, dimensions: int, *, seed: int = 0) -> tuple[np.ndarray, float]:
     """[N, D] vectors (array, tensor or Embeddings) -> ([N, k] float32, share of the variance kept), with
-    k = min(dimensions, N, D) and at least 1: fewer components when there are fewer images or features."""
+    k = pca_components(dimensions, (N, D)): fewer components when there are fewer images or features."""
     array = as_array(vectors)
-    pca = pca_reducer(max(1, min(int(dimensions), *array.shape)), seed)
+    pca = pca_reducer(pca_components(dimensions, array.shape), seed)
     reduced = np.asarray(pca.fit_transform(array), dtype=np.float32)
     return reduced, float(pca.explained_variance_ratio_.sum())
 

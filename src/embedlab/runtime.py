@@ -184,6 +184,21 @@ def embed_workers(
     return max(_cores_per_rank(cpus, ranks) - 1, 1) if device_type == "cuda" else 0
 
 
+def loader_worker_init(worker_id: int) -> None:
+    """Every DataLoader worker's start: a process group of its own, so that a signal to the whole group (Ctrl+C in a
+    terminal, `timeout`, a scheduler) reaches the parent alone, which stops its loaders in order (a worker killed by
+    it ended training in torch's "DataLoader worker is killed by signal" traceback); then Lightning's per-worker
+    seeding, which it adds only to loaders without a worker_init_fn. A killed parent takes its workers with it."""
+    from embedlab.datasets.thumbnails import die_with_parent
+
+    os.setpgid(0, 0)
+    die_with_parent(os.getppid())
+    if os.environ.get("PL_SEED_WORKERS") == "1":  # seed_everything(..., workers=True) in this process
+        from lightning_fabric.utilities.seed import pl_worker_init_function
+
+        pl_worker_init_function(worker_id)
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (a scheduler, `timeout`, a recycled Colab runtime) handled like Ctrl+C: finished work is saved; the
     command exits with 143 (128 + SIGTERM), never 0."""

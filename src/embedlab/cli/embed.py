@@ -34,6 +34,8 @@ def _embed_input(args: argparse.Namespace) -> tuple[Any, ArrayImages | None]:
         if args.labels:
             if not Path(args.labels).is_file():
                 raise FileNotFoundError(f"labels file not found: {args.labels}")
+            if Path(args.labels).suffix.lower() != ".npy":
+                raise CommandError(f"--labels {args.labels}: give a .npy array of whole numbers, one per image")
             labels = np.load(args.labels, allow_pickle=False).reshape(-1)
         return source, ArrayImages(source, labels)
     if args.labels:
@@ -45,8 +47,7 @@ def _check_model_option(args: argparse.Namespace, settings: EmbedSettings) -> No
     """Reject a bad --model / --layers combination before any work is done."""
     from embedlab import embedding, models
 
-    if args.model != "pca":
-        embedding.resolve_device(args.device)  # --device banana / cuda:7 on a machine without it: one line
+    embedding.resolve_device(args.device)  # --device banana / cuda:7 on a machine without it: one line, pca too
     layers = settings.embed_layers
     if args.model == "pca" or args.model in models.BACKBONES:
         if args.model == "pca" and layers is not None:
@@ -120,8 +121,9 @@ def _pca_reduce(emb: Any, dimensions: int, seed: int) -> Any:
     from embedlab.embedding import Embeddings
     from embedlab.projection import reduce_pca
 
-    if dimensions > min(emb.vectors.shape):
-        raise CommandError(f"--dimensions {dimensions} is more than min(images, features) = {min(emb.vectors.shape)}")
+    most = min(len(emb) - 1, emb.dim)  # N centred vectors span at most N - 1 directions: more would be zero columns
+    if dimensions > most:
+        raise CommandError(f"--dimensions {dimensions} is more than min(images - 1, features) = {most}")
     reduced, _ = reduce_pca(emb, dimensions, seed=seed)
     meta = {**emb.meta, "pca_dimensions": dimensions, "embedding_dim_before_pca": int(emb.vectors.shape[1])}
     return Embeddings(torch.from_numpy(reduced), emb.filenames, emb.labels, emb.class_names, emb.name, meta)

@@ -29,6 +29,8 @@ def cmd_umap(args: argparse.Namespace) -> int:
 
     settings = settings_from(args, ProjectionSettings)
     method = settings.projection
+    if args.image_root and not Path(args.image_root).expanduser().is_dir():  # before any projection, not after
+        raise CommandError(f"--image-root {args.image_root} is not a folder (give the dataset root or thumbnails)")
     for path_text in args.embeddings:  # every output folder, before any projection
         check_output(_umap_dir(Path(path_text), args.output_dir), "--output-dir", folder=True)
     for path_text in args.embeddings:
@@ -170,6 +172,10 @@ def cmd_neighbors(args: argparse.Namespace) -> int:
     settings = settings_from(args, CurationSettings)
     emb = _load(args.embeddings)
     query: Any = int(args.query) if args.query.lstrip("-").isdigit() else args.query
+    if isinstance(query, int) and not 0 <= query < len(emb):
+        raise CommandError(
+            f"QUERY {query} is out of range: the image indices of {args.embeddings} go from 0 to {len(emb) - 1}"
+        )
     query, model = _neighbors_query(args, emb, query)
     found = curation.nearest_neighbors(emb, query, k=settings.neighbors_k, model=model)
     _say(found.table(0).to_string(index=False))

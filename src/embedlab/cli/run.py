@@ -64,6 +64,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run all notebooks in order with a parameter set (papermill) and print the index page."""
     from embedlab.course import runner as pipeline
 
+    if args.run_dir:  # a path under a file, a read-only or full disk: one line before the first notebook
+        from embedlab.paths import resolve_path
+
+        check_output(resolve_path(args.run_dir), "--run-dir", folder=True)  # relative: as the runner resolves it
     with _quiet_threads_after_ctrl_c():
         index = pipeline.run_pipeline(
             args.set or args.params,

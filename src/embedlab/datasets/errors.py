@@ -21,3 +21,14 @@ class UnsafeArchiveError(DatasetError):
 
 class DatasetWarning(UserWarning):
     """Files were skipped (unreadable or not images); the dataset still works without them."""
+
+
+SHOWN_SKIPS = 20  # files a warning names one by one; past that it names the file or attribute listing them all
+
+
+def name_skipped(skipped: list[tuple[str, str]], listed_in: str) -> str:
+    """Every skipped file with its reason, or the first SHOWN_SKIPS and where all of them are listed: a skip
+    warning accounts for every file, never "e.g." a few of them."""
+    shown = "; ".join(f"{name} ({' '.join(why.split())[:120]})" for name, why in skipped[:SHOWN_SKIPS])
+    rest = len(skipped) - SHOWN_SKIPS
+    return shown + (f"; and {rest} more, all listed in {listed_in}" if rest > 0 else f" (listed in {listed_in})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import warnings
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from embedlab.datasets.errors import DatasetError, DatasetWarning
+from embedlab.datasets.errors import DatasetError, DatasetWarning, name_skipped
 from embedlab.datasets.images import _probe, _visible, open_rgb
 
 
@@ -26,6 +27,19 @@ UNLABELED = "unlabeled"
 SUBSTITUTED = -1  # the label of a stand-in for a file that failed to decode (on_error="substitute")
 VERIFY_MODES = ("header", "full", "none")
 _SUBSTITUTE_TRIES = 64
+LEFT_OUT = ".skipped.json"  # in a subset made by prepare(limit=...): the unusable files of the folder it came from
+
+
+def _left_out(root: Path) -> list[tuple[str, str]]:
+    """The unusable files a subset was made without (prepare lists them in it): reported as this folder's own
+    skips, so that every later skip list names them too."""
+    path = root / LEFT_OUT
+    if not path.is_file():
+        return []
+    try:
+        return [(str(e["filename"]), str(e["reason"])) for e in json.loads(path.read_text("utf-8"))["skipped"]]
+    except (ValueError, KeyError, TypeError):
+        return []
 
 
 def _walk_files(folder: str, prefix: str) -> list[str]:
@@ -74,7 +88,7 @@ class ImageFolder:
         _check_limit(limit_per_class)
         self.root = _check_folder(root)
         self.transform = transform
-        self.skipped: list[tuple[str, str]] = []
+        self.skipped: list[tuple[str, str]] = _left_out(self.root)
         per_class = self._scan(verify)
         self.classes: list[str] = sorted(per_class)
         self.class_to_idx: dict[str, int] = {c: i for i, c in enumerate(self.classes)}
@@ -85,10 +99,9 @@ class ImageFolder:
             self.filenames.extend(files)
             self.labels.extend([self.class_to_idx[name]] * len(files))
         if self.skipped:
-            examples = "; ".join(f"{rel} ({why})" for rel, why in self.skipped[:3])
             warnings.warn(
-                f"{self.root}: skipped {len(self.skipped)} file(s) that are not usable images, e.g. {examples}. "
-                "The list is in .skipped.",
+                f"{self.root}: skipped {len(self.skipped)} file(s) that are not usable images: "
+                f"{name_skipped(self.skipped, '.skipped')}",
                 DatasetWarning,
                 stacklevel=2,
             )

@@ -15,7 +15,7 @@ from embedlab.datasets.archives import _EXTRACTED_MARKER, extract, find_image_ro
 from embedlab.datasets.downloads import _filename_from_url, download, download_record, read_download_record
 from embedlab.datasets.errors import DatasetError, DownloadError
 from embedlab.datasets.fashion_mnist import _PREPARED_MARKER, _prepare_fashion_mnist
-from embedlab.datasets.folder import ImageFolder, _check_limit
+from embedlab.datasets.folder import LEFT_OUT, ImageFolder, _check_limit
 
 logger = logging.getLogger(__name__)
 
@@ -241,5 +241,9 @@ def _make_subset(root: Path, out: Path, limit: int, *, progress: bool, folder: I
                 os.link(root / rel, tmp)
             except OSError:
                 shutil.copy2(root / rel, tmp)
+    if folder.skipped:  # listed in the subset, so that every later step names them (ImageFolder reads it)
+        write_json(
+            out / LEFT_OUT, {"source": str(root), "skipped": [{"filename": f, "reason": r} for f, r in folder.skipped]}
+        )
     write_json(marker, {"source": str(root), "limit": limit, "images": len(subset)})
     return out

@@ -206,11 +206,17 @@ def _run_batches(jobs: list[tuple[str, str, str]], size: int, workers: int) -> I
 def _worker_init(parent_pid: int) -> None:
     """In each pool worker: leave Ctrl+C to the parent, and die with the parent even if it is killed (SIGKILL)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent_pid)
+    threading.Thread(target=_watch_parent, args=(parent_pid, os.getppid()), daemon=True).start()
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Linux: the kernel sends this process SIGTERM when its parent dies, even by SIGKILL (a worker must not
+    outlive the command that started it)."""
     if sys.platform.startswith("linux") and os.getppid() == parent_pid:  # forked by the parent itself
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)  # the kernel signals us when the parent dies
-    threading.Thread(target=_watch_parent, args=(parent_pid, os.getppid()), daemon=True).start()
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def _watch_parent(parent_pid: int, first_ppid: int, interval: float = 1.0) -> None:

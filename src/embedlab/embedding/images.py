@@ -101,7 +101,7 @@ def _dataset(data: Any, size: int, limit: int | None, verify: str = "header") ->
 
 def _loader(dataset: Any, batch_size: int, device: torch.device, num_workers: int | str) -> Any:
     """Ordered DataLoader; pinned memory on CUDA; 'auto' workers from `runtime.embed_workers`."""
-    from embedlab.runtime import embed_workers
+    from embedlab.runtime import embed_workers, loader_worker_init
 
     return torch.utils.data.DataLoader(
         dataset,
@@ -110,6 +110,7 @@ def _loader(dataset: Any, batch_size: int, device: torch.device, num_workers: in
         num_workers=embed_workers(num_workers, device.type),
         pin_memory=device.type == "cuda",
         drop_last=False,
+        worker_init_fn=loader_worker_init,
     )
 
 
@@ -122,15 +123,15 @@ def _batches(loader: Any, batch_size: int, pad: bool) -> Iterator[tuple[torch.Te
         yield images, n, labels, list(filenames), list(errors)
 
 
-def _report_skipped(skipped: list[tuple[str, str]], root: Any) -> list[dict[str, str]]:
-    """Warn once about the images left out (count + examples) and return them for the embeddings' meta."""
+def _report_skipped(skipped: list[tuple[str, str]], root: Any, listed_in: str = "") -> list[dict[str, str]]:
+    """Warn once about the images left out (every one, or where all are listed) and return them for the meta."""
     if skipped:
-        from embedlab.datasets import DatasetWarning
+        from embedlab.datasets.errors import DatasetWarning, name_skipped
 
-        examples = "; ".join(f"{name} ({why[:120]})" for name, why in skipped[:3])
+        where = listed_in or "meta['skipped_images'] and, once saved, <name>.skipped.json"
         warnings.warn(
-            f"{root}: skipped {len(skipped)} file(s) that could not be used, e.g. {examples}. They have "
-            "no vector; the list is in meta['skipped_images'] and, once saved, in <name>.skipped.json.",
+            f"{root}: skipped {len(skipped)} file(s) that could not be used (they have no vector): "
+            f"{name_skipped(skipped, where)}",
             DatasetWarning,
             stacklevel=3,
         )

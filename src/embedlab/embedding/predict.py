@@ -18,7 +18,7 @@ import torch
 
 from embedlab.embedding.images import FolderImages
 from embedlab.embedding.store import Embeddings
-from embedlab.runtime import StopSignal, Terminated, quiet_lightning
+from embedlab.runtime import StopSignal, Terminated, loader_worker_init, quiet_lightning
 
 PADDING = -1  # the row number of a padding item: a blank image that no shard receives
 STOPPED = "embedding stopped by SIGTERM: the finished shards are kept; run the same command again to embed the rest"
@@ -83,7 +83,7 @@ class ShardDataModule(pl.LightningDataModule):
         mine = per_process[self.trainer.strategy.global_rank]
         return torch.utils.data.DataLoader(
             ShardItems(self.images, mine, longest), batch_size=self.batch_size, shuffle=False,
-            num_workers=self.num_workers, drop_last=False,
+            num_workers=self.num_workers, drop_last=False, worker_init_fn=loader_worker_init,
         )  # fmt: skip
 
 
@@ -118,7 +118,6 @@ class ShardWriter(pl.callbacks.BasePredictionWriter):
         self.shard_size, self.images, self.write, self.stop = shard_size, len(images.filenames), write, stop
         self.labeled = images.labeled  # a folder of loose photos has no classes: its shards get no labels
         self.pending: dict[int, dict[str, list[Any]]] = {}
-        self.skipped: list[tuple[str, str]] = []
         self.stopped_by: BaseException | None = None
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
@@ -160,11 +159,11 @@ class ShardWriter(pl.callbacks.BasePredictionWriter):
 
     def _add(self, row: int, prediction: dict[str, Any], i: int) -> None:
         """File item i of a batch under its shard: its vector, or its file among the skipped ones."""
-        shard = self.pending.setdefault(row // self.shard_size, {"seen": [], "keep": []})
+        shard = self.pending.setdefault(row // self.shard_size, {"seen": [], "keep": [], "skipped": []})
         shard["seen"].append(row)
         filename, error = prediction["filenames"][i], prediction["errors"][i]
         if error:
-            self.skipped.append((filename, error))
+            shard["skipped"].append({"filename": filename, "reason": error})
         else:
             shard["keep"].append((prediction["vectors"][i], int(prediction["labels"][i]), filename))
 
@@ -172,11 +171,12 @@ class ShardWriter(pl.callbacks.BasePredictionWriter):
         return shard_rows(index, self.shard_size, self.images)
 
     def _flush(self, index: int) -> None:
-        """Write a complete shard (its decodable images, in folder order) and forget it."""
-        kept = self.pending.pop(index)["keep"]
+        """Write a complete shard (its decodable images, in folder order, and the files it left out) and forget it."""
+        shard = self.pending.pop(index)
+        kept = shard["keep"]
         vectors = torch.stack([v for v, _, _ in kept]) if kept else torch.zeros(0, 0)
         labels = np.asarray([x for _, x, _ in kept]) if self.labeled else None
-        emb = Embeddings(vectors, [f for _, _, f in kept], labels)
+        emb = Embeddings(vectors, [f for _, _, f in kept], labels, meta={"skipped_images": shard["skipped"]})
         self.write(index, emb)
 
 
@@ -245,7 +245,6 @@ def predict_shards(
     kept; under DDP every process stops at the same batch and rank 0 alone says so."""
     import signal
 
-    from embedlab.embedding.images import _report_skipped
     from embedlab.embedding.inference import _inference_net
     from embedlab.runtime import embed_workers, is_rank_zero, resolve_device, sigterm_as_interrupt
 
@@ -272,4 +271,3 @@ def predict_shards(
             raise KeyboardInterrupt(
                 "embedding interrupted: the finished shards are kept; run the same command again to embed the rest"
             ) from None
-    _report_skipped(writer.skipped + list(images.skipped), images.root)

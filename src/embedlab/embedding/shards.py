@@ -6,6 +6,7 @@ index builders already read (clip-retrieval's):
     out_dir/img_emb/img_emb_0000.npy           float32 [rows, D], the vectors of one shard
     out_dir/metadata/metadata_0000.parquet      filename, label, class: one row per vector, in the same order
     out_dir/manifest.json                       model, image size, class names, and every finished shard
+    out_dir/skipped.json                        every file left out (unreadable), with the reason
 
 Only one shard's vectors are in memory at a time. A shard is recorded in the manifest after both of its files are
 written (each atomically), so a killed run restarted with the same command skips the finished shards and
@@ -28,6 +29,7 @@ from embedlab.settings import EmbedSettings
 
 SHARD_SIZE: int = EmbedSettings.__dataclass_fields__["embed_shard_size"].default  # declared once in settings
 MANIFEST = "manifest.json"
+SKIPPED = "skipped.json"
 LAYOUT = "img_emb/*.npy + metadata/*.parquet"
 
 
@@ -69,13 +71,23 @@ def _write_shard(emb: Embeddings, out_dir: Path, index: int, classes: list[str])
     """Write one shard's vectors, then its metadata (each atomically): the metadata file marks the shard done."""
     import pyarrow as pa
 
-    from embedlab._io import atomic_open
+    from embedlab._io import atomic_open, write_failed, write_json
 
     vectors_path, metadata_path = shard_files(out_dir, index)
     for folder in (vectors_path.parent, metadata_path.parent):
         folder.mkdir(parents=True, exist_ok=True)
-    with atomic_open(vectors_path, "wb") as handle:
-        np.save(handle, emb.numpy().astype(np.float32))
+    try:
+        with atomic_open(vectors_path, "wb") as handle:
+            np.save(handle, emb.numpy().astype(np.float32))
+    except OSError as error:  # a full disk: numpy says only "51200 requested and 31712 written"
+        raise OSError(
+            f"{write_failed(vectors_path, error)}; the finished shards are kept and the same command continues"
+        ) from None
+    listed, skipped = _shard_skipped(out_dir, index), emb.meta.get("skipped_images")
+    if skipped:  # written before the file that marks the shard done
+        write_json(listed, skipped)
+    else:
+        listed.unlink(missing_ok=True)
     labels = [int(x) for x in emb.labels] if emb.labels is not None else [-1] * len(emb)
     table = pa.table(
         {
@@ -86,6 +98,27 @@ def _write_shard(emb: Embeddings, out_dir: Path, index: int, classes: list[str])
     )
     with atomic_open(metadata_path, "wb") as handle:
         _parquet().write_table(table, handle)
+
+
+def _shard_skipped(out_dir: Path, index: int) -> Path:
+    """The files shard `index` left out (a JSON list of filename + reason), written with the shard when any."""
+    return out_dir / "metadata" / f"skipped_{index:04d}.json"
+
+
+def _write_skipped(out_dir: Path, count: int, at_scan: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Every file the job left out (found unusable when the folder was read, or by a shard, also in an earlier run)
+    into out_dir/skipped.json; returned for the warning."""
+    from embedlab._io import write_json
+
+    skipped = list(at_scan)
+    for index in range(count):
+        path = _shard_skipped(out_dir, index)
+        if path.is_file():
+            skipped.extend((e["filename"], e["reason"]) for e in json.loads(path.read_text(encoding="utf-8")))
+    write_json(
+        out_dir / SKIPPED, {"count": len(skipped), "skipped": [{"filename": f, "reason": r} for f, r in skipped]}
+    )
+    return skipped
 
 
 def finished_shards(out_dir: Path, count: int, shard_size: int, images: int) -> list[dict[str, Any]]:
@@ -151,7 +184,7 @@ def embed_to_shards(
     """
     from embedlab._io import remove_stale_temps
     from embedlab.datasets import ImageFolder
-    from embedlab.embedding.images import FolderImages
+    from embedlab.embedding.images import FolderImages, _report_skipped
     from embedlab.embedding.inference import _resolve_model, resolve_image_size
     from embedlab.embedding.predict import predict_shards
 
@@ -181,6 +214,8 @@ def embed_to_shards(
     )  # fmt: skip
     if _is_rank_zero():
         job.record()
+        skipped = _write_skipped(out, job.count, list(getattr(folder, "skipped", [])))
+        _report_skipped(skipped, folder.root, listed_in=str(out / SKIPPED))
     return out
 
 

@@ -124,7 +124,7 @@ class PixelPCA(nn.Module):
 def fit_pixel_pca(dataset: Any, size: int, dimensions: int, cache_dir: Path | None = None) -> PixelPCA:
     """The PCA teacher fitted on every training image at `size` px (cached in cache_dir with its filenames)."""
     from embedlab.embedding.inference import _check_spread, _dataset, _pixels
-    from embedlab.projection import pca_reducer
+    from embedlab.projection import pca_components, pca_reducer
     from embedlab.runtime import is_rank_zero
 
     cache = None if cache_dir is None else Path(cache_dir) / f"pca-{size}px-fit.pt"
@@ -134,7 +134,7 @@ def fit_pixel_pca(dataset: Any, size: int, dimensions: int, cache_dir: Path | No
             return PixelPCA(saved["mean"], saved["components"], size)
     pixels, _, filenames = _pixels(_dataset(dataset, size, None), 256, "fit the PCA teacher", False)
     _check_spread(pixels, getattr(dataset, "root", ""))
-    pca = pca_reducer(max(1, min(int(dimensions), *pixels.shape)), 0).fit(pixels)
+    pca = pca_reducer(pca_components(dimensions, pixels.shape), 0).fit(pixels)
     mean, components = torch.from_numpy(pca.mean_).float(), torch.from_numpy(pca.components_).float()
     if cache is not None and is_rank_zero():
         cache.parent.mkdir(parents=True, exist_ok=True)

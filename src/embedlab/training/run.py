@@ -26,6 +26,7 @@ from embedlab.runtime import (
     StopSignal,
     Terminated,
     is_rank_zero,
+    loader_worker_init,
     quiet_lightning,
     resolve_accelerator,
     resolve_precision,
@@ -201,6 +202,7 @@ def build_loader(dataset: Any, settings: TrainSettings, accelerator: str) -> tor
         num_workers=workers,
         persistent_workers=workers > 0,
         pin_memory=accelerator in ("gpu", "cuda"),
+        worker_init_fn=loader_worker_init,
     )
 
 
