@@ -146,6 +146,36 @@ def test_parameter_sets_and_overrides_fail_before_running(tmp_path: Path) -> Non
     assert not (tmp_path / "notebooks").exists()  # nothing ran
 
 
+def test_an_interrupted_run_leaves_nothing_of_the_previous_run_that_describes_another_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run stopped in notebook 03 (after 02 made a new model) must not leave the previous run's "ssl" embeddings,
+    metrics, index page and results archive beside the new backbone; ImageNet's embeddings do not depend on it."""
+    from embedlab.course import runner
+
+    run = RunDir(tmp_path / "run")
+    previous = [run.embedding("ssl"), run.embedding("imagenet"), run.metrics, run.index_page, run.results_archive]
+    for path in previous:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("the previous run")
+
+    def stopped_in_03(notebook: Path, *args: object, **kwargs: object) -> None:
+        if notebook.name.startswith("03"):
+            raise KeyboardInterrupt("stopped")
+
+    monkeypatch.setattr(runner, "execute_notebook", stopped_in_03)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline("tiny", run_dir=run.root, progress=False)
+    assert [path.exists() for path in previous] == [False, True, False, False, False]
+
+    for path in (run.index_page, run.results_archive, run.embedding("ssl"), run.metrics):
+        path.write_text("the previous run")
+    with pytest.raises(KeyboardInterrupt):  # only 03-04: the model and its metrics stay, the summary pages go
+        run_pipeline("tiny", run_dir=run.root, notebooks=["03", "04"], progress=False)
+    assert run.embedding("ssl").exists() and run.metrics.exists()
+    assert not run.index_page.exists() and not run.results_archive.exists()
+
+
 def test_bad_parameter_fails_in_the_parameters_step_through_papermill(tmp_path: Path) -> None:
     notebook = notebooks_dir() / "01_download_data.ipynb"
     with pytest.raises(PipelineError) as info:

@@ -193,6 +193,8 @@ def run_pipeline(
     run.notebooks_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     _say(progress, f"embedlab pipeline: {len(selected)} notebooks -> {run.root}")
+    if removed := clear_stale_outputs(run, selected):
+        _say(progress, f"removed the previous run's {', '.join(p.name for p in removed)}: this run writes them again")
     for i, notebook in enumerate(selected, 1):
         t0 = time.perf_counter()
         own = {k: v for k, v in values.items() if k in declared[notebook]}
@@ -211,6 +213,20 @@ def run_pipeline(
         _say(progress, f"results archive for pretrained_url: {pack_run(run.root)}")
     _say(progress, f"done in {format_seconds(time.perf_counter() - started)}: {index}")
     return index
+
+
+def clear_stale_outputs(run: RunDir, selected: Sequence[Path]) -> list[Path]:
+    """Remove, before the first notebook, what would describe another model if this run stopped half-way: the index
+    page and results archive (written again at the end), metrics.json when notebook 05 runs, and the trained model's
+    embeddings ("ssl") when notebook 02 may change the model. Returns what was removed."""
+    numbers = {notebook.stem[:2] for notebook in selected}
+    stale = [run.index_page, run.results_archive]
+    stale += [run.metrics] if "05" in numbers else []
+    stale += [run.embedding("ssl")] if "02" in numbers else []
+    removed = [path for path in stale if path.is_file()]
+    for path in removed:
+        path.unlink()
+    return removed
 
 
 def _record(run: RunDir, params: object, values: Mapping[str, Any], timings: Mapping[str, float]) -> Path:
