@@ -42,11 +42,15 @@ worse than the backbone they sit on (the PCA head alone: 0.798 on 10,000 against
 interval's top at +0.2, 4.7x faster) and not on 10,000 (1.7 points below, the interval's top 1.2 short) after 1.8
 epochs, its curve still rising; the moonshot (+2 points) is not met. The earlier multi-teacher method (cosine loss,
 the clean image's targets, heads dropped) measured 0.810 on 3,000 and 0.827 on 10,000 images
-(results/quality_multi_teacher*.json).
+(results/quality_multi_teacher*.json). distill2-64 (method distillation_v2, LightlyTrain's v2: the student's feature
+map regresses the teacher's) against distill-64 (v1) with the same optimizer: kNN 0.635 after 238 steps against 0.825
+after 191, its curve below 0.43 from step 46 on (results/quality_distill_v2.json).
 
     .venv/bin/python benchmarks/bench_quality.py                       # demo's 3,000 images, 15 min per recipe
     .venv/bin/python benchmarks/bench_quality.py --images 1000 --json benchmarks/results/quality_10k.json
     .venv/bin/python benchmarks/bench_quality.py --recipes distill-64 --minutes 5 --baseline-sizes 64 112
+    .venv/bin/python benchmarks/bench_quality.py --recipes distill-64 distill2-64 --steps 300 --minutes 40 \
+        --baseline-sizes 64 112 --json benchmarks/results/quality_distill_v2.json
     .venv/bin/python benchmarks/bench_quality.py --recipes multi-64 --minutes 7.5 --baseline-sizes 64 112 \
         --baseline-cache runs/bench_quality/baselines --json benchmarks/results/quality_pays_3k.json
     .venv/bin/python benchmarks/bench_quality.py --images 1000 --recipes multi-64 --minutes 6 --baseline-sizes 112 \
