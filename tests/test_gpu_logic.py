@@ -208,8 +208,8 @@ def counted(name, real):  # each pass over the whole dataset: whether the DDP gr
 inference._pixels = counted("pca fit", inference._pixels)
 embedding.embed = counted("clean targets", embedding.embed)
 train(data, run, method="multi_teacher", method_args={"targets": "clean"}, teachers=teacher + "+pca",
-      backbone="resnet18", small_images=False, layers=1, image_size=32, batch_size=4, epochs=1, accelerator="cpu",
-      devices=2, strategy="ddp", progress=False, knn_monitor=False, num_workers=0)
+      backbone="resnet18", init=None, small_images=False, layers=1, image_size=32, batch_size=4, epochs=1,
+      accelerator="cpu", devices=2, strategy="ddp", progress=False, knn_monitor=False, num_workers=0)
 json.dump(passes, open(out, "w"))
 """
 

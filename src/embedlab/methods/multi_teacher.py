@@ -106,8 +106,10 @@ class PixelPCA(nn.Module):
     @classmethod
     def planned(cls, dataset: Any, size: int, dimensions: int) -> PixelPCA:
         """An unfitted teacher of the size a fit on `dataset` gives (`prepare` fills it): zero mean and components."""
+        from embedlab.projection import pca_components
+
         features = 3 * int(size) ** 2
-        rows = max(1, min(int(dimensions), len(dataset), features))
+        rows = pca_components(dimensions, (len(dataset), features))  # the fit's rule: at most N - 1 components
         return cls(torch.zeros(features), torch.zeros(rows, features), size)
 
     def load(self, mean: torch.Tensor, components: torch.Tensor) -> None:
