@@ -8,7 +8,9 @@ image size stored with a trained model and what embedding it at 224 px instead d
 Besides wall-clock images/s it reports images per CPU-second (this process plus finished DataLoader workers):
 on a machine shared with other jobs the wall-clock ratio swings from round to round, the CPU-time ratio much less.
 With torch's default threads on a shared 2-core machine (load ~3.3) per-round ratios ran from 0.20 to 1.86 (both
-arms' threads fight the other jobs): take the ratio with --threads 1 there (per-round 0.86-0.99, results/embed.json).
+arms' threads fight the other jobs): take the ratio with --threads 1 there (0.949, per-round 0.86-0.99). On the idle
+machine at torch's 2 threads (results/embed.json) embed() reaches about 0.88x: decoding and resizing in the main
+process take the rest; one loader worker is slower on 2 cores (0.73x).
 
     .venv/bin/python benchmarks/bench_embed.py --images 512 --size 64 --rounds 5 [--workers 0 1] [--threads 1]
 """
